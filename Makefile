@@ -1,0 +1,41 @@
+# Two commands do all set-up: `make run` and `make test`. Both bootstrap what they need.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SYSDEPS := .sysdeps-stamp
+
+.PHONY: run test lint bench clean sysdeps install
+
+$(SYSDEPS):
+	@bash scripts/ensure-system-deps.sh
+	@touch $(SYSDEPS)
+
+sysdeps: $(SYSDEPS)
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel
+
+$(STAMP): pyproject.toml requirements-nodeps.txt | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
+	@touch $(STAMP)
+
+install: $(SYSDEPS) $(STAMP)
+
+run: install
+	$(BIN)/reelforge serve
+
+test: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests bench
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) $(SYSDEPS) data .pytest_cache

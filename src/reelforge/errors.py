@@ -1,0 +1,113 @@
+"""One exception tree for everything a user or an operation can cause.
+
+    ReelForgeError                 code, http_status, message
+    ├── UserError (400)            the request itself is wrong
+    │   ├── InvalidParams (422)    params fail validation (carries field paths)
+    │   ├── UnknownOperation (422)
+    │   ├── NotFound (404)         also used for another tenant's ids
+    │   ├── PayloadTooLarge (413)
+    │   ├── InputError (422)       an input cannot be fetched / is not allowed
+    │   │   └── UrlNotAllowed (422)
+    │   └── MediaError (422)       an input is not usable media (corrupt, no stream, too big)
+    ├── AuthError (401)
+    ├── Conflict (409)
+    ├── JobCancelled (499)         raised inside a job when cancel was requested
+    ├── JobTimedOut (504)
+    ├── ProcessingError (500)      the work failed for a reason that is not the user's (ffmpeg crash, ...)
+    └── ServiceUnavailable (503)   a dependency (store, broker, storage) is down
+
+Domain code raises these; only api/errors.py turns them into HTTP responses, and the runner turns them
+into a job's `error` {code, message}. Every class has a machine-readable default `code`; instances may
+carry a more specific one (e.g. MediaError(code="no_video_stream")).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ReelForgeError(Exception):
+    code: ClassVar[str] = "internal_error"
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        if code is not None:
+            self.code = code  # type: ignore[misc]  # instance override of the class default
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class UserError(ReelForgeError):
+    code = "bad_request"
+    http_status = 400
+
+
+class InvalidParams(UserError):
+    code = "invalid_params"
+    http_status = 422
+
+
+class UnknownOperation(UserError):
+    code = "unknown_op"
+    http_status = 422
+
+
+class NotFound(UserError):
+    code = "not_found"
+    http_status = 404
+
+
+class PayloadTooLarge(UserError):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class InputError(UserError):
+    code = "input_unavailable"
+    http_status = 422
+
+
+class UrlNotAllowed(InputError):
+    code = "url_not_allowed"
+
+
+class MediaError(UserError):
+    code = "media_invalid"
+    http_status = 422
+
+
+class AuthError(ReelForgeError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class Conflict(ReelForgeError):
+    code = "conflict"
+    http_status = 409
+
+
+class JobCancelled(ReelForgeError):
+    code = "cancelled"
+    http_status = 499
+
+
+class JobTimedOut(ReelForgeError):
+    code = "timed_out"
+    http_status = 504
+
+
+class ProcessingError(ReelForgeError):
+    code = "processing_failed"
+    http_status = 500
+
+
+class ServiceUnavailable(ReelForgeError):
+    code = "service_unavailable"
+    http_status = 503

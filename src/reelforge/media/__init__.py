@@ -1,0 +1,1 @@
+"""ffmpeg/ffprobe plumbing shared by every operation."""

@@ -1,0 +1,154 @@
+"""Probe media once into frozen dataclasses; code downstream takes MediaInfo, not a path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from reelforge.errors import MediaError
+from reelforge.media.ffmpeg import ffprobe_bin
+
+# Codecs ffprobe reports for still images (so an image is not mistaken for a video)
+IMAGE_CODECS = {"mjpeg", "png", "webp", "bmp", "tiff", "gif", "jpeg2000", "jpegls", "pam", "ppm", "pgm",
+                "pgmyuv", "qoi"}
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    index: int
+    kind: str  # video | audio | subtitle | data
+    codec: str
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    pix_fmt: str | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    duration_s: float | None = None
+    bit_rate: int | None = None
+    frames: int | None = None
+    profile: str | None = None
+    alpha: bool = False
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: str
+    format_name: str
+    duration_s: float
+    size_bytes: int
+    bit_rate: int | None
+    streams: tuple[StreamInfo, ...] = field(default_factory=tuple)
+
+    @property
+    def video(self) -> StreamInfo | None:
+        return next((s for s in self.streams if s.kind == "video"), None)
+
+    @property
+    def audio(self) -> StreamInfo | None:
+        return next((s for s in self.streams if s.kind == "audio"), None)
+
+    @property
+    def is_image(self) -> bool:
+        v = self.video
+        return v is not None and self.audio is None and (
+            v.codec in IMAGE_CODECS and (self.format_name.endswith("_pipe") or self.format_name
+                                         in ("image2", "png_pipe", "webp_pipe", "gif"))
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("path")
+        return d
+
+
+def _fps(rate: str | None) -> float | None:
+    if not rate or rate in ("0/0", "0"):
+        return None
+    try:
+        value = float(Fraction(rate))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return round(value, 3) if value > 0 else None
+
+
+def _float(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if f == f and f >= 0 else None  # drop NaN / negative
+
+
+def _int(v: Any) -> int | None:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def probe(path: Path | str, *, timeout_s: float = 60.0) -> MediaInfo:
+    """ffprobe a local file. Raises MediaError(code=not_media) when it is not readable media."""
+    path = Path(path)
+    cmd = [ffprobe_bin(), "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, errors="replace")
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError("Probing the input took too long; it may be corrupt.", code="probe_timeout") from exc
+    if res.returncode != 0:
+        reason = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "unreadable"
+        raise MediaError(f"The input is not a readable media file ({reason}).", code="not_media")
+    data = json.loads(res.stdout or "{}")
+    fmt = data.get("format") or {}
+    streams = []
+    for s in data.get("streams") or []:
+        kind = s.get("codec_type") or "data"
+        tags = s.get("tags") or {}
+        pix = s.get("pix_fmt")
+        streams.append(StreamInfo(
+            index=int(s.get("index", len(streams))),
+            kind=kind,
+            codec=s.get("codec_name") or "unknown",
+            width=_int(s.get("width")),
+            height=_int(s.get("height")),
+            fps=_fps(s.get("avg_frame_rate")) or _fps(s.get("r_frame_rate")) if kind == "video" else None,
+            pix_fmt=pix,
+            sample_rate=_int(s.get("sample_rate")),
+            channels=_int(s.get("channels")),
+            duration_s=_float(s.get("duration")),
+            bit_rate=_int(s.get("bit_rate")),
+            frames=_int(s.get("nb_frames")),
+            profile=s.get("profile"),
+            alpha=bool(pix and ("a" in pix.replace("gray", "").replace("nv", "") and pix.startswith(
+                ("yuva", "rgba", "bgra", "argb", "abgr", "gbrap", "ya")))
+                       or tags.get("alpha_mode") == "1" or tags.get("ALPHA_MODE") == "1"),
+        ))
+    if not streams:
+        raise MediaError("The input has no audio or video streams.", code="no_streams")
+    duration = _float(fmt.get("duration"))
+    if duration is None:
+        duration = max((s.duration_s or 0.0) for s in streams)
+    return MediaInfo(
+        path=str(path),
+        format_name=fmt.get("format_name") or "unknown",
+        duration_s=duration or 0.0,
+        size_bytes=_int(fmt.get("size")) or path.stat().st_size,
+        bit_rate=_int(fmt.get("bit_rate")),
+        streams=tuple(streams),
+    )
+
+
+def require_video(info: MediaInfo) -> StreamInfo:
+    if info.video is None or info.is_image:
+        raise MediaError("The input has no video stream.", code="no_video_stream")
+    return info.video
+
+
+def require_audio(info: MediaInfo) -> StreamInfo:
+    if info.audio is None:
+        raise MediaError("The input has no audio stream.", code="no_audio_stream")
+    return info.audio

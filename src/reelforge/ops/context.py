@@ -1,0 +1,147 @@
+"""What an operation gets besides its params: a work folder, progress, cancel, inputs and outputs.
+
+An operation is a plain function `run(params, ctx) -> OpResult`. It never imports the web framework, the
+executor or a cloud SDK; everything it needs from the outside world comes through this context. The
+same class serves the job host process (callbacks wired to the runner), pipelines (child contexts), and
+tests (`OpContext.for_test`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reelforge.config import Settings
+from reelforge.errors import InputError, JobCancelled
+
+# Resolves an input reference (file id, URL, s3:// key, step:// ref) into a local file in `dest_dir`.
+Resolver = Callable[[str, Path], Path]
+
+
+@dataclass
+class OpResult:
+    """What an operation produced: named output files plus JSON-able metadata."""
+
+    outputs: dict[str, Path] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def _local_resolver(ref: str, dest_dir: Path) -> Path:
+    """Tests and the CLI's local mode: a reference is a path on this machine."""
+    path = Path(ref.removeprefix("file://"))
+    if not path.is_file():
+        raise InputError(f"Input file {ref!r} does not exist.", code="input_not_found")
+    return path
+
+
+class OpContext:
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        workdir: Path,
+        settings: Settings,
+        resolver: Resolver = _local_resolver,
+        on_progress: Callable[[float, str | None], None] | None = None,
+        is_cancelled: Callable[[], bool] | None = None,
+        on_note: Callable[[dict[str, Any]], None] | None = None,
+        progress_span: tuple[float, float] = (0.0, 1.0),
+        stage_prefix: str = "",
+    ) -> None:
+        self.job_id = job_id
+        self.workdir = workdir
+        self.settings = settings
+        self._resolver = resolver
+        self._on_progress = on_progress
+        self._is_cancelled = is_cancelled or (lambda: False)
+        self._on_note = on_note
+        self._span = progress_span
+        self._stage_prefix = stage_prefix
+        self._stage: str | None = None
+        self._fetched: dict[str, Path] = {}
+        self._lock = threading.Lock()
+        self.notes: dict[str, Any] = {}
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    # ---- construction helpers
+    @classmethod
+    def for_test(cls, workdir: Path, settings: Settings | None = None, **kw: Any) -> OpContext:
+        return cls(job_id=f"test-{uuid.uuid4().hex[:8]}", workdir=workdir,
+                   settings=settings or Settings(data_dir=workdir / "data"), **kw)
+
+    def child(self, name: str, span: tuple[float, float], *, workdir: Path | None = None,
+              resolver: Resolver | None = None) -> OpContext:
+        """A context for a sub-step owning the fraction `span` (of this context's range) of progress."""
+        lo, hi = self._span
+        width = hi - lo
+        sub = OpContext(
+            job_id=self.job_id,
+            workdir=workdir or (self.workdir / name),
+            settings=self.settings,
+            resolver=resolver or self._resolver,
+            on_progress=self._on_progress,
+            is_cancelled=self._is_cancelled,
+            on_note=self._on_note,
+            progress_span=(lo + width * span[0], lo + width * span[1]),
+            stage_prefix=f"{self._stage_prefix}{name}:",
+        )
+        sub.notes = self.notes  # notes (encoder, device) are job-wide
+        return sub
+
+    # ---- progress and cancel
+    def progress(self, fraction: float, stage: str | None = None) -> None:
+        """Report progress of this operation, 0..1 (clamped), optionally entering a named stage."""
+        if stage is not None:
+            self._stage = stage
+        frac = min(1.0, max(0.0, float(fraction)))
+        lo, hi = self._span
+        if self._on_progress is not None:
+            shown = f"{self._stage_prefix}{self._stage}" if self._stage else (self._stage_prefix.rstrip(":") or None)
+            self._on_progress(lo + (hi - lo) * frac, shown)
+
+    def stage(self, name: str, fraction: float = 0.0) -> None:
+        """Enter a named stage (shown on the job), at `fraction` of this operation's progress."""
+        self.progress(fraction, name)
+
+    def cancelled(self) -> bool:
+        return bool(self._is_cancelled())
+
+    def check_cancelled(self) -> None:
+        if self.cancelled():
+            raise JobCancelled("The job was cancelled.")
+
+    # ---- notes recorded on the job (encoder, device, fallbacks...)
+    def note(self, **values: Any) -> None:
+        with self._lock:
+            self.notes.update(values)
+        if self._on_note is not None:
+            self._on_note(dict(values))
+
+    # ---- inputs and outputs
+    def fetch(self, ref: str) -> Path:
+        """Local path of an input reference; each distinct reference is fetched once per job."""
+        with self._lock:
+            if ref in self._fetched:
+                return self._fetched[ref]
+        dest = self.workdir / "inputs"
+        dest.mkdir(parents=True, exist_ok=True)
+        path = self._resolver(ref, dest)
+        with self._lock:
+            self._fetched[ref] = path
+        return path
+
+    def output_path(self, name: str, suffix: str) -> Path:
+        """Where to write an output file (the runner stores it after the op returns)."""
+        out = self.workdir / "out"
+        out.mkdir(parents=True, exist_ok=True)
+        return out / f"{name}{suffix if suffix.startswith('.') else '.' + suffix}"
+
+    def temp_path(self, name: str) -> Path:
+        tmp = self.workdir / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        return tmp / f"{int(time.time() * 1000) % 10**8}-{uuid.uuid4().hex[:6]}-{name}"

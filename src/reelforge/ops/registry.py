@@ -1,0 +1,82 @@
+"""The operations registry: adding an operation is adding one module to `reelforge.ops`.
+
+Each module calls `@operation(...)` on its `run(params, ctx)` function. `load_all()` imports every module
+of the package once, so nothing needs a central list.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel
+
+from reelforge.errors import UnknownOperation
+from reelforge.ops.context import OpContext, OpResult
+
+P = TypeVar("P", bound=BaseModel)
+RunFn = Callable[[Any, OpContext], OpResult]
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    params_model: type[BaseModel]
+    run: RunFn
+    summary: str
+    queue: Literal["cpu", "gpu"] = "cpu"  # Celery queue: "gpu" for ops that use CUDA models or NVENC
+    timeout_s: float = 600.0  # default per-job timeout (model loading included); jobs may override
+    example: dict[str, Any] | None = None  # a runnable params example, shown in docs
+
+
+_REGISTRY: dict[str, Operation] = {}
+_NOT_OPS = {"context", "registry", "params"}
+_loaded = False
+
+
+def operation(
+    name: str,
+    *,
+    params: type[P],
+    summary: str,
+    queue: Literal["cpu", "gpu"] = "cpu",
+    timeout_s: float = 600.0,
+    example: dict[str, Any] | None = None,
+) -> Callable[[Callable[[P, OpContext], OpResult]], Callable[[P, OpContext], OpResult]]:
+    def decorate(fn: Callable[[P, OpContext], OpResult]) -> Callable[[P, OpContext], OpResult]:
+        if name in _REGISTRY and _REGISTRY[name].run is not fn:
+            raise RuntimeError(f"operation {name!r} registered twice")
+        _REGISTRY[name] = Operation(name, params, fn, summary, queue, timeout_s, example)
+        return fn
+
+    return decorate
+
+
+def load_all() -> dict[str, Operation]:
+    global _loaded
+    if not _loaded:
+        import reelforge.ops as pkg
+
+        for mod in pkgutil.iter_modules(pkg.__path__):
+            if mod.name not in _NOT_OPS and not mod.name.startswith("_"):
+                importlib.import_module(f"reelforge.ops.{mod.name}")
+        import reelforge.pipelines as pipes
+
+        for mod in pkgutil.iter_modules(pipes.__path__):
+            if mod.name.startswith("op_"):
+                importlib.import_module(f"reelforge.pipelines.{mod.name}")
+        _loaded = True
+    return dict(_REGISTRY)
+
+
+def get_operation(name: str) -> Operation:
+    ops = load_all()
+    if name not in ops:
+        raise UnknownOperation(
+            f"Unknown operation {name!r}. Available: {', '.join(sorted(ops))}.",
+            details={"available": sorted(ops)},
+        )
+    return ops[name]
