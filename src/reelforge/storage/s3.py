@@ -1,0 +1,342 @@
+"""Storage in an S3-compatible bucket (AWS S3, MinIO, Backblaze B2, Cloudflare R2) through boto3.
+
+Every key is stored under `settings.s3_prefix`. Writes go to `<prefix>.partial/<random>/<name>` first,
+then a server-side copy commits the object under its real key and the temporary one is removed, so a
+reader never finds a half-written output under a real key (S3 itself only shows an object once its
+PUT or multipart upload is complete; the staging key additionally keeps replaced outputs intact until
+the new one is whole). Large files use boto3's managed multipart transfer; `put_stream` drives a
+multipart upload by hand so it can stop at `max_bytes` and abort, which leaves nothing behind.
+
+botocore errors are translated where they enter: a missing key becomes NotFound, anything else about
+reaching or using the bucket becomes ServiceUnavailable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+from urllib.parse import quote
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from reelforge.config import Settings
+from reelforge.errors import NotFound, PayloadTooLarge, ServiceUnavailable
+from reelforge.storage.base import (
+    PARTIAL_DIR,
+    Storage,
+    StoredObject,
+    guess_content_type,
+    sha256_file,
+    validate_key,
+)
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
+MAX_PARTS = 10_000
+_MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+
+
+def make_s3_client(settings: Settings) -> Any:
+    """A boto3 S3 client for the configured endpoint; empty credentials fall back to boto3's chain."""
+    custom_endpoint = bool(settings.s3_endpoint_url)
+    config = Config(
+        signature_version="s3v4",
+        retries={"max_attempts": 5, "mode": "standard"},
+        connect_timeout=10,
+        read_timeout=120,
+        # MinIO and most self-hosted endpoints only answer path-style requests.
+        s3={"addressing_style": "path" if custom_endpoint else "auto"},
+        # boto3 >= 1.36 adds CRC checksums to every upload by default, which several S3-compatible
+        # services (older MinIO, B2, some R2 setups) reject; only send them where the API requires.
+        request_checksum_calculation="when_required" if custom_endpoint else "when_supported",
+        response_checksum_validation="when_required" if custom_endpoint else "when_supported",
+    )
+    session = boto3.session.Session(
+        aws_access_key_id=settings.s3_access_key_id or None,
+        aws_secret_access_key=settings.s3_secret_access_key or None,
+        region_name=settings.s3_region or None,
+    )
+    return session.client("s3", endpoint_url=settings.s3_endpoint_url or None, config=config)
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with an ASCII fallback name and the exact UTF-8 name (RFC 6266 / 5987)."""
+    name = filename.replace("/", "_").replace("\\", "_")
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"%' else "_" for c in name) or "download"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def _is_missing(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return str(error.get("Code")) in _MISSING_CODES or (status == 404 and error.get("Code") != "NoSuchBucket")
+
+
+def _unavailable(exc: Exception, bucket: str) -> ServiceUnavailable:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        detail = f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
+    else:
+        detail = str(exc)
+    return ServiceUnavailable(f"S3 storage (bucket {bucket!r}) failed: {detail}.")
+
+
+class S3Storage(Storage):
+    def __init__(self, client: Any, *, bucket: str, prefix: str = "", public_base_url: str = "",
+                 presign_expiry_s: int = 86400, part_size: int = 8 * MIB,
+                 transfer_config: TransferConfig | None = None) -> None:
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (an S3 rule)")
+        self.client = client
+        self.bucket = bucket
+        prefix = prefix.lstrip("/")
+        self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        self.public_base_url = public_base_url.rstrip("/")
+        self.presign_expiry_s = presign_expiry_s
+        self.part_size = part_size
+        self.transfer_config = transfer_config or TransferConfig(
+            multipart_threshold=16 * MIB, multipart_chunksize=16 * MIB, max_concurrency=4)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: Any = None) -> S3Storage:
+        return cls(client or make_s3_client(settings), bucket=settings.s3_bucket, prefix=settings.s3_prefix,
+                   public_base_url=settings.s3_public_base_url,
+                   presign_expiry_s=settings.s3_presign_expiry_s)
+
+    # ---- helpers
+    def _full(self, key: str) -> str:
+        return self.prefix + validate_key(key)
+
+    def _partial_key(self, key: str) -> str:
+        return f"{self.prefix}{PARTIAL_DIR}/{uuid.uuid4().hex}/{key.rsplit('/', 1)[-1]}"
+
+    def _head(self, full_key: str, shown_key: str) -> dict[str, Any]:
+        try:
+            return cast(dict[str, Any], self.client.head_object(Bucket=self.bucket, Key=full_key))
+        except ClientError as exc:
+            if _is_missing(exc):
+                raise NotFound(f"Stored object {shown_key!r} does not exist.") from exc
+            raise _unavailable(exc, self.bucket) from exc
+        except BotoCoreError as exc:
+            raise _unavailable(exc, self.bucket) from exc
+
+    def _delete_quietly(self, full_key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=full_key)
+        except (ClientError, BotoCoreError) as exc:  # a stray staging object is harmless; log it
+            log.warning("could not remove staging object %s: %s", full_key, exc)
+
+    def _commit(self, tmp_key: str, key: str, size: int, sha256: str, content_type: str) -> StoredObject:
+        """Server-side copy from the staging key to the real key (multipart copy above 16 MiB)."""
+        self.client.copy(
+            {"Bucket": self.bucket, "Key": tmp_key}, self.bucket, self._full(key),
+            ExtraArgs={"ContentType": content_type, "Metadata": {"sha256": sha256},
+                       "MetadataDirective": "REPLACE"},
+            Config=self.transfer_config,
+        )
+        return StoredObject(key=key, size=size, content_type=content_type, sha256=sha256)
+
+    # ---- writing
+    def put_file(self, src: Path, key: str, content_type: str | None = None) -> StoredObject:
+        self._full(key)
+        src = Path(src)
+        ctype = guess_content_type(key, content_type)
+        sha = sha256_file(src)
+        size = src.stat().st_size
+        tmp_key = self._partial_key(key)
+        try:
+            self.client.upload_file(str(src), self.bucket, tmp_key, Config=self.transfer_config,
+                                    ExtraArgs={"ContentType": ctype, "Metadata": {"sha256": sha}})
+            return self._commit(tmp_key, key, size, sha, ctype)
+        except (ClientError, BotoCoreError) as exc:
+            raise _unavailable(exc, self.bucket) from exc
+        except Exception as exc:  # s3transfer wraps some failures in its own exception types
+            if type(exc).__module__.startswith(("boto3", "s3transfer")):
+                raise _unavailable(exc, self.bucket) from exc
+            raise
+        finally:
+            self._delete_quietly(tmp_key)
+
+    def put_stream(self, chunks: Iterable[bytes], key: str, *, max_bytes: int,
+                   content_type: str | None = None) -> StoredObject:
+        self._full(key)
+        ctype = guess_content_type(key, content_type)
+        # Stay under S3's 10,000-part limit even for the largest allowed upload.
+        part_size = max(self.part_size, math.ceil(max_bytes / (MAX_PARTS - 1)))
+        tmp_key = self._partial_key(key)
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+        digest = hashlib.sha256()
+        size = 0
+        buf = bytearray()
+
+        def send_part(data: bytes | bytearray) -> None:
+            nonlocal upload_id
+            if upload_id is None:  # created lazily: small uploads become one plain PUT
+                upload_id = self.client.create_multipart_upload(
+                    Bucket=self.bucket, Key=tmp_key, ContentType=ctype)["UploadId"]
+            number = len(parts) + 1
+            answer = self.client.upload_part(Bucket=self.bucket, Key=tmp_key, UploadId=upload_id,
+                                             PartNumber=number, Body=bytes(data))
+            parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+
+        committed_tmp = False
+        try:
+            for chunk in chunks:
+                if not chunk:
+                    continue
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(f"The upload is larger than the limit of {max_bytes} bytes.")
+                digest.update(chunk)
+                buf += chunk
+                while len(buf) >= part_size:
+                    send_part(buf[:part_size])
+                    del buf[:part_size]
+            if upload_id is None:
+                self.client.put_object(Bucket=self.bucket, Key=tmp_key, Body=bytes(buf), ContentType=ctype)
+            else:
+                if buf:
+                    send_part(buf)
+                self.client.complete_multipart_upload(Bucket=self.bucket, Key=tmp_key, UploadId=upload_id,
+                                                      MultipartUpload={"Parts": parts})
+            committed_tmp = True
+            return self._commit(tmp_key, key, size, digest.hexdigest(), ctype)
+        except (ClientError, BotoCoreError) as exc:
+            raise _unavailable(exc, self.bucket) from exc
+        finally:
+            if upload_id is not None and not committed_tmp:
+                try:
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=tmp_key, UploadId=upload_id)
+                except (ClientError, BotoCoreError) as exc:
+                    log.warning("could not abort multipart upload %s: %s", upload_id, exc)
+            if committed_tmp:
+                self._delete_quietly(tmp_key)
+
+    # ---- reading
+    def _download(self, full_key: str, shown_key: str, dest: Path) -> Path:
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            self.client.download_file(self.bucket, full_key, str(tmp), Config=self.transfer_config)
+            os.replace(tmp, dest)
+        except ClientError as exc:
+            if _is_missing(exc):
+                raise NotFound(f"Stored object {shown_key!r} does not exist.") from exc
+            raise _unavailable(exc, self.bucket) from exc
+        except BotoCoreError as exc:
+            raise _unavailable(exc, self.bucket) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dest
+
+    def get_file(self, key: str, dest: Path) -> Path:
+        return self._download(self._full(key), key, dest)
+
+    def head_bucket_key(self, bucket_key: str) -> dict[str, Any]:
+        """Metadata of a key in the bucket, used as given (no prefix): `s3://` input references."""
+        return self._head(bucket_key, bucket_key)
+
+    def download_bucket_key(self, bucket_key: str, dest: Path) -> Path:
+        """Download a key in the bucket used as given (no prefix): `s3://` input references."""
+        return self._download(bucket_key, bucket_key, dest)
+
+    def open_read(self, key: str) -> BinaryIO:
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
+        except ClientError as exc:
+            if _is_missing(exc):
+                raise NotFound(f"Stored object {key!r} does not exist.") from exc
+            raise _unavailable(exc, self.bucket) from exc
+        except BotoCoreError as exc:
+            raise _unavailable(exc, self.bucket) from exc
+        return cast(BinaryIO, answer["Body"])
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._head(self._full(key), key)
+        except NotFound:
+            return False
+        return True
+
+    def size(self, key: str) -> int:
+        return int(self._head(self._full(key), key)["ContentLength"])
+
+    # ---- deleting
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+        except (ClientError, BotoCoreError) as exc:
+            raise _unavailable(exc, self.bucket) from exc
+
+    def _list(self, full_prefix: str) -> Iterator[dict[str, Any]]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
+            yield from page.get("Contents", [])
+
+    def _delete_keys(self, keys: list[str]) -> int:
+        count = 0
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
+            batch = keys[start:start + 1000]
+            answer = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise ServiceUnavailable(
+                    f"S3 storage could not delete {len(answer['Errors'])} objects "
+                    f"(first: {first.get('Key')!r}, {first.get('Code')}).")
+            count += len(batch)
+        return count
+
+    def delete_prefix(self, prefix: str) -> int:
+        validate_key(prefix, prefix=True)
+        staging = f"{self.prefix}{PARTIAL_DIR}/"
+        try:
+            keys = [o["Key"] for o in self._list(self.prefix + prefix) if not o["Key"].startswith(staging)]
+            return self._delete_keys(keys)
+        except (ClientError, BotoCoreError) as exc:
+            raise _unavailable(exc, self.bucket) from exc
+
+    def purge_partials(self, max_age_s: float = 86400.0) -> int:
+        """Remove staging objects left by crashed writers (older than `max_age_s`)."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=max_age_s)
+        try:
+            staged = self._list(f"{self.prefix}{PARTIAL_DIR}/")
+            keys = [o["Key"] for o in staged if o["LastModified"] < cutoff]
+            return self._delete_keys(keys)
+        except (ClientError, BotoCoreError) as exc:
+            raise _unavailable(exc, self.bucket) from exc
+
+    # ---- serving
+    def url(self, key: str, *, filename: str | None = None) -> str | None:
+        full = self._full(key)
+        if self.public_base_url:
+            # A CDN / R2 public domain mapped to the bucket root: no signature, no Content-Disposition.
+            return f"{self.public_base_url}/{quote(full, safe='/~')}"
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": full}
+        if filename:
+            params["ResponseContentDisposition"] = content_disposition(filename)
+        try:
+            return cast(str, self.client.generate_presigned_url(
+                "get_object", Params=params, ExpiresIn=self.presign_expiry_s))
+        except (ClientError, BotoCoreError) as exc:
+            raise _unavailable(exc, self.bucket) from exc
+
+    def check(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise _unavailable(exc, self.bucket) from exc
