@@ -1,0 +1,63 @@
+"""API keys: `X-API-Key: <key>` or `Authorization: Bearer <key>`. Each key belongs to a tenant.
+
+Bound to loopback with no key required, a request without a key acts as the tenant "local". A request
+with a key always acts as that key's tenant. Known keys are cached briefly (hash lookups per request
+would dominate status polling).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from fastapi import Request
+
+from reelforge.errors import AuthError
+from reelforge.jobs.store import JobStore
+
+LOCAL_TENANT = "local"
+
+
+class KeyCache:
+    def __init__(self, store: JobStore, ttl_s: float = 30.0) -> None:
+        self.store = store
+        self.ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def tenant(self, key: str) -> str | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit and hit[0] > now:
+                return hit[1]
+        tenant = self.store.tenant_for_key(key)
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[key] = (now + self.ttl_s, tenant)
+        return tenant
+
+
+def extract_key(request: Request) -> str | None:
+    key = request.headers.get("x-api-key")
+    if key:
+        return key.strip()
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    return None
+
+
+def current_tenant(request: Request) -> str:
+    state = request.app.state
+    key = extract_key(request)
+    if key:
+        tenant = state.keys.tenant(key)
+        if tenant is None:
+            raise AuthError("The API key is not valid.", code="invalid_api_key")
+        return tenant
+    if state.settings.keys_required:
+        raise AuthError("An API key is required: send it as X-API-Key or Authorization: Bearer.",
+                        code="missing_api_key")
+    return LOCAL_TENANT

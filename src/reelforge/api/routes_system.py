@@ -1,0 +1,82 @@
+"""Health, metrics, and discovery (ops with their JSON schemas, TTS voices)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from reelforge.media.ffmpeg import have_ffmpeg
+from reelforge.ops.registry import load_all
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/health", summary="Store, storage, executor and ffmpeg status")
+def health(request: Request) -> JSONResponse:
+    state = request.app.state
+    checks: dict[str, Any] = {}
+    ok = True
+    for name, fn in (("store", state.services.store.ping), ("storage", state.services.storage.check),
+                     ("executor", state.executor.health)):
+        try:
+            value = fn()
+            checks[name] = value if isinstance(value, dict) else "ok"
+        except Exception as exc:
+            ok = False
+            checks[name] = {"error": str(exc)[:300]}
+    checks["ffmpeg"] = "ok" if have_ffmpeg() else {"error": "ffmpeg/ffprobe not found on PATH"}
+    ok = ok and have_ffmpeg()
+    return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks}, status_code=200 if ok else 503)
+
+
+class StoreCollector:
+    """Job counts by op and state, and queue depth, read from the store at scrape time (all processes)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def collect(self) -> Any:
+        counts = self.store.counts_by_status()
+        jobs = GaugeMetricFamily("reelforge_jobs", "Jobs in the store by op and state", labels=["op", "state"])
+        depth = 0
+        for (op, status), n in sorted(counts.items()):
+            jobs.add_metric([op, status], n)
+            if status == "queued":
+                depth += n
+        yield jobs
+        yield GaugeMetricFamily("reelforge_queue_depth", "Jobs waiting to run", value=depth)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    registry: CollectorRegistry = request.app.state.metrics_registry
+    body = generate_latest(REGISTRY) + generate_latest(registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/v1/ops", summary="Available operations with their params schema and an example")
+def list_ops() -> dict[str, Any]:
+    return {"ops": [
+        {"name": op.name, "summary": op.summary, "queue": op.queue, "default_timeout_s": op.timeout_s,
+         "params_schema": op.params_model.model_json_schema(), "example": op.example}
+        for op in sorted(load_all().values(), key=lambda o: o.name)
+    ]}
+
+
+@router.get("/v1/voices", summary="Text-to-speech engines and their voices")
+def list_voices(request: Request) -> dict[str, Any]:
+    try:
+        from reelforge.models.tts import list_voices as voices
+    except ImportError:
+        return {"voices": []}
+    return {"voices": voices(request.app.state.settings)} if _takes_settings(voices) else {"voices": voices()}
+
+
+def _takes_settings(fn: Any) -> bool:
+    import inspect
+
+    return len(inspect.signature(fn).parameters) >= 1

@@ -1,0 +1,100 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from reelforge.jobs.store import FileRecord, JobRecord
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    op: str = Field(min_length=1, max_length=64, description="Operation name, e.g. `probe`; see GET /v1/ops")
+    params: dict[str, Any] = Field(default_factory=dict, description="The operation's params")
+    webhook_url: str | None = Field(default=None, max_length=2000,
+                                    description="POSTed a signed JSON event on each state change")
+    priority: int = Field(default=0, ge=-10, le=10, description="Higher runs first")
+    timeout_s: float | None = Field(default=None, gt=0, description="Overrides the op's default timeout")
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200,
+                                        description="A repeat with the same key returns the first job")
+
+    @field_validator("timeout_s")
+    @classmethod
+    def _finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("must be a finite number of seconds")
+        return v
+
+
+def iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z") if ts is not None else None
+
+
+class JobView(BaseModel):
+    id: str
+    op: str
+    status: str
+    stage: str | None
+    progress: float
+    queue: str
+    priority: int
+    params: dict[str, Any]
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    duration_s: float | None
+    attempts: int
+    max_attempts: int
+    timeout_s: float
+    encoder: str | None = None
+    device: str | None = None
+    notes: dict[str, Any] = Field(default_factory=dict)
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    webhook_url: str | None = None
+    webhook_attempts: list[dict[str, Any]] | None = None
+
+
+def job_view(job: JobRecord, output_url: Any, webhook_attempts: list[dict[str, Any]] | None = None) -> JobView:
+    result = None
+    if job.result is not None:
+        outputs = {}
+        for name, meta in (job.result.get("outputs") or {}).items():
+            outputs[name] = {**meta, "url": output_url(job, name, meta)}
+        result = {"outputs": outputs, "data": job.result.get("data") or {}}
+    duration = None
+    if job.started_at is not None:
+        duration = round((job.finished_at or job.updated_at) - job.started_at, 3)
+    return JobView(
+        id=job.id, op=job.op, status=job.status.value, stage=job.stage, progress=round(job.progress, 4),
+        queue=job.queue, priority=job.priority, params=job.params, created_at=iso(job.created_at),
+        started_at=iso(job.started_at), finished_at=iso(job.finished_at), duration_s=duration,
+        attempts=job.attempts, max_attempts=job.max_attempts, timeout_s=job.timeout_s,
+        encoder=job.notes.get("encoder"), device=job.notes.get("device"), notes=job.notes, result=result,
+        error=job.error, webhook_url=job.webhook_url, webhook_attempts=webhook_attempts,
+    )
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+    next_before: float | None = Field(description="Pass as `before` to get the next (older) page")
+
+
+class FileView(BaseModel):
+    id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    created_at: str | None
+    url: str
+
+
+def file_view(rec: FileRecord, url: str) -> FileView:
+    return FileView(id=rec.id, filename=rec.filename, content_type=rec.content_type, size=rec.size,
+                    sha256=rec.sha256, created_at=iso(rec.created_at), url=url)

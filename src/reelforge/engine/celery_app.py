@@ -1,0 +1,93 @@
+"""Scale-out execution on Celery: one task, `reelforge.run_job(job_id)`, run through the same Runner.
+
+Worker side only. Delivery guarantees: acks_late + reject_on_worker_lost + prefetch 1, and a broker
+visibility timeout above the longest job timeout so a long job is not redelivered while it runs. A worker
+that dies without a word is detected by its expired lease (the API's reclaimer requeues and resends the
+job); a duplicate delivery is harmless because claiming is compare-and-set on the job row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from reelforge.config import Settings
+
+log = logging.getLogger("reelforge.celery")
+TASK_NAME = "reelforge.run_job"
+QUEUES = ("cpu", "gpu")
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("reelforge", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue="cpu",
+        task_queues=[Queue(q) for q in QUEUES],
+        broker_transport_options={"visibility_timeout": int(settings.max_timeout_s + 600)},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    state = _WorkerState(settings)
+
+    @app.task(name=TASK_NAME)
+    def run_job(job_id: str) -> str:
+        return state.run(app, job_id)
+
+    app.reelforge_state = state  # type: ignore[attr-defined]
+    return app
+
+
+class _WorkerState:
+    """Per worker process: services made lazily (after any fork), one job host per pool thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._services: Any = None
+        self._local = threading.local()
+        self.worker_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+    def services(self) -> Any:
+        with self._lock:
+            if self._services is None:
+                from reelforge.engine.services import Services
+
+                self._services = Services.create(self.settings)
+            return self._services
+
+    def host(self) -> Any:
+        host = getattr(self._local, "host", None)
+        if host is None:
+            from reelforge.engine.host import JobHost
+
+            host = JobHost(self.settings)
+            self._local.host = host
+        return host
+
+    def run(self, app: Celery, job_id: str) -> str:
+        from reelforge.engine.runner import Runner
+
+        services = self.services()
+        worker_id = f"{self.worker_prefix}:{threading.get_ident()}"
+        job = services.store.claim(job_id, worker_id, self.settings.lease_ttl_s)
+        if job is None:
+            return "skipped"  # already done, cancelled, or owned by a live worker
+        status = Runner(services).run_claimed(
+            job, self.host(), worker_id,
+            on_requeue=lambda j: app.send_task(TASK_NAME, args=[j.id], queue=j.queue),
+        )
+        return status.value

@@ -1,0 +1,75 @@
+"""API side of the Celery path: send a task per job; requeue jobs whose worker vanished."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from reelforge.engine.celery_app import TASK_NAME, make_celery
+from reelforge.engine.executor import Executor
+from reelforge.engine.services import Services
+from reelforge.errors import ServiceUnavailable
+from reelforge.jobs.store import JobRecord
+
+log = logging.getLogger("reelforge.celery")
+
+
+class CeleryExecutor(Executor):
+    name = "celery"
+
+    def __init__(self, services: Services) -> None:
+        super().__init__(services)
+        self.app = make_celery(services.settings)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        # Jobs queued before a restart may never have reached the broker: send them again (a duplicate
+        # delivery is a no-op, claiming is compare-and-set).
+        for job_id in self.services.store.queued_ids():
+            job = self.services.store.get_job(job_id)
+            if job is not None:
+                self._send(job)
+        self._thread = threading.Thread(target=self._reclaimer, name="reelforge-reclaimer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _send(self, job: JobRecord) -> None:
+        try:
+            self.app.send_task(TASK_NAME, args=[job.id], queue=job.queue,
+                               priority=max(0, min(9, job.priority)))
+        except Exception as exc:  # the job stays queued; the reclaimer/restart sends it again
+            raise ServiceUnavailable(f"The job queue (broker) is unreachable: {exc}.",
+                                     code="broker_unavailable") from exc
+
+    def submit(self, job: JobRecord) -> None:
+        self._send(job)
+
+    def cancel(self, job_id: str) -> None:
+        pass  # the cancel flag is in the store; the worker running it polls the flag every 0.5 s
+
+    def health(self) -> dict[str, Any]:
+        try:
+            with self.app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=2)
+        except Exception as exc:
+            raise ServiceUnavailable(f"broker unreachable: {exc}") from exc
+        return {"executor": self.name, "broker": "ok"}
+
+    def _reclaimer(self) -> None:
+        interval = max(1.0, self.services.settings.lease_ttl_s / 2)
+        while not self._stop.wait(interval):
+            try:
+                for job_id, status in self.services.store.reclaim_expired():
+                    log.warning("reclaimed %s -> %s", job_id, status.value)
+                    if status.value == "queued":
+                        job = self.services.store.get_job(job_id)
+                        if job is not None:
+                            self._send(job)
+            except Exception:
+                log.exception("reclaim failed")

@@ -1,0 +1,46 @@
+"""The executor seam: the API hands job ids to one of these and never knows how they run.
+
+`local`: threads in this process claim jobs from the store and run each in a job host (embedded default).
+`celery`: a task per job on Redis/RabbitMQ, run by `reelforge worker` processes through the same runner.
+`inline` (tests): runs a job synchronously in the calling thread.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from reelforge.engine.services import Services
+from reelforge.jobs.store import JobRecord
+
+
+class Executor(ABC):
+    name: str = "abstract"
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def start(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def stop(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    @abstractmethod
+    def submit(self, job: JobRecord) -> None: ...
+
+    @abstractmethod
+    def cancel(self, job_id: str) -> None: ...
+
+    def health(self) -> dict[str, Any]:
+        return {"executor": self.name}
+
+
+def make_executor(services: Services) -> Executor:
+    if services.settings.executor == "celery":
+        from reelforge.engine.celery_executor import CeleryExecutor
+
+        return CeleryExecutor(services)
+    from reelforge.engine.local import LocalExecutor
+
+    return LocalExecutor(services)

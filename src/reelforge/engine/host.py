@@ -1,0 +1,258 @@
+"""The job host: a long-lived *spawned* child process that runs operations, one job at a time.
+
+Why a separate process: cancel and timeout must really stop the work, including ffmpeg and model threads.
+The host makes itself a process-group leader (setsid), so `killpg` ends it and every ffmpeg it started.
+Why long-lived: models loaded by a job stay warm for the next job in the same host (faster-whisper, ONNX
+sessions). Why spawn, not fork: CUDA cannot survive a fork, and a fork would copy the API's threads/locks.
+
+Protocol over a multiprocessing Pipe (parent -> host): ("run", payload). Host -> parent: ("progress",
+fraction, stage), ("note", {...}), then exactly one of ("done", {...}) or ("error", {...}).
+A graceful cancel sets a shared Event that ctx.cancelled() reads (ffmpeg is killed within 0.2 s); if the
+host has not answered within the grace period its whole process group is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Literal
+
+from reelforge.config import Settings
+
+Outcome = Literal["succeeded", "failed", "cancelled", "timed_out", "crashed", "lost"]
+_SPAWN = mp.get_context("spawn")
+
+
+@dataclass
+class HostResult:
+    outcome: Outcome
+    outputs: dict[str, str] = field(default_factory=dict)  # name -> local path inside the host's workdir
+    data: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+
+
+class JobHost:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._proc: Any = None
+        self._conn: Connection | None = None
+        self._cancel = _SPAWN.Event()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.is_alive() else None
+
+    def _ensure_started(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            return
+        self._discard()
+        parent, child = _SPAWN.Pipe()
+        self._proc = _SPAWN.Process(
+            target=host_main, args=(self.settings.model_dump(mode="json"), child, self._cancel),
+            name="reelforge-job-host", daemon=True,
+        )
+        self._proc.start()
+        child.close()
+        self._conn = parent
+
+    def _discard(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.close()
+        self._conn = None
+        self._proc = None
+
+    def kill(self) -> None:
+        """Kill the host and every process in its group (ffmpeg, model workers)."""
+        proc = self._proc
+        if proc is not None and proc.pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.join(timeout=5)
+        self._discard()
+
+    def close(self) -> None:
+        self.kill()
+
+    def run(
+        self,
+        payload: dict[str, Any],
+        *,
+        on_progress: Callable[[float, str | None], None],
+        on_note: Callable[[dict[str, Any]], None],
+        should_stop: Callable[[], Literal["cancel", "timeout", "lost"] | None],
+        poll_s: float = 0.2,
+        cancel_grace_s: float = 1.0,
+    ) -> HostResult:
+        self._ensure_started()
+        assert self._conn is not None
+        self._cancel.clear()
+        self._conn.send(("run", payload))
+        notes: dict[str, Any] = {}
+        while True:
+            try:
+                ready = self._conn.poll(poll_s)
+            except (EOFError, OSError):
+                ready = False
+            if ready:
+                try:
+                    msg = self._conn.recv()
+                except (EOFError, OSError):
+                    return self._crashed(notes)
+                kind = msg[0]
+                if kind == "progress":
+                    on_progress(msg[1], msg[2])
+                elif kind == "note":
+                    notes.update(msg[1])
+                    on_note(msg[1])
+                elif kind == "done":
+                    body = msg[1]
+                    return HostResult("succeeded", outputs=body["outputs"], data=body["data"],
+                                      notes={**notes, **body.get("notes", {})})
+                elif kind == "error":
+                    err = msg[1]
+                    outcome: Outcome = "cancelled" if err.get("code") == "cancelled" else "failed"
+                    return HostResult(outcome, notes=notes, error=err)
+                continue
+            if self._proc is None or not self._proc.is_alive():
+                return self._crashed(notes)
+            stop = should_stop()
+            if stop is not None:
+                return self._stop(stop, notes, cancel_grace_s)
+
+    def _crashed(self, notes: dict[str, Any]) -> HostResult:
+        code = self._proc.exitcode if self._proc is not None else None
+        self.kill()
+        return HostResult("crashed", notes=notes, error={
+            "code": "worker_lost", "message": f"The worker process running this job died (exit code {code})."})
+
+    def _stop(self, reason: str, notes: dict[str, Any], grace_s: float) -> HostResult:
+        if reason == "cancel":
+            # graceful first: ops see ctx.cancelled() and ffmpeg is killed by run_ffmpeg's watcher
+            self._cancel.set()
+            deadline = time.monotonic() + grace_s
+            assert self._conn is not None
+            while time.monotonic() < deadline:
+                try:
+                    if self._conn.poll(0.05):
+                        msg = self._conn.recv()
+                        if msg[0] in ("done", "error"):
+                            break
+                except (EOFError, OSError):
+                    break
+            else:
+                self.kill()
+            # the op may have returned normally just as we cancelled: cancel still wins, nothing is stored
+            if self._proc is not None and self._proc.is_alive():
+                self._kill_children()
+            return HostResult("cancelled", notes=notes,
+                              error={"code": "cancelled", "message": "The job was cancelled."})
+        self.kill()
+        if reason == "timeout":
+            return HostResult("timed_out", notes=notes,
+                              error={"code": "timed_out", "message": "The job ran past its timeout."})
+        return HostResult("lost", notes=notes,
+                          error={"code": "lease_lost", "message": "This worker lost the job's lease."})
+
+    def _kill_children(self) -> None:
+        """Kill anything left in the host's group except the host itself (stray ffmpeg after a cancel)."""
+        if self._proc is None or self._proc.pid is None:
+            return
+        pgid = self._proc.pid
+        for pid in _group_members(pgid):
+            if pid != pgid:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[2]) == pgid:
+                members.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return members
+
+
+# ---------------------------------------------------------------- inside the host process
+def _limit_threads(n: int) -> None:
+    # Before numpy/onnxruntime/ctranslate2 are imported: one thread pool per library, of bounded size,
+    # so several hosts on one machine do not start hundreds of threads (pthread_create failures).
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        os.environ[var] = str(n)
+
+
+def host_main(settings_data: dict[str, Any], conn: Connection, cancel: Any) -> None:
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal goes to the parent, which decides
+    settings = Settings(**settings_data)
+    _limit_threads(settings.threads_per_job)
+    from reelforge.engine.services import HostServices
+
+    services = HostServices(settings)
+    send_lock = threading.Lock()
+
+    def send(msg: tuple[Any, ...]) -> None:
+        with send_lock:
+            conn.send(msg)
+
+    while True:
+        try:
+            kind, payload = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        if kind == "run":
+            _execute(payload, settings, services, send, cancel)
+
+
+def _execute(payload: dict[str, Any], settings: Settings, services: Any,
+             send: Callable[[tuple[Any, ...]], None], cancel: Any) -> None:
+    from reelforge.errors import ReelForgeError
+    from reelforge.ops.context import OpContext
+    from reelforge.ops.registry import get_operation
+
+    last = [0.0, None]
+
+    def on_progress(fraction: float, stage: str | None) -> None:
+        now = time.monotonic()
+        if stage != last[1] or now - last[0] >= 0.25 or fraction >= 1.0:
+            last[0], last[1] = now, stage
+            send(("progress", fraction, stage))
+
+    try:
+        op = get_operation(payload["op"])
+        params = op.params_model.model_validate(payload["params"])
+        ctx = OpContext(
+            job_id=payload["job_id"], workdir=Path(payload["workdir"]), settings=settings,
+            resolver=services.resolver_for(payload["tenant"]), on_progress=on_progress,
+            is_cancelled=cancel.is_set, on_note=lambda d: send(("note", d)),
+        )
+        result = op.run(params, ctx)
+        if cancel.is_set():
+            send(("error", {"code": "cancelled", "message": "The job was cancelled."}))
+            return
+        send(("done", {"outputs": {k: str(v) for k, v in result.outputs.items()}, "data": result.data,
+                       "notes": ctx.notes}))
+    except ReelForgeError as exc:
+        send(("error", exc.to_dict()))
+    except Exception as exc:  # an op bug must fail the job with a sentence, not kill the host
+        traceback.print_exc(file=sys.stderr)
+        send(("error", {"code": "internal_error",
+                        "message": f"The operation failed unexpectedly ({type(exc).__name__}: {exc})."}))

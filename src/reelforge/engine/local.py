@@ -1,0 +1,123 @@
+"""The embedded executor: N slots, each a thread that claims queued jobs and runs them in its own job host.
+
+Leases make it crash-safe: a slot renews its job's lease while it runs; on start-up and then every few
+seconds, jobs whose lease ran out (their process died) are requeued or failed (`max_attempts`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from typing import Any
+
+from reelforge.engine.executor import Executor
+from reelforge.engine.host import JobHost
+from reelforge.engine.runner import Runner
+from reelforge.engine.services import Services
+from reelforge.jobs.store import JobRecord
+
+log = logging.getLogger("reelforge.local")
+
+
+class LocalExecutor(Executor):
+    name = "local"
+
+    def __init__(self, services: Services, *, workers: int | None = None) -> None:
+        super().__init__(services)
+        self.workers = workers or services.settings.workers
+        self.runner = Runner(services)
+        self._wake = threading.Condition()
+        self._pending_wake = 0
+        self._stop = threading.Event()
+        self._cancels: set[str] = set()
+        self._cancel_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._hosts: list[JobHost] = []
+        self._busy: dict[int, str] = {}
+        self.worker_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+    def start(self) -> None:
+        self._reclaim()
+        for i in range(self.workers):
+            host = JobHost(self.services.settings)
+            self._hosts.append(host)
+            t = threading.Thread(target=self._slot, args=(i, host), name=f"reelforge-slot-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        t = threading.Thread(target=self._reclaimer, name="reelforge-reclaimer", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._wake:
+            self._wake.notify_all()
+        for host in self._hosts:
+            host.close()  # a job interrupted here is requeued by the next start's reclaim
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def submit(self, job: JobRecord) -> None:
+        with self._wake:
+            self._pending_wake += 1
+            self._wake.notify()
+
+    def cancel(self, job_id: str) -> None:
+        with self._cancel_lock:
+            self._cancels.add(job_id)
+
+    def _is_cancelled(self, job_id: str) -> bool:
+        with self._cancel_lock:
+            return job_id in self._cancels
+
+    def health(self) -> dict[str, Any]:
+        alive = sum(1 for t in self._threads if t.is_alive())
+        return {"executor": self.name, "slots": self.workers, "threads_alive": alive,
+                "busy": len(self._busy)}
+
+    def _slot(self, index: int, host: JobHost) -> None:
+        settings = self.services.settings
+        worker_id = f"{self.worker_prefix}:{index}"
+        while not self._stop.is_set():
+            try:
+                job = self.services.store.claim_next(worker_id, settings.lease_ttl_s)
+            except Exception:
+                log.exception("claim failed")
+                job = None
+            if job is None:
+                with self._wake:
+                    if self._pending_wake == 0:
+                        self._wake.wait(timeout=1.0)
+                    self._pending_wake = max(0, self._pending_wake - 1)
+                continue
+            self._busy[index] = job.id
+            try:
+                self.runner.run_claimed(job, host, worker_id, local_cancel=self._is_cancelled,
+                                        on_requeue=self.submit)
+            except Exception:
+                log.exception("slot %d failed on %s", index, job.id)
+            finally:
+                self._busy.pop(index, None)
+                with self._cancel_lock:
+                    self._cancels.discard(job.id)
+
+    def _reclaim(self) -> None:
+        try:
+            for job_id, status in self.services.store.reclaim_expired():
+                log.warning("reclaimed %s -> %s", job_id, status.value)
+                self.submit_id(job_id)
+        except Exception:
+            log.exception("reclaim failed")
+
+    def submit_id(self, job_id: str) -> None:
+        with self._wake:
+            self._pending_wake += 1
+            self._wake.notify()
+
+    def _reclaimer(self) -> None:
+        interval = max(1.0, self.services.settings.lease_ttl_s / 2)
+        while not self._stop.wait(interval):
+            self._reclaim()

@@ -1,0 +1,12 @@
+"""Prometheus metrics observed in-process (durations, outcomes); state counts are read from the store."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+JOB_DURATION = Histogram(
+    "reelforge_job_duration_seconds", "Wall time of jobs run by this process, by op and outcome",
+    ["op", "status"], buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+JOB_FINISHED = Counter("reelforge_jobs_finished_total", "Jobs finished by this process", ["op", "status"])
+JOBS_SUBMITTED = Counter("reelforge_jobs_submitted_total", "Jobs accepted by this API process", ["op"])

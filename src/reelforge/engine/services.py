@@ -1,0 +1,79 @@
+"""The long-lived objects a process needs (store, storage, webhooks), built once from Settings."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from reelforge.config import Settings
+from reelforge.jobs.store import JobStore
+
+if TYPE_CHECKING:
+    from reelforge.jobs.webhooks import WebhookSender
+    from reelforge.ops.context import Resolver
+    from reelforge.storage.base import Storage
+
+
+@dataclass
+class Services:
+    """Parent side (API process, Celery worker main process): owns DB, storage and webhook delivery."""
+
+    settings: Settings
+    store: JobStore
+    storage: Storage
+    webhooks: WebhookSender
+    _closed: bool = field(default=False, repr=False)
+
+    @classmethod
+    def create(cls, settings: Settings, *, migrate: bool = True) -> Services:
+        from reelforge.jobs.webhooks import WebhookSender
+        from reelforge.storage import make_storage
+
+        settings.ensure_dirs()
+        store = JobStore(settings.database_url)
+        if migrate:
+            store.migrate()
+        storage = make_storage(settings)
+        sender = WebhookSender(settings, store.record_webhook_attempt)
+        return cls(settings, store, storage, sender)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.webhooks.close(timeout=5)
+            self.store.dispose()
+
+
+class HostServices:
+    """Inside a job host process: the pieces an op's context needs, made lazily on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._store: JobStore | None = None
+        self._storage: Storage | None = None
+
+    def _ensure(self) -> tuple[JobStore, Storage]:
+        with self._lock:
+            if self._store is None:
+                from reelforge.storage import make_storage
+
+                self._store = JobStore(self.settings.database_url)
+                self._storage = make_storage(self.settings)
+            assert self._storage is not None
+            return self._store, self._storage
+
+    def resolver_for(self, tenant: str) -> Resolver:
+        from reelforge.storage.fetch import make_resolver
+
+        def lookup_file(file_id: str) -> str | None:
+            store, _ = self._ensure()
+            rec = store.get_file(file_id, tenant)
+            return rec.storage_key if rec else None
+
+        def resolve(ref: str, dest: Any) -> Any:
+            _, storage = self._ensure()
+            return make_resolver(self.settings, storage, lookup_file=lookup_file)(ref, dest)
+
+        return resolve
