@@ -1,0 +1,288 @@
+"""Stream raw frames out of one ffmpeg and into another, with bounded memory and cancel.
+
+    source --ffmpeg(decode)--> raw rgb24 frames --python (numpy)--> raw rgba frames --ffmpeg(encode)--> file
+
+`FramePipes` owns the ffmpeg processes of one job: a watcher thread kills all of them as soon as
+`ctx.cancelled()` turns true (a blocked read or write then returns and JobCancelled is raised), and
+leaving the `with` block kills whatever is still running, so an error never leaves an ffmpeg behind.
+`FrameReader` reads exactly width*height*channels bytes per frame (a short frame at the end means the
+decoder died); `FrameWriter` writes frames and, on close, waits for the encoder and checks its exit.
+Errors carry the tail of ffmpeg's stderr. Argument lists are built by the pure functions below.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from reelforge.errors import JobCancelled, MediaError, ProcessingError
+from reelforge.media.ffmpeg import ffprobe_bin, kill_process, open_ffmpeg_pipe
+
+if TYPE_CHECKING:
+    from reelforge.ops.context import OpContext
+
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_PIPE_BYTES = 1 << 20  # the unprivileged maximum on Linux; fewer wake-ups per 720p frame than 64 KiB
+
+
+@dataclass(frozen=True)
+class FrameSize:
+    width: int
+    height: int
+    channels: int  # 3 for rgb24, 4 for rgba
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.width * self.height * self.channels
+
+    @property
+    def pix_fmt(self) -> str:
+        return {3: "rgb24", 4: "rgba"}[self.channels]
+
+
+# ---------------------------------------------------------------- pure argument builders
+def decode_args(source: Path, size: FrameSize, fps: str) -> list[str]:
+    """Decode the first video stream to raw frames on stdout at a constant `fps` and the given size.
+
+    The size is forced with `scale` so the byte count per frame is exactly what the reader expects even
+    if the decoder's idea of the size differs from the probe's (rotation metadata, odd sizes).
+    """
+    return [
+        "-i", str(source),
+        "-map", "0:v:0", "-an", "-sn", "-dn",
+        "-vf", f"scale={size.width}:{size.height}:flags=bicubic,setsar=1",
+        "-fps_mode", "cfr", "-r", fps,
+        "-f", "rawvideo", "-pix_fmt", size.pix_fmt, "pipe:1",
+    ]
+
+
+def rawvideo_input_args(size: FrameSize, fps: str) -> list[str]:
+    """The input options that read raw frames of `size` from stdin (input #0 of an encoder command)."""
+    return ["-f", "rawvideo", "-pix_fmt", size.pix_fmt, "-s", f"{size.width}x{size.height}",
+            "-framerate", fps, "-i", "pipe:0"]
+
+
+def rotation_of(source: Path, timeout_s: float = 30.0) -> int:
+    """Display rotation of the first video stream in degrees (0, 90, 180, 270); phones record this way."""
+    cmd = [ffprobe_bin(), "-v", "error", "-select_streams", "v:0", "-print_format", "json",
+           "-show_entries", "stream_side_data=rotation:stream_tags=rotate", str(source)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, errors="replace")
+        streams = json.loads(res.stdout or "{}").get("streams") or []
+    except (subprocess.TimeoutExpired, ValueError):
+        return 0
+    if not streams:
+        return 0
+    s = streams[0]
+    values = [sd.get("rotation") for sd in s.get("side_data_list") or []] + [(s.get("tags") or {}).get("rotate")]
+    for v in values:
+        try:
+            return round(float(v)) % 360
+        except (TypeError, ValueError):
+            continue
+    return 0
+
+
+# ---------------------------------------------------------------- process group with cancel
+class _Proc:
+    """One ffmpeg child plus a thread that keeps the tail of its stderr (a full stderr pipe would block it)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], role: str) -> None:
+        self.proc = proc
+        self.role = role
+        self.tail: deque[str] = deque(maxlen=30)
+        self._t = threading.Thread(target=self._drain, daemon=True)
+        self._t.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                self.tail.append(line)
+
+    def stderr_tail(self) -> str:
+        self._t.join(timeout=2)
+        return "\n".join(self.tail)[-1500:]
+
+
+def _grow_pipe(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_BYTES)
+
+
+class FramePipes:
+    """The ffmpeg children of one streaming job. Use as a context manager."""
+
+    def __init__(self, ctx: OpContext | None, poll_s: float = 0.2) -> None:
+        self._ctx = ctx
+        self._poll_s = poll_s
+        self._procs: list[_Proc] = []
+        self._stop = threading.Event()
+        self.cancelled = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> FramePipes:
+        self._watcher.start()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        self.kill_all()
+        self._watcher.join(timeout=2)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._poll_s):
+            if self._ctx is not None and self._ctx.cancelled():
+                self.cancelled.set()
+                self.kill_all()
+                return
+
+    def kill_all(self) -> None:
+        for p in list(self._procs):
+            for stream in (p.proc.stdin, p.proc.stdout):
+                with contextlib.suppress(OSError, ValueError):
+                    if stream is not None:
+                        stream.close()
+            kill_process(p.proc)
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancelled.is_set() or (self._ctx is not None and self._ctx.cancelled()):
+            self.cancelled.set()
+            self.kill_all()
+            raise JobCancelled("The job was cancelled.")
+
+    def pids(self) -> list[int]:
+        return [p.proc.pid for p in self._procs]
+
+    def reader(self, args: Sequence[str], size: FrameSize) -> FrameReader:
+        self.raise_if_cancelled()
+        proc = _Proc(open_ffmpeg_pipe(args, read=True), "decoder")
+        self._procs.append(proc)
+        assert proc.proc.stdout is not None
+        _grow_pipe(proc.proc.stdout.fileno())
+        return FrameReader(self, proc, size)
+
+    def writer(self, args: Sequence[str], size: FrameSize) -> FrameWriter:
+        self.raise_if_cancelled()
+        proc = _Proc(open_ffmpeg_pipe(args, write=True), "encoder")
+        self._procs.append(proc)
+        assert proc.proc.stdin is not None
+        _grow_pipe(proc.proc.stdin.fileno())
+        return FrameWriter(self, proc, size)
+
+
+class FrameReader:
+    """Raw frames from a decoding ffmpeg, one exact-size buffer at a time."""
+
+    def __init__(self, group: FramePipes, proc: _Proc, size: FrameSize) -> None:
+        self._g = group
+        self._p = proc
+        self.size = size
+        self.frames_read = 0
+
+    def _read_exact(self, buf: memoryview) -> int:
+        stream = self._p.proc.stdout
+        assert stream is not None
+        got = 0
+        while got < len(buf):
+            try:
+                n = stream.readinto(buf[got:])
+            except (OSError, ValueError):  # closed by the cancel watcher
+                n = 0
+            if not n:
+                break
+            got += n
+        return got
+
+    def read_batch(self, max_frames: int) -> np.ndarray | None:
+        """Up to `max_frames` frames as (N,H,W,C) uint8, or None at the end of the stream."""
+        s = self.size
+        batch = np.empty((max_frames, s.height, s.width, s.channels), np.uint8)
+        flat = memoryview(batch.reshape(-1))
+        n = 0
+        while n < max_frames:
+            got = self._read_exact(flat[n * s.frame_bytes:(n + 1) * s.frame_bytes])
+            if got == s.frame_bytes:
+                n += 1
+                continue
+            self._g.raise_if_cancelled()
+            if got:
+                self._finish()  # raises with the decoder's own explanation if it has one
+                raise MediaError("The video ended in the middle of a frame; it may be truncated.",
+                                 code="media_decode_failed")
+            break
+        self.frames_read += n
+        if n == 0:
+            self._finish()
+            return None
+        return batch[:n]
+
+    def batches(self, max_frames: int) -> Iterator[np.ndarray]:
+        while (batch := self.read_batch(max_frames)) is not None:
+            yield batch
+
+    def _finish(self) -> None:
+        rc = self._p.proc.wait()
+        self._g.raise_if_cancelled()
+        if rc != 0:
+            tail = self._p.stderr_tail()
+            raise MediaError(f"ffmpeg could not decode the video: {tail or 'exit code ' + str(rc)}",
+                             code="media_decode_failed")
+
+
+class FrameWriter:
+    """Raw frames into an encoding ffmpeg; `close()` waits for it and checks that it succeeded."""
+
+    def __init__(self, group: FramePipes, proc: _Proc, size: FrameSize) -> None:
+        self._g = group
+        self._p = proc
+        self.size = size
+        self.frames_written = 0
+
+    def write(self, frames: np.ndarray) -> None:
+        """Write one frame (H,W,C) or a batch (N,H,W,C) of uint8 frames of this writer's size."""
+        expect = self.size.frame_bytes
+        if frames.dtype != np.uint8 or frames.size % expect:
+            raise ProcessingError(f"frame buffer of {frames.size} bytes is not whole frames of {expect}",
+                                  code="frame_size_mismatch")
+        stream = self._p.proc.stdin
+        assert stream is not None
+        try:
+            stream.write(memoryview(np.ascontiguousarray(frames).reshape(-1)))
+        except (BrokenPipeError, OSError, ValueError) as exc:
+            self._g.raise_if_cancelled()
+            rc = self._p.proc.wait()
+            raise ProcessingError(f"the encoder stopped (exit {rc}): {self._p.stderr_tail()}",
+                                  code="ffmpeg_failed") from exc
+        self.frames_written += frames.size // expect
+
+    def close(self, timeout_s: float = 600.0) -> None:
+        stream = self._p.proc.stdin
+        with contextlib.suppress(OSError, ValueError):
+            if stream is not None:
+                stream.close()
+        deadline = time.monotonic() + timeout_s
+        while self._p.proc.poll() is None:
+            self._g.raise_if_cancelled()
+            if time.monotonic() > deadline:
+                kill_process(self._p.proc)
+                raise ProcessingError("the encoder did not finish in time", code="ffmpeg_timeout")
+            time.sleep(0.05)
+        self._g.raise_if_cancelled()
+        rc = self._p.proc.returncode
+        if rc != 0:
+            raise ProcessingError(f"ffmpeg failed to encode (exit {rc}): {self._p.stderr_tail()}",
+                                  code="ffmpeg_failed")

