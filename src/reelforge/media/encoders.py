@@ -1,0 +1,201 @@
+"""Which video encoder a job uses: NVENC when this worker can, libx264/libx265 otherwise, and CPU fallback.
+
+API (what other modules use):
+
+    choice = choose_video_encoder(ctx, "standard", codec="h264")   # -> EncoderChoice(name, args, hw)
+    args = [..., *choice.args, ...]                                # "-c:v", name, preset/quality, pix_fmt
+
+    # run an ffmpeg encode; NVENC if a session is free, else CPU; if NVENC fails mid-job (session limit,
+    # driver error) the same command is rebuilt for the CPU encoder and rerun, and the fallback is noted
+    used = encode_with_fallback(lambda c: [..., *c.args, out], ctx, "standard",
+                                duration_s=10.0, span=(0, 1), stage="encoding")
+
+    # the same for work that is not one run_ffmpeg call (e.g. frames piped into ffmpeg)
+    result = with_encoder_fallback(lambda c: render(c), ctx, "standard")
+
+Rules:
+- NVENC is tried only when `settings.nvenc == "auto"` and a probe encode (one tiny lavfi frame) succeeds;
+  the probe runs once per process and codec (cached).
+- At most `settings.nvenc_max_sessions` NVENC encodes run at once in this process (consumer GPUs allow
+  few sessions); when none is free the job encodes on the CPU instead of waiting.
+- Quality presets `draft | standard | high` map to comparable settings for each encoder.
+- Every encode records `ctx.note(encoder=<name>)`; a fallback adds `encoder_fallback=<reason>`.
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+from reelforge.errors import JobCancelled, MediaError, ProcessingError
+from reelforge.media.ffmpeg import ffmpeg_bin, run_ffmpeg
+
+if TYPE_CHECKING:
+    from reelforge.ops.context import OpContext
+
+Quality = Literal["draft", "standard", "high"]
+VideoCodec = Literal["h264", "hevc"]
+T = TypeVar("T")
+
+CPU_ENCODERS: dict[str, str] = {"h264": "libx264", "hevc": "libx265"}
+NVENC_ENCODERS: dict[str, str] = {"h264": "h264_nvenc", "hevc": "hevc_nvenc"}
+
+# Per-encoder quality settings. x264/x265: CRF with a preset that fits 2-core workers; NVENC: constant
+# quality (-cq with -b:v 0) on the p1..p7 preset scale.
+_QUALITY_ARGS: dict[str, dict[str, tuple[str, ...]]] = {
+    "libx264": {
+        "draft": ("-preset", "ultrafast", "-crf", "28"),
+        "standard": ("-preset", "veryfast", "-crf", "21"),
+        "high": ("-preset", "medium", "-crf", "18"),
+    },
+    "libx265": {
+        "draft": ("-preset", "ultrafast", "-crf", "30"),
+        "standard": ("-preset", "veryfast", "-crf", "25"),
+        "high": ("-preset", "medium", "-crf", "22"),
+    },
+    "h264_nvenc": {
+        "draft": ("-preset", "p2", "-rc", "vbr", "-cq", "28", "-b:v", "0"),
+        "standard": ("-preset", "p4", "-rc", "vbr", "-cq", "23", "-b:v", "0"),
+        "high": ("-preset", "p6", "-rc", "vbr", "-cq", "19", "-b:v", "0"),
+    },
+    "hevc_nvenc": {
+        "draft": ("-preset", "p2", "-rc", "vbr", "-cq", "30", "-b:v", "0"),
+        "standard": ("-preset", "p4", "-rc", "vbr", "-cq", "25", "-b:v", "0"),
+        "high": ("-preset", "p6", "-rc", "vbr", "-cq", "21", "-b:v", "0"),
+    },
+}
+# hvc1 tag so Apple players accept HEVC in MP4
+_CODEC_EXTRA: dict[str, tuple[str, ...]] = {"h264": (), "hevc": ("-tag:v", "hvc1")}
+
+
+@dataclass(frozen=True)
+class EncoderChoice:
+    """An encoder and the ffmpeg output arguments that select it (`-c:v ... -pix_fmt yuv420p`)."""
+
+    name: str
+    codec: VideoCodec
+    quality: Quality
+    args: tuple[str, ...]
+    hw: bool
+    reason: str = ""
+
+
+def encoder_args(name: str, codec: VideoCodec, quality: Quality) -> tuple[str, ...]:
+    """The output arguments for encoder `name` at `quality` (pure; table-tested)."""
+    if name not in _QUALITY_ARGS:
+        raise ValueError(f"unknown encoder {name!r}")
+    return ("-c:v", name, *_QUALITY_ARGS[name][quality], "-pix_fmt", "yuv420p", *_CODEC_EXTRA[codec])
+
+
+def cpu_encoder(codec: VideoCodec = "h264", quality: Quality = "standard", reason: str = "") -> EncoderChoice:
+    name = CPU_ENCODERS[codec]
+    return EncoderChoice(name, codec, quality, encoder_args(name, codec, quality), hw=False, reason=reason)
+
+
+def nvenc_encoder(codec: VideoCodec = "h264", quality: Quality = "standard", reason: str = "") -> EncoderChoice:
+    name = NVENC_ENCODERS[codec]
+    return EncoderChoice(name, codec, quality, encoder_args(name, codec, quality), hw=True, reason=reason)
+
+
+@functools.lru_cache(maxsize=8)
+def nvenc_works(codec: VideoCodec = "h264", ffmpeg: str | None = None) -> bool:
+    """Probe encode: one small black frame through the NVENC encoder. Cached per process and codec."""
+    cmd = [ffmpeg or ffmpeg_bin(), "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+           "color=c=black:s=256x256:r=1:d=1", "-frames:v", "1", "-c:v", NVENC_ENCODERS[codec], "-f", "null", "-"]
+    try:
+        res = subprocess.run(cmd, capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return res.returncode == 0
+
+
+# ---- NVENC session cap (process-wide)
+_sessions_lock = threading.Lock()
+_sessions: threading.BoundedSemaphore | None = None
+_sessions_size = 0
+
+
+def _session_pool(size: int) -> threading.BoundedSemaphore:
+    global _sessions, _sessions_size
+    with _sessions_lock:
+        if _sessions is None or _sessions_size != size:
+            # Settings are per process in practice; a new size (tests) starts a fresh pool.
+            _sessions = threading.BoundedSemaphore(size)
+            _sessions_size = size
+        return _sessions
+
+
+def choose_video_encoder(ctx: OpContext, quality: Quality = "standard", codec: VideoCodec = "h264") -> EncoderChoice:
+    """The encoder this worker prefers for a job (no session is reserved; see `encoder_session`)."""
+    if ctx.settings.nvenc != "auto":
+        return cpu_encoder(codec, quality, "NVENC disabled by settings")
+    if nvenc_works(codec):
+        return nvenc_encoder(codec, quality, "NVENC probe encode succeeded")
+    return cpu_encoder(codec, quality, "NVENC unavailable on this worker")
+
+
+@contextmanager
+def encoder_session(ctx: OpContext, quality: Quality = "standard", codec: VideoCodec = "h264",
+                    *, prefer: EncoderChoice | None = None) -> Iterator[EncoderChoice]:
+    """Hold an encoder for one encode: an NVENC session when preferred and free, else the CPU encoder."""
+    choice = prefer or choose_video_encoder(ctx, quality, codec)
+    if not choice.hw:
+        yield choice
+        return
+    pool = _session_pool(ctx.settings.nvenc_max_sessions)
+    if not pool.acquire(blocking=False):
+        yield cpu_encoder(choice.codec, choice.quality, "all NVENC sessions busy")
+        return
+    try:
+        yield choice
+    finally:
+        pool.release()
+
+
+def with_encoder_fallback(work: Callable[[EncoderChoice], T], ctx: OpContext, quality: Quality = "standard",
+                          codec: VideoCodec = "h264", *, prefer: EncoderChoice | None = None) -> T:
+    """Run `work(choice)`; if it fails on a hardware encoder, run it again on the CPU encoder.
+
+    `work` must be rerunnable from scratch (it rewrites its own outputs). Cancellation never falls back.
+    """
+    with encoder_session(ctx, quality, codec, prefer=prefer) as choice:
+        ctx.note(encoder=choice.name)
+        if not choice.hw:
+            return work(choice)
+        try:
+            return work(choice)
+        except JobCancelled:
+            raise
+        except (ProcessingError, MediaError) as exc:
+            reason = f"{choice.name} failed, re-encoded with {CPU_ENCODERS[choice.codec]}: {exc.message[-300:]}"
+    ctx.check_cancelled()
+    cpu = cpu_encoder(choice.codec, choice.quality, reason)
+    ctx.note(encoder=cpu.name, encoder_fallback=reason)
+    return work(cpu)
+
+
+def encode_with_fallback(build_args: Callable[[EncoderChoice], list[str]], ctx: OpContext,
+                         quality: Quality = "standard", *, codec: VideoCodec = "h264",
+                         duration_s: float | None = None, span: tuple[float, float] = (0.0, 1.0),
+                         stage: str | None = "encoding", prefer: EncoderChoice | None = None) -> EncoderChoice:
+    """Run one ffmpeg encode built by `build_args(choice)`, with NVENC->CPU fallback. Returns the choice used."""
+
+    def work(choice: EncoderChoice) -> EncoderChoice:
+        run_ffmpeg(build_args(choice), ctx, duration_s=duration_s, span=span, stage=stage)
+        return choice
+
+    return with_encoder_fallback(work, ctx, quality, codec, prefer=prefer)
+
+
+def parallel_encodes(ctx: OpContext, cpu_count: int, jobs: int) -> int:
+    """How many encodes of one job to run at once: one per two cores on CPU (x264 already uses ~2 cores
+    per 1080p stream), or the NVENC session cap when NVENC is in use."""
+    per_cpu = max(1, cpu_count // 2)
+    if choose_video_encoder(ctx).hw:
+        per_cpu = max(per_cpu, ctx.settings.nvenc_max_sessions)
+    return max(1, min(jobs, per_cpu))

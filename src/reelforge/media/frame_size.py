@@ -1,0 +1,63 @@
+"""Output frame sizes by name ("1080p", "vertical_1080", "4:5") or "WxH", always even, and frame-rate/duration
+checks shared by the video operations' params models."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+# the settings' default cap; operations re-check against the worker's Settings.max_video_pixels
+MAX_FRAME_PIXELS = 4096 * 2304
+MIN_SIDE = 16
+
+SIZE_PRESETS: dict[str, tuple[int, int]] = {
+    "2160p": (3840, 2160), "4k": (3840, 2160), "1440p": (2560, 1440), "1080p": (1920, 1080),
+    "720p": (1280, 720), "480p": (854, 480), "360p": (640, 360),
+    "vertical_1080": (1080, 1920), "vertical_720": (720, 1280), "square_1080": (1080, 1080),
+    "square_720": (720, 720), "portrait_1080": (1080, 1350),
+    # aspect ratios alone mean a 1080-pixel short side
+    "16:9": (1920, 1080), "9:16": (1080, 1920), "1:1": (1080, 1080), "4:5": (1080, 1350),
+}
+_WXH_RE = re.compile(r"^\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*$")
+
+
+def parse_frame_size(value: str) -> tuple[int, int]:
+    """(width, height) for a preset name or "WxH". Raises ValueError with a user-facing sentence."""
+    key = value.strip().lower()
+    if key in SIZE_PRESETS:
+        return SIZE_PRESETS[key]
+    m = _WXH_RE.match(key)
+    if not m:
+        raise ValueError(f"size must be one of {', '.join(SIZE_PRESETS)} or WIDTHxHEIGHT, not {value!r}")
+    w, h = int(m.group(1)), int(m.group(2))
+    if w < MIN_SIDE or h < MIN_SIDE:
+        raise ValueError(f"width and height must be at least {MIN_SIDE} pixels")
+    if w % 2 or h % 2:
+        raise ValueError("width and height must be even numbers (yuv420p video needs even sizes)")
+    if w * h > MAX_FRAME_PIXELS:
+        raise ValueError(f"{w}x{h} is larger than the {MAX_FRAME_PIXELS} pixel limit")
+    return w, h
+
+
+def _check_size(value: str) -> str:
+    parse_frame_size(value)
+    return value
+
+
+def _check_duration(value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("durations must be finite numbers greater than 0")
+    return value
+
+
+FrameSize = Annotated[str, AfterValidator(_check_size)]
+# durations: > 0, finite; the worker's settings.max_media_duration_s is checked by the operation
+Duration = Annotated[float, AfterValidator(_check_duration)]
+
+
+def even(n: float) -> int:
+    """Nearest even integer >= 2."""
+    return max(2, round(n / 2.0) * 2)

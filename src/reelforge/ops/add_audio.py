@@ -1,0 +1,146 @@
+"""`add_audio`: replace or mix an audio track onto a video; the video stream is copied, never re-encoded,
+unless its codec cannot go into MP4.
+
+Fit modes decide the output length: `shortest` (the shorter of the two), `loop_video` (the video repeats
+until the audio ends), `loop_audio` (the audio repeats until the video ends), `pad` (the video's length;
+audio that is shorter ends in silence, longer audio is cut). When nothing about the audio changes
+(replace, volume 1, no fades, no loudness target, a codec MP4 holds, no padding) the audio is copied too,
+which makes the whole job a remux (hundreds of times faster than realtime).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field
+
+from reelforge.errors import MediaError
+from reelforge.media.encoders import Quality, encode_with_fallback
+from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
+from reelforge.media.filters import filter_expr
+from reelforge.media.limits import check_duration_limit
+from reelforge.media.probe import MediaInfo, probe, require_audio, require_video
+from reelforge.ops.context import OpContext, OpResult
+from reelforge.ops.params import MediaRef, Params
+from reelforge.ops.registry import operation
+
+FitMode = Literal["shortest", "loop_video", "loop_audio", "pad"]
+# codecs an MP4 can carry as they are
+MP4_VIDEO_CODECS = {"h264", "hevc", "av1", "vp9", "mpeg4"}
+MP4_AUDIO_CODECS = {"aac", "mp3", "alac", "opus", "ac3", "eac3", "flac"}
+
+
+class AddAudioParams(Params):
+    video: MediaRef
+    audio: MediaRef
+    mode: Literal["replace", "mix"] = "replace"
+    fit: FitMode = "shortest"
+    audio_volume: float = Field(1.0, ge=0, le=8, description="gain of the added track (1 = unchanged)")
+    video_volume: float = Field(1.0, ge=0, le=8, description="mix mode: gain of the video's own audio")
+    fade_in_s: float = Field(0.0, ge=0, le=60)
+    fade_out_s: float = Field(0.0, ge=0, le=60)
+    loudness_lufs: float | None = Field(None, ge=-70, le=-5, description="EBU R128 integrated loudness target")
+    audio_bitrate: Literal["96k", "128k", "160k", "192k", "256k", "320k"] = "192k"
+    quality: Quality = "standard"  # only used when the video must be re-encoded
+
+
+@dataclass(frozen=True)
+class AudioPlan:
+    """What the ffmpeg command will do, decided from params and probes alone (pure, table-tested)."""
+
+    duration_s: float
+    copy_video: bool
+    copy_audio: bool
+    loop_video: bool
+    loop_audio: bool
+    mix: bool
+    filter_complex: str | None  # produces [aout] when set
+
+
+def output_duration(fit: FitMode, video_s: float, audio_s: float) -> float:
+    return {"shortest": min(video_s, audio_s), "loop_video": audio_s, "loop_audio": video_s, "pad": video_s}[fit]
+
+
+def plan_add_audio(params: AddAudioParams, video: MediaInfo, audio: MediaInfo) -> AudioPlan:
+    v = require_video(video)
+    a = require_audio(audio)
+    duration = output_duration(params.fit, video.duration_s, audio.duration_s)
+    mix = params.mode == "mix" and video.audio is not None
+    needs_pad = params.fit == "pad" and audio.duration_s < duration
+    filters_needed = (mix or needs_pad or params.audio_volume != 1.0 or params.fade_in_s > 0
+                      or params.fade_out_s > 0 or params.loudness_lufs is not None)
+    copy_audio = not filters_needed and a.codec in MP4_AUDIO_CODECS
+    graph = None
+    if not copy_audio:
+        chain = [filter_expr("volume", volume=params.audio_volume)]
+        if params.fade_in_s > 0:
+            chain.append(filter_expr("afade", t="in", st=0.0, d=params.fade_in_s))
+        if params.fade_out_s > 0:
+            chain.append(filter_expr("afade", t="out", st=max(0.0, duration - params.fade_out_s),
+                                     d=params.fade_out_s))
+        chain.append("apad")  # silence after the end; atrim below cuts to the output length
+        parts = [f"[1:a]{','.join(chain)}[new]"]
+        last = "new"
+        if mix:
+            parts.append(f"[0:a]{filter_expr('volume', volume=params.video_volume)},apad[orig]")
+            parts.append(f"[orig][new]{filter_expr('amix', inputs=2, duration='longest', normalize=0)}[mixed]")
+            last = "mixed"
+        tail = [filter_expr("atrim", end=round(duration, 6))]
+        if params.loudness_lufs is not None:
+            tail += [filter_expr("loudnorm", I=params.loudness_lufs, TP=-1.5, LRA=11),
+                     filter_expr("aresample", osr=48000)]
+        parts.append(f"[{last}]{','.join(tail)}[aout]")
+        graph = ";".join(parts)
+    return AudioPlan(duration_s=duration, copy_video=v.codec in MP4_VIDEO_CODECS, copy_audio=copy_audio,
+                     loop_video=params.fit == "loop_video" and video.duration_s < duration,
+                     loop_audio=params.fit == "loop_audio" and audio.duration_s < duration, mix=mix,
+                     filter_complex=graph)
+
+
+def add_audio_args(plan: AudioPlan, video_path: str, audio_path: str, out: str, video_args: tuple[str, ...],
+                   audio_bitrate: str) -> list[str]:
+    """The ffmpeg command for a plan (`video_args` are the encoder's args when the video is re-encoded)."""
+    args = [*(["-stream_loop", "-1"] if plan.loop_video else []), "-i", video_path,
+            *(["-stream_loop", "-1"] if plan.loop_audio else []), "-i", audio_path]
+    if plan.filter_complex:
+        args += ["-filter_complex", plan.filter_complex, "-map", "0:v:0", "-map", "[aout]"]
+    else:
+        args += ["-map", "0:v:0", "-map", "1:a:0"]
+    args += ["-c:v", "copy"] if plan.copy_video else list(video_args)
+    args += ["-c:a", "copy"] if plan.copy_audio else ["-c:a", "aac", "-b:a", audio_bitrate]
+    return [*args, "-t", f"{plan.duration_s:.6f}", "-movflags", "+faststart", out]
+
+
+@operation(
+    "add_audio",
+    params=AddAudioParams,
+    summary="Replace or mix audio onto a video (volume, fades, fit modes, loudness); video stream-copied.",
+    timeout_s=1800,
+    example={"video": "https://example.com/clip.mp4", "audio": "https://example.com/music.mp3",
+             "mode": "mix", "fit": "loop_audio", "audio_volume": 0.4, "fade_out_s": 2, "loudness_lufs": -16},
+)
+def run(params: AddAudioParams, ctx: OpContext) -> OpResult:
+    ctx.stage("probing")
+    video_path, audio_path = ctx.fetch(params.video), ctx.fetch(params.audio)
+    video, audio = probe(video_path), probe(audio_path)
+    plan = plan_add_audio(params, video, audio)
+    if plan.duration_s <= 0:
+        raise MediaError("The video or the audio has no duration.", code="empty_media")
+    check_duration_limit(plan.duration_s, ctx.settings, "The output")
+    out = ctx.output_path("video", ".mp4")
+    ctx.stage("muxing", 0.05)
+    if plan.copy_video:
+        ctx.note(encoder="copy")
+        run_ffmpeg(add_audio_args(plan, str(video_path), str(audio_path), str(out), (), params.audio_bitrate),
+                   ctx, duration_s=plan.duration_s, span=(0.05, 1.0))
+    else:
+        encode_with_fallback(
+            lambda c: add_audio_args(plan, str(video_path), str(audio_path), str(out), c.args,
+                                     params.audio_bitrate),
+            ctx, params.quality, duration_s=plan.duration_s, span=(0.05, 1.0), stage="encoding")
+    ensure_file_output(out)
+    ctx.progress(1.0)
+    return OpResult(outputs={"video": out}, data={
+        "duration_s": round(plan.duration_s, 3), "video_copied": plan.copy_video, "audio_copied": plan.copy_audio,
+        "mixed": plan.mix, "fit": params.fit})
