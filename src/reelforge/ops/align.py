@@ -1,0 +1,82 @@
+"""`align`: word timings for exactly the words of a known script, from whisper word timestamps.
+
+The recognised words only provide times; the text always comes from the script, so captions show what the
+author wrote (names, numbers, punctuation) with the times it was actually spoken. `tts` uses this too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from reelforge.captions.align import Alignment, align_words, script_words
+from reelforge.captions.words import write_words_json
+from reelforge.errors import MediaError
+from reelforge.media.probe import probe, require_audio
+from reelforge.models.whisper import TranscribeOptions, choose_whisper, decode_audio, transcribe_audio
+from reelforge.ops.context import OpContext, OpResult
+from reelforge.ops.params import MediaRef, Params
+from reelforge.ops.registry import operation
+
+MAX_SCRIPT_CHARS = 20_000
+
+
+class AlignParams(Params):
+    audio: MediaRef = Field(description="audio or video whose speech follows the script")
+    script: str = Field(min_length=1, max_length=MAX_SCRIPT_CHARS, description="the text as spoken")
+    language: str | None = Field(default=None, description="spoken language (e.g. en); detected when left out")
+
+    @field_validator("script")
+    @classmethod
+    def _script(cls, v: str) -> str:
+        if not script_words(v):
+            raise ValueError("the script must contain at least one word")
+        return v
+
+
+def whisper_language(language: str | None) -> str | None:
+    """'en-us' (TTS style) -> 'en' (whisper style); None stays None."""
+    if not language:
+        return None
+    return language.strip().lower().replace("_", "-").split("-")[0] or None
+
+
+def align_audio(path: Path, script: str, ctx: OpContext, *, language: str | None = None,
+                span: tuple[float, float] = (0.0, 1.0)) -> Alignment:
+    """Probe, decode and transcribe `path`, then map the heard words onto `script`'s words."""
+    info = probe(path)
+    require_audio(info)
+    if info.duration_s > ctx.settings.max_media_duration_s:
+        raise MediaError("The audio is longer than this service accepts.", code="too_long")
+    lo, hi = span
+    audio = decode_audio(path, ctx, info.duration_s, span=(lo, lo + (hi - lo) * 0.1))
+    duration = len(audio) / 16000 or info.duration_s
+    lang = whisper_language(language)
+    if choose_whisper(ctx.settings).english_only and lang != "en":
+        lang = None  # an English-only model cannot take another language; its times are still usable
+    transcript = transcribe_audio(audio, ctx.settings,
+                                  TranscribeOptions(language=lang, word_timestamps=True, vad=True,
+                                                    beam_size=5, batched=False),
+                                  ctx, span=(lo + (hi - lo) * 0.1, hi))
+    return align_words(script, transcript.words, duration)
+
+
+@operation(
+    "align",
+    params=AlignParams,
+    summary="Word timings for exactly the script's words, from the speech in an audio file.",
+    timeout_s=1800,
+    example={"audio": "https://example.com/narration.mp3",
+             "script": "Welcome to ReelForge. Every word of this script gets its own time."},
+)
+def run(params: AlignParams, ctx: OpContext) -> OpResult:
+    ctx.stage("fetching")
+    path = ctx.fetch(params.audio)
+    result = align_audio(path, params.script, ctx, language=params.language, span=(0.02, 0.95))
+    out = write_words_json(result.words, ctx.output_path("words", ".json"),
+                           matched_ratio=round(result.matched_ratio, 3))
+    ctx.progress(1.0, "done")
+    return OpResult(outputs={"words": out},
+                    data={"words": [w.to_dict() for w in result.words], "word_count": result.total,
+                          "matched_ratio": round(result.matched_ratio, 3)})

@@ -1,0 +1,119 @@
+"""`subtitles`: ASS (+ SRT, VTT) captions in a style, from timed words or from an existing subtitle file.
+
+Input is either `words` inline, or `input`: a words.json (from transcribe, tts or align) or an SRT / VTT /
+ASS file (its lines' times are shared among their words, so word styles work on it too). The style
+fields are CaptionStyle's, given flat: {"words": [...], "style": "karaoke", "max_words_per_line": 3}.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from reelforge.captions import (
+    CaptionStyle,
+    Word,
+    build_plain,
+    build_subtitles,
+    load_subs,
+    save_subs,
+    words_from_json,
+    words_from_subs,
+)
+from reelforge.errors import MediaError
+from reelforge.ops.context import OpContext, OpResult
+from reelforge.ops.params import MediaRef, Params
+from reelforge.ops.registry import operation
+
+MAX_WORDS = 100_000
+MAX_INPUT_BYTES = 20_000_000
+
+
+class WordIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: str = Field(min_length=1, max_length=200)
+    start: float = Field(ge=0)
+    end: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> WordIn:
+        if self.end < self.start:
+            raise ValueError(f"word {self.text!r} ends before it starts")
+        return self
+
+
+class SubtitlesParams(Params, CaptionStyle):
+    words: list[WordIn] | None = Field(default=None, max_length=MAX_WORDS, description="timed words")
+    input: MediaRef | None = Field(default=None, description="words.json, .srt, .vtt or .ass")
+    width: int = Field(default=1920, ge=16, le=8192, description="caption canvas (the video's size)")
+    height: int = Field(default=1080, ge=16, le=8192)
+    formats: list[Literal["ass", "srt", "vtt"]] = Field(default_factory=lambda: ["ass", "srt", "vtt"],
+                                                        min_length=1)
+
+    @model_validator(mode="after")
+    def _source(self) -> SubtitlesParams:
+        if (self.words is None) == (self.input is None):
+            raise ValueError("give either words or input (a words.json, SRT, VTT or ASS file)")
+        if self.words is not None and not self.words:
+            raise ValueError("words must not be empty")
+        return self
+
+    def caption_style(self) -> CaptionStyle:
+        return CaptionStyle(**{k: getattr(self, k) for k in CaptionStyle.model_fields})
+
+
+def read_words(path: Path) -> list[Word]:
+    """Words from a words.json or any subtitle file pysubs2 reads (MediaError when neither)."""
+    if path.stat().st_size > MAX_INPUT_BYTES:
+        raise MediaError("The subtitle/words file is too large.", code="too_large")
+    raw = path.read_bytes()
+    head = raw.lstrip()[:1]
+    if path.suffix.lower() == ".json" or head in (b"[", b"{"):
+        try:
+            return words_from_json(json.loads(raw.decode("utf-8")))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MediaError(f"The words file is not valid words.json: {exc}", code="bad_words_file") from exc
+    try:
+        return words_from_subs(load_subs(path))
+    except ValueError as exc:
+        raise MediaError(f"The input is not a readable SRT/VTT/ASS file ({exc}).", code="bad_subtitles") from exc
+
+
+@operation(
+    "subtitles",
+    params=SubtitlesParams,
+    summary="Styled captions (classic, karaoke, highlight, word_by_word, underline) as ASS, SRT and VTT.",
+    timeout_s=300,
+    example={"words": [{"text": "Hello", "start": 0.0, "end": 0.4}, {"text": "world!", "start": 0.45, "end": 0.9}],
+             "style": "karaoke", "max_words_per_line": 4, "position": "bottom_center"},
+)
+def run(params: SubtitlesParams, ctx: OpContext) -> OpResult:
+    ctx.stage("reading")
+    if params.words is not None:
+        words = [Word(w.text, w.start, w.end) for w in params.words]
+    else:
+        assert params.input is not None
+        words = read_words(ctx.fetch(params.input))
+    if not words:
+        raise MediaError("The input holds no words to caption.", code="no_words")
+    words.sort(key=lambda w: (w.start, w.end))
+    ctx.progress(0.3, "building")
+    style = params.caption_style()
+    outputs: dict[str, Path] = {}
+    plain = build_plain(words, style)
+    events = len(plain)
+    if "ass" in params.formats:
+        subs = build_subtitles(words, style, (params.width, params.height))
+        outputs["ass"] = save_subs(subs, ctx.output_path("captions", ".ass"))
+        events = len(subs)
+    for fmt in ("srt", "vtt"):
+        if fmt in params.formats:
+            outputs[fmt] = save_subs(plain, ctx.output_path("captions", f".{fmt}"))
+    ctx.progress(1.0, "done")
+    return OpResult(outputs=outputs, data={"words": len(words), "captions": len(plain),
+                                           "events": events,
+                                           "style": style.style})

@@ -1,0 +1,128 @@
+"""`tts`: text to speech (piper, kokoro, espeak) with word timings from `align`.
+
+Text is spoken sentence by sentence and joined with short pauses (faded joins, no clicks), then encoded
+once by ffmpeg to the requested format and rate. Word timings are real: the produced audio goes through
+whisper and the heard words are mapped onto the script, so the words equal the text verbatim.
+"""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from reelforge.captions.words import write_words_json
+from reelforge.errors import InvalidParams, ProcessingError
+from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
+from reelforge.models import tts as tts_models
+from reelforge.models import tts_kokoro
+from reelforge.ops.align import align_audio
+from reelforge.ops.context import OpContext, OpResult
+from reelforge.ops.params import MediaRef, Params
+from reelforge.ops.registry import operation
+
+MAX_TEXT_CHARS = 20_000
+AudioFormat = Literal["wav", "mp3", "m4a"]
+
+
+class TTSParams(Params):
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, description="what to say; long text is fine")
+    engine: Literal["piper", "kokoro", "espeak"] = "piper"
+    voice: str | None = Field(default=None, description="engine voice; GET /v1/voices lists them")
+    language: str | None = Field(default=None, description="e.g. en-us; default: the voice's language")
+    speed: float = Field(default=1.0, ge=0.5, le=2.0)
+    format: AudioFormat = "wav"
+    sample_rate: Literal[16000, 22050, 24000, 44100, 48000] = 48000
+    sentence_pause_s: float = Field(default=0.3, ge=0.0, le=3.0)
+    word_timings: bool = Field(default=True, description="align the audio to the text (runs whisper)")
+    voices_file: MediaRef | None = Field(default=None, description="kokoro only: your voices file (.bin/.npz)")
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("text must not be empty")
+        return v
+
+    @model_validator(mode="after")
+    def _voice(self) -> TTSParams:
+        if self.voices_file is not None and self.engine != "kokoro":
+            raise ValueError("voices_file is only used by the kokoro engine")
+        if self.engine == "kokoro" and (self.voices_file or tts_kokoro.configured_voices_file()):
+            return self  # the voice list is in a file only readable at run time
+        try:
+            tts_models.resolve_voice(self.engine, self.voice, self.language)
+        except InvalidParams as exc:
+            raise ValueError(exc.message) from exc
+        return self
+
+
+def encode_args(src: Path, dst: Path, fmt: str, sample_rate: int) -> list[str]:
+    """ffmpeg arguments turning the joined 16-bit wav into the requested format and rate."""
+    codec = {"wav": ["-c:a", "pcm_s16le"],
+             "mp3": ["-c:a", "libmp3lame", "-b:a", "160k"],
+             "m4a": ["-c:a", "aac", "-b:a", "160k", "-movflags", "+faststart"]}[fmt]
+    return ["-i", str(src), "-vn", "-ac", "1", "-ar", str(sample_rate), *codec, str(dst)]
+
+
+def write_wav(audio: np.ndarray, rate: int, path: Path) -> Path:
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return path
+
+
+@operation(
+    "tts",
+    params=TTSParams,
+    summary="Text to speech (piper, kokoro, espeak) with word timings for captions.",
+    timeout_s=1800,
+    example={"text": "Welcome to ReelForge. This voice was made on your own server.", "engine": "piper",
+             "format": "mp3"},
+)
+def run(params: TTSParams, ctx: OpContext) -> OpResult:
+    voices_file = ctx.fetch(params.voices_file) if params.voices_file else None
+    req = tts_models.resolve_voice(params.engine, params.voice, params.language, voices_file)
+    sentences = tts_models.split_sentences(params.text)
+    if not sentences:
+        raise InvalidParams("The text has nothing to speak.", code="empty_text")
+    if not tts_models.is_warm(req.engine, ctx.settings):
+        ctx.stage("loading_model", 0.0)
+    ctx.note(tts_engine=req.engine, tts_voice=req.voice)
+    synth_end = 0.6 if params.word_timings else 0.9
+
+    def on_sentence(done: int, total: int) -> None:
+        ctx.check_cancelled()
+        ctx.progress(0.02 + (synth_end - 0.02) * done / total, "synthesizing")
+
+    ctx.progress(0.02, "synthesizing")
+    audio, rate = tts_models.synthesize_text(params.text, req, speed=params.speed, settings=ctx.settings,
+                                             pause_s=params.sentence_pause_s, voices_file=voices_file,
+                                             on_sentence=on_sentence)
+    if audio.size == 0 or not np.any(np.abs(audio) > tts_models.SILENCE_THRESHOLD):
+        raise ProcessingError("The engine produced no sound for this text.", code="tts_silent")
+    joined = write_wav(audio, rate, ctx.temp_path("speech.wav"))
+    duration = audio.size / rate
+    out = ctx.output_path("speech", f".{params.format}")
+    run_ffmpeg(encode_args(joined, out, params.format, params.sample_rate), ctx, duration_s=duration,
+               span=(synth_end, synth_end + 0.05), stage="encoding")
+    ensure_file_output(out, "audio")
+    outputs = {"audio": out}
+    data: dict[str, object] = {"duration_s": round(duration, 3), "sample_rate": params.sample_rate,
+                               "engine": req.engine, "voice": req.voice, "language": req.language,
+                               "sentences": len(sentences)}
+    if params.word_timings:
+        # align the lossless joined wav: same timeline as the encoded file, without codec delay
+        alignment = align_audio(joined, params.text, ctx, language=req.language, span=(synth_end + 0.05, 0.99))
+        outputs["words"] = write_words_json(alignment.words, ctx.output_path("words", ".json"))
+        data["words"] = [w.to_dict() for w in alignment.words]
+        data["matched_ratio"] = round(alignment.matched_ratio, 3)
+    joined.unlink(missing_ok=True)
+    ctx.progress(1.0, "done")
+    return OpResult(outputs=outputs, data=data)
