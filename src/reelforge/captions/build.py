@@ -14,7 +14,7 @@ User text is escaped so it can never open an override block.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import pysubs2
@@ -61,7 +61,9 @@ class Caption:
         return [i for line in self.lines for i in line]
 
 
-def group_words(words: Sequence[Word], style: CaptionStyle) -> list[Caption]:
+def group_words(words: Sequence[Word], style: CaptionStyle,
+                breaks: Collection[int] = ()) -> list[Caption]:
+    """Captions of `words`; an index in `breaks` always starts a new caption (e.g. an SRT line's first word)."""
     shown = [display_text(w.text, style) for w in words]
     captions: list[Caption] = []
     lines: list[list[int]] = []
@@ -80,7 +82,7 @@ def group_words(words: Sequence[Word], style: CaptionStyle) -> list[Caption]:
             continue
         if line or lines:
             prev = (line or lines[-1])[-1]
-            if word.start - words[prev].end > style.max_gap_s or (
+            if i in breaks or word.start - words[prev].end > style.max_gap_s or (
                     style.break_on_sentence and _SENTENCE_END.search(words[prev].text)):
                 close_caption()
         if line:
@@ -182,11 +184,14 @@ def new_subs(style: CaptionStyle, play_res: tuple[int, int]) -> pysubs2.SSAFile:
 
 
 def build_subtitles(words: Sequence[Word], style: CaptionStyle | None = None,
-                    play_res: tuple[int, int] = (1920, 1080)) -> pysubs2.SSAFile:
-    """An ASS subtitle file for `words` in `style` on a `play_res` canvas (usually the video's size)."""
+                    play_res: tuple[int, int] = (1920, 1080), breaks: Collection[int] = ()) -> pysubs2.SSAFile:
+    """An ASS subtitle file for `words` in `style` on a `play_res` canvas (usually the video's size).
+
+    `breaks`: word indexes that must start a new caption (see `words_from_subs`).
+    """
     style = style or CaptionStyle()
     subs = new_subs(style, play_res)
-    for cap in group_words(words, style):
+    for cap in group_words(words, style, breaks):
         idx = cap.indexes
         start, end = words[idx[0]].start, words[idx[-1]].end
         if style.style == "classic":
@@ -201,11 +206,12 @@ def build_subtitles(words: Sequence[Word], style: CaptionStyle | None = None,
                     text = _prefix(style) + ass_escape(display_text(words[i].text, style))
                 else:
                     text = _caption_text(words, cap, style, current=i)
-                subs.append(_event(w_start, max(w_end, words[i].end if n + 1 == len(idx) else w_end), text))
+                subs.append(_event(w_start, w_end, text))
     return subs
 
 
-def build_plain(words: Sequence[Word], style: CaptionStyle | None = None) -> pysubs2.SSAFile:
+def build_plain(words: Sequence[Word], style: CaptionStyle | None = None,
+                breaks: Collection[int] = ()) -> pysubs2.SSAFile:
     """Grouped plain lines (the classic style), the right shape for SRT and VTT whatever the ASS style."""
     plain = (style or CaptionStyle()).model_copy(update={"style": "classic", "x": None, "y": None})
-    return build_subtitles(words, plain)
+    return build_subtitles(words, plain, breaks=breaks)

@@ -54,8 +54,11 @@ def write_words_json(words: Sequence[Word], path: Path, **extra: Any) -> Path:
     return path
 
 
-def words_from_subs(subs: pysubs2.SSAFile) -> list[Word]:
+def words_from_subs(subs: pysubs2.SSAFile, breaks: set[int] | None = None) -> list[Word]:
     """Word timings guessed from subtitle lines: each line's time shared by its words by length.
+
+    When `breaks` is given, the index of each line's first word is added to it, so captions built from
+    these words can keep the file's own line boundaries.
 
     A user's SRT only knows when whole lines show; spreading by character count is a fair stand-in so the
     word styles (karaoke, highlight) still work on it.
@@ -69,6 +72,8 @@ def words_from_subs(subs: pysubs2.SSAFile) -> list[Word]:
         weights = [len(t) + 1 for t in tokens]
         total = float(sum(weights))
         t = start
+        if breaks is not None:
+            breaks.add(len(out))
         for token, weight in zip(tokens, weights, strict=True):
             dur = (end - start) * weight / total
             out.append(Word(token, t, t + dur))

@@ -66,8 +66,11 @@ class SubtitlesParams(Params, CaptionStyle):
         return CaptionStyle(**{k: getattr(self, k) for k in CaptionStyle.model_fields})
 
 
-def read_words(path: Path) -> list[Word]:
-    """Words from a words.json or any subtitle file pysubs2 reads (MediaError when neither)."""
+def read_words(path: Path, breaks: set[int] | None = None) -> list[Word]:
+    """Words from a words.json or any subtitle file pysubs2 reads (MediaError when neither).
+
+    For subtitle files, the first word of each of their lines is added to `breaks`.
+    """
     if path.stat().st_size > MAX_INPUT_BYTES:
         raise MediaError("The subtitle/words file is too large.", code="too_large")
     raw = path.read_bytes()
@@ -78,7 +81,7 @@ def read_words(path: Path) -> list[Word]:
         except (ValueError, KeyError, TypeError) as exc:
             raise MediaError(f"The words file is not valid words.json: {exc}", code="bad_words_file") from exc
     try:
-        return words_from_subs(load_subs(path))
+        return words_from_subs(load_subs(path), breaks)
     except ValueError as exc:
         raise MediaError(f"The input is not a readable SRT/VTT/ASS file ({exc}).", code="bad_subtitles") from exc
 
@@ -93,21 +96,21 @@ def read_words(path: Path) -> list[Word]:
 )
 def run(params: SubtitlesParams, ctx: OpContext) -> OpResult:
     ctx.stage("reading")
+    breaks: set[int] = set()
     if params.words is not None:
-        words = [Word(w.text, w.start, w.end) for w in params.words]
+        words = sorted((Word(w.text, w.start, w.end) for w in params.words), key=lambda w: (w.start, w.end))
     else:
         assert params.input is not None
-        words = read_words(ctx.fetch(params.input))
+        words = read_words(ctx.fetch(params.input), breaks)  # already in time order
     if not words:
         raise MediaError("The input holds no words to caption.", code="no_words")
-    words.sort(key=lambda w: (w.start, w.end))
     ctx.progress(0.3, "building")
     style = params.caption_style()
     outputs: dict[str, Path] = {}
-    plain = build_plain(words, style)
+    plain = build_plain(words, style, breaks)
     events = len(plain)
     if "ass" in params.formats:
-        subs = build_subtitles(words, style, (params.width, params.height))
+        subs = build_subtitles(words, style, (params.width, params.height), breaks)
         outputs["ass"] = save_subs(subs, ctx.output_path("captions", ".ass"))
         events = len(subs)
     for fmt in ("srt", "vtt"):
