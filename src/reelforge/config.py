@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     whisper_model: str = "packaged:base"  # packaged:base | packaged:tiny.en | a local CTranslate2 folder
     model_cache_dir: Path | None = None  # default data_dir/models
     font_dir: Path | None = None
+    plugins: str = ""  # comma-separated modules with extra @operation()s, imported by API and job hosts
 
     @classmethod
     def settings_customise_sources(

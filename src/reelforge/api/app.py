@@ -21,6 +21,7 @@ from reelforge.config import Settings
 from reelforge.engine.executor import Executor, make_executor
 from reelforge.engine.services import Services
 from reelforge.errors import ReelForgeError
+from reelforge.ops.registry import load_plugins
 
 log = logging.getLogger("reelforge.api")
 
@@ -77,6 +78,7 @@ def check_bind_safety(settings: Settings, services: Services) -> None:
 def create_app(settings: Settings | None = None, *,
                executor_factory: Callable[[Services], Executor] | None = None) -> FastAPI:
     settings = settings or Settings()
+    load_plugins(settings.plugins)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -205,7 +205,9 @@ def host_main(settings_data: dict[str, Any], conn: Connection, cancel: Any) -> N
     settings = Settings(**settings_data)
     _limit_threads(settings.threads_per_job)
     from reelforge.engine.services import HostServices
+    from reelforge.ops.registry import load_plugins
 
+    load_plugins(settings.plugins)
     services = HostServices(settings)
     send_lock = threading.Lock()
 

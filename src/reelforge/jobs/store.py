@@ -405,7 +405,7 @@ class JobStore:
     # ---- webhook attempts
     def record_webhook_attempt(self, job_id: str, attempt: dict[str, Any]) -> None:
         with self.session() as s, s.begin():
-            s.add(WebhookAttemptRow(job_id=job_id, at=float(attempt.get("at") or time.time()),
+            s.add(WebhookAttemptRow(job_id=job_id, at=time.time(),
                                     event=str(attempt.get("event", ""))[:40], attempt=int(attempt.get("attempt", 1)),
                                     status_code=attempt.get("status_code"), error=attempt.get("error")))
 

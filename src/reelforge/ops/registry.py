@@ -72,6 +72,12 @@ def load_all() -> dict[str, Operation]:
     return dict(_REGISTRY)
 
 
+def load_plugins(modules: str) -> None:
+    """Import extra operation modules named in settings.plugins (comma-separated dotted names)."""
+    for name in filter(None, (m.strip() for m in modules.split(","))):
+        importlib.import_module(name)
+
+
 def get_operation(name: str) -> Operation:
     ops = load_all()
     if name not in ops:

@@ -1,0 +1,285 @@
+"""The `reelforge` command: serve | worker | submit | status | list | cancel | keys.
+
+submit/status/list/cancel talk to a running service over HTTP (REELFORGE_URL, REELFORGE_API_KEY);
+serve/worker/keys act on this machine with the settings from the environment / REELFORGE_CONFIG.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(help="ReelForge: a self-hosted video-building service.", no_args_is_help=True,
+                  add_completion=False)
+keys_app = typer.Typer(help="Manage API keys (stored hashed; a key is shown once).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console(stderr=True)
+out = Console()
+
+UrlOpt = Annotated[str, typer.Option("--url", envvar="REELFORGE_URL", help="Service base URL")]
+KeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="REELFORGE_API_KEY", help="API key")]
+DEFAULT_URL = "http://127.0.0.1:8000"
+TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
+
+
+def _client(url: str, api_key: str | None) -> httpx.Client:
+    headers = {"X-API-Key": api_key} if api_key else {}
+    return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=60)
+
+
+def _check(resp: httpx.Response) -> Any:
+    if resp.status_code >= 400:
+        try:
+            err = resp.json()["error"]
+            console.print(f"[red]Error {resp.status_code} {err['code']}:[/red] {err['message']}")
+            for d in err.get("details") or []:
+                if isinstance(d, dict) and "path" in d:
+                    console.print(f"  - {d['path']}: {d['message']}")
+        except (ValueError, KeyError, TypeError):
+            console.print(f"[red]Error {resp.status_code}:[/red] {resp.text[:500]}")
+        raise typer.Exit(2)
+    return resp.json()
+
+
+def _connect_error(url: str, exc: Exception) -> typer.Exit:
+    console.print(f"[red]Cannot reach ReelForge at {url}[/red] ({exc}). Is `reelforge serve` (make run) running?")
+    return typer.Exit(3)
+
+
+# ------------------------------------------------------------------ serve / worker
+@app.command()
+def serve(host: Annotated[str | None, typer.Option(help="Bind address (default from settings)")] = None,
+          port: Annotated[int | None, typer.Option(help="Port (default from settings)")] = None) -> None:
+    """Start the HTTP API with its executor (embedded `local` by default)."""
+    import uvicorn
+
+    from reelforge.api.app import create_app
+    from reelforge.config import Settings
+
+    overrides: dict[str, Any] = {}
+    if host:
+        overrides["host"] = host
+    if port:
+        overrides["port"] = port
+    settings = Settings(**overrides)
+    console.print(f"ReelForge on http://{settings.host}:{settings.port}  (executor={settings.executor}, "
+                  f"storage={settings.storage}, data={settings.data_dir}) — API docs at /docs")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                timeout_graceful_shutdown=10)
+
+
+@app.command()
+def worker(queues: Annotated[str | None, typer.Option(help="Comma-separated queues, e.g. gpu or cpu,gpu")] = None,
+           concurrency: Annotated[int | None, typer.Option(help="Jobs at a time (default: settings.workers)")] = None,
+           ) -> None:
+    """Start a Celery worker (scale-out mode) that runs jobs from the given queues."""
+    from reelforge.config import Settings
+    from reelforge.engine.celery_app import make_celery
+
+    settings = Settings()
+    celery = make_celery(settings)
+    q = queues or settings.worker_queues
+    n = concurrency or settings.workers
+    console.print(f"ReelForge worker: queues={q} concurrency={n} broker={settings.broker_url.split('@')[-1]}")
+    celery.worker_main(["worker", "--loglevel=INFO", f"--queues={q}", f"--concurrency={n}", "--pool=threads",
+                        "--without-gossip", "--without-mingle"])
+
+
+# ------------------------------------------------------------------ submit / status / list / cancel
+def _upload_local_refs(client: httpx.Client, value: Any, base: Path) -> Any:
+    """Params may name local files as "@path"; they are uploaded and replaced by their file id."""
+    if isinstance(value, str) and value.startswith("@") and len(value) > 1:
+        path = Path(value[1:])
+        if not path.is_absolute():
+            path = base / path if (base / path).exists() else Path.cwd() / path
+        if not path.is_file():
+            console.print(f"[red]Local file not found:[/red] {path}")
+            raise typer.Exit(2)
+        with path.open("rb") as fh:
+            resp = client.post("/v1/files", params={"filename": path.name}, content=fh)
+        return _check(resp)["id"]
+    if isinstance(value, dict):
+        return {k: _upload_local_refs(client, v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_upload_local_refs(client, v, base) for v in value]
+    return value
+
+
+def _wait(client: httpx.Client, job: dict[str, Any], max_wait: float, expect: float | None) -> dict[str, Any]:
+    expected = expect or job.get("timeout_s", 600) * 0.5
+    started = time.monotonic()
+    warned = False
+    with Progress(TextColumn("[bold]{task.fields[status]}[/bold] {task.description}"), BarColumn(),
+                  TextColumn("{task.percentage:>5.1f}%"), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task(job.get("stage") or "", total=1.0, status=job["status"])
+        while True:
+            job = _check(client.get(f"/v1/jobs/{job['id']}"))
+            bar.update(task, completed=job["progress"], description=job.get("stage") or "", status=job["status"])
+            if job["status"] in TERMINAL:
+                return job
+            elapsed = time.monotonic() - started
+            if not warned and elapsed > expected:
+                warned = True
+                bar.console.print(f"[yellow]Still running after {elapsed:.0f}s (expected about {expected:.0f}s); "
+                                  "still waiting.[/yellow]")
+            if elapsed > max_wait:
+                bar.console.print(f"[yellow]Stopped waiting after {max_wait:.0f}s; the job goes on. "
+                                  f"Check it with `reelforge status {job['id']}`.[/yellow]")
+                return job
+            time.sleep(0.5)
+
+
+def _print_job(job: dict[str, Any]) -> None:
+    color = {"succeeded": "green", "failed": "red", "timed_out": "red", "cancelled": "yellow"}.get(job["status"], "")
+    console.print(f"[bold {color}]{job['status']}[/] {job['id']} op={job['op']} stage={job.get('stage')} "
+                  f"progress={job['progress']:.0%} attempts={job['attempts']}"
+                  + (f" encoder={job['encoder']}" if job.get("encoder") else ""))
+    if job.get("error"):
+        console.print(f"[red]{job['error']['code']}:[/red] {job['error']['message']}")
+    for name, o in ((job.get("result") or {}).get("outputs") or {}).items():
+        console.print(f"  {name}: {o['url']}")
+    out.print_json(json.dumps(job))
+
+
+@app.command()
+def submit(
+    job_file: Annotated[Path | None, typer.Argument(help="JSON file {op, params, ...}; '-' reads stdin")] = None,
+    op: Annotated[str | None, typer.Option(help="Operation (instead of a JSON file)")] = None,
+    params: Annotated[str | None, typer.Option(help="Params as a JSON object")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value (repeatable)")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Show live progress until the job ends")] = False,
+    max_wait: Annotated[float, typer.Option(help="Give up waiting (without cancelling) after N seconds")] = 3600,
+    expect: Annotated[float | None, typer.Option(help="Warn when running longer than N seconds")] = None,
+    url: UrlOpt = DEFAULT_URL,
+    api_key: KeyOpt = None,
+) -> None:
+    """Submit a job. Local files in params can be given as "@path" and are uploaded first."""
+    base = Path.cwd()
+    if job_file is not None:
+        text = sys.stdin.read() if str(job_file) == "-" else job_file.read_text()
+        body = json.loads(text)
+        if str(job_file) != "-":
+            base = job_file.resolve().parent
+    else:
+        if not op:
+            console.print("[red]Give a JSON job file or --op.[/red]")
+            raise typer.Exit(2)
+        body = {"op": op, "params": json.loads(params) if params else {}}
+    for kv in param or []:
+        k, _, v = kv.partition("=")
+        body.setdefault("params", {})[k] = v
+    try:
+        with _client(url, api_key) as client:
+            body["params"] = _upload_local_refs(client, body.get("params", {}), base)
+            job = _check(client.post("/v1/jobs", json=body))
+            console.print(f"Submitted {job['id']} ({job['op']})")
+            if wait:
+                job = _wait(client, job, max_wait, expect)
+            _print_job(job)
+    except httpx.TransportError as exc:
+        raise _connect_error(url, exc) from None
+    if wait and job["status"] in ("failed", "timed_out", "cancelled"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(job_id: str, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None,
+           wait: Annotated[bool, typer.Option("--wait")] = False, max_wait: float = 3600) -> None:
+    """Show a job (optionally wait for it)."""
+    try:
+        with _client(url, api_key) as client:
+            job = _check(client.get(f"/v1/jobs/{job_id}"))
+            if wait and job["status"] not in TERMINAL:
+                job = _wait(client, job, max_wait, None)
+            _print_job(job)
+    except httpx.TransportError as exc:
+        raise _connect_error(url, exc) from None
+
+
+@app.command("list")
+def list_jobs(status: Annotated[str | None, typer.Option(help="Filter by status")] = None,
+              op: Annotated[str | None, typer.Option(help="Filter by op")] = None,
+              limit: int = 20, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> None:
+    """List recent jobs."""
+    query: dict[str, Any] = {"limit": limit}
+    if status:
+        query["status"] = status
+    if op:
+        query["op"] = op
+    try:
+        with _client(url, api_key) as client:
+            data = _check(client.get("/v1/jobs", params=query))
+    except httpx.TransportError as exc:
+        raise _connect_error(url, exc) from None
+    table = Table("id", "op", "status", "stage", "progress", "created")
+    for j in data["jobs"]:
+        table.add_row(j["id"], j["op"], j["status"], j.get("stage") or "", f"{j['progress']:.0%}", j["created_at"])
+    out.print(table)
+
+
+@app.command()
+def cancel(job_id: str, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> None:
+    """Cancel a queued or running job."""
+    try:
+        with _client(url, api_key) as client:
+            _print_job(_check(client.post(f"/v1/jobs/{job_id}/cancel")))
+    except httpx.TransportError as exc:
+        raise _connect_error(url, exc) from None
+
+
+# ------------------------------------------------------------------ keys
+def _store() -> Any:
+    from reelforge.config import Settings
+    from reelforge.jobs.store import JobStore
+
+    settings = Settings()
+    settings.ensure_dirs()
+    store = JobStore(settings.database_url)
+    store.migrate()
+    return store
+
+
+@keys_app.command("create")
+def keys_create(name: Annotated[str, typer.Option(help="A name for the key's owner")],
+                tenant: Annotated[str | None, typer.Option(help="Tenant (default: the name)")] = None) -> None:
+    """Create an API key and print it once."""
+    key, rec = _store().create_api_key(name, tenant)
+    console.print(f"Created key {rec.id} for tenant {rec.tenant!r}. Store it now; it is not shown again:")
+    out.print(key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List API keys (never the keys themselves)."""
+    table = Table("id", "name", "tenant", "prefix", "revoked")
+    for k in _store().list_api_keys():
+        table.add_row(k.id, k.name, k.tenant, k.prefix + "…", str(k.revoked))
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke an API key by its id."""
+    if not _store().revoke_api_key(key_id):
+        console.print(f"[red]No key {key_id}[/red]")
+        raise typer.Exit(2)
+    console.print(f"Revoked {key_id}")
+
+
+def main() -> None:  # pragma: no cover
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,111 @@
+"""Start a real `reelforge serve` (uvicorn in a subprocess) on a free loopback port for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    def __init__(self, data_dir: Path, **env: Any) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "REELFORGE_DATA_DIR": str(data_dir),
+            "REELFORGE_PORT": str(self.port),
+            "REELFORGE_HOST": "127.0.0.1",
+            "REELFORGE_PLUGINS": "tests.plugins.slow_ops",
+            "REELFORGE_WORKERS": "2",
+            "REELFORGE_LEASE_TTL_S": "3",
+            "REELFORGE_HEARTBEAT_S": "0.5",
+            "HF_HUB_OFFLINE": "1",
+            **{k: str(v) for k, v in env.items()},
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir.parent / f"serve-{self.port}.log"
+
+    def start(self) -> Service:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        logf = self.log.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "reelforge.cli", "serve"], env=self.env,
+                                     stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code in (200, 503):
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise RuntimeError("server did not start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "reelforge.cli", *args], env={**self.env,
+                              "REELFORGE_URL": self.url}, capture_output=True, text=True, timeout=120)
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"X-API-Key": key} if key else {}, timeout=30)
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout: float = 120, until: set[str] | None = None) -> dict[str, Any]:
+    until = until or TERMINAL
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in until:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not reach {until}: {job}")
+
+
+def pids_with(marker: str, program: str = "ffmpeg") -> list[int]:
+    """ffmpeg processes whose command line contains marker (e.g. started by a test op)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if Path(argv[0]).name == program and any(marker in a for a in argv):
+                found.append(int(entry.name))
+    return found
+
+
+def parent_pid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[1])

@@ -1,0 +1,28 @@
+"""Operations that exist only for tests of the job machinery (loaded via REELFORGE_PLUGINS).
+
+`test_slow` runs a real ffmpeg encode paced at real time (-re), so a test can watch it run, cancel it, or
+kill its process, and see what really happens to the ffmpeg child.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from reelforge.media.ffmpeg import run_ffmpeg
+from reelforge.ops.context import OpContext, OpResult
+from reelforge.ops.params import Params
+from reelforge.ops.registry import operation
+
+
+class SlowParams(Params):
+    seconds: float = Field(default=3.0, gt=0, le=600)
+    marker: str = Field(default="slow", pattern=r"^[a-z0-9_-]{1,40}$")
+
+
+@operation("test_slow", params=SlowParams, summary="Test-only: a real-time paced ffmpeg encode.", timeout_s=60)
+def run(params: SlowParams, ctx: OpContext) -> OpResult:
+    out = ctx.output_path(f"slow-{params.marker}", ".mp4")
+    run_ffmpeg(["-re", "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate=10:duration={params.seconds}",
+                "-c:v", "libx264", "-preset", "ultrafast", "-metadata", f"comment={params.marker}", str(out)],
+               ctx, duration_s=params.seconds, stage="encoding")
+    return OpResult(outputs={"video": out}, data={"seconds": params.seconds})
