@@ -12,8 +12,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
-from reelforge.config import Settings  # noqa: E402
-from reelforge.ops.context import OpContext  # noqa: E402
+from reelforge.config import Settings
+from reelforge.ops.context import OpContext
 
 
 def ffmpeg(*args: str) -> None:

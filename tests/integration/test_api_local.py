@@ -62,7 +62,7 @@ def test_probe_from_url_on_loopback_when_private_allowed(client, make_video, tmp
     video = make_video(duration=1.0, name="served.mp4")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             data = video.read_bytes()
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))
@@ -200,7 +200,7 @@ def test_webhook_events_are_signed(client, service: Service):
     received: list[tuple[dict[str, str], bytes]] = []
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append((dict(self.headers), body))
             self.send_response(200)
