@@ -52,6 +52,18 @@ def safe_suffix(name: str) -> str:
     return suffix if _SUFFIX.fullmatch(suffix) else ""
 
 
+# Media types whose standard-library guess is missing or odd.
+_TYPE_SUFFIX = {"audio/wav": ".wav", "audio/wave": ".wav", "audio/x-wav": ".wav", "audio/mpeg": ".mp3",
+                "audio/mp4": ".m4a", "audio/ogg": ".ogg", "video/quicktime": ".mov", "video/webm": ".webm",
+                "video/x-matroska": ".mkv", "image/jpeg": ".jpg", "image/webp": ".webp"}
+
+
+def suffix_for_type(content_type: str) -> str:
+    ctype = content_type.lower()
+    suffix = _TYPE_SUFFIX.get(ctype) or (mimetypes.guess_extension(ctype) if ctype else None) or ""
+    return suffix if _SUFFIX.fullmatch(suffix) else ""
+
+
 def local_name(source: str, name_hint: str, suffix: str) -> str:
     """A file name that keeps an extension (ffmpeg uses it) and cannot collide between inputs."""
     stem = _UNSAFE_NAME.sub("_", PurePosixPath(unquote(name_hint)).stem).strip("_")[:40] or "input"
@@ -128,7 +140,7 @@ class UrlFetcher:
             raise self._too_large(final)  # refuse before reading a byte
         ctype = response.headers.get("content-type", "").split(";")[0].strip()
         suffix = (safe_suffix(urlsplit(original).path) or safe_suffix(urlsplit(final).path)
-                  or (mimetypes.guess_extension(ctype) or "" if ctype else ""))
+                  or suffix_for_type(ctype))
         name_hint = PurePosixPath(urlsplit(original).path).name or "input"
         dest = Path(dest_dir) / local_name(original, name_hint, suffix)
 
