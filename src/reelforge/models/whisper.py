@@ -93,17 +93,18 @@ def choose_whisper(settings: Settings) -> WhisperChoice:
     path = resolve_model_path(settings)
     dev = choose_device(settings.device, runtime="ct2")
     compute = "float16" if dev.kind == "cuda" else "int8"
-    english_only = path.name.endswith(".en") or settings.whisper_model.endswith(".en") or _is_english_only(path)
+    english_only = settings.whisper_model.endswith(".en") or _is_english_only(path)
     return WhisperChoice(path, dev.kind, compute, dev.reason, english_only)
 
 
+@functools.lru_cache(maxsize=8)
 def _is_english_only(path: Path) -> bool:
-    # multilingual tokenizers carry language tokens such as <|de|>; English-only ones have none
+    # Whisper's rule (also CTranslate2's is_multilingual): multilingual models have >= 51865 tokens
     vocab = path / "vocabulary.txt"
     if not vocab.is_file():
         return False
-    with vocab.open(encoding="utf-8", errors="replace") as f:
-        return not any(line.strip() == "<|de|>" for line in f)
+    with vocab.open("rb") as f:
+        return sum(1 for _ in f) < 51865
 
 
 def is_warm(choice: WhisperChoice) -> bool:
