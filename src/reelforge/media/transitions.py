@@ -52,7 +52,7 @@ def acrossfade_chain(audio_labels: Sequence[str], transition_s: float, out_label
     return chains
 
 
-def normalise_video_chain(in_label: str, out_label: str, width: int, height: int, fps: float) -> str:
+def normalise_video_chain(in_label: str, out_label: str, width: int, height: int, fps: str) -> str:
     """Scale to fit inside WxH (never stretched), pad to WxH, constant fps, yuv420p, square pixels."""
     parts = [
         filter_expr("scale", w=width, h=height, force_original_aspect_ratio="decrease", force_divisible_by=2),
