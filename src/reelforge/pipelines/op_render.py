@@ -1,0 +1,148 @@
+"""`render`: a JSON timeline (tracks of video/image/audio/text/caption clips) rendered by one ffmpeg run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pysubs2
+
+from reelforge.errors import InvalidParams, MediaError
+from reelforge.media.encoders import encode_with_fallback
+from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
+from reelforge.media.limits import check_duration_limit, check_frame_pixels
+from reelforge.media.probe import MediaInfo, probe
+from reelforge.ops.context import OpContext, OpResult
+from reelforge.ops.registry import operation
+from reelforge.pipelines.render_plan import ClipKey, RenderPlan, plan_render
+from reelforge.pipelines.timeline import CaptionAsset, RenderParams
+
+_NAMED = {"white": (255, 255, 255), "black": (0, 0, 0), "red": (255, 0, 0), "green": (0, 128, 0),
+          "lime": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0), "cyan": (0, 255, 255),
+          "magenta": (255, 0, 255), "orange": (255, 165, 0), "gray": (128, 128, 128), "grey": (128, 128, 128),
+          "pink": (255, 192, 203), "purple": (128, 0, 128)}
+_ALIGN = {"bottom": 2, "center": 5, "top": 8}
+WORDS_PER_LINE = 6
+
+
+def ass_colour(value: str, where: str) -> pysubs2.Color:
+    if value.startswith("#"):
+        r, g, b = (int(value[i:i + 2], 16) for i in (1, 3, 5))
+        alpha = 255 - int(value[7:9], 16) if len(value) == 9 else 0  # ASS alpha: 0 is opaque
+        return pysubs2.Color(r, g, b, alpha)
+    if value.lower() not in _NAMED:
+        raise InvalidParams(f"{where}: captions know the colours {', '.join(sorted(_NAMED))} or #RRGGBB.",
+                            code="unknown_colour", details={"path": where})
+    return pysubs2.Color(*_NAMED[value.lower()], 0)
+
+
+def caption_file(asset: CaptionAsset, start: float, length: float, size: tuple[int, int], src: Path | None,
+                 dest: Path, where: str) -> Path:
+    """An .ass file on the output's clock: the clip's cues shifted by `start` and cut to its length."""
+    if src is not None:
+        try:
+            subs = pysubs2.load(str(src))
+        except Exception as exc:  # pysubs2 raises many types for unreadable files
+            raise MediaError(f"{where}.asset.src is not a readable SRT/VTT/ASS file ({exc}).",
+                             code="bad_subtitles") from None
+    else:
+        subs = pysubs2.SSAFile()
+        words = asset.words or []
+        for i in range(0, len(words), WORDS_PER_LINE):
+            line = words[i:i + WORDS_PER_LINE]
+            text = " ".join(w.text.replace("\\", "\\\\").replace("{", "(").replace("}", ")") for w in line)
+            subs.append(pysubs2.SSAEvent(start=round(line[0].start * 1000), end=round(line[-1].end * 1000),
+                                         text=text))
+    out_w, out_h = size
+    keep = asset.keep_style and src is not None and src.suffix.lower() in (".ass", ".ssa")
+    if not keep:
+        style = pysubs2.SSAStyle(fontname=asset.font, fontsize=asset.size or max(12, out_h // 18),
+                                 primarycolor=ass_colour(asset.colour, f"{where}.asset.colour"),
+                                 outlinecolor=ass_colour(asset.outline_colour, f"{where}.asset.outline_colour"),
+                                 outline=max(1, out_h // 360), shadow=0, alignment=_ALIGN[asset.position],
+                                 marginv=round(out_h * 0.06))
+        subs.styles = {"Default": style}
+        for ev in subs:
+            ev.style = "Default"
+        subs.info["PlayResX"], subs.info["PlayResY"] = str(out_w), str(out_h)
+    cut = pysubs2.SSAFile()
+    cut.info, cut.styles = subs.info, subs.styles
+    end_ms = round(length * 1000)
+    for ev in subs:
+        if ev.end <= 0 or ev.start >= end_ms:
+            continue
+        ev.start, ev.end = max(0, ev.start), min(end_ms, ev.end)
+        ev.shift(ms=round(start * 1000))
+        cut.append(ev)
+    cut.save(str(dest), format_="ass")
+    return dest
+
+
+@operation(
+    "render",
+    params=RenderParams,
+    summary="Render a JSON timeline (video, image, audio, text and caption clips on tracks) to one file.",
+    timeout_s=3 * 3600,
+    example={
+        "timeline": {
+            "background": "#101820",
+            "tracks": [
+                {"clips": [{"asset": {"type": "text", "text": "Hello", "size": 64, "box": True},
+                            "start": 0.5, "length": 2.5, "position": "bottom",
+                            "transition": {"in": "fade", "out": "fade"}}]},
+                {"clips": [{"asset": {"type": "image", "src": "https://example.com/photo.jpg"},
+                            "start": 0, "length": 4, "effect": "zoomIn"}]},
+            ],
+        },
+        "output": {"format": "mp4", "size": "1280x720", "fps": 25},
+    },
+)
+def run(params: RenderParams, ctx: OpContext) -> OpResult:
+    tl, output = params.timeline, params.output
+    out_w, out_h = output.frame_size
+    check_frame_pixels(out_w, out_h, ctx.settings)
+    ctx.stage("fetching inputs")
+    refs = [c.asset.src for t in tl.tracks for c in t.clips if getattr(c.asset, "src", None)]
+    if tl.soundtrack is not None:
+        refs.append(tl.soundtrack.src)
+    media: dict[str, MediaInfo] = {}
+    for i, ref in enumerate(dict.fromkeys(refs)):
+        ctx.check_cancelled()
+        media[ref] = probe(ctx.fetch(ref))
+        ctx.progress(0.05 * (i + 1) / max(1, len(refs)))
+
+    work = ctx.workdir / "render"
+    work.mkdir(parents=True, exist_ok=True)
+    captions: dict[ClipKey, Path] = {}
+    for ti, track in enumerate(tl.tracks):
+        for ci, clip in enumerate(track.clips):
+            if isinstance(clip.asset, CaptionAsset):
+                where = f"timeline.tracks[{ti}].clips[{ci}]"
+                src = ctx.fetch(clip.asset.src) if clip.asset.src else None
+                assert clip.length is not None  # the model requires it for captions
+                captions[(ti, ci)] = caption_file(clip.asset, clip.start, clip.length, (out_w, out_h), src,
+                                                  work / f"captions_{ti}_{ci}.ass", where)
+
+    ext = "." + output.format
+    out = ctx.output_path("render", ext)
+
+    def plan_for(video_args: tuple[str, ...] | None = None) -> RenderPlan:
+        kw = {"video_args": video_args} if video_args else {}
+        return plan_render(params, media, out=out, workdir=work, captions=captions,
+                           fonts_dir=ctx.settings.font_dir, **kw)
+
+    plan = plan_for()
+    check_duration_limit(plan.duration_s, ctx.settings, "The timeline")
+    for path, text in plan.text_files.items():
+        path.write_text(text, encoding="utf-8")
+    ctx.stage("rendering", 0.05)
+    if output.format == "mp4":
+        choice = encode_with_fallback(lambda c: plan_for(c.args).args, ctx, output.quality,
+                                      duration_s=plan.duration_s, span=(0.05, 1.0), stage="rendering")
+        ctx.note(encoder=choice.name)
+    else:
+        run_ffmpeg(plan.args, ctx, duration_s=plan.duration_s, span=(0.05, 1.0), stage="rendering")
+    ensure_file_output(out, "render")
+    ctx.progress(1.0)
+    return OpResult(outputs={"render": out},
+                    data={"duration_s": round(plan.duration_s, 3), "format": output.format,
+                          "size": [out_w, out_h], "fps": output.fps, "audio": plan.has_audio})

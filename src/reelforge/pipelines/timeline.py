@@ -1,0 +1,284 @@
+"""The `render` op's JSON timeline: tracks of clips, a soundtrack and an output, as pydantic models.
+
+The JSON schema in docs/TIMELINE.md is generated from these models (`python -m
+reelforge.pipelines.timeline`), so the models are the single source of truth. Tracks are listed top to
+bottom: the first track is drawn over the others. Times are seconds on the output's clock.
+
+Validation that needs only the JSON happens here (the API answers 422 with the path of the bad field);
+limits that need probed media (a clip's "auto" length) are checked again at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from reelforge.errors import InvalidParams
+from reelforge.media.frame_size import parse_frame_size
+from reelforge.ops.params import MediaRef, Params
+
+MAX_TIMELINE_S = 3 * 3600.0  # longest timeline accepted at submit time (the worker's setting also applies)
+MAX_CLIPS = 100  # every media clip is an ffmpeg input; beyond this, split the work into a pipeline
+MAX_TEXT_CHARS = 5000
+COLOUR_RE = re.compile(r"^(#[0-9A-Fa-f]{6}([0-9A-Fa-f]{2})?|[a-zA-Z]{3,20})$")
+FONT_RE = re.compile(r"^[A-Za-z0-9 ._-]{1,64}$")
+
+Position = Literal["center", "top", "bottom", "left", "right", "topLeft", "topRight", "bottomLeft",
+                   "bottomRight"]
+Fit = Literal["cover", "contain", "crop", "none"]
+Effect = Literal["zoomIn", "zoomOut", "slideLeft", "slideRight", "slideUp", "slideDown"]
+TransitionKind = Literal["fade", "wipeLeft", "wipeRight", "wipeUp", "wipeDown", "slideLeft", "slideRight",
+                         "slideUp", "slideDown"]
+Seconds = Annotated[float, Field(ge=0, le=MAX_TIMELINE_S, allow_inf_nan=False)]
+
+
+def _colour(value: str) -> str:
+    if not COLOUR_RE.match(value):
+        raise ValueError("a colour is #RRGGBB, #RRGGBBAA or a colour name like 'white'")
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---- assets
+class VideoAsset(_Model):
+    type: Literal["video"]
+    src: MediaRef
+    trim: Seconds = Field(default=0.0, description="Seconds cut from the start of the source.")
+    volume: float = Field(default=1.0, ge=0, le=4, description="Volume of the video's own sound (0: mute).")
+
+
+class ImageAsset(_Model):
+    type: Literal["image"]
+    src: MediaRef
+
+
+class AudioAsset(_Model):
+    type: Literal["audio"]
+    src: MediaRef
+    trim: Seconds = 0.0
+    volume: float = Field(default=1.0, ge=0, le=4)
+
+
+class TextAsset(_Model):
+    type: Literal["text"]
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS,
+                      description="Shown literally (newlines start new lines); never interpreted.")
+    font: str = Field(default="DejaVu Sans", description="Font family name (fontconfig).")
+    size: int = Field(default=48, ge=4, le=1000, description="Font size in output pixels.")
+    colour: str = Field(default="white", description="#RRGGBB, #RRGGBBAA or a colour name.")
+    box: bool = Field(default=False, description="Draw a box behind the text.")
+    box_colour: str = Field(default="#000000A0")
+    box_padding: int = Field(default=12, ge=0, le=200)
+
+    @field_validator("colour", "box_colour")
+    @classmethod
+    def _check_colour(cls, v: str) -> str:
+        return _colour(v)
+
+    @field_validator("font")
+    @classmethod
+    def _check_font(cls, v: str) -> str:
+        if not FONT_RE.match(v):
+            raise ValueError("a font is a family name of letters, digits, spaces, '.', '_' or '-'")
+        return v
+
+    @field_validator("text")
+    @classmethod
+    def _check_text(cls, v: str) -> str:
+        if "\x00" in v or not v.strip():
+            raise ValueError("text must have visible characters and no NUL")
+        return v
+
+
+class Word(_Model):
+    text: str = Field(min_length=1, max_length=200)
+    start: Seconds
+    end: Seconds
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Word:
+        if self.end < self.start:
+            raise ValueError("a word's end must not be before its start")
+        return self
+
+
+class CaptionAsset(_Model):
+    type: Literal["caption"]
+    src: MediaRef | None = Field(default=None, description="An SRT, VTT or ASS file.")
+    words: list[Word] | None = Field(default=None, max_length=100_000,
+                                     description="Word timings (seconds from the clip's start).")
+    font: str = "DejaVu Sans"
+    size: int = Field(default=0, ge=0, le=400, description="Font size in output pixels; 0: 1/18 of the height.")
+    colour: str = "white"
+    outline_colour: str = "black"
+    position: Literal["bottom", "center", "top"] = "bottom"
+    keep_style: bool = Field(default=False, description="Keep an ASS file's own styles instead of ours.")
+
+    @field_validator("colour", "outline_colour")
+    @classmethod
+    def _check_colour(cls, v: str) -> str:
+        return _colour(v)
+
+    @field_validator("font")
+    @classmethod
+    def _check_font(cls, v: str) -> str:
+        if not FONT_RE.match(v):
+            raise ValueError("a font is a family name of letters, digits, spaces, '.', '_' or '-'")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CaptionAsset:
+        if (self.src is None) == (self.words is None):
+            raise ValueError("a caption asset needs exactly one of 'src' (SRT/VTT/ASS file) or 'words'")
+        return self
+
+
+Asset = Annotated[VideoAsset | ImageAsset | AudioAsset | TextAsset | CaptionAsset, Field(discriminator="type")]
+
+
+# ---- clips
+class Offset(_Model):
+    x: float = Field(default=0.0, ge=-2, le=2, description="Fraction of the output width, + is right.")
+    y: float = Field(default=0.0, ge=-2, le=2, description="Fraction of the output height, + is down.")
+
+
+class Transition(_Model):
+    in_: TransitionKind | None = Field(default=None, alias="in")
+    out: TransitionKind | None = None
+    duration: float = Field(default=0.5, gt=0, le=10)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Clip(_Model):
+    asset: Asset
+    start: Seconds = Field(description="When the clip appears on the output's clock.")
+    length: Annotated[float, Field(gt=0, le=MAX_TIMELINE_S, allow_inf_nan=False)] | None = Field(
+        default=None, description="Seconds on screen; omitted for video/audio: the rest of the source.")
+    fit: Fit = Field(default="cover", description="cover: fill the frame keeping aspect (overflow hidden); "
+                                                  "contain: fit inside; crop: fill then crop to the frame; "
+                                                  "none: source pixels.")
+    scale: float = Field(default=1.0, gt=0, le=10, description="Multiplies the fitted size.")
+    position: Position = "center"
+    offset: Offset = Field(default_factory=Offset)
+    opacity: float = Field(default=1.0, ge=0, le=1)
+    fade_in: float = Field(default=0.0, ge=0, le=60, description="Fade from transparent (or silent), s.")
+    fade_out: float = Field(default=0.0, ge=0, le=60)
+    effect: Effect | None = Field(default=None, description="Motion over the clip's length.")
+    transition: Transition | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Clip:
+        kind = self.asset.type
+        if self.length is None and kind not in ("video", "audio"):
+            raise ValueError(f"a {kind} clip needs a 'length'")
+        if self.length is not None:
+            if self.fade_in + self.fade_out > self.length + 1e-9:
+                raise ValueError("fade_in + fade_out must not exceed the clip's length")
+            if self.transition is not None:
+                used = (self.transition.in_ is not None) + (self.transition.out is not None)
+                if used * self.transition.duration > self.length + 1e-9:
+                    raise ValueError("the clip is too short for its transitions")
+        if kind in ("audio", "caption") and (self.effect or self.transition):
+            raise ValueError(f"a {kind} clip cannot have an effect or a transition")
+        return self
+
+    @property
+    def end(self) -> float | None:
+        return None if self.length is None else self.start + self.length
+
+
+class Track(_Model):
+    clips: list[Clip] = Field(min_length=1, max_length=MAX_CLIPS)
+
+
+class Soundtrack(_Model):
+    src: MediaRef
+    volume: float = Field(default=1.0, ge=0, le=4)
+    fade_in: float = Field(default=0.0, ge=0, le=60)
+    fade_out: float = Field(default=0.0, ge=0, le=60)
+    loop: bool = Field(default=True, description="Repeat a short soundtrack to the timeline's length.")
+
+
+class Timeline(_Model):
+    tracks: list[Track] = Field(min_length=1, max_length=20,
+                                description="First track on top; each track's clips may not overlap.")
+    soundtrack: Soundtrack | None = None
+    background: str = Field(default="#000000", description="Colour behind every track.")
+    duration: Annotated[float, Field(gt=0, le=MAX_TIMELINE_S, allow_inf_nan=False)] | None = Field(
+        default=None, description="Output length; default: the end of the last clip.")
+
+    @field_validator("background")
+    @classmethod
+    def _check_background(cls, v: str) -> str:
+        return _colour(v)
+
+
+OutputFormat = Literal["mp4", "webm", "gif", "mp3", "jpg", "png"]
+
+
+class Output(_Model):
+    format: OutputFormat = "mp4"
+    size: str = Field(default="1280x720", description="WIDTHxHEIGHT or a preset: 1080p, 720p, "
+                                                     "vertical_1080, square_1080, 9:16, 1:1, ...")
+    fps: float = Field(default=25, ge=1, le=60)
+    quality: Literal["draft", "standard", "high"] = "standard"
+    poster_at: Seconds | None = Field(default=None, description="jpg/png: the frame at this time "
+                                                                "(default: the middle).")
+
+    @field_validator("size")
+    @classmethod
+    def _check_size(cls, v: str) -> str:
+        parse_frame_size(v)
+        return v
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        return parse_frame_size(self.size)
+
+
+class RenderParams(Params):
+    timeline: Timeline
+    output: Output = Field(default_factory=Output)
+
+    @model_validator(mode="after")
+    def _check_lengths(self) -> RenderParams:
+        # Raised as InvalidParams (not ValueError) so the answer carries the exact path of the clip.
+        count = 0
+        for ti, track in enumerate(self.timeline.tracks):
+            last_end, last_i = 0.0, -1
+            ordered = sorted(enumerate(track.clips), key=lambda c: c[1].start)
+            for ci, clip in ordered:
+                count += 1
+                path = f"timeline.tracks[{ti}].clips[{ci}]"
+                if count > MAX_CLIPS:
+                    raise _invalid(f"a timeline may have at most {MAX_CLIPS} clips", path, "too_many_clips")
+                if clip.end is not None and clip.end > MAX_TIMELINE_S:
+                    raise _invalid(f"the clip ends at {clip.end:.0f} s, after the {MAX_TIMELINE_S:.0f} s "
+                                   "limit of a timeline", f"{path}.length", "timeline_too_long")
+                if last_i >= 0 and clip.start < last_end - 1e-6:
+                    raise _invalid(f"the clip starts at {clip.start} s, before clips[{last_i}] of the same "
+                                   f"track ends ({last_end} s); put overlapping clips on separate tracks",
+                                   f"{path}.start", "overlapping_clips")
+                last_end = clip.end if clip.end is not None else clip.start  # auto length: checked at run time
+                last_i = ci
+        return self
+
+
+def _invalid(message: str, path: str, code: str) -> InvalidParams:
+    return InvalidParams(f"{path}: {message}", code=code, details={"path": path})
+
+
+def timeline_schema() -> dict[str, Any]:
+    """The JSON schema of the render op's params (published in docs/TIMELINE.md)."""
+    return RenderParams.model_json_schema(by_alias=True)
+
+
+if __name__ == "__main__":
+    print(json.dumps(timeline_schema(), indent=2))
