@@ -263,7 +263,7 @@ class WebhookSender:
                 record["error"] = f"{type(exc).__name__}: {exc}"[:300]
                 retry = True
             self._record(delivery.job_id, record)
-            if not retry or attempt == self.max_attempts:
+            if not retry or attempt == self.max_attempts or self._superseded(delivery):
                 return
             delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
             if retry_after is not None:

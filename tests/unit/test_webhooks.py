@@ -1,0 +1,274 @@
+"""Signed webhooks against a real HTTP receiver on loopback: signatures, retries, order, throttling."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reelforge.config import Settings
+from reelforge.jobs.webhooks import WebhookSender, sign, verify
+
+SECRET = "whsec-test-secret"
+
+
+@dataclass
+class Received:
+    event: str
+    timestamp: str
+    signature: str
+    content_type: str
+    body: bytes
+    status: int = 0  # what the receiver answered
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """A loopback webhook endpoint; `answer(received, nth_request_for_this_event)` picks the status."""
+
+    port: int
+    answer: Callable[[Received, int], int] = lambda _r, _n: 204
+    got: list[Received] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def delivered(self) -> list[Received]:
+        """Requests that were answered 2xx, in arrival order."""
+        with self.lock:
+            return [r for r in self.got if 200 <= r.status < 300]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    state = Receiver(port=server.server_address[1])
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            got = Received(event=self.headers.get("X-ReelForge-Event", ""),
+                           timestamp=self.headers.get("X-ReelForge-Timestamp", ""),
+                           signature=self.headers.get("X-ReelForge-Signature", ""),
+                           content_type=self.headers.get("Content-Type", ""), body=body)
+            key = f"{got.json.get('job_id')}/{got.event}"
+            with state.lock:
+                state.counts[key] = state.counts.get(key, 0) + 1
+                nth = state.counts[key]
+            status = state.answer(got, nth)
+            got.status = status
+            with state.lock:
+                state.got.append(got)
+            self.send_response(status)
+            if status == 429:
+                self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server.RequestHandlerClass = Handler
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@dataclass
+class Attempts:
+    rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def __call__(self, job_id: str, attempt: dict[str, Any]) -> None:
+        self.rows.append((job_id, attempt))
+
+    def for_event(self, event: str) -> list[dict[str, Any]]:
+        return [a for _j, a in self.rows if a["event"] == event]
+
+
+@pytest.fixture
+def local_settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"fetch_allow_private": True, "webhook_secret": SECRET})
+
+
+def make_sender(settings: Settings, attempts: Attempts, **kw: Any) -> WebhookSender:
+    kw.setdefault("backoff_base_s", 0.01)
+    return WebhookSender(settings, attempts, **kw)
+
+
+def event(job_id: str, kind: str, **extra: Any) -> dict[str, Any]:
+    return {"type": f"job.{kind}", "job_id": job_id, **extra}
+
+
+def test_sign_and_verify_recipe() -> None:
+    body = b'{"type":"job.succeeded"}'
+    mac = sign(SECRET, 1_700_000_000, body)
+    assert len(mac) == 64
+    assert verify(SECRET, 1_700_000_000, body, f"v1={mac}", now=1_700_000_100)
+    assert verify(SECRET, "1700000000", body, f"v1=deadbeef, v1={mac}", now=1_700_000_100)  # rotation
+    assert not verify(SECRET, 1_700_000_000, body + b" ", f"v1={mac}", now=1_700_000_100)
+    assert not verify("other", 1_700_000_000, body, f"v1={mac}", now=1_700_000_100)
+    assert not verify(SECRET, 1_700_000_000, body, f"v1={mac}", now=1_700_000_301)  # too old: replay
+    assert not verify(SECRET, "soon", body, f"v1={mac}")
+    assert not verify(SECRET, 1_700_000_000, body, mac, now=1_700_000_000)  # no scheme prefix
+
+
+def test_delivery_is_signed(local_settings: Settings, receiver: Receiver) -> None:
+    attempts = Attempts()
+    sender = make_sender(local_settings, attempts)
+    payload = event("job-1", "succeeded", result={"outputs": {"video": "https://cdn/x.mp4"}}, note="ünï")
+    assert sender.send("job-1", receiver.url, payload, kind="succeeded")
+    assert sender.close(timeout=10)
+    [got] = receiver.got
+    assert got.event == "job.succeeded" and got.content_type == "application/json"
+    assert got.signature.startswith("v1=")
+    assert verify(SECRET, got.timestamp, got.body, got.signature)
+    assert got.json == payload
+    assert attempts.rows == [("job-1", {"event": "job.succeeded", "url": receiver.url, "attempt": 1,
+                                        "status_code": 204, "at": attempts.rows[0][1]["at"]})]
+    assert attempts.rows[0][1]["at"].endswith("Z")
+
+
+def test_retries_after_server_errors_then_succeeds(local_settings: Settings, receiver: Receiver) -> None:
+    receiver.answer = lambda _r, nth: 500 if nth <= 2 else (429 if nth == 3 else 200)
+    attempts = Attempts()
+    sender = make_sender(local_settings, attempts)
+    sender.send("job-2", receiver.url, event("job-2", "failed", error={"code": "x"}), kind="failed")
+    assert sender.close(timeout=20)
+    rows = attempts.for_event("job.failed")
+    assert [r["attempt"] for r in rows] == [1, 2, 3, 4]
+    assert [r["status_code"] for r in rows] == [500, 500, 429, 200]
+    assert len({r.body for r in receiver.got}) == 1  # the same body every time...
+    assert all(verify(SECRET, r.timestamp, r.body, r.signature) for r in receiver.got)  # ...each signed
+
+
+def test_gives_up_after_max_attempts_and_on_final_statuses(local_settings: Settings,
+                                                           receiver: Receiver) -> None:
+    receiver.answer = lambda r, _n: 503 if r.json["job_id"] == "down" else 410
+    attempts = Attempts()
+    sender = make_sender(local_settings, attempts, max_attempts=3)
+    sender.send("down", receiver.url, event("down", "succeeded"), kind="succeeded")
+    sender.send("gone", receiver.url, event("gone", "succeeded"), kind="succeeded")
+    assert sender.close(timeout=20)
+    assert [a["status_code"] for j, a in attempts.rows if j == "down"] == [503, 503, 503]
+    assert [a["status_code"] for j, a in attempts.rows if j == "gone"] == [410]  # 4xx: not retried
+
+
+def test_connection_errors_are_retried_and_recorded(local_settings: Settings) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/hook"  # nobody listens once closed
+    attempts = Attempts()
+    sender = make_sender(local_settings, attempts, max_attempts=3)
+    sender.send("job-3", url, event("job-3", "succeeded"), kind="succeeded")
+    assert sender.close(timeout=20)
+    assert [a["attempt"] for _j, a in attempts.rows] == [1, 2, 3]
+    assert all("ConnectError" in a["error"] and "status_code" not in a for _j, a in attempts.rows)
+
+
+def test_private_urls_are_refused_without_a_request(settings: Settings, receiver: Receiver) -> None:
+    attempts = Attempts()
+    sender = make_sender(settings.model_copy(update={"webhook_secret": SECRET}), attempts)
+    sender.send("job-4", receiver.url, event("job-4", "succeeded"), kind="succeeded")
+    sender.send("job-4b", "http://169.254.169.254/latest/meta-data/", event("job-4b", "failed"), kind="failed")
+    assert sender.close(timeout=10)
+    assert receiver.got == []
+    assert [a["attempt"] for _j, a in attempts.rows] == [1, 1]  # refused once, never retried
+    assert all(a["error"].startswith("url_not_allowed") for _j, a in attempts.rows)
+
+
+def test_progress_is_throttled_and_terminal_comes_last(local_settings: Settings, receiver: Receiver) -> None:
+    attempts = Attempts()
+    sender = make_sender(local_settings, attempts, progress_interval_s=3600)
+    accepted = [sender.send("job-5", receiver.url, event("job-5", "running"), kind="running")]
+    accepted += [sender.send("job-5", receiver.url, event("job-5", "progress", progress=i / 10), kind="progress")
+                 for i in range(1, 6)]
+    accepted.append(sender.send("job-5", receiver.url, event("job-5", "succeeded"), kind="succeeded"))
+    accepted.append(sender.send("job-5", receiver.url, event("job-5", "progress", progress=1.0), kind="progress"))
+    assert sender.close(timeout=10)
+    assert accepted == [True, True, False, False, False, False, True, False]
+    assert [(r.event, r.json.get("progress")) for r in receiver.got] == [
+        ("job.running", None), ("job.progress", 0.1), ("job.succeeded", None)]
+
+
+def test_each_jobs_events_arrive_in_order_despite_retries(local_settings: Settings,
+                                                          receiver: Receiver) -> None:
+    # Every job's first event fails twice; its later events queue behind it instead of overtaking it.
+    receiver.answer = lambda r, nth: 502 if r.event == "job.running" and nth <= 2 else 200
+    attempts = Attempts()
+    sender = make_sender(local_settings, attempts, progress_interval_s=0, workers=3)
+    jobs = [f"job-{i}" for i in range(6)]
+    for job in jobs:
+        sender.send(job, receiver.url, event(job, "running"), kind="running")
+    for step in range(3):
+        for job in jobs:
+            sender.send(job, receiver.url, event(job, "progress", progress=step / 3), kind="progress")
+    for job in jobs:
+        sender.send(job, receiver.url, event(job, "succeeded"), kind="succeeded")
+    assert sender.close(timeout=30)
+    for job in jobs:
+        seen = [(r.event, r.json.get("progress")) for r in receiver.delivered() if r.json["job_id"] == job]
+        assert seen == [("job.running", None), ("job.progress", 0.0), ("job.progress", 1 / 3),
+                        ("job.progress", 2 / 3), ("job.succeeded", None)]
+
+
+def test_a_failing_progress_event_gives_way_to_newer_events(local_settings: Settings,
+                                                            receiver: Receiver) -> None:
+    terminal_queued = threading.Event()
+
+    def answer(got: Received, _nth: int) -> int:
+        if got.event == "job.progress":
+            terminal_queued.wait(10)  # hold the first attempt until the terminal event is waiting
+            return 500
+        return 200
+
+    receiver.answer = answer
+    attempts = Attempts()
+    sender = make_sender(local_settings, attempts, backoff_base_s=30)
+    sender.send("job-6", receiver.url, event("job-6", "progress", progress=0.5), kind="progress")
+    sender.send("job-6", receiver.url, event("job-6", "succeeded"), kind="succeeded")
+    terminal_queued.set()
+    assert sender.close(timeout=10)
+    assert [a["status_code"] for a in attempts.for_event("job.progress")] == [500]  # not retried
+    assert [a["status_code"] for a in attempts.for_event("job.succeeded")] == [200]
+
+
+def test_close_stops_accepting_and_a_failing_recorder_does_not_stop_delivery(
+        local_settings: Settings, receiver: Receiver) -> None:
+    def broken_recorder(_job: str, _attempt: dict[str, Any]) -> None:
+        raise RuntimeError("store down")
+
+    sender = WebhookSender(local_settings, broken_recorder, backoff_base_s=0.01)
+    assert sender.send("job-7", receiver.url, event("job-7", "running"), kind="running")
+    assert sender.send("job-7", receiver.url, event("job-7", "succeeded"), kind="succeeded")
+    assert sender.close(timeout=10)
+    assert [r.event for r in receiver.got] == ["job.running", "job.succeeded"]
+    assert not sender.send("job-7", receiver.url, event("job-7", "failed"), kind="failed")
+
+
+def test_generated_secret_is_used_when_none_is_configured(tmp_path: Path, receiver: Receiver) -> None:
+    settings = Settings(data_dir=tmp_path / "d", workers=1, fetch_allow_private=True)
+    sender = make_sender(settings, Attempts())
+    sender.send("job-8", receiver.url, event("job-8", "succeeded"), kind="succeeded")
+    assert sender.close(timeout=10)
+    secret = (tmp_path / "d" / "webhook_secret").read_text().strip()
+    [got] = receiver.got
+    assert verify(secret, got.timestamp, got.body, got.signature)
+    assert abs(int(got.timestamp) - time.time()) < 300
