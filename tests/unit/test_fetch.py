@@ -60,6 +60,8 @@ def _handler(origin: Origin) -> type[BaseHTTPRequestHandler]:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # we hang up early
                     for _ in range(64):
                         self.wfile.write(b"\0" * 1024)
+            elif path == "/overlong":  # declares 100 bytes, sends 20000
+                self._reply(200, b"o" * 20_000, {"Content-Length": "100"})
             elif path == "/huge-declared":
                 self._reply(200, b"tiny", {"Content-Length": str(10**12)})
             elif path == "/redirect":
@@ -278,3 +280,93 @@ def test_file_ids_resolve_through_storage(settings: Settings, tmp_path: Path, de
         fetch(dangling, dest)
     assert not_mine.value.code == missing.value.code == "input_not_found"
     assert not_mine.value.message.replace(unknown, "ID") == missing.value.message.replace(dangling, "ID")
+
+
+def test_content_length_is_the_most_that_is_read(settings: Settings, origin: Origin, dest: Path) -> None:
+    """A server that sends more than it declared cannot push extra bytes into the input."""
+    path = resolver(settings, fetch_allow_private=True, max_fetch_bytes=10_000)(origin.url("/overlong"), dest)
+    assert path.stat().st_size == 100
+
+
+# ---- https: pinning to the checked address keeps certificate checks on the name
+
+
+@dataclass
+class TlsFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_tls(folder: Path, name: str) -> TlsFiles:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "reelforge test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+          .not_valid_after(now + datetime.timedelta(hours=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    files = TlsFiles(ca=folder / "ca.pem", cert=folder / "cert.pem", key=folder / "key.pem")
+    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption()))
+    return files
+
+
+def test_https_is_pinned_with_sni_and_certificate_checked_against_the_name(tmp_path: Path, dest: Path) -> None:
+    import ssl
+
+    import httpx
+
+    from reelforge.storage.fetch import UrlFetcher
+
+    tls = make_tls(tmp_path, "media.test")
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(tls.cert, tls.key)
+    sni_seen: list[str | None] = []
+
+    def record_sni(_sock: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> None:
+        sni_seen.append(server_name)
+
+    server_ctx.sni_callback = record_sni  # type: ignore[assignment]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    state = Origin(port=server.server_address[1])
+    server.RequestHandlerClass = _handler(state)
+    server.daemon_threads = True
+    server.socket = server_ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        client_ctx = ssl.create_default_context(cafile=str(tls.ca))
+        fetcher = UrlFetcher(max_bytes=10**6, timeout_s=5, guard=lambda _url: ["127.0.0.1"],
+                             transport=httpx.HTTPTransport(verify=client_ctx))
+        path = fetcher.fetch(f"https://media.test:{state.port}/media/secure.mp4", dest)
+        assert path.read_bytes() == PAYLOAD
+        assert sni_seen == ["media.test"] and state.seen == [("/media/secure.mp4", f"media.test:{state.port}")]
+
+        # The same address under a name the certificate does not cover: refused by TLS, not downloaded.
+        with pytest.raises(InputError) as mismatch:
+            fetcher.fetch(f"https://other.test:{state.port}/media/secure.mp4", dest)
+        assert mismatch.value.code == "input_unreachable"
+        assert len(state.seen) == 1
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -164,6 +164,8 @@ class WebhookSender:
             elif _is_terminal(kind, event):
                 self._remember(self._finished, job_id, None)
                 self._last_progress.pop(job_id, None)
+            else:
+                self._finished.pop(job_id, None)  # e.g. a job retried after a failure runs again
             delivery = Delivery(job_id=job_id, url=url, event_type=event_type, body=body, kind=kind)
             queue = self._pending.get(job_id)
             if queue is None:
