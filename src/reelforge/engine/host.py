@@ -96,19 +96,23 @@ class JobHost:
         cancel_grace_s: float = 1.0,
     ) -> HostResult:
         self._ensure_started()
-        assert self._conn is not None
+        conn = self._conn  # kept locally: close()/kill() from another thread may drop self._conn meanwhile
+        assert conn is not None
         self._cancel.clear()
-        self._conn.send(("run", payload))
         notes: dict[str, Any] = {}
+        try:
+            conn.send(("run", payload))
+        except (OSError, ValueError):
+            return self._crashed(notes)
         while True:
             try:
-                ready = self._conn.poll(poll_s)
-            except (EOFError, OSError):
-                ready = False
+                ready = conn.poll(poll_s)
+            except (EOFError, OSError, ValueError):
+                return self._crashed(notes)
             if ready:
                 try:
-                    msg = self._conn.recv()
-                except (EOFError, OSError):
+                    msg = conn.recv()
+                except (EOFError, OSError, ValueError):
                     return self._crashed(notes)
                 kind = msg[0]
                 if kind == "progress":
@@ -125,14 +129,16 @@ class JobHost:
                     outcome: Outcome = "cancelled" if err.get("code") == "cancelled" else "failed"
                     return HostResult(outcome, notes=notes, error=err)
                 continue
-            if self._proc is None or not self._proc.is_alive():
+            proc = self._proc
+            if proc is None or not proc.is_alive():
                 return self._crashed(notes)
             stop = should_stop()
             if stop is not None:
                 return self._stop(stop, notes, cancel_grace_s)
 
     def _crashed(self, notes: dict[str, Any]) -> HostResult:
-        code = self._proc.exitcode if self._proc is not None else None
+        proc = self._proc
+        code = proc.exitcode if proc is not None else None
         self.kill()
         return HostResult("crashed", notes=notes, error={
             "code": "worker_lost", "message": f"The worker process running this job died (exit code {code})."})
@@ -142,14 +148,14 @@ class JobHost:
             # graceful first: ops see ctx.cancelled() and ffmpeg is killed by run_ffmpeg's watcher
             self._cancel.set()
             deadline = time.monotonic() + grace_s
-            assert self._conn is not None
-            while time.monotonic() < deadline:
+            conn = self._conn
+            while conn is not None and time.monotonic() < deadline:
                 try:
-                    if self._conn.poll(0.05):
-                        msg = self._conn.recv()
+                    if conn.poll(0.05):
+                        msg = conn.recv()
                         if msg[0] in ("done", "error"):
                             break
-                except (EOFError, OSError):
+                except (EOFError, OSError, ValueError):
                     break
             else:
                 self.kill()

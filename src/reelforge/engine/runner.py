@@ -97,12 +97,13 @@ class Runner:
         try:
             res = host.run(payload, on_progress=on_progress, on_note=on_note, should_stop=should_stop)
             status = self._conclude(job, worker_id, res, on_requeue)
-        except Exception as exc:  # the runner itself must never leave a job running
+        except Exception as exc:  # the runner itself must never leave a job running: retry it elsewhere
             log.exception("runner failed on %s", job.id)
             host.kill()
-            store.finish(job.id, worker_id, JobStatus.FAILED, error={
+            status = store.release_for_retry(job.id, worker_id, {
                 "code": "internal_error", "message": f"The worker failed while running the job ({exc})."})
-            status = JobStatus.FAILED
+            if status == JobStatus.QUEUED and on_requeue is not None:
+                on_requeue(job)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
             if workdir.parent.exists() and not any(workdir.parent.iterdir()):

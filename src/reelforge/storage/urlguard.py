@@ -26,6 +26,20 @@ def _ip_is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 
 
+def _literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a literal host means, including legacy IPv4 forms (2130706433, 0x7f.1, 127.1)."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if all(c in "0123456789abcdefx." for c in host) and any(c.isdigit() for c in host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
 def check_url_syntax(url: str, *, allow_private: bool = False) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
@@ -39,9 +53,8 @@ def check_url_syntax(url: str, *, allow_private: bool = False) -> None:
         return
     if host in _BLOCKED_NAMES or host.endswith(".localhost") or host.endswith(".internal"):
         raise ValueError(f"the host {host!r} is not a public address")
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
+    ip = _literal_ip(host)
+    if ip is None:
         return  # a name: resolved and checked at fetch time
     if not _ip_is_public(ip):
         raise ValueError(f"the address {host} is not public (loopback, private, link-local or reserved)")
