@@ -65,8 +65,9 @@ def chunk_ranges(start: int, end: int, chunk: int) -> list[tuple[int, int]]:
     return [(a, min(end, a + chunk)) for a in range(start, end, max(1, chunk))]
 
 
-def reverse_chunk_frames(width: int, height: int, budget: int = REVERSE_CHUNK_BYTES) -> int:
-    return max(1, budget // max(1, width * height * 3 // 2))
+def reverse_chunk_frames(width: int, height: int, budget: int | None = None) -> int:
+    """Frames per reversed chunk so that `reverse` holds at most `budget` bytes of yuv420p frames."""
+    return max(1, (REVERSE_CHUNK_BYTES if budget is None else budget) // max(1, width * height * 3 // 2))
 
 
 def sequence_plan(cycle: list[Piece], target_frames: int) -> tuple[list[Piece], tuple[Piece, int] | None]:
