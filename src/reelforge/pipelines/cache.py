@@ -99,7 +99,10 @@ class StepCache:
         try:
             files: dict[str, str] = {}
             for name, path in result.outputs.items():
-                filename = _SAFE_NAME.sub("_", name) + Path(path).suffix
+                # keep the op's own file name (video.srt beside video.mp4); the output name if it clashes
+                filename = _SAFE_NAME.sub("_", Path(path).name)
+                if filename in files.values() or filename == "result.json":
+                    filename = _SAFE_NAME.sub("_", name) + Path(path).suffix
                 _link_or_copy(Path(path), tmp / filename)
                 files[name] = filename
             meta = {"op": op_name, "outputs": files, "data": json.loads(data_json)}

@@ -153,6 +153,8 @@ class Step(BaseModel):
     depends_on: list[str] = Field(default_factory=list, description="Steps to finish first (besides refs).")
     cache: bool | None = Field(default=None,
                                description="Reuse an earlier identical result (default: the pipeline's).")
+    weight: float = Field(default=1.0, gt=0, le=1000,
+                          description="Share of the job's progress bar (a long encode: more than a probe).")
 
 
 @dataclass(frozen=True)
@@ -284,8 +286,8 @@ def check_step_params(plan: StepPlan, *, context: Mapping[str, Any] | None = Non
     """Validate a step's params against its op's model with refs as placeholders.
 
     A file ref becomes `step://<step>/<output>`; a data ref's value is only known at run time, so it is
-    replaced by None and errors at (or below) its location are ignored here — they are checked again when
-    the step runs.
+    replaced by None and errors at its location, below it, or on a model containing it (a cross-field
+    check) are ignored here — they are checked again when the step runs.
     """
     data_locs = [loc for loc, ref in plan.refs if ref.is_data]
     params_loc: Loc = (*base_loc, plan.index, "params")
@@ -295,7 +297,8 @@ def check_step_params(plan: StepPlan, *, context: Mapping[str, Any] | None = Non
     except ValidationError as exc:
         for err in exc.errors():
             loc: Loc = (*params_loc, *err["loc"])
-            if any(loc[: len(d)] == d for d in data_locs):
+            # at, below, or containing a data ref (a model-level check that involves it): run time decides
+            if any(loc[: len(d)] == d or d[: len(loc)] == loc for d in data_locs):
                 continue
             raise graph_error(f"{err['msg']} (step {plan.id!r}, op {plan.step.op!r})", loc,
                               code="invalid_step_params") from None

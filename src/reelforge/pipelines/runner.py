@@ -70,6 +70,8 @@ class PipelineRunner:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._fractions: dict[str, float] = dict.fromkeys(self.plans, 0.0)
+        self._weights = {s.id: s.step.weight for s in graph.steps}
+        self._weight_sum = sum(self._weights.values())
         self._done = 0
 
     # ---- public
@@ -214,7 +216,7 @@ class PipelineRunner:
     def _report(self, sid: str, stage: str | None) -> None:
         with self._lock:
             total = len(self._fractions)
-            overall = sum(self._fractions.values()) / total
+            overall = sum(f * self._weights[s] for s, f in self._fractions.items()) / self._weight_sum
             done = self._done
             pct = round(self._fractions[sid] * 100)
         inner = f" {stage}" if stage else ""

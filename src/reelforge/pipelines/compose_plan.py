@@ -1,0 +1,147 @@
+"""The build's single final encode, planned as data: background + talking head + captions + audio mix.
+
+    [bg]   fps, scale+crop to the output (no-ops when the background already fits)
+    [head] (VP9 alpha, looped) scaled to a share of the height, overlaid at a corner
+    burn:  ass=<captions.ass> on the composite
+    audio: narration padded/cut to D; music looped, faded, ducked by a sidechain compressor keyed on the
+           narration, then mixed under it
+
+When nothing is drawn (no head, captions soft or none) and the background already has the output's
+size, frame rate and codec, the video is stream-copied and only the audio is encoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from reelforge.media.filters import filter_expr
+from reelforge.media.probe import MediaInfo
+from reelforge.pipelines.render_plan import DEFAULT_VIDEO_ARGS, even, fps_fraction, num
+
+Corner = Literal["top_left", "top_right", "bottom_left", "bottom_right"]
+CaptionMode = Literal["burn", "soft", "none"]
+
+
+@dataclass(frozen=True)
+class HeadLayout:
+    corner: Corner = "bottom_right"
+    size: float = 0.3  # overlay height / output height
+    margin: float = 0.03  # fraction of the output's shorter side
+    loop: bool = True
+
+
+@dataclass(frozen=True)
+class MusicMix:
+    volume: float = 0.25
+    duck: bool = True
+    fade_in: float = 1.0
+    fade_out: float = 2.0
+
+
+@dataclass(frozen=True)
+class ComposeInputs:
+    background: MediaInfo
+    narration: MediaInfo
+    duration_s: float
+    head: MediaInfo | None = None
+    music: MediaInfo | None = None
+    ass: Path | None = None  # burned when mode == "burn"
+    srt: Path | None = None  # muxed as a subtitle track when mode == "soft"
+
+
+@dataclass(frozen=True)
+class ComposePlan:
+    args: list[str]
+    copy_video: bool
+
+
+def background_fits(info: MediaInfo, size: tuple[int, int], fps: float) -> bool:
+    """True when the background can be stream-copied into the output as it is."""
+    v = info.video
+    return (v is not None and v.codec == "h264" and (v.width, v.height) == size
+            and v.pix_fmt in ("yuv420p", "yuvj420p") and v.fps is not None and abs(v.fps - fps) < 0.01)
+
+
+def head_xy(corner: Corner, margin_px: int) -> tuple[str, str]:
+    m = str(margin_px)
+    x = m if corner.endswith("left") else f"W-w-{m}"
+    y = m if corner.startswith("top") else f"H-h-{m}"
+    return x, y
+
+
+def plan_compose(inp: ComposeInputs, out: Path, *, size: tuple[int, int], fps: float, mode: CaptionMode,
+                 head: HeadLayout = HeadLayout(), music: MusicMix = MusicMix(),
+                 video_args: Sequence[str] = DEFAULT_VIDEO_ARGS, fonts_dir: Path | None = None) -> ComposePlan:
+    w, h = size
+    d = inp.duration_s
+    rate = fps_fraction(fps)
+    rate_s = f"{rate.numerator}/{rate.denominator}"
+    burn = mode == "burn" and inp.ass is not None
+    copy_video = inp.head is None and not burn and background_fits(inp.background, size, fps)
+    bg_loops = inp.background.duration_s < d - 0.5 / fps
+    args: list[str] = [*(["-stream_loop", "-1"] if bg_loops else []), "-t", num(d), "-i", inp.background.path,
+                       "-i", inp.narration.path]
+    chains: list[str] = []
+    idx = 2
+    if not copy_video:
+        cur = "bg"
+        chains.append(f"[0:v]fps={rate_s},scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},"
+                      f"setsar=1[bg]")
+        if inp.head is not None:
+            loop = ["-stream_loop", "-1"] if head.loop else []
+            # libvpx-vp9 is the decoder that reads VP9's alpha layer (the native one drops it)
+            decoder = ["-c:v", "libvpx-vp9"] if inp.head.video and inp.head.video.codec == "vp9" else []
+            args += [*loop, "-t", num(d), *decoder, "-i", inp.head.path]
+            head_h = even(h * head.size)
+            x, y = head_xy(head.corner, round(min(w, h) * head.margin))
+            chains.append(f"[{idx}:v]fps={rate_s},scale=-2:{head_h},format=yuva420p,setsar=1[head]")
+            chains.append(f"[{cur}][head]" + filter_expr("overlay", x=x, y=y, eof_action="pass") + "[vh]")
+            cur = "vh"
+            idx += 1
+        if burn:
+            assert inp.ass is not None
+            opts: dict[str, Path | str | None] = {"filename": inp.ass}
+            if fonts_dir is not None:
+                opts["fontsdir"] = fonts_dir
+            chains.append(f"[{cur}]" + filter_expr("ass", **opts) + "[vc]")
+            cur = "vc"
+        chains.append(f"[{cur}]format=yuv420p[vout]")
+
+    to_stereo = "aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo"
+    narration = f"[1:a]{to_stereo},apad=whole_dur={num(d)},atrim=end={num(d)}"
+    if inp.music is not None and music.volume > 0:
+        args += ["-stream_loop", "-1", "-t", num(d), "-i", inp.music.path]
+        m = [to_stereo, "asetpts=PTS-STARTPTS", f"volume={num(music.volume)}"]
+        if music.fade_in:
+            m.append(f"afade=t=in:st=0:d={num(music.fade_in)}")
+        if music.fade_out:
+            m.append(f"afade=t=out:st={num(max(0.0, d - music.fade_out))}:d={num(music.fade_out)}")
+        chains.append(f"[{idx}:a]" + ",".join(m) + "[music]")
+        idx += 1
+        if music.duck:
+            chains.append(f"{narration},asplit=2[narr][key]")
+            # about -24 dB of gain reduction while the narration speaks; back up within ~0.4 s of a pause
+            chains.append("[music][key]sidechaincompress=threshold=0.01:ratio=20:attack=20:release=400:"
+                          "makeup=1[ducked]")
+            chains.append("[narr][ducked]amix=inputs=2:duration=first:normalize=0,"
+                          f"atrim=end={num(d)}[aout]")
+        else:
+            chains.append(f"{narration}[narr]")
+            chains.append(f"[narr][music]amix=inputs=2:duration=first:normalize=0,atrim=end={num(d)}[aout]")
+    else:
+        chains.append(f"{narration}[aout]")
+
+    maps = ["-map", "0:v:0" if copy_video else "[vout]", "-map", "[aout]"]
+    codec = ["-c:v", "copy"] if copy_video else [*video_args, "-r", rate_s]
+    subs: list[str] = []
+    if mode == "soft" and inp.srt is not None:
+        args += ["-i", str(inp.srt)]
+        maps += ["-map", f"{idx}:0"]
+        subs = ["-c:s", "mov_text", "-metadata:s:s:0", "title=Captions"]
+        idx += 1
+    args += ["-filter_complex", ";".join(chains), *maps, *codec, "-c:a", "aac", "-b:a", "192k", *subs,
+             "-t", num(d), "-movflags", "+faststart", str(out)]
+    return ComposePlan(args=args, copy_video=copy_video)

@@ -1,0 +1,381 @@
+"""`build`: script (or narration audio) + background + optional talking head and music -> finished mp4.
+
+The build is a step graph run by the pipeline runner, so it gets parallel steps, per-step caching,
+aggregated progress and cancel:
+
+    narration   tts (word timings)            | given audio (+ align to the script, or transcribe)
+    head        overlay: talking head -> transparent circle (VP9 alpha), parallel with the narration
+    fit/loop    background video fitted to the output once (short clip), then looped to the narration's
+                length by the loop op (ping-pong or forward; concat demuxer, stream copy)
+      or images Ken Burns clips (img2vid) to the narration's length
+    captions    ASS (chosen style) + SRT from the word timings
+    compose     ONE encode: background + head + burned captions + narration/music mix; with soft or no
+                captions and no head the background is stream-copied
+
+The steps named `build.*` are internal: they exist only inside this graph (not public operations).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+
+from reelforge.captions import CaptionStyle, build_plain, build_subtitles, load_words, save_subs
+from reelforge.errors import InvalidParams, MediaError
+from reelforge.media.encoders import Quality, encode_with_fallback
+from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
+from reelforge.media.frame_size import FrameSize, parse_frame_size
+from reelforge.media.kenburns import Effect as KenBurnsEffect
+from reelforge.media.limits import check_duration_limit
+from reelforge.media.probe import probe, require_audio, require_video
+from reelforge.ops.context import OpContext, OpResult
+from reelforge.ops.params import MediaRef, Params
+from reelforge.ops.registry import Operation, get_operation, operation
+from reelforge.pipelines.compose_plan import (
+    CaptionMode,
+    ComposeInputs,
+    Corner,
+    HeadLayout,
+    MusicMix,
+    background_fits,
+    plan_compose,
+)
+from reelforge.pipelines.graph import Step, build_graph
+from reelforge.pipelines.render_plan import fps_fraction
+from reelforge.pipelines.runner import RunOptions, run_graph
+
+MAX_SCRIPT_CHARS = 20_000
+
+
+# ---------------------------------------------------------------- public params
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VoiceOptions(_Options):
+    engine: Literal["piper", "kokoro", "espeak"] = "piper"
+    voice: str | None = None
+    language: str | None = None
+    speed: float = Field(default=1.0, ge=0.5, le=2.0)
+    sentence_pause_s: float = Field(default=0.3, ge=0.0, le=3.0)
+
+
+class HeadOptions(_Options):
+    corner: Corner = "bottom_right"
+    size: float = Field(default=0.3, gt=0.05, le=0.9, description="overlay height / output height")
+    margin: float = Field(default=0.03, ge=0, le=0.3)
+    engine: Literal["mediapipe", "rvm"] = "mediapipe"
+    border_width: float = Field(default=0.0, ge=0, le=50, description="ring around the circle, pixels "
+                                                                      "of the talking-head video")
+    border_color: str = "#ffffff"
+    loop: bool = Field(default=True, description="repeat a short talking head for the whole narration")
+
+
+class MusicOptions(_Options):
+    volume: float = Field(default=0.25, ge=0, le=2)
+    duck: bool = Field(default=True, description="lower the music while the narration speaks")
+    fade_in: float = Field(default=1.0, ge=0, le=30)
+    fade_out: float = Field(default=2.0, ge=0, le=30)
+
+
+class BuildParams(Params):
+    script: str | None = Field(default=None, max_length=MAX_SCRIPT_CHARS,
+                               description="What the narrator says (spoken by tts unless `audio` is given).")
+    audio: MediaRef | None = Field(default=None, description="Narration audio instead of tts; with `script`, "
+                                                             "captions use the script's exact words.")
+    voice: VoiceOptions = Field(default_factory=VoiceOptions)
+    backgrounds: list[MediaRef] = Field(default_factory=list, max_length=20,
+                                        description="Background video(s), joined then looped.")
+    images: list[MediaRef] = Field(default_factory=list, max_length=200,
+                                   description="Or images shown as Ken Burns clips, sharing the length.")
+    background_mode: Literal["pingpong", "forward"] = "pingpong"
+    ken_burns: KenBurnsEffect = "zoom_in"
+    talking_head: MediaRef | None = Field(default=None, description="A video of the speaker, shown as a "
+                                                                    "circle at a corner.")
+    head: HeadOptions = Field(default_factory=HeadOptions)
+    music: MediaRef | None = None
+    music_options: MusicOptions = Field(default_factory=MusicOptions)
+    captions: CaptionMode = "burn"
+    caption_style: CaptionStyle = Field(default_factory=lambda: CaptionStyle(style="karaoke"))
+    size: FrameSize = Field(default="1920x1080", description="1920x1080, 1080x1920, 1080x1080 or WxH")
+    fps: int = Field(default=30, ge=1, le=60)
+    quality: Quality = "standard"
+    cache: bool = True
+    keep_intermediates: bool = False
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> BuildParams:
+        if not (self.script and self.script.strip()) and self.audio is None:
+            raise ValueError("give a `script` to speak, or narration `audio`")
+        if bool(self.backgrounds) == bool(self.images):
+            raise ValueError("give background video(s) in `backgrounds` or `images`, not both and not neither")
+        if self.audio is None:
+            _check_voice(self.script or "", self.voice)
+        # the whole graph (every step's params) is checked now, so a bad combination is a 422 at submit
+        build_graph(build_steps(self), lookup=lookup_op, context=info.context)
+        return self
+
+
+def _check_voice(script: str, voice: VoiceOptions) -> None:
+    tts = get_operation("tts").params_model
+    try:
+        tts.model_validate({"text": script, "engine": voice.engine, "voice": voice.voice,
+                            "language": voice.language})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "voice"
+        where = "script" if field == "text" else "voice" if field in ("", "__root__") else f"voice.{field}"
+        raise InvalidParams(f"{where}: {err['msg']}", code="invalid_voice", details={"path": where}) from None
+
+
+# ---------------------------------------------------------------- the graph
+def build_steps(p: BuildParams) -> list[Step]:
+    """The build as pipeline steps (pure: params -> graph)."""
+    w, h = parse_frame_size(p.size)
+    steps: list[Step] = []
+    want_words = p.captions != "none"
+    duration_ref = {"ref": "narration.data.duration_s"}
+    if p.audio is None:
+        steps.append(Step(id="narration", op="tts", weight=3, params={
+            "text": p.script, "engine": p.voice.engine, "voice": p.voice.voice, "language": p.voice.language,
+            "speed": p.voice.speed, "sentence_pause_s": p.voice.sentence_pause_s, "format": "wav",
+            "sample_rate": 48000, "word_timings": want_words}))
+        words_ref = {"ref": "narration.words"}
+    else:
+        steps.append(Step(id="narration", op="build.audio", params={"audio": p.audio}))
+        if want_words and p.script and p.script.strip():
+            steps.append(Step(id="words", op="align", weight=2, params={
+                "audio": {"ref": "narration.audio"}, "script": p.script,
+                **({"language": p.voice.language} if p.voice.language else {})}))
+        elif want_words:
+            steps.append(Step(id="words", op="transcribe", weight=2, params={"input": {"ref": "narration.audio"}}))
+        words_ref = {"ref": "words.words"}
+
+    if p.images:
+        steps.append(Step(id="background", op="build.images", weight=4, params={
+            "images": list(p.images), "duration_s": duration_ref, "size": f"{w}x{h}", "fps": p.fps,
+            "effect": p.ken_burns, "quality": p.quality}))
+    else:
+        source: Any = p.backgrounds[0]
+        if len(p.backgrounds) > 1:
+            steps.append(Step(id="joined", op="concat", weight=2, params={
+                "inputs": list(p.backgrounds), "size": f"{w}x{h}", "fps": p.fps, "quality": p.quality}))
+            source = {"ref": "joined.video"}
+        steps.append(Step(id="fitted", op="build.fit", params={
+            "input": source, "size": f"{w}x{h}", "fps": p.fps, "quality": p.quality}))
+        steps.append(Step(id="background", op="loop", params={
+            "input": {"ref": "fitted.video"}, "mode": p.background_mode, "duration_s": duration_ref,
+            "quality": p.quality}))
+
+    if p.talking_head is not None:
+        steps.append(Step(id="head", op="overlay", weight=4, params={
+            "input": p.talking_head, "engine": p.head.engine, "shape": "circle", "crop": True,
+            "border_width": p.head.border_width, "border_color": p.head.border_color, "output": "webm",
+            "quality": "standard"}))
+
+    if want_words:
+        steps.append(Step(id="captions", op="build.captions", params={
+            "words": words_ref, "style": p.caption_style.model_dump(mode="json"), "width": w, "height": h}))
+
+    compose: dict[str, Any] = {
+        "background": {"ref": "background.video"}, "narration": {"ref": "narration.audio"},
+        "size": f"{w}x{h}", "fps": p.fps, "quality": p.quality, "captions": p.captions,
+        "head_layout": {"corner": p.head.corner, "size": p.head.size, "margin": p.head.margin,
+                        "loop": p.head.loop},
+        "music_mix": p.music_options.model_dump(mode="json"),
+    }
+    if p.talking_head is not None:
+        compose["head"] = {"ref": "head.overlay"}
+    if p.music is not None:
+        compose["music"] = p.music
+    if want_words:
+        compose["ass"] = {"ref": "captions.ass"}
+        compose["srt"] = {"ref": "captions.srt"}
+    steps.append(Step(id="compose", op="build.compose", weight=10, params=compose))
+    return steps
+
+
+# ---------------------------------------------------------------- internal steps
+class AudioStepParams(Params):
+    audio: MediaRef
+
+
+def _audio_step(params: AudioStepParams, ctx: OpContext) -> OpResult:
+    path = ctx.fetch(params.audio)
+    info = probe(path)
+    require_audio(info)
+    check_duration_limit(info.duration_s, ctx.settings, "The narration")
+    return OpResult(outputs={"audio": path}, data={"duration_s": round(info.duration_s, 3)})
+
+
+class FitStepParams(Params):
+    input: MediaRef
+    size: FrameSize
+    fps: int = Field(ge=1, le=60)
+    quality: Quality = "standard"
+
+
+def fit_args(src: str, out: str, size: tuple[int, int], fps: int, video_args: tuple[str, ...]) -> list[str]:
+    w, h = size
+    return ["-i", src, "-an", "-sn", "-vf",
+            f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},setsar=1,fps={fps},format=yuv420p",
+            *video_args, "-movflags", "+faststart", out]
+
+
+def _fit_step(params: FitStepParams, ctx: OpContext) -> OpResult:
+    """The background clip at the output's size and rate, so the loop and the final mux can copy it."""
+    path = ctx.fetch(params.input)
+    info = probe(path)
+    require_video(info)
+    size = parse_frame_size(params.size)
+    if background_fits(info, size, params.fps):
+        return OpResult(outputs={"video": path}, data={"fitted": False, "duration_s": info.duration_s})
+    out = ctx.output_path("video", ".mp4")
+    encode_with_fallback(lambda c: fit_args(str(path), str(out), size, params.fps, c.args), ctx, params.quality,
+                         duration_s=info.duration_s, stage="fitting background")
+    ensure_file_output(out, "background")
+    return OpResult(outputs={"video": out}, data={"fitted": True, "duration_s": info.duration_s})
+
+
+class ImagesStepParams(Params):
+    images: list[MediaRef] = Field(min_length=1)
+    duration_s: float = Field(gt=0)
+    size: FrameSize
+    fps: int = Field(ge=1, le=60)
+    effect: str = "zoom_in"
+    quality: Quality = "standard"
+
+
+def _images_step(params: ImagesStepParams, ctx: OpContext) -> OpResult:
+    """Ken Burns clips sharing the narration's length (one frame spare each; the compose cuts exactly)."""
+    each = params.duration_s / len(params.images) + 1.0 / params.fps
+    img2vid = get_operation("img2vid")
+    sub = img2vid.params_model.model_validate({
+        "images": list(params.images), "size": params.size, "fps": params.fps, "duration_s": each,
+        "effect": params.effect, "join": True, "quality": params.quality})
+    result = img2vid.run(sub, ctx)
+    return OpResult(outputs={"video": result.outputs["video"]}, data=result.data)
+
+
+class CaptionsStepParams(Params):
+    words: MediaRef
+    style: CaptionStyle
+    width: int = Field(ge=16, le=8192)
+    height: int = Field(ge=16, le=8192)
+
+
+def _captions_step(params: CaptionsStepParams, ctx: OpContext) -> OpResult:
+    words = load_words(ctx.fetch(params.words))
+    if not words:
+        raise MediaError("No words were heard in the narration, so there is nothing to caption.",
+                         code="no_words")
+    ass = save_subs(build_subtitles(words, params.style, (params.width, params.height)),
+                    ctx.output_path("captions", ".ass"))
+    srt = save_subs(build_plain(words, params.style), ctx.output_path("captions", ".srt"))
+    return OpResult(outputs={"ass": ass, "srt": srt}, data={"words": len(words)})
+
+
+class HeadLayoutParams(_Options):
+    corner: Corner = "bottom_right"
+    size: float = 0.3
+    margin: float = 0.03
+    loop: bool = True
+
+
+class ComposeStepParams(Params):
+    background: MediaRef
+    narration: MediaRef
+    head: MediaRef | None = None
+    music: MediaRef | None = None
+    ass: MediaRef | None = None
+    srt: MediaRef | None = None
+    captions: CaptionMode = "burn"
+    size: FrameSize
+    fps: int = Field(ge=1, le=60)
+    quality: Quality = "standard"
+    head_layout: HeadLayoutParams = Field(default_factory=HeadLayoutParams)
+    music_mix: MusicOptions = Field(default_factory=MusicOptions)
+
+
+def _compose_step(params: ComposeStepParams, ctx: OpContext) -> OpResult:
+    size = parse_frame_size(params.size)
+    narration = probe(ctx.fetch(params.narration))
+    require_audio(narration)
+    duration = narration.duration_s
+    background = probe(ctx.fetch(params.background))
+    require_video(background)
+    head = probe(ctx.fetch(params.head)) if params.head else None
+    music = probe(ctx.fetch(params.music)) if params.music else None
+    if music is not None:
+        require_audio(music)
+    inputs = ComposeInputs(
+        background=background, narration=narration, duration_s=duration, head=head, music=music,
+        ass=ctx.fetch(params.ass) if params.ass else None, srt=ctx.fetch(params.srt) if params.srt else None)
+    out = ctx.output_path("video", ".mp4")
+    layout = HeadLayout(**params.head_layout.model_dump())
+    mix = MusicMix(**params.music_mix.model_dump())
+
+    def plan(video_args: tuple[str, ...] | None = None) -> list[str]:
+        kw = {"video_args": video_args} if video_args else {}
+        return plan_compose(inputs, out, size=size, fps=params.fps, mode=params.captions, head=layout,
+                            music=mix, fonts_dir=ctx.settings.font_dir, **kw).args
+
+    copy = plan_compose(inputs, out, size=size, fps=params.fps, mode=params.captions).copy_video
+    if copy:
+        run_ffmpeg(plan(), ctx, duration_s=duration, stage="muxing")
+        encoder = "copy"
+    else:
+        encoder = encode_with_fallback(lambda c: plan(c.args), ctx, params.quality, duration_s=duration,
+                                       stage="encoding").name
+    ensure_file_output(out, "video")
+    outputs = {"video": out}
+    # the subtitle files travel beside the video, named like it
+    for name, ref in (("srt", params.srt), ("ass", params.ass)):
+        if ref:
+            dest = ctx.output_path("video", f".{name}")
+            shutil.copyfile(ctx.fetch(ref), dest)
+            outputs[name] = dest
+    frames = math.floor(duration * float(fps_fraction(params.fps)) + 0.5)
+    return OpResult(outputs=outputs, data={"duration_s": round(duration, 3), "frames": frames,
+                                           "video": encoder, "captions": params.captions,
+                                           "size": list(size), "fps": params.fps})
+
+
+INTERNAL_OPS: dict[str, Operation] = {
+    op.name: op for op in (
+        Operation("build.audio", AudioStepParams, _audio_step, "narration from a given audio file"),
+        Operation("build.fit", FitStepParams, _fit_step, "background clip at the output size and rate"),
+        Operation("build.images", ImagesStepParams, _images_step, "Ken Burns background from images"),
+        Operation("build.captions", CaptionsStepParams, _captions_step, "ASS + SRT from word timings"),
+        Operation("build.compose", ComposeStepParams, _compose_step, "the one final encode"),
+    )
+}
+
+
+def lookup_op(name: str) -> Operation:
+    return INTERNAL_OPS[name] if name in INTERNAL_OPS else get_operation(name)
+
+
+@operation(
+    "build",
+    params=BuildParams,
+    summary="Narrated video in one request: tts, looped background or Ken Burns images, talking-head "
+            "circle, ducked music, captions (burned or soft), encoded once.",
+    timeout_s=3 * 3600,
+    example={
+        "script": "Welcome to ReelForge. This whole video was built from one request.",
+        "backgrounds": ["https://example.com/background.mp4"],
+        "music": "https://example.com/music.mp3",
+        "captions": "burn",
+        "caption_style": {"style": "karaoke"},
+        "size": "1080x1920",
+    },
+)
+def run(params: BuildParams, ctx: OpContext) -> OpResult:
+    graph = build_graph(build_steps(params), lookup=lookup_op)
+    result = run_graph(graph, ctx, RunOptions(cache=params.cache, keep_intermediates=params.keep_intermediates,
+                                              include_step_data=False))
+    return result
