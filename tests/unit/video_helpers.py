@@ -37,6 +37,16 @@ def frame_count(path: Path) -> int:
     return int(out)
 
 
+def luma(path: Path) -> np.ndarray:
+    """The Y plane of every frame exactly as coded (n, h, w), without any range conversion."""
+    info = next(s for s in streams(path) if s["codec_type"] == "video")
+    w, h = int(info["width"]), int(info["height"])
+    raw = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(path), "-f", "rawvideo",
+                          "-pix_fmt", "yuv420p", "-"], capture_output=True, check=True).stdout
+    arr = np.frombuffer(raw, dtype=np.uint8).reshape(-1, w * h * 3 // 2)
+    return arr[:, : w * h].reshape(-1, h, w)
+
+
 def frames(path: Path, pix_fmt: str = "rgb24", at: float | None = None, count: int | None = None) -> np.ndarray:
     """Decoded frames as an array (n, h, w[, c]); `at` seeks (seconds), `count` limits."""
     info = next(s for s in streams(path) if s["codec_type"] == "video")

@@ -69,7 +69,7 @@ def drawtext_text(text: str, *, expansion: bool = False) -> str:
 
 
 _FILTER_NAME_RE = re.compile(r"^[a-z0-9_]+$")
-_OPTION_KEY_RE = re.compile(r"^[a-z0-9_]+$")
+_OPTION_KEY_RE = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 def filter_expr(name: str, /, **options: str | int | float | bool | Path | None) -> str:

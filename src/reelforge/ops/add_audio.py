@@ -73,7 +73,9 @@ def plan_add_audio(params: AddAudioParams, video: MediaInfo, audio: MediaInfo) -
     copy_audio = not filters_needed and a.codec in MP4_AUDIO_CODECS
     graph = None
     if not copy_audio:
-        chain = [filter_expr("volume", volume=params.audio_volume)]
+        # one sample rate and layout for both tracks (amix and loudnorm need them to agree)
+        norm = f"{filter_expr('aresample', osr=48000)},{filter_expr('aformat', channel_layouts='stereo')}"
+        chain = [norm, filter_expr("volume", volume=params.audio_volume)]
         if params.fade_in_s > 0:
             chain.append(filter_expr("afade", t="in", st=0.0, d=params.fade_in_s))
         if params.fade_out_s > 0:
@@ -83,7 +85,7 @@ def plan_add_audio(params: AddAudioParams, video: MediaInfo, audio: MediaInfo) -
         parts = [f"[1:a]{','.join(chain)}[new]"]
         last = "new"
         if mix:
-            parts.append(f"[0:a]{filter_expr('volume', volume=params.video_volume)},apad[orig]")
+            parts.append(f"[0:a]{norm},{filter_expr('volume', volume=params.video_volume)},apad[orig]")
             parts.append(f"[orig][new]{filter_expr('amix', inputs=2, duration='longest', normalize=0)}[mixed]")
             last = "mixed"
         tail = [filter_expr("atrim", end=round(duration, 6))]
