@@ -108,6 +108,24 @@ def test_put_stream_small_and_multipart(s3_settings: Settings) -> None:
     assert pending_uploads(store) == []
 
 
+def test_direct_upload_without_staging(s3_settings: Settings, tmp_path: Path) -> None:
+    store = S3Storage(make_s3_client(s3_settings), bucket=s3_settings.s3_bucket, prefix="rf/",
+                      part_size=5 * MIB, stage_then_copy=False)
+    src = tmp_path / "a.wav"
+    src.write_bytes(b"RIFF" * 1000)
+    assert store.put_file(src, "jobs/d/a.wav").size == 4000
+    block = os.urandom(MIB)
+    obj = store.put_stream((block for _ in range(11)), "jobs/d/b.mp4", max_bytes=20 * MIB)
+    assert obj.sha256 == hashlib.sha256(block * 11).hexdigest()
+    assert bucket_keys(store) == ["rf/jobs/d/a.wav", "rf/jobs/d/b.mp4"]
+    assert store.client.head_object(Bucket=store.bucket, Key="rf/jobs/d/a.wav")["Metadata"]["sha256"] == \
+        hashlib.sha256(b"RIFF" * 1000).hexdigest()
+    with pytest.raises(PayloadTooLarge):
+        store.put_stream((block for _ in range(30)), "jobs/d/c.mp4", max_bytes=12 * MIB)
+    assert bucket_keys(store) == ["rf/jobs/d/a.wav", "rf/jobs/d/b.mp4"]
+    assert pending_uploads(store) == []
+
+
 def test_oversized_stream_leaves_nothing(s3_settings: Settings) -> None:
     store = S3Storage(make_s3_client(s3_settings), bucket=s3_settings.s3_bucket, prefix="rf/",
                       part_size=5 * MIB)

@@ -2,10 +2,11 @@
 
 Every key is stored under `settings.s3_prefix`. Writes go to `<prefix>.partial/<random>/<name>` first,
 then a server-side copy commits the object under its real key and the temporary one is removed, so a
-reader never finds a half-written output under a real key (S3 itself only shows an object once its
-PUT or multipart upload is complete; the staging key additionally keeps replaced outputs intact until
-the new one is whole). Large files use boto3's managed multipart transfer; `put_stream` drives a
-multipart upload by hand so it can stop at `max_bytes` and abort, which leaves nothing behind.
+reader never finds a half-written output under a real key, even on S3-compatible gateways that write
+in place (AWS S3 itself only shows an object once its PUT or multipart upload is complete, so
+`stage_then_copy=False` is safe there and saves the copy). Large files use boto3's managed multipart
+transfer; `put_stream` drives a multipart upload by hand so it can stop at `max_bytes` and abort, which
+leaves nothing behind.
 
 botocore errors are translated where they enter: a missing key becomes NotFound, anything else about
 reaching or using the bucket becomes ServiceUnavailable.
@@ -19,6 +20,7 @@ import math
 import os
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
 MAX_PARTS = 10_000
+UPLOAD_AHEAD = 2  # put_stream parts in flight while the next one is read
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 
 
@@ -96,7 +99,7 @@ def _unavailable(exc: Exception, bucket: str) -> ServiceUnavailable:
 class S3Storage(Storage):
     def __init__(self, client: Any, *, bucket: str, prefix: str = "", public_base_url: str = "",
                  presign_expiry_s: int = 86400, part_size: int = 8 * MIB,
-                 transfer_config: TransferConfig | None = None) -> None:
+                 transfer_config: TransferConfig | None = None, stage_then_copy: bool = True) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (an S3 rule)")
         self.client = client
@@ -106,6 +109,11 @@ class S3Storage(Storage):
         self.public_base_url = public_base_url.rstrip("/")
         self.presign_expiry_s = presign_expiry_s
         self.part_size = part_size
+        # Staging + copy is the storage contract (temporary key, committed when complete). AWS S3 itself
+        # already shows an object only once its PUT / multipart upload completes, so there it buys
+        # nothing but costs a server-side copy (bench/results/storage.md); it matters for S3-compatible
+        # gateways that write in place. False uploads straight to the key.
+        self.stage_then_copy = stage_then_copy
         self.transfer_config = transfer_config or TransferConfig(
             multipart_threshold=16 * MIB, multipart_chunksize=16 * MIB, max_concurrency=4)
 
@@ -138,14 +146,18 @@ class S3Storage(Storage):
         except (ClientError, BotoCoreError) as exc:  # a stray staging object is harmless; log it
             log.warning("could not remove staging object %s: %s", full_key, exc)
 
-    def _commit(self, tmp_key: str, key: str, size: int, sha256: str, content_type: str) -> StoredObject:
+    def _target(self, key: str) -> str:
+        return self._partial_key(key) if self.stage_then_copy else self._full(key)
+
+    def _commit(self, target: str, key: str, size: int, sha256: str, content_type: str) -> StoredObject:
         """Server-side copy from the staging key to the real key (multipart copy above 16 MiB)."""
-        self.client.copy(
-            {"Bucket": self.bucket, "Key": tmp_key}, self.bucket, self._full(key),
-            ExtraArgs={"ContentType": content_type, "Metadata": {"sha256": sha256},
-                       "MetadataDirective": "REPLACE"},
-            Config=self.transfer_config,
-        )
+        if self.stage_then_copy:
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": target}, self.bucket, self._full(key),
+                ExtraArgs={"ContentType": content_type, "Metadata": {"sha256": sha256},
+                           "MetadataDirective": "REPLACE"},
+                Config=self.transfer_config,
+            )
         return StoredObject(key=key, size=size, content_type=content_type, sha256=sha256)
 
     # ---- writing
@@ -155,11 +167,11 @@ class S3Storage(Storage):
         ctype = guess_content_type(key, content_type)
         sha = sha256_file(src)
         size = src.stat().st_size
-        tmp_key = self._partial_key(key)
+        target = self._target(key)
         try:
-            self.client.upload_file(str(src), self.bucket, tmp_key, Config=self.transfer_config,
+            self.client.upload_file(str(src), self.bucket, target, Config=self.transfer_config,
                                     ExtraArgs={"ContentType": ctype, "Metadata": {"sha256": sha}})
-            return self._commit(tmp_key, key, size, sha, ctype)
+            return self._commit(target, key, size, sha, ctype)
         except (ClientError, BotoCoreError) as exc:
             raise _unavailable(exc, self.bucket) from exc
         except Exception as exc:  # s3transfer wraps some failures in its own exception types
@@ -167,7 +179,8 @@ class S3Storage(Storage):
                 raise _unavailable(exc, self.bucket) from exc
             raise
         finally:
-            self._delete_quietly(tmp_key)
+            if self.stage_then_copy:
+                self._delete_quietly(target)
 
     def put_stream(self, chunks: Iterable[bytes], key: str, *, max_bytes: int,
                    content_type: str | None = None) -> StoredObject:
@@ -175,24 +188,34 @@ class S3Storage(Storage):
         ctype = guess_content_type(key, content_type)
         # Stay under S3's 10,000-part limit even for the largest allowed upload.
         part_size = max(self.part_size, math.ceil(max_bytes / (MAX_PARTS - 1)))
-        tmp_key = self._partial_key(key)
+        target = self._target(key)
         upload_id: str | None = None
-        parts: list[dict[str, Any]] = []
+        parts: list[Future[dict[str, Any]]] = []
         digest = hashlib.sha256()
         size = 0
         buf = bytearray()
+        # Parts upload in the background while the next one is read from the client: at most
+        # UPLOAD_AHEAD parts in flight, so one upload holds at most (UPLOAD_AHEAD + 1) parts in memory.
+        pool = ThreadPoolExecutor(max_workers=UPLOAD_AHEAD, thread_name_prefix="s3-part")
 
-        def send_part(data: bytes | bytearray) -> None:
+        def upload_part(number: int, data: bytes) -> dict[str, Any]:
+            answer = self.client.upload_part(Bucket=self.bucket, Key=target, UploadId=upload_id,
+                                             PartNumber=number, Body=data)
+            return {"PartNumber": number, "ETag": answer["ETag"]}
+
+        def send_part(data: bytes) -> None:
             nonlocal upload_id
             if upload_id is None:  # created lazily: small uploads become one plain PUT
                 upload_id = self.client.create_multipart_upload(
-                    Bucket=self.bucket, Key=tmp_key, ContentType=ctype)["UploadId"]
-            number = len(parts) + 1
-            answer = self.client.upload_part(Bucket=self.bucket, Key=tmp_key, UploadId=upload_id,
-                                             PartNumber=number, Body=bytes(data))
-            parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+                    Bucket=self.bucket, Key=target, ContentType=ctype)["UploadId"]
+            in_flight = [f for f in parts if not f.done()]
+            if len(in_flight) >= UPLOAD_AHEAD:
+                wait(in_flight, return_when=FIRST_COMPLETED)
+            for done in (f for f in parts if f.done()):
+                done.result()  # surface a failed part now rather than at the end
+            parts.append(pool.submit(upload_part, len(parts) + 1, data))
 
-        committed_tmp = False
+        completed = False
         try:
             for chunk in chunks:
                 if not chunk:
@@ -203,27 +226,31 @@ class S3Storage(Storage):
                 digest.update(chunk)
                 buf += chunk
                 while len(buf) >= part_size:
-                    send_part(buf[:part_size])
+                    send_part(bytes(buf[:part_size]))
                     del buf[:part_size]
+            sha = digest.hexdigest()
             if upload_id is None:
-                self.client.put_object(Bucket=self.bucket, Key=tmp_key, Body=bytes(buf), ContentType=ctype)
+                self.client.put_object(Bucket=self.bucket, Key=target, Body=bytes(buf), ContentType=ctype,
+                                       Metadata={"sha256": sha})
             else:
                 if buf:
-                    send_part(buf)
-                self.client.complete_multipart_upload(Bucket=self.bucket, Key=tmp_key, UploadId=upload_id,
-                                                      MultipartUpload={"Parts": parts})
-            committed_tmp = True
-            return self._commit(tmp_key, key, size, digest.hexdigest(), ctype)
+                    send_part(bytes(buf))
+                done_parts = [f.result() for f in parts]
+                self.client.complete_multipart_upload(Bucket=self.bucket, Key=target, UploadId=upload_id,
+                                                      MultipartUpload={"Parts": done_parts})
+            completed = True
+            return self._commit(target, key, size, sha, ctype)
         except (ClientError, BotoCoreError) as exc:
             raise _unavailable(exc, self.bucket) from exc
         finally:
-            if upload_id is not None and not committed_tmp:
+            pool.shutdown(wait=True, cancel_futures=True)  # no part may land after the abort below
+            if upload_id is not None and not completed:
                 try:
-                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=tmp_key, UploadId=upload_id)
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=target, UploadId=upload_id)
                 except (ClientError, BotoCoreError) as exc:
                     log.warning("could not abort multipart upload %s: %s", upload_id, exc)
-            if committed_tmp:
-                self._delete_quietly(tmp_key)
+            if completed and self.stage_then_copy:
+                self._delete_quietly(target)
 
     # ---- reading
     def _download(self, full_key: str, shown_key: str, dest: Path) -> Path:
