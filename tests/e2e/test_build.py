@@ -1,0 +1,190 @@
+"""The `build` op end to end: tts narration, looped background, talking-head circle, ducked music, captions.
+
+Media is made here: a dark background clip, a talking head from scikit-image's astronaut, and a 50 Hz
+"music" tone (below the voice's pitch, so a low-pass isolates the music from the speech in the mix).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from reelforge.config import Settings
+from reelforge.media.probe import probe
+from reelforge.ops.context import OpContext, OpResult
+from reelforge.ops.registry import get_operation
+from tests.conftest import ffmpeg
+
+W, H, FPS = 480, 270, 25
+BG = (0x20, 0x30, 0x50)
+SCRIPT = ("ReelForge builds videos from a script. "
+          "The narrator reads every sentence aloud. "
+          "Captions follow each spoken word. "
+          "A talking head sits in the corner. "
+          "Music plays softly under the voice. "
+          "Everything is encoded only once.")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from skimage import data
+
+    d = tmp_path_factory.mktemp("build_media")
+    bg = d / "background.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=0x203050:s=320x180:r=25:d=3", "-c:v", "libx264", "-preset",
+           "ultrafast", "-pix_fmt", "yuv420p", str(bg))
+    face = d / "astronaut.png"
+    import cv2
+
+    cv2.imwrite(str(face), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    head = d / "head.mp4"
+    ffmpeg("-loop", "1", "-framerate", "15", "-t", "2", "-i", str(face), "-vf", "scale=240:240",
+           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(head))
+    music = d / "music.wav"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=50:duration=4:sample_rate=48000", str(music))
+    return {"background": bg, "head": head, "music": music}
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    # one data dir for the module: the second build reuses the first one's cached narration
+    return Settings(data_dir=tmp_path_factory.mktemp("data"), whisper_model="packaged:tiny.en", workers=2)
+
+
+def build(settings: Settings, workdir: Path, body: dict[str, Any]) -> OpResult:
+    op = get_operation("build")
+    ctx = OpContext.for_test(workdir, settings)
+    return op.run(op.params_model.model_validate(body), ctx)
+
+
+def frame_at(path: Path, t: float) -> np.ndarray:
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-ss", f"{t:.3f}", "-i", str(path), "-frames:v", "1",
+                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(H, W, 3).astype(int)
+
+
+def music_band(path: Path, rate: int = 4000) -> np.ndarray:
+    """The mix low-passed well under the voice's pitch: what is left is the 50 Hz music."""
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-af",
+                          "pan=mono|c0=c0,lowpass=f=65,lowpass=f=65,lowpass=f=65", "-ar", str(rate),
+                          "-f", "f32le", "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.float32)
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x)))) if x.size else 0.0
+
+
+def caption_pixels(img: np.ndarray) -> int:
+    """Bright pixels (white/yellow text) in the lower third, left of the head corner."""
+    band = img[H * 2 // 3:, : W * 3 // 4]
+    return int((band.max(axis=2) > 200).sum())
+
+
+def test_build_narrated_video_with_head_music_and_burned_captions(
+        media: dict[str, Path], settings: Settings, tmp_path: Path) -> None:
+    body = {
+        "script": SCRIPT,
+        "voice": {"engine": "piper", "sentence_pause_s": 1.5},
+        "backgrounds": [str(media["background"])],
+        "talking_head": str(media["head"]),
+        "head": {"corner": "top_right", "size": 0.4, "border_width": 6},
+        "music": str(media["music"]),
+        "music_options": {"volume": 0.5, "fade_in": 0, "fade_out": 0},
+        "captions": "burn",
+        "caption_style": {"style": "karaoke", "font_size": 22, "margin_v": 20, "max_gap_s": 0.8},
+        "size": f"{W}x{H}", "fps": FPS, "quality": "draft",
+        "keep_intermediates": True,
+    }
+    result = build(settings, tmp_path / "job1", body)
+    video = result.outputs["video"]
+    assert video.suffix == ".mp4"
+    assert result.outputs["srt"].parent == video.parent and result.outputs["ass"].parent == video.parent
+
+    # duration: the narration's, within one frame; audio present
+    narration = probe(result.outputs["narration.audio"])
+    info = probe(video)
+    assert info.video is not None and info.audio is not None
+    assert (info.video.width, info.video.height) == (W, H)
+    assert abs((info.video.duration_s or 0) - narration.duration_s) <= 1 / FPS + 1e-3
+    assert abs(info.duration_s - narration.duration_s) <= 1 / FPS + 1e-3
+
+    words = json.loads(result.outputs["narration.words"].read_text())["words"]
+    assert len(words) >= 25
+    # the words are the script's, so sentences split at full stops
+    sentences: list[list[dict[str, Any]]] = [[]]
+    for word in words:
+        sentences[-1].append(word)
+        if word["text"].endswith("."):
+            sentences.append([])
+    sentences = [s for s in sentences if s]
+    assert len(sentences) == 6
+    # pauses long enough for the music to come back up (word ends can stretch into a pause)
+    pauses = [(a[-1]["end"], b[0]["start"]) for a, b in zip(sentences, sentences[1:], strict=False)
+              if b[0]["start"] - a[-1]["end"] >= 1.0]
+    assert len(pauses) >= 2
+
+    # captions: visible while a sentence is spoken, gone in the pauses
+    for sentence in sentences:
+        speaking = (sentence[0]["start"] + sentence[-1]["end"]) / 2
+        assert caption_pixels(frame_at(video, speaking)) > 100, speaking
+    for a, b in pauses:
+        assert caption_pixels(frame_at(video, (a + b) / 2)) < 10, (a, b)
+
+    # overlay: the circle with its ring in the top-right corner; the top-left stays background
+    frame = frame_at(video, 1.0)
+    head_h = round(H * 0.4)
+    corner = frame[8:8 + head_h, W - 8 - head_h:W - 8]
+    assert np.abs(corner - np.array(BG)).mean() > 40
+    assert np.abs(frame[8:60, 8:60] - np.array(BG)).mean() < 8
+
+    # music ducked: quieter under speech than in the pauses
+    band, rate = music_band(video), 4000
+    under = [rms(band[int((s[0]["start"] + 0.3) * rate):int((s[-1]["end"] - 0.3) * rate)]) for s in sentences]
+    free = [rms(band[int(((a + b) / 2) * rate):int((b - 0.1) * rate)]) for a, b in pauses]
+    print("music rms under speech", under, "in pauses", free)
+    assert np.median(free) > 0.01  # the music is really there in the pauses
+    assert np.median(under) < np.median(free) * 0.5  # at least 6 dB lower under speech
+
+    # the steps ran, none from cache on this first build
+    assert {"narration", "fitted", "background", "head", "captions", "compose"} <= set(result.data["steps"])
+    assert result.data["video"] == "libx264"
+
+
+def test_soft_captions_copy_the_background_and_reuse_the_cached_narration(
+        media: dict[str, Path], settings: Settings, tmp_path: Path) -> None:
+    body = {
+        "script": SCRIPT,
+        "voice": {"engine": "piper", "sentence_pause_s": 1.5},
+        "backgrounds": [str(media["background"])],
+        "captions": "soft",
+        "size": f"{W}x{H}", "fps": FPS, "quality": "draft",
+    }
+    first = build(settings, tmp_path / "a", body)
+    info = probe(first.outputs["video"])
+    assert [s.kind for s in info.streams] == ["video", "audio", "subtitle"]
+    assert first.data["video"] == "copy"  # nothing drawn: the looped background is stream-copied
+    again = build(settings, tmp_path / "b", body)
+    assert all(step["cached"] for step in again.data["steps"].values())
+    assert again.outputs["video"].read_bytes() == first.outputs["video"].read_bytes()
+
+
+def test_bad_build_params_are_rejected_at_submit_time() -> None:
+    from reelforge.errors import InvalidParams
+
+    model = get_operation("build").params_model
+    with pytest.raises(ValueError):
+        model.model_validate({"script": "Hi.", "backgrounds": ["https://x/a.mp4"], "images": ["https://x/b.png"]})
+    with pytest.raises(ValueError):
+        model.model_validate({"backgrounds": ["https://x/a.mp4"]})
+    with pytest.raises(InvalidParams) as info:
+        model.model_validate({"script": "Hi.", "backgrounds": ["https://x/a.mp4"],
+                              "voice": {"engine": "piper", "voice": "no-such-voice"}})
+    assert info.value.details["path"].startswith("voice")
