@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,7 @@ def test_build_narrated_video_with_head_music_and_burned_captions(
     sentences = [s for s in sentences if s]
     assert len(sentences) == 6
     # pauses long enough for the music to come back up (word ends can stretch into a pause)
-    pauses = [(a[-1]["end"], b[0]["start"]) for a, b in zip(sentences, sentences[1:], strict=False)
+    pauses = [(a[-1]["end"], b[0]["start"]) for a, b in pairwise(sentences)
               if b[0]["start"] - a[-1]["end"] >= 1.0]
     assert len(pauses) >= 2
 
