@@ -213,7 +213,8 @@ def test_encode_args_composite_image_loops() -> None:
     args = encode_args("composite", FrameSize(200, 200, 4), "25", Path("/o/x"), audio_source=None,
                        composite=plan)
     at = args.index("/bg.png")
-    assert args[at - 5:at] == ["-loop", "1", "-framerate", "25", "-i"]
+    assert args[at - 1] == "-i" and "-loop" not in args and "-stream_loop" not in args
+    assert "loop=loop=-1:size=1:start=0,setpts=N/(25)/TB[bg]" in _value(args, "-filter_complex")
     assert _value(args, "-c:v") == "libx264" and "-c:a" not in args
 
 
@@ -239,4 +240,4 @@ def test_model_files_found_without_importing_packages() -> None:
 
 def test_engine_size_choices() -> None:
     assert mediapipe_variant(1280, 720) == "landscape" and mediapipe_variant(720, 1280) == "general"
-    assert rvm_auto_downsample(1280, 720) == pytest.approx(0.375) and rvm_auto_downsample(320, 240) == 1.0
+    assert rvm_auto_downsample(1280, 720) == pytest.approx(0.25) and rvm_auto_downsample(320, 240) == 1.0

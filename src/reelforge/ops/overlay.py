@@ -286,17 +286,22 @@ def encode_args(
         assert composite is not None
         c = composite
         if c.is_image:
-            args += ["-loop", "1", "-framerate", fps, "-i", str(c.background)]
+            # Decode and convert the still once, then repeat it in the filter graph (`-loop 1` on the
+            # input would decode and convert the image again for every frame).
+            args += ["-i", str(c.background)]
+            bg_chain = (f"scale={c.width}:{c.height},setsar=1,format=yuv420p,"
+                        f"loop=loop=-1:size=1:start=0,setpts=N/({fps})/TB")
         else:
             args += ["-stream_loop", "-1", "-i", str(c.background)]
+            bg_chain = f"scale={c.width}:{c.height},setsar=1,fps={fps},format=yuv420p"
         audio_input = 2
         graph = (
-            f"[1:v]scale={c.width}:{c.height},setsar=1,fps={fps}[bg];"
+            f"[1:v]{bg_chain}[bg];"
             f"[0:v]scale={c.overlay_w}:{c.overlay_h}:flags=bicubic[ov];"
             f"[bg][ov]overlay=x={c.x}:y={c.y}:shortest=1:format=auto,format=yuv420p[v]"
         )
         args += ["-i", str(audio_source)] if audio_source else []
-        args += ["-filter_complex", graph, "-map", "[v]"]
+        args += ["-filter_complex", graph, "-map", "[v]", "-r", fps]  # the looped still carries no rate
         args += list(video_codec_args or COMPOSITE_X264)
         audio = ["-c:a", "aac", "-b:a", "192k"]
         container = ["-movflags", "+faststart", "-f", "mp4"]
