@@ -94,10 +94,14 @@ def run(params: CaptionParams, ctx: OpContext) -> OpResult:
     text = subtitle_text(params, ctx)
     fmt = detect_format(text, params.format)
     subs = load_subtitles(text, fmt)
-    if fmt != "ass":
-        subs = styled_ass(subs, params.style, v.width or 1920, v.height or 1080, vtt=fmt == "vtt")
     ass_path = ctx.temp_path("captions.ass")  # our own plain name: nothing of the user's is in the path
-    subs.save(str(ass_path), format_="ass")
+    if fmt == "ass":
+        # burn the user's script verbatim (pysubs2 only validated it): libass understands more of ASS
+        # (embedded fonts, unusual Format lines) than a parse/write round trip keeps
+        ass_path.write_text(text, encoding="utf-8")
+    else:
+        subs = styled_ass(subs, params.style, v.width or 1920, v.height or 1080, vtt=fmt == "vtt")
+        subs.save(str(ass_path), format_="ass")
     out = ctx.output_path("video", ".mp4")
     fonts = font_dir(ctx)
 
