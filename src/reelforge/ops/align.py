@@ -14,7 +14,13 @@ from reelforge.captions.align import Alignment, align_words, script_words
 from reelforge.captions.words import write_words_json
 from reelforge.errors import MediaError
 from reelforge.media.probe import probe, require_audio
-from reelforge.models.whisper import TranscribeOptions, choose_whisper, decode_audio, transcribe_audio
+from reelforge.models.whisper import (
+    TranscribeOptions,
+    choose_whisper,
+    decode_audio,
+    transcribe_audio,
+    whisper_languages,
+)
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import MediaRef, Params
 from reelforge.ops.registry import operation
@@ -53,8 +59,9 @@ def align_audio(path: Path, script: str, ctx: OpContext, *, language: str | None
     audio = decode_audio(path, ctx, info.duration_s, span=(lo, lo + (hi - lo) * 0.1))
     duration = len(audio) / 16000 or info.duration_s
     lang = whisper_language(language)
-    if choose_whisper(ctx.settings).english_only and lang != "en":
-        lang = None  # an English-only model cannot take another language; its times are still usable
+    if lang not in whisper_languages() or (choose_whisper(ctx.settings).english_only and lang != "en"):
+        # unknown to whisper, or an English-only model: let it detect; the heard times are still usable
+        lang = None
     transcript = transcribe_audio(audio, ctx.settings,
                                   TranscribeOptions(language=lang, word_timestamps=True, vad=True,
                                                     beam_size=5, batched=False),

@@ -80,7 +80,9 @@ def run(params: TranscribeParams, ctx: OpContext) -> OpResult:
     seg_subs = segments_subs(transcript)
     words = transcript_words(transcript, seg_subs)
     text_path = ctx.output_path("transcript", ".txt")
-    text_path.write_text(transcript.text + ("\n" if transcript.text else ""), encoding="utf-8")
+    tmp_text = ctx.temp_path("transcript.txt")
+    tmp_text.write_text(transcript.text + ("\n" if transcript.text else ""), encoding="utf-8")
+    tmp_text.replace(text_path)
     outputs = {
         "transcript": text_path,
         "segments_srt": save_subs(seg_subs, ctx.output_path("segments", ".srt")),

@@ -110,9 +110,10 @@ def run(params: TTSParams, ctx: OpContext) -> OpResult:
     joined = write_wav(audio, rate, ctx.temp_path("speech.wav"))
     duration = audio.size / rate
     out = ctx.output_path("speech", f".{params.format}")
-    run_ffmpeg(encode_args(joined, out, params.format, params.sample_rate), ctx, duration_s=duration,
+    encoded = ctx.temp_path(out.name)  # moved into place only once complete
+    run_ffmpeg(encode_args(joined, encoded, params.format, params.sample_rate), ctx, duration_s=duration,
                span=(synth_end, synth_end + 0.05), stage="encoding")
-    ensure_file_output(out, "audio")
+    ensure_file_output(encoded, "audio").replace(out)
     outputs = {"audio": out}
     data: dict[str, object] = {"duration_s": round(duration, 3), "sample_rate": params.sample_rate,
                                "engine": req.engine, "voice": req.voice, "language": req.language,
