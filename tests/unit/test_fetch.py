@@ -149,6 +149,13 @@ def test_other_references_are_invalid(settings: Settings, dest: Path, ref: str) 
     assert refused.value.code == "input_invalid"
 
 
+@pytest.mark.parametrize("url", ["http://example.com:99999/x", "http://a..b/x.mp4"])
+def test_malformed_urls_are_invalid(settings: Settings, dest: Path, url: str) -> None:
+    with pytest.raises(InputError) as refused:
+        resolver(settings)(url, dest)
+    assert refused.value.code == "input_invalid"
+
+
 def test_step_refs_belong_to_pipelines(settings: Settings, dest: Path) -> None:
     with pytest.raises(InputError) as refused:
         resolver(settings)("step://tts/audio", dest)

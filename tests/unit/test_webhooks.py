@@ -194,6 +194,17 @@ def test_private_urls_are_refused_without_a_request(settings: Settings, receiver
     assert all(a["error"].startswith("url_not_allowed") for _j, a in attempts.rows)
 
 
+def test_malformed_urls_are_recorded_not_retried(local_settings: Settings) -> None:
+    attempts = Attempts()
+    sender = make_sender(local_settings, attempts)
+    sender.send("job-9", "http://example.com:99999/hook", event("job-9", "failed"), kind="failed")
+    sender.send("job-9", "ftp://example.com/hook", event("job-9", "succeeded"), kind="succeeded")
+    assert sender.close(timeout=10)
+    assert [a["attempt"] for _j, a in attempts.rows] == [1, 1]
+    assert attempts.rows[0][1]["error"].startswith("invalid_url")
+    assert attempts.rows[1][1]["error"].startswith("url_not_allowed")
+
+
 def test_progress_is_throttled_and_terminal_comes_last(local_settings: Settings, receiver: Receiver) -> None:
     attempts = Attempts()
     sender = make_sender(local_settings, attempts, progress_interval_s=3600)

@@ -264,6 +264,8 @@ class WebhookSender:
             except httpx.HTTPError as exc:
                 record["error"] = f"{type(exc).__name__}: {exc}"[:300]
                 retry = True
+            except (httpx.InvalidURL, ValueError) as exc:  # a URL the guard or httpx cannot parse
+                record["error"] = f"invalid_url: {exc}"[:300]
             self._record(delivery.job_id, record)
             if not retry or attempt == self.max_attempts or self._superseded(delivery):
                 return

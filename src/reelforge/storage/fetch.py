@@ -100,7 +100,7 @@ class UrlFetcher:
                           headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}) as client:
             # Our own redirect loop: httpx would follow a redirect to 127.0.0.1 without asking the guard.
             for _hop in range(MAX_REDIRECTS + 1):
-                addrs = self.guard(current)
+                addrs = self._check(current)
                 response = self._open(client, current, addrs)
                 try:
                     if response.status_code in REDIRECT_CODES:
@@ -108,7 +108,7 @@ class UrlFetcher:
                         if not location:
                             raise InputError(f"The input URL {shown_url(current)} redirected without a "
                                              "Location.", code="input_fetch_failed")
-                        current = str(httpx.URL(current).join(location))
+                        current = self._join(current, location)
                         continue
                     if not response.is_success:
                         raise InputError(
@@ -120,9 +120,25 @@ class UrlFetcher:
         raise InputError(f"The input URL {shown_url(url)} redirected more than {MAX_REDIRECTS} times.",
                          code="input_fetch_failed")
 
+    def _check(self, url: str) -> list[str]:
+        try:
+            return self.guard(url)
+        except ValueError as exc:  # e.g. a port out of range or an un-encodable host name
+            raise InputError(f"The URL {url[:100]!r} is not valid ({exc}).", code="input_invalid") from exc
+
+    @staticmethod
+    def _join(current: str, location: str) -> str:
+        try:
+            return str(httpx.URL(current).join(location))
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise InputError(f"The input URL {shown_url(current)} redirected to an invalid URL.",
+                             code="input_fetch_failed") from exc
+
     def _open(self, client: httpx.Client, url: str, addrs: list[str]) -> httpx.Response:
         try:
             return send_pinned(client, "GET", url, addrs)
+        except httpx.InvalidURL as exc:
+            raise InputError(f"The URL {url[:100]!r} is not valid.", code="input_invalid") from exc
         except httpx.TimeoutException as exc:
             raise InputError(f"The input URL {shown_url(url)} did not answer in time.",
                              code="input_unreachable") from exc
