@@ -180,8 +180,9 @@ def test_redirects_to_private_hosts_are_refused(settings: Settings, origin: Orig
     start = origin.url(f"/redirect?to={target.format(port=origin.port)}")
     fetch = make_resolver(settings, LocalStorage(settings.storage_dir), lookup_file=lambda _id: None,
                           guard=only_this_origin(origin))
-    with pytest.raises(UrlNotAllowed):
+    with pytest.raises(UrlNotAllowed) as refused:
         fetch(start, dest)
+    assert "redirected" in refused.value.message
     assert origin.paths == [urlsplit(start).path + "?" + urlsplit(start).query]  # the hop was never made
     assert list(dest.iterdir()) == []
 

@@ -43,8 +43,11 @@ Guard = Callable[[str], list[str]]  # URL -> checked addresses, or raises UrlNot
 
 def shown_url(url: str) -> str:
     """A URL for messages: without query or fragment (they often hold signatures or tokens)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme and parts.netloc else url[:80]
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unbalanced "[" in the host
+        return url.split("?", 1)[0][:100]
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme and parts.netloc else url[:100]
 
 
 def safe_suffix(name: str) -> str:
@@ -99,8 +102,14 @@ class UrlFetcher:
                           transport=self.transport,
                           headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}) as client:
             # Our own redirect loop: httpx would follow a redirect to 127.0.0.1 without asking the guard.
-            for _hop in range(MAX_REDIRECTS + 1):
-                addrs = self._check(current)
+            for hop in range(MAX_REDIRECTS + 1):
+                try:
+                    addrs = self._check(current)
+                except UrlNotAllowed as exc:
+                    if hop == 0:
+                        raise
+                    raise UrlNotAllowed(f"The input URL {shown_url(url)} redirected to a URL that is not "
+                                        f"allowed. {exc.message}", code=exc.code) from exc
                 response = self._open(client, current, addrs)
                 try:
                     if response.status_code in REDIRECT_CODES:
@@ -124,7 +133,7 @@ class UrlFetcher:
         try:
             return self.guard(url)
         except ValueError as exc:  # e.g. a port out of range or an un-encodable host name
-            raise InputError(f"The URL {url[:100]!r} is not valid ({exc}).", code="input_invalid") from exc
+            raise InputError(f"The URL {shown_url(url)} is not valid ({exc}).", code="input_invalid") from exc
 
     @staticmethod
     def _join(current: str, location: str) -> str:
@@ -138,7 +147,7 @@ class UrlFetcher:
         try:
             return send_pinned(client, "GET", url, addrs)
         except httpx.InvalidURL as exc:
-            raise InputError(f"The URL {url[:100]!r} is not valid.", code="input_invalid") from exc
+            raise InputError(f"The URL {shown_url(url)} is not valid.", code="input_invalid") from exc
         except httpx.TimeoutException as exc:
             raise InputError(f"The input URL {shown_url(url)} did not answer in time.",
                              code="input_unreachable") from exc
