@@ -49,7 +49,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -101,10 +100,6 @@ def signed_headers(secret: str, body: bytes, event_type: str, timestamp: int | N
         "X-ReelForge-Timestamp": str(ts),
         "X-ReelForge-Signature": f"v1={sign(secret, ts, body)}",
     }
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -246,7 +241,7 @@ class WebhookSender:
         for attempt in range(1, self.max_attempts + 1):
             retry_after: float | None = None
             record: dict[str, Any] = {"event": delivery.event_type, "url": delivery.url, "attempt": attempt,
-                                      "at": _now_iso()}
+                                      "at": time.time()}
             retry = False
             try:
                 addrs = self._guard(delivery.url)
