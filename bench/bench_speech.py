@@ -37,14 +37,14 @@ from reelforge.ops.context import OpContext
 from reelforge.ops.registry import get_operation
 
 SENTENCES = [
-    "The morning sun rose slowly over the quiet harbour.",
+    "The morning sun rose slowly over the quiet harbor.",
     "Fishing boats were already heading out to sea.",
     "A small dog barked at the seagulls on the pier.",
     "The baker opened his shop and the smell of fresh bread filled the street.",
     "Children walked to school with their bags on their backs.",
     "An old man sat on a bench and read the newspaper.",
     "The wind carried the sound of bells from the church.",
-    "A young woman painted the boats in bright colours.",
+    "A young woman painted the boats in bright colors.",
     "Tourists took photos of the lighthouse on the hill.",
     "The market was full of fruit, vegetables and flowers.",
     "At noon the town became quiet and warm.",
@@ -55,7 +55,7 @@ SENTENCES = [
     "A light rain began to fall on the roofs.",
     "The children ran home through the wet streets.",
     "Lights appeared one by one in the windows.",
-    "The harbour grew calm as the evening came.",
+    "The harbor grew calm as the evening came.",
     "Finally the whole town went to sleep under the stars.",
     "Tomorrow the boats would sail again at dawn.",
     "Nobody in the town could imagine living anywhere else.",

@@ -22,14 +22,14 @@ from reelforge.ops.registry import get_operation
 from reelforge.ops.tts import encode_args
 
 SCRIPT = " ".join([
-    "The morning sun rose slowly over the quiet harbour.",
+    "The morning sun rose slowly over the quiet harbor.",
     "Fishing boats were already heading out to sea.",
     "A small dog barked at the seagulls on the pier.",
     "The baker opened his shop and the smell of fresh bread filled the street.",
     "Children walked to school with their bags on their backs.",
     "An old man sat on a bench and read the newspaper.",
     "The wind carried the sound of bells from the church.",
-    "A young woman painted the boats in bright colours.",
+    "A young woman painted the boats in bright colors.",
     "Tourists took photos of the lighthouse on the hill.",
     "The market was full of fruit, vegetables and flowers.",
     "At noon the town became quiet and warm.",
@@ -40,7 +40,7 @@ SCRIPT = " ".join([
     "A light rain began to fall on the roofs.",
     "The children ran home through the wet streets.",
     "Lights appeared one by one in the windows.",
-    "The harbour grew calm as the evening came.",
+    "The harbor grew calm as the evening came.",
     "Finally the whole town went to sleep under the stars.",
 ])
 
@@ -81,6 +81,7 @@ def piper_result(tmp_path_factory: pytest.TempPathFactory, mod_settings: Setting
                   new_ctx(tmp_path_factory.mktemp("tts"), mod_settings))
 
 
+@pytest.mark.slow
 def test_round_trip_tts_then_transcribe(piper_result: OpResult, mod_settings: Settings, tmp_path: Path) -> None:
     audio = piper_result.outputs["audio"]
     info = probe(audio)
@@ -89,9 +90,12 @@ def test_round_trip_tts_then_transcribe(piper_result: OpResult, mod_settings: Se
     assert piper_result.data["sentences"] == 20
     op = get_operation("transcribe")
     res = op.run(op.params_model(input=str(audio), language="en"), new_ctx(tmp_path, mod_settings))
-    assert wer(SCRIPT, res.data["text"]) <= 0.1, res.data["text"]
+    error = wer(SCRIPT, res.data["text"])
+    print(f"round trip WER {error:.3f}")
+    assert error <= 0.1, res.data["text"]
 
 
+@pytest.mark.slow
 def test_tts_word_timings_are_the_script_verbatim(piper_result: OpResult) -> None:
     words = piper_result.data["words"]
     assert [w["text"] for w in words] == SCRIPT.split()
@@ -117,6 +121,7 @@ def test_espeak_mp3_and_m4a(mod_settings: Settings, tmp_path: Path) -> None:
         assert info.duration_s > 1.0 and "words" not in res.outputs
 
 
+@pytest.mark.slow
 def test_kokoro_packaged_voice(mod_settings: Settings, tmp_path: Path) -> None:
     op = get_operation("tts")
     res = op.run(op.params_model(text="Good morning.", engine="kokoro", voice="jf_alpha", word_timings=False,
