@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
 PACKAGED = ("packaged:base", "packaged:tiny.en")
-# Audio at least this long goes through BatchedInferencePipeline when `batched` is left on auto.
-BATCHED_MIN_DURATION_S = 120.0
+# Audio at least this long goes through BatchedInferencePipeline when `batched` is left on auto
+# (measured on 2 CPU cores: base is ~20% faster batched on a 60 s clip, same WER; see bench/results/speech.md).
+BATCHED_MIN_DURATION_S = 60.0
 
 
 @dataclass(frozen=True)
