@@ -54,18 +54,25 @@ _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 def make_s3_client(settings: Settings) -> Any:
     """A boto3 S3 client for the configured endpoint; empty credentials fall back to boto3's chain."""
     custom_endpoint = bool(settings.s3_endpoint_url)
-    config = Config(
-        signature_version="s3v4",
-        retries={"max_attempts": 5, "mode": "standard"},
-        connect_timeout=10,
-        read_timeout=120,
+    options: dict[str, Any] = {
+        "signature_version": "s3v4",
+        "retries": {"max_attempts": 5, "mode": "standard"},
+        "connect_timeout": 10,
+        "read_timeout": 120,
         # MinIO and most self-hosted endpoints only answer path-style requests.
-        s3={"addressing_style": "path" if custom_endpoint else "auto"},
-        # boto3 >= 1.36 adds CRC checksums to every upload by default, which several S3-compatible
+        "s3": {"addressing_style": "path" if custom_endpoint else "auto"},
+    }
+    if custom_endpoint:
+        # botocore >= 1.36 adds CRC checksums to every upload by default, which several S3-compatible
         # services (older MinIO, B2, some R2 setups) reject; only send them where the API requires.
-        request_checksum_calculation="when_required" if custom_endpoint else "when_supported",
-        response_checksum_validation="when_required" if custom_endpoint else "when_supported",
-    )
+        options |= {"request_checksum_calculation": "when_required",
+                    "response_checksum_validation": "when_required"}
+    try:
+        config = Config(**options)
+    except TypeError:  # an older botocore without those options never added the checksums anyway
+        options.pop("request_checksum_calculation", None)
+        options.pop("response_checksum_validation", None)
+        config = Config(**options)
     session = boto3.session.Session(
         aws_access_key_id=settings.s3_access_key_id or None,
         aws_secret_access_key=settings.s3_secret_access_key or None,
