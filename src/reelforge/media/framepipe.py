@@ -15,11 +15,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import queue
 import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from reelforge.ops.context import OpContext
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_QUEUE_POLL_S = 0.1
 _PIPE_BYTES = 1 << 20  # the unprivileged maximum on Linux; fewer wake-ups per 720p frame than 64 KiB
 
 
@@ -96,6 +98,22 @@ def rotation_of(source: Path, timeout_s: float = 30.0) -> int:
 
 
 # ---------------------------------------------------------------- process group with cancel
+@dataclass(frozen=True)
+class _Failure:
+    exc: BaseException
+
+
+def _put(q: queue.Queue[object], item: object, stop: Callable[[], bool]) -> bool:
+    """Put into a bounded queue without ever blocking past `stop()` turning true."""
+    while not stop():
+        try:
+            q.put(item, timeout=_QUEUE_POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 class _Proc:
     """One ffmpeg child plus a thread that keeps the tail of its stderr (a full stderr pipe would block it)."""
 
@@ -230,9 +248,39 @@ class FrameReader:
             return None
         return batch[:n]
 
-    def batches(self, max_frames: int) -> Iterator[np.ndarray]:
-        while (batch := self.read_batch(max_frames)) is not None:
-            yield batch
+    def batches(self, max_frames: int, prefetch: int = 0) -> Iterator[np.ndarray]:
+        """Batches until the end. With `prefetch` > 0 a thread reads up to that many batches ahead, so
+        decoding overlaps the caller's work (memory stays bounded by the queue)."""
+        if prefetch <= 0:
+            while (batch := self.read_batch(max_frames)) is not None:
+                yield batch
+            return
+        q: queue.Queue[object] = queue.Queue(maxsize=prefetch)
+        stop = threading.Event()
+
+        def pump() -> None:
+            try:
+                while not stop.is_set():
+                    batch = self.read_batch(max_frames)
+                    if not _put(q, batch, stop.is_set) or batch is None:
+                        return
+            except BaseException as exc:  # handed to the consumer, raised there
+                _put(q, _Failure(exc), stop.is_set)
+
+        t = threading.Thread(target=pump, name="frame-reader", daemon=True)
+        t.start()
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    return
+                if isinstance(item, _Failure):
+                    raise item.exc
+                assert isinstance(item, np.ndarray)
+                yield item
+        finally:
+            stop.set()
+            t.join(timeout=1)
 
     def _finish(self) -> None:
         rc = self._p.proc.wait()
@@ -244,13 +292,42 @@ class FrameReader:
 
 
 class FrameWriter:
-    """Raw frames into an encoding ffmpeg; `close()` waits for it and checks that it succeeded."""
+    """Raw frames into an encoding ffmpeg; `close()` waits for it and checks that it succeeded.
+
+    After `start_queue(depth)`, `write` hands batches to a thread (at most `depth` waiting), so the
+    caller computes the next batch while the pipe drains into the encoder.
+    """
 
     def __init__(self, group: FramePipes, proc: _Proc, size: FrameSize) -> None:
         self._g = group
         self._p = proc
         self.size = size
         self.frames_written = 0
+        self._q: queue.Queue[object] | None = None
+        self._t: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start_queue(self, depth: int = 2) -> FrameWriter:
+        self._q = queue.Queue(maxsize=max(1, depth))
+        self._t = threading.Thread(target=self._pump, name="frame-writer", daemon=True)
+        self._t.start()
+        return self
+
+    def _pump(self) -> None:
+        assert self._q is not None
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            try:
+                assert isinstance(item, np.ndarray)
+                self._write_now(item)
+            except BaseException as exc:  # raised to the caller at its next write/close
+                self._error = exc
+                return
+
+    def _stopped(self) -> bool:
+        return self._error is not None or self._g.cancelled.is_set()
 
     def write(self, frames: np.ndarray) -> None:
         """Write one frame (H,W,C) or a batch (N,H,W,C) of uint8 frames of this writer's size."""
@@ -258,6 +335,29 @@ class FrameWriter:
         if frames.dtype != np.uint8 or frames.size % expect:
             raise ProcessingError(f"frame buffer of {frames.size} bytes is not whole frames of {expect}",
                                   code="frame_size_mismatch")
+        if self._q is None:
+            self._write_now(frames)
+            return
+        self._raise_pending()
+        _put(self._q, frames, self._stopped)
+        self._raise_pending()
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            raise self._error
+        self._g.raise_if_cancelled()
+
+    def _drain_queue(self) -> None:
+        if self._q is None or self._t is None:
+            return
+        _put(self._q, None, self._stopped)
+        while self._t.is_alive():
+            self._g.raise_if_cancelled()
+            self._t.join(timeout=_QUEUE_POLL_S)
+        self._raise_pending()
+
+    def _write_now(self, frames: np.ndarray) -> None:
+        expect = self.size.frame_bytes
         stream = self._p.proc.stdin
         assert stream is not None
         try:
@@ -270,6 +370,7 @@ class FrameWriter:
         self.frames_written += frames.size // expect
 
     def close(self, timeout_s: float = 600.0) -> None:
+        self._drain_queue()
         stream = self._p.proc.stdin
         with contextlib.suppress(OSError, ValueError):
             if stream is not None:
