@@ -315,3 +315,29 @@ def test_rejects_zero_length_video(tmp_path: Path, ctx: OpContext) -> None:
     with pytest.raises(MediaError) as err:
         run_overlay(OverlayParams(input=str(empty)), ctx)
     assert err.value.code == "empty_video"
+
+
+# ---------------------------------------------------------------- frame pipes: errors carry ffmpeg's words
+def test_encoder_failure_raises_with_stderr_tail(tmp_path: Path, ctx: OpContext) -> None:
+    from reelforge.errors import ProcessingError
+    from reelforge.media.framepipe import rawvideo_input_args
+
+    size = FrameSize(64, 48, 4)
+    bad = [*rawvideo_input_args(size, "25"), "-c:v", "no_such_encoder", "-f", "null", "-"]
+    frames = np.zeros((4, 48, 64, 4), np.uint8)
+    with pytest.raises(ProcessingError) as err, FramePipes(ctx) as pipes:
+        writer = pipes.writer(bad, size).start_queue(1)
+        for _ in range(50):
+            writer.write(frames)
+        writer.close()
+    assert "no_such_encoder" in err.value.message
+    assert ffmpeg_children() == []
+
+
+def test_decoder_failure_is_a_media_error(tmp_path: Path, ctx: OpContext) -> None:
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video" * 100)
+    size = FrameSize(64, 48, 3)
+    with pytest.raises(MediaError) as err, FramePipes(ctx) as pipes:
+        list(pipes.reader(decode_args(junk, size, "25"), size).batches(4, prefetch=1))
+    assert err.value.code == "media_decode_failed" and "Invalid data" in err.value.message
