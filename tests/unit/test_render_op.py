@@ -104,6 +104,7 @@ def test_render_gif_and_poster(ctx: OpContext, make_image: Any) -> None:
 def test_missing_input_fails_clearly(ctx: OpContext) -> None:
     from reelforge.errors import InputError
 
-    with pytest.raises(InputError):
+    with pytest.raises(InputError) as info:
         render(ctx, {"timeline": {"tracks": [{"clips": [{"asset": {"type": "image", "src": "/nope.png"},
                                                          "start": 0, "length": 1}]}]}})
+    assert info.value.details["path"] == "timeline.tracks[0].clips[0].asset.src"

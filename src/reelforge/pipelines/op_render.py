@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pysubs2
 
-from reelforge.errors import InvalidParams, MediaError
+from reelforge.errors import InputError, InvalidParams, MediaError
 from reelforge.media.encoders import encode_with_fallback
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
 from reelforge.media.limits import check_duration_limit, check_frame_pixels
@@ -77,6 +77,14 @@ def caption_file(asset: CaptionAsset, start: float, length: float, size: tuple[i
     return dest
 
 
+def probe_input(ctx: OpContext, ref: str, where: str) -> MediaInfo:
+    """Fetch and probe one input; a failure names the timeline field it came from."""
+    try:
+        return probe(ctx.fetch(ref))
+    except (InputError, MediaError) as exc:
+        raise type(exc)(f"{where}: {exc.message}", code=exc.code, details={"path": where}) from None
+
+
 @operation(
     "render",
     params=RenderParams,
@@ -101,13 +109,18 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
     out_w, out_h = output.frame_size
     check_frame_pixels(out_w, out_h, ctx.settings)
     ctx.stage("fetching inputs")
-    refs = [c.asset.src for t in tl.tracks for c in t.clips if getattr(c.asset, "src", None)]
+    refs: dict[str, str] = {}  # src -> the JSON path of its first use, for error messages
+    for ti, track in enumerate(tl.tracks):
+        for ci, clip in enumerate(track.clips):
+            src = getattr(clip.asset, "src", None)
+            if src and not isinstance(clip.asset, CaptionAsset):
+                refs.setdefault(src, f"timeline.tracks[{ti}].clips[{ci}].asset.src")
     if tl.soundtrack is not None:
-        refs.append(tl.soundtrack.src)
+        refs.setdefault(tl.soundtrack.src, "timeline.soundtrack.src")
     media: dict[str, MediaInfo] = {}
-    for i, ref in enumerate(dict.fromkeys(refs)):
+    for i, (ref, where) in enumerate(refs.items()):
         ctx.check_cancelled()
-        media[ref] = probe(ctx.fetch(ref))
+        media[ref] = probe_input(ctx, ref, where)
         ctx.progress(0.05 * (i + 1) / max(1, len(refs)))
 
     work = ctx.workdir / "render"
