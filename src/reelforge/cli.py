@@ -7,6 +7,7 @@ serve/worker/keys act on this machine with the settings from the environment / R
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -72,10 +73,11 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address (default f
     if port:
         overrides["port"] = port
     settings = Settings(**overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     console.print(f"ReelForge on http://{settings.host}:{settings.port}  (executor={settings.executor}, "
                   f"storage={settings.storage}, data={settings.data_dir}) — API docs at /docs")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                timeout_graceful_shutdown=10)
+                access_log=settings.access_log, timeout_graceful_shutdown=10)
 
 
 @app.command()

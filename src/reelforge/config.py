@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     port: int = 8000
     data_dir: Path = Path("data")
     database_url: str = ""  # default: sqlite under data_dir
+    access_log: bool = True  # uvicorn's per-request log line
     public_url: str = ""  # base URL clients use to reach the API (for local file URLs); default from host/port
 
     # --- execution

@@ -91,7 +91,10 @@ def test_restart_keeps_queued_and_interrupted_jobs(tmp_path):
         with svc.client() as c:
             for job in [slow, *queued]:
                 assert wait_job(c, job["id"], timeout=90)["status"] == "succeeded"
-            assert c.get(f"/v1/jobs/{slow['id']}").json()["attempts"] == 2
+            final = c.get(f"/v1/jobs/{slow['id']}").json()
+            # interrupted by the shutdown and run again after the restart
+            assert final["notes"]["last_worker_error"]["code"] == "worker_lost", final
+            assert final["attempts"] >= 1, final
     finally:
         svc.stop()
 

@@ -21,6 +21,7 @@ from reelforge.config import Settings
 from reelforge.engine.executor import Executor, make_executor
 from reelforge.engine.services import Services
 from reelforge.errors import ReelForgeError
+from reelforge.jobs.batcher import SubmitBatcher
 from reelforge.ops.registry import load_plugins
 
 log = logging.getLogger("reelforge.api")
@@ -90,11 +91,13 @@ def create_app(settings: Settings | None = None, *,
         app.state.services = services
         app.state.executor = executor
         app.state.keys = KeyCache(services.store)
+        app.state.batcher = SubmitBatcher(services.store, executor.submit)
         app.state.metrics_registry = registry
         executor.start()
         try:
             yield
         finally:
+            app.state.batcher.close()
             executor.stop()
             services.close()
 

@@ -11,6 +11,7 @@ import threading
 import time
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 
 from reelforge.errors import AuthError
 from reelforge.jobs.store import JobStore
@@ -25,12 +26,18 @@ class KeyCache:
         self._cache: dict[str, tuple[float, str | None]] = {}
         self._lock = threading.Lock()
 
-    def tenant(self, key: str) -> str | None:
-        now = time.monotonic()
+    def cached(self, key: str) -> tuple[bool, str | None]:
         with self._lock:
             hit = self._cache.get(key)
-            if hit and hit[0] > now:
-                return hit[1]
+            if hit and hit[0] > time.monotonic():
+                return True, hit[1]
+        return False, None
+
+    def tenant(self, key: str) -> str | None:
+        now = time.monotonic()
+        found, tenant = self.cached(key)
+        if found:
+            return tenant
         tenant = self.store.tenant_for_key(key)
         with self._lock:
             if len(self._cache) > 10_000:
@@ -49,11 +56,15 @@ def extract_key(request: Request) -> str | None:
     return None
 
 
-def current_tenant(request: Request) -> str:
+async def current_tenant(request: Request) -> str:
+    # async so that FastAPI does not hop to a worker thread for every request; the DB is only asked on a
+    # cache miss
     state = request.app.state
     key = extract_key(request)
     if key:
-        tenant = state.keys.tenant(key)
+        found, tenant = state.keys.cached(key)
+        if not found:
+            tenant = await run_in_threadpool(state.keys.tenant, key)
         if tenant is None:
             raise AuthError("The API key is not valid.", code="invalid_api_key")
         return tenant

@@ -23,6 +23,8 @@ class CeleryExecutor(Executor):
         self.app = make_celery(services.settings)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._unsent: dict[str, JobRecord] = {}  # jobs the broker refused; sent again by the reclaimer
+        self._unsent_lock = threading.Lock()
 
     def start(self) -> None:
         # Jobs queued before a restart may never have reached the broker: send them again (a duplicate
@@ -48,7 +50,12 @@ class CeleryExecutor(Executor):
                                      code="broker_unavailable") from exc
 
     def submit(self, job: JobRecord) -> None:
-        self._send(job)
+        try:
+            self._send(job)
+        except ServiceUnavailable:
+            with self._unsent_lock:
+                self._unsent[job.id] = job
+            raise
 
     def cancel(self, job_id: str) -> None:
         pass  # the cancel flag is in the store; the worker running it polls the flag every 0.5 s
@@ -64,6 +71,13 @@ class CeleryExecutor(Executor):
     def _reclaimer(self) -> None:
         interval = max(1.0, self.services.settings.lease_ttl_s / 2)
         while not self._stop.wait(interval):
+            with self._unsent_lock:
+                pending, self._unsent = list(self._unsent.values()), {}
+            for job in pending:
+                try:
+                    self.submit(job)
+                except ServiceUnavailable:
+                    log.warning("broker still unreachable; %s stays queued", job.id)
             try:
                 for job_id, status in self.services.store.reclaim_expired():
                     log.warning("reclaimed %s -> %s", job_id, status.value)

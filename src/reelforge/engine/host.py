@@ -128,7 +128,6 @@ class JobHost:
                     err = msg[1]
                     outcome: Outcome = "cancelled" if err.get("code") == "cancelled" else "failed"
                     return HostResult(outcome, notes=notes, error=err)
-                continue
             proc = self._proc
             if proc is None or not proc.is_alive():
                 return self._crashed(notes)
@@ -219,7 +218,10 @@ def host_main(settings_data: dict[str, Any], conn: Connection, cancel: Any) -> N
 
     def send(msg: tuple[Any, ...]) -> None:
         with send_lock:
-            conn.send(msg)
+            try:
+                conn.send(msg)
+            except (BrokenPipeError, EOFError, OSError):
+                os._exit(0)  # the parent is gone or gave up on this job: nothing left to report to
 
     while True:
         try:

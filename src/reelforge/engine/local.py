@@ -96,7 +96,7 @@ class LocalExecutor(Executor):
             self._busy[index] = job.id
             try:
                 self.runner.run_claimed(job, host, worker_id, local_cancel=self._is_cancelled,
-                                        on_requeue=self.submit)
+                                        on_requeue=self.submit, stopping=self._stop.is_set)
             except Exception:
                 log.exception("slot %d failed on %s", index, job.id)
             finally:

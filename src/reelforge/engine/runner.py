@@ -50,6 +50,7 @@ class Runner:
         *,
         local_cancel: Callable[[str], bool] = lambda _job_id: False,
         on_requeue: Callable[[JobRecord], None] | None = None,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> JobStatus:
         settings, store = self.settings, self.store
         started = time.monotonic()
@@ -96,7 +97,7 @@ class Runner:
                    "workdir": str(workdir), "attempt": job.attempts}
         try:
             res = host.run(payload, on_progress=on_progress, on_note=on_note, should_stop=should_stop)
-            status = self._conclude(job, worker_id, res, on_requeue)
+            status = self._conclude(job, worker_id, res, on_requeue, stopping())
         except Exception as exc:  # the runner itself must never leave a job running: retry it elsewhere
             log.exception("runner failed on %s", job.id)
             host.kill()
@@ -118,7 +119,7 @@ class Runner:
         return status
 
     def _conclude(self, job: JobRecord, worker_id: str, res: HostResult,
-                  on_requeue: Callable[[JobRecord], None] | None) -> JobStatus:
+                  on_requeue: Callable[[JobRecord], None] | None, shutting_down: bool) -> JobStatus:
         store = self.store
         if res.notes:
             store.add_notes(job.id, res.notes)
@@ -142,8 +143,10 @@ class Runner:
             store.finish(job.id, worker_id, status, error=res.error)
             return status
         if res.outcome == "crashed":
+            log.warning("job %s attempt %d: %s", job.id, job.attempts, (res.error or {}).get("message"))
             status = store.release_for_retry(job.id, worker_id, res.error or {"code": "worker_lost",
-                                                                                "message": "worker lost"})
+                                                                                "message": "worker lost"},
+                                             refund=shutting_down)
             if status == JobStatus.QUEUED and on_requeue is not None:
                 on_requeue(job)
             return status

@@ -14,13 +14,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, or_, select, update
+from sqlalchemy import Engine, create_engine, event, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from reelforge.errors import Conflict
 from reelforge.jobs.models import ApiKeyRow, Base, FileRow, JobRow, WebhookAttemptRow
 from reelforge.jobs.states import ACTIVE, TERMINAL, JobStatus
+
+_JOBS = JobRow.__table__
+
+
+class _Values:
+    """Attribute access over a dict of column values (so JobRecord.from_row takes fresh inserts too)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
 
 
 def new_job_id() -> str:
@@ -59,7 +68,8 @@ class JobRecord:
     error: dict[str, Any] | None = None
 
     @classmethod
-    def from_row(cls, row: JobRow) -> JobRecord:
+    def from_row(cls, row: Any) -> JobRecord:
+        """From an ORM JobRow or a Core row (both expose the columns as attributes)."""
         return cls(
             id=row.id, tenant=row.tenant, op=row.op, params=row.params or {}, queue=row.queue,
             status=JobStatus(row.status), stage=row.stage, progress=row.progress or 0.0,
@@ -149,16 +159,12 @@ class JobStore:
         idempotency_key: str | None = None,
     ) -> tuple[JobRecord, bool]:
         """Insert a queued job. Returns (job, created); an existing idempotency key returns (old, False)."""
-        now = time.time()
-        row = JobRow(
-            id=new_job_id(), tenant=tenant, op=op, params=params, queue=queue, status=JobStatus.QUEUED.value,
-            stage="queued", progress=0.0, priority=priority, timeout_s=timeout_s,
-            idempotency_key=idempotency_key, webhook_url=webhook_url, created_at=now, updated_at=now,
-            attempts=0, max_attempts=max_attempts, cancel_requested=False, notes={},
-        )
+        values = self.new_job_values(tenant=tenant, op=op, params=params, queue=queue, timeout_s=timeout_s,
+                                     max_attempts=max_attempts, priority=priority, webhook_url=webhook_url,
+                                     idempotency_key=idempotency_key)
         try:
-            with self.session() as s, s.begin():
-                s.add(row)
+            with self.engine.begin() as conn:
+                conn.execute(insert(_JOBS), [values])
         except IntegrityError:
             if idempotency_key is None:
                 raise
@@ -170,7 +176,27 @@ class JobStore:
                     "This idempotency_key was already used for a different job.", code="idempotency_conflict"
                 ) from None
             return existing, False
-        return JobRecord.from_row(row), True
+        return JobRecord.from_row(_Values(values)), True
+
+    @staticmethod
+    def new_job_values(*, tenant: str, op: str, params: dict[str, Any], queue: str, timeout_s: float,
+                       max_attempts: int, priority: int = 0, webhook_url: str | None = None,
+                       idempotency_key: str | None = None) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "id": new_job_id(), "tenant": tenant, "op": op, "params": params, "queue": queue,
+            "status": JobStatus.QUEUED.value, "stage": "queued", "progress": 0.0, "priority": priority,
+            "timeout_s": timeout_s, "idempotency_key": idempotency_key, "webhook_url": webhook_url,
+            "created_at": now, "updated_at": now, "started_at": None, "finished_at": None, "attempts": 0,
+            "max_attempts": max_attempts, "lease_owner": None, "lease_expires_at": None,
+            "cancel_requested": False, "notes": {}, "result": None, "error": None,
+        }
+
+    def insert_jobs(self, batch: list[dict[str, Any]]) -> list[JobRecord]:
+        """Insert many new jobs (from new_job_values) in one transaction: group commit for busy APIs."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(_JOBS), batch)
+        return [JobRecord.from_row(_Values(v)) for v in batch]
 
     def find_by_idempotency_key(self, tenant: str, key: str) -> JobRecord | None:
         with self.session() as s:
@@ -178,11 +204,12 @@ class JobStore:
             return JobRecord.from_row(row) if row else None
 
     def get_job(self, job_id: str, tenant: str | None = None) -> JobRecord | None:
-        with self.session() as s:
-            row = s.get(JobRow, job_id)
-            if row is None or (tenant is not None and row.tenant != tenant):
-                return None
-            return JobRecord.from_row(row)
+        # Core, not ORM: status polling is the hottest read path
+        with self.engine.connect() as conn:
+            row = conn.execute(select(_JOBS).where(_JOBS.c.id == job_id)).first()
+        if row is None or (tenant is not None and row.tenant != tenant):
+            return None
+        return JobRecord.from_row(row)
 
     def list_jobs(self, *, tenant: str, status: Sequence[str] = (), op: str | None = None, limit: int = 50,
                   before: float | None = None) -> list[JobRecord]:
@@ -296,8 +323,12 @@ class JobStore:
                                                  JobRow.status == JobStatus.RUNNING.value).values(**values))
             return res.rowcount == 1
 
-    def release_for_retry(self, job_id: str, worker_id: str | None, error: dict[str, Any]) -> JobStatus:
-        """The worker running this job was lost: queue it again, or fail it when out of attempts."""
+    def release_for_retry(self, job_id: str, worker_id: str | None, error: dict[str, Any], *,
+                          refund: bool = False) -> JobStatus:
+        """The worker running this job was lost: queue it again, or fail it when out of attempts.
+
+        `refund`: the attempt does not count (the service itself was shutting down, not the job's fault).
+        """
         now = time.time()
         with self.session() as s, s.begin():
             row = s.get(JobRow, job_id, with_for_update=not self.url.startswith("sqlite"))
@@ -312,8 +343,10 @@ class JobStore:
             if row.cancel_requested:
                 row.status, row.finished_at, row.stage = JobStatus.CANCELLED.value, now, "cancelled"
                 row.error = {"code": "cancelled", "message": "The job was cancelled."}
-            elif row.attempts < row.max_attempts:
+            elif refund or row.attempts < row.max_attempts:
                 row.status, row.stage, row.progress = JobStatus.QUEUED.value, "queued (retry)", 0.0
+                if refund:
+                    row.attempts = max(0, row.attempts - 1)
             else:
                 row.status, row.finished_at, row.stage = JobStatus.FAILED.value, now, "failed"
                 row.error = {**error, "message": f"{error.get('message', '')} Gave up after {row.attempts} "

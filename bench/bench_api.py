@@ -1,0 +1,183 @@
+"""Submission throughput and status latency of the embedded service (SQLite, local executor).
+
+Starts `reelforge serve` on a free loopback port, then drives it with C concurrent clients (default 100)
+for a fixed time: phase 1 submits `probe` jobs (the executor runs them meanwhile, as in production);
+phase 2 polls GET /v1/jobs/{id} of those jobs. The reference, measured in the same run with the same
+client, is a bare FastAPI app on uvicorn answering an empty POST/GET: the ceiling of the stack on this
+machine, so the ratio shows what the job store and validation cost.
+
+    .venv/bin/python bench/bench_api.py [--clients 100] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.integration.service import Service, free_port  # noqa: E402
+
+REFERENCE_APP = '''
+from fastapi import FastAPI
+app = FastAPI()
+@app.post("/v1/jobs", status_code=202)
+def submit(body: dict) -> dict:
+    return {"id": "x", "status": "queued"}
+@app.get("/v1/jobs/{job_id}")
+def status(job_id: str) -> dict:
+    return {"id": job_id, "status": "queued"}
+'''
+
+
+SUBMIT_LUA = """
+wrk.method = "POST"
+wrk.path = "/v1/jobs"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '%s'
+"""
+
+STATUS_LUA = """
+ids = {}
+for line in io.lines("%s") do ids[#ids + 1] = line end
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "/v1/jobs/" .. ids[(counter %% #ids) + 1])
+end
+"""
+
+REPORT_LUA = """
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %f %f %f %d\\n", summary.requests, summary.duration / 1e6,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout))
+end
+"""
+
+
+def ensure_wrk() -> str:
+    path = shutil.which("wrk")
+    if path is None and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True)
+        path = shutil.which("wrk")
+    if path is None:
+        sys.exit("bench_api needs wrk (apt-get install wrk): a Python load generator saturates 2 cores first")
+    return path
+
+
+def wrk_run(url: str, clients: int, seconds: float, script: str, tmp: Path) -> dict[str, float]:
+    lua = tmp / f"s{abs(hash(script))}.lua"
+    lua.write_text(script + REPORT_LUA)
+    res = subprocess.run([ensure_wrk(), "-t", "2", "-c", str(clients), "-d", f"{int(seconds)}s", "--timeout", "10s",
+                          "-s", str(lua), url], capture_output=True, text=True, check=True)
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("RESULT"))
+    n, dur, p50, p99, errors = line.split()[1:]
+    return {"rps": int(n) / float(dur), "p50": float(p50), "p99": float(p99), "errors": int(errors)}
+
+
+async def paced_status(url: str, clients: int, seconds: float, ids: list[str], interval_s: float) -> dict[str, float]:
+    """Each client polls a job's status every interval_s (how real clients poll): latency under that load."""
+    lat: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
+        async def one(i: int) -> None:
+            nonlocal errors
+            await asyncio.sleep(interval_s * i / clients)  # spread the clients over the interval
+            end = time.perf_counter() + seconds
+            n = 0
+            while time.perf_counter() < end:
+                t0 = time.perf_counter()
+                resp = await client.get(f"/v1/jobs/{ids[(i + n) % len(ids)]}")
+                lat.append(time.perf_counter() - t0)
+                errors += resp.status_code >= 400
+                n += 1
+                await asyncio.sleep(max(0.0, interval_s - (time.perf_counter() - t0)))
+        await asyncio.gather(*(one(i) for i in range(clients)))
+    lat.sort()
+    return {"rps": len(lat) / seconds, "p50": lat[len(lat) // 2] * 1000, "p99": lat[int(len(lat) * 0.99)] * 1000,
+            "errors": errors}
+
+
+def measure(url: str, clients: int, seconds: float, body: dict, ids_file: Path, tmp: Path) -> dict:
+    submit = wrk_run(url, clients, seconds, SUBMIT_LUA % json.dumps(body), tmp)
+    status = wrk_run(url, clients, seconds, STATUS_LUA % ids_file, tmp)
+    ids = ids_file.read_text().split()
+    paced = asyncio.run(paced_status(url, clients, seconds, ids, 0.5))
+    return {"submit": submit, "status": status, "paced status": paced}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", type=int, default=100)
+    ap.add_argument("--seconds", type=int, default=10)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="rf-bench-api-"))
+    ensure_wrk()
+
+    # reference: the bare stack, same uvicorn, same load generator
+    port = free_port()
+    (tmp / "refapp.py").write_text(REFERENCE_APP)
+    ref = subprocess.Popen([sys.executable, "-m", "uvicorn", "refapp:app", "--port", str(port), "--log-level",
+                            "warning", "--no-access-log"], cwd=tmp, env={**os.environ, "PYTHONPATH": str(tmp)})
+    for _ in range(100):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/v1/jobs/x", timeout=1)
+            break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    try:
+        (tmp / "ref_ids.txt").write_text("x\n")
+        ref_res = measure(f"http://127.0.0.1:{port}", args.clients, args.seconds, {"op": "probe", "params": {}},
+                          tmp / "ref_ids.txt", tmp)
+    finally:
+        ref.terminate()
+        ref.wait()
+
+    # ReelForge with embedded defaults (access log off, as behind a reverse proxy that logs)
+    svc = Service(tmp / "data", REELFORGE_LEASE_TTL_S="20", REELFORGE_HEARTBEAT_S="2", REELFORGE_ACCESS_LOG="false")
+    svc.env.pop("REELFORGE_WORKERS")
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:duration=1",
+                    "-t", "1", str(tmp / "in.mp4")], check=True)
+    svc.start()
+    try:
+        with svc.client() as c, (tmp / "in.mp4").open("rb") as fh:
+            fid = c.post("/v1/files", params={"filename": "in.mp4"}, content=fh).json()["id"]
+            seed = [c.post("/v1/jobs", json={"op": "probe", "params": {"input": fid}}).json()["id"] for _ in range(50)]
+        (tmp / "ids.txt").write_text("\n".join(seed) + "\n")
+        res = measure(svc.url, args.clients, args.seconds, {"op": "probe", "params": {"input": fid}},
+                      tmp / "ids.txt", tmp)
+        with svc.client() as c:
+            queued = c.get("/metrics").text
+    finally:
+        svc.stop()
+    depth = next((ln.split()[-1] for ln in queued.splitlines() if ln.startswith("reelforge_queue_depth")), "?")
+
+    print(f"clients={args.clients} seconds={args.seconds} cores={os.cpu_count()} load={os.getloadavg()[0]:.2f}")
+    print(f"{'':24}{'reelforge':>12}{'bare stack':>12}{'ratio':>8}")
+    for phase in ("submit", "status", "paced status"):
+        r, b = res[phase], ref_res[phase]
+        print(f"{phase + ' req/s':24}{r['rps']:12.0f}{b['rps']:12.0f}{r['rps'] / b['rps']:8.2f}")
+        print(f"{phase + ' p50 ms':24}{r['p50']:12.1f}{b['p50']:12.1f}")
+        print(f"{phase + ' p99 ms':24}{r['p99']:12.1f}{b['p99']:12.1f}")
+        print(f"{phase + ' errors':24}{r['errors']:12d}{b['errors']:12d}")
+    print("submit/status: closed loop, every client sends its next request at once (saturation);")
+    print("paced status: each of the clients polls every 0.5 s (offered load = clients * 2 req/s)")
+    print(f"queue depth at the end (jobs waiting for the 2-slot executor): {depth}")
+
+
+if __name__ == "__main__":
+    main()
