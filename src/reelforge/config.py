@@ -40,7 +40,6 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1)
     lease_ttl_s: float = Field(default=20.0, gt=1)
     heartbeat_s: float = Field(default=2.0, gt=0)
-    default_timeout_s: float = Field(default=1800.0, gt=0)
     max_timeout_s: float = Field(default=6 * 3600.0, gt=0)
     threads_per_job: int = Field(default=2, ge=1)  # bounds BLAS/ONNX/CT2 threads inside a job
 
@@ -75,7 +74,8 @@ class Settings(BaseSettings):
     nvenc_max_sessions: int = Field(default=3, ge=1)
     whisper_model: str = "packaged:base"  # packaged:base | packaged:tiny.en | a local CTranslate2 folder
     model_cache_dir: Path | None = None  # default data_dir/models
-    font_dir: Path | None = None
+    font_dir: Path | None = None  # fonts for captions/text (default: DejaVu from fonts-dejavu-core)
+    kokoro_voices: Path | None = None  # a Kokoro voices file (e.g. voices-v1.0.bin) for the kokoro engine
     plugins: str = ""  # comma-separated modules with extra @operation()s, imported by API and job hosts
 
     @classmethod
