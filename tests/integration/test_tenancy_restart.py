@@ -20,7 +20,7 @@ def make_key(svc: Service, name: str) -> str:
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory: pytest.TempPathFactory):
-    service = Service(tmp_path_factory.mktemp("tenants") / "data")
+    service = Service(tmp_path_factory.mktemp("tenants") / "data", REELFORGE_MAX_UPLOAD_BYTES="1000000")
     service.start()
     yield service
     service.stop()
@@ -116,3 +116,21 @@ def test_unreachable_service_gives_a_clear_cli_error(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 3 and "Cannot reach ReelForge" in res.stderr
     assert httpx  # imported for type clarity in helpers
+
+
+def test_upload_over_the_cap_is_refused_and_leaves_nothing(svc: Service):
+    with svc.client() as c:
+        r = c.post("/v1/files", params={"filename": "big.bin"}, content=b"x" * 1_200_000)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "upload_too_large"
+
+        def chunks():  # no Content-Length: the cap must hold while streaming
+            for _ in range(30):
+                yield b"y" * 65536
+
+        r = c.post("/v1/files", params={"filename": "big2.bin"}, content=chunks())
+        assert r.status_code == 413
+        r = c.post("/v1/files", params={"filename": "empty.bin"}, content=b"")
+        assert r.status_code == 400 and r.json()["error"]["code"] == "empty_upload"
+    leftovers = list((svc.data_dir / "work" / "uploads").glob("*"))
+    assert leftovers == []
+    assert not any((svc.data_dir / "storage").rglob("big*.bin"))

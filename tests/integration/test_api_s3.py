@@ -1,0 +1,67 @@
+"""The service with S3-compatible storage (moto's server on loopback): uploads, outputs and s3:// inputs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import boto3
+import httpx
+import pytest
+
+from tests.integration.service import Service, wait_job
+
+moto_server = pytest.importorskip("moto.server")
+
+
+@pytest.fixture(scope="module")
+def s3_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, str, str]]:
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    bucket = f"rf-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket=bucket)
+    svc = Service(tmp_path_factory.mktemp("s3svc") / "data", REELFORGE_STORAGE="s3",
+                  REELFORGE_S3_ENDPOINT_URL=endpoint, REELFORGE_S3_BUCKET=bucket, REELFORGE_S3_PREFIX="rf/",
+                  REELFORGE_S3_ACCESS_KEY_ID="testing", REELFORGE_S3_SECRET_ACCESS_KEY="testing")
+    svc.start()
+    yield svc, endpoint, bucket
+    svc.stop()
+    server.stop()
+
+
+def test_outputs_land_in_the_bucket_with_presigned_urls(s3_service, make_video):
+    svc, endpoint, bucket = s3_service
+    with svc.client() as c:
+        with make_video(duration=1.0).open("rb") as fh:
+            fid = c.post("/v1/files", params={"filename": "in.mp4"}, content=fh).json()["id"]
+        job = wait_job(c, c.post("/v1/jobs", json={"op": "probe", "params": {"input": fid}}).json()["id"])
+        assert job["status"] == "succeeded", job
+        out = job["result"]["outputs"]["probe"]
+        assert out["key"].startswith("jobs/")
+        assert out["url"].startswith(endpoint) and "Signature" in out["url"]
+        body = httpx.get(out["url"]).json()  # the presigned URL works without our API
+        assert body["streams"][0]["codec"] == "h264"
+        redirect = c.get(f"/v1/jobs/{job['id']}/outputs/probe")
+        assert redirect.status_code == 307
+    keys = [o["Key"] for o in boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                                           aws_access_key_id="testing", aws_secret_access_key="testing")
+            .list_objects_v2(Bucket=bucket)["Contents"]]
+    assert f"rf/{out['key']}" in keys
+    assert not any(".partial" in k or "tmp" in k.split("/")[-1] for k in keys)
+
+
+def test_s3_key_inputs_in_the_configured_bucket(s3_service, make_video):
+    svc, endpoint, bucket = s3_service
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    s3.upload_file(str(make_video(duration=1.5, name="src.mp4")), bucket, "incoming/src.mp4")
+    with svc.client() as c:
+        ok = wait_job(c, c.post("/v1/jobs", json={"op": "probe",
+                                                  "params": {"input": f"s3://{bucket}/incoming/src.mp4"}}).json()["id"])
+        other = wait_job(c, c.post("/v1/jobs", json={"op": "probe",
+                                                     "params": {"input": "s3://someone-else/x.mp4"}}).json()["id"])
+    assert ok["status"] == "succeeded" and abs(ok["result"]["data"]["duration_s"] - 1.5) < 0.1
+    assert other["status"] == "failed" and other["error"]["code"] == "url_not_allowed"
