@@ -91,6 +91,15 @@ def _int(v: Any) -> int | None:
         return None
 
 
+_ALPHA_PIX_PREFIXES = ("yuva", "rgba", "bgra", "argb", "abgr", "gbrap", "ya")
+
+
+def _has_alpha(pix_fmt: str | None, tags: dict[str, Any]) -> bool:
+    # VP9 alpha is a side stream: ffprobe reports yuv420p plus the ALPHA_MODE tag
+    return bool(pix_fmt and pix_fmt.startswith(_ALPHA_PIX_PREFIXES)) or "1" in (
+        tags.get("alpha_mode"), tags.get("ALPHA_MODE"))
+
+
 def probe(path: Path | str, *, timeout_s: float = 60.0) -> MediaInfo:
     """ffprobe a local file. Raises MediaError(code=not_media) when it is not readable media."""
     path = Path(path)
@@ -123,9 +132,7 @@ def probe(path: Path | str, *, timeout_s: float = 60.0) -> MediaInfo:
             bit_rate=_int(s.get("bit_rate")),
             frames=_int(s.get("nb_frames")),
             profile=s.get("profile"),
-            alpha=bool(pix and ("a" in pix.replace("gray", "").replace("nv", "") and pix.startswith(
-                ("yuva", "rgba", "bgra", "argb", "abgr", "gbrap", "ya")))
-                       or tags.get("alpha_mode") == "1" or tags.get("ALPHA_MODE") == "1"),
+            alpha=_has_alpha(pix, tags),
         ))
     if not streams:
         raise MediaError("The input has no audio or video streams.", code="no_streams")
