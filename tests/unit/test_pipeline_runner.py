@@ -225,3 +225,22 @@ def test_progress_aggregates_steps(tmp_path: Path, settings: Settings) -> None:
     assert seen[-1][0] == 1.0
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions)  # the job's bar never goes backwards
+
+
+def test_an_input_shared_by_parallel_steps_is_fetched_once(tmp_path: Path, settings: Settings,
+                                                           make_audio: Any) -> None:
+    a = make_audio(duration=0.5, name="shared.wav", freq=300)
+    b = make_audio(duration=0.5, name="other.wav", freq=500)
+    calls: list[str] = []
+
+    def slow_resolver(ref: str, dest: Path) -> Path:
+        calls.append(ref)
+        time.sleep(0.3)  # a download: both steps ask while it runs
+        return Path(ref)
+
+    ctx = fresh_ctx(tmp_path, settings, "job", resolver=slow_resolver)
+    run_pipeline(ctx, [
+        {"id": "one", "op": "t_mix", "params": {"a": str(a), "b": str(b)}},
+        {"id": "two", "op": "t_mix", "params": {"a": str(a), "b": str(b), "gain": 0.5}},
+    ], max_parallel=2, cache=False)
+    assert sorted(calls) == sorted([str(a), str(b)])

@@ -73,6 +73,7 @@ class PipelineRunner:
         self._weights = {s.id: s.step.weight for s in graph.steps}
         self._weight_sum = sum(self._weights.values())
         self._done = 0
+        self._fetch_locks: dict[str, threading.Lock] = {}
 
     # ---- public
     def run(self) -> OpResult:
@@ -187,7 +188,11 @@ class PipelineRunner:
     def _resolve(self, ref: str, dest: Path) -> Path:
         step_ref = parse_step_url(ref)
         if step_ref is None:
-            return self.ctx.fetch(ref)
+            # one download per reference even when parallel steps ask for it at the same moment
+            with self._lock:
+                ref_lock = self._fetch_locks.setdefault(ref, threading.Lock())
+            with ref_lock:
+                return self.ctx.fetch(ref)
         result = self.results.get(step_ref.step)
         if result is None or step_ref.output not in result.outputs:
             raise InputError(f"Input {ref!r} is not an output of an earlier step.", code="input_not_found")
