@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import threading
 import uuid
@@ -40,6 +41,7 @@ class LocalExecutor(Executor):
         self.worker_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     def start(self) -> None:
+        self._clean_leftovers()
         self._reclaim()
         for i in range(self.workers):
             host = JobHost(self.services.settings)
@@ -50,6 +52,20 @@ class LocalExecutor(Executor):
         t = threading.Thread(target=self._reclaimer, name="reelforge-reclaimer", daemon=True)
         t.start()
         self._threads.append(t)
+
+    def _clean_leftovers(self) -> None:
+        """Work folders and storage staging files left by a process that died (this executor owns
+        data_dir's work folder: nothing of it is running before start)."""
+        work = self.services.settings.work_dir
+        if work.is_dir():
+            for entry in work.glob("job_*"):
+                shutil.rmtree(entry, ignore_errors=True)
+        purge = getattr(self.services.storage, "purge_partials", None)
+        if purge is not None:
+            try:
+                purge()
+            except Exception:
+                log.exception("could not purge partial storage objects")
 
     def stop(self) -> None:
         self._stop.set()
