@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sample media for the pipeline/build/render examples, made with ffmpeg into examples/media/ (not committed).
+# Sample media for every example, made with ffmpeg into examples/media/ (not committed).
 #   examples/make_media.sh && reelforge submit examples/build.json --wait
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -20,6 +20,9 @@ ff -f lavfi -i "sine=f=220:d=20" -f lavfi -i "sine=f=330:d=20" -filter_complex "
 # two photos for Ken Burns and the timeline
 ff -f lavfi -i "testsrc2=s=1600x1000" -frames:v 1 media/photo1.jpg
 ff -f lavfi -i "smptehdbars=s=1600x1000" -frames:v 1 media/photo2.jpg
+# a short spoken narration (espeak-ng is installed by `make run`), for align / transcribe / loop
+espeak-ng -v en-us -s 150 -w media/narration.wav \
+  "Welcome to ReelForge. Captions show this script verbatim, with the times it was really spoken."
 # subtitles for a caption clip
 cat > media/captions.srt <<'SRT'
 1

@@ -90,8 +90,9 @@ def plan_add_audio(params: AddAudioParams, video: MediaInfo, audio: MediaInfo) -
             last = "mixed"
         tail = [filter_expr("atrim", end=round(duration, 6))]
         if params.loudness_lufs is not None:
+            # loudnorm leaves the channel layout unset; without aformat the encoder cannot negotiate one
             tail += [filter_expr("loudnorm", I=params.loudness_lufs, TP=-1.5, LRA=11),
-                     filter_expr("aresample", osr=48000)]
+                     filter_expr("aresample", osr=48000), filter_expr("aformat", channel_layouts="stereo")]
         parts.append(f"[{last}]{','.join(tail)}[aout]")
         graph = ";".join(parts)
     return AudioPlan(duration_s=duration, copy_video=v.codec in MP4_VIDEO_CODECS, copy_audio=copy_audio,
