@@ -230,13 +230,15 @@ def bench_caption(base: Path, quick: bool) -> dict:
 
 # ---------------------------------------------------------------- 5. add_audio remux
 def bench_add_audio(base: Path, quick: bool) -> dict:
+    """A typical delivery file (8 Mbit/s H.264, 1080p) gets a new AAC track: a remux, no re-encode."""
     seconds = 20.0 if quick else 60.0
-    src = base / "rss_src.mp4"
-    if not src.exists():
-        src = make_source(src, seconds, "1280x720", 30)
+    src = base / "aa_src.mp4"
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=30:duration={seconds}", "-c:v", "libx264",
+           "-preset", "ultrafast", "-b:v", "8M", "-maxrate", "8M", "-bufsize", "16M", "-pix_fmt", "yuv420p",
+           str(src))
     music = base / "music.m4a"
     ffmpeg("-f", "lavfi", "-i", f"sine=frequency=660:duration={seconds}:sample_rate=48000", "-c:a", "aac",
-           str(music))
+           "-b:a", "192k", str(music))
     op = get_operation("add_audio")
     runs = []
     for i in range(3):
