@@ -1,0 +1,35 @@
+"""Every example runs as the README says: make_media.sh, then `reelforge submit examples/x.json --wait`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.service import Service
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("examples")
+    shutil.copytree(EXAMPLES, root / "examples", ignore=shutil.ignore_patterns("media"))
+    subprocess.run(["bash", str(root / "examples" / "make_media.sh")], check=True, capture_output=True)
+    svc = Service(root / "data", REELFORGE_ACCESS_LOG="false").start()
+    yield root / "examples", svc
+    svc.stop()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.json")))
+def test_example_runs_to_success(workspace, name: str):
+    folder, svc = workspace
+    res = svc.cli("submit", str(folder / name), "--wait", "--max-wait", "600")
+    assert res.returncode == 0, res.stderr[-2000:]
+    job = json.loads(res.stdout)
+    assert job["status"] == "succeeded"
+    assert job["result"]["outputs"], job
