@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     nvenc: Literal["auto", "off"] = "auto"
     nvenc_max_sessions: int = Field(default=3, ge=1)
     whisper_model: str = "packaged:base"  # packaged:base | packaged:tiny.en | a local CTranslate2 folder
+    # whisper model for word timings of a known script (tts, align, build): "auto" = packaged:tiny.en for
+    # English (the words are known, only their times are needed: 2x faster than base), else whisper_model
+    align_model: str = "auto"
     model_cache_dir: Path | None = None  # default data_dir/models
     font_dir: Path | None = None  # fonts for captions/text (default: DejaVu from fonts-dejavu-core)
     kokoro_voices: Path | None = None  # a Kokoro voices file (e.g. voices-v1.0.bin) for the kokoro engine

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 
 from reelforge.captions.align import Alignment, align_words, script_words
 from reelforge.captions.words import write_words_json
+from reelforge.config import Settings
 from reelforge.errors import MediaError
 from reelforge.media.probe import probe, require_audio
 from reelforge.models.whisper import (
@@ -48,6 +49,14 @@ def whisper_language(language: str | None) -> str | None:
     return language.strip().lower().replace("_", "-").split("-")[0] or None
 
 
+def alignment_settings(settings: Settings, lang: str | None) -> Settings:
+    """Settings whose whisper_model is the one to align with (see Settings.align_model)."""
+    model = settings.align_model.strip()
+    if model == "auto":
+        model = "packaged:tiny.en" if lang == "en" else settings.whisper_model
+    return settings if model == settings.whisper_model else settings.model_copy(update={"whisper_model": model})
+
+
 def align_audio(path: Path, script: str, ctx: OpContext, *, language: str | None = None,
                 span: tuple[float, float] = (0.0, 1.0)) -> Alignment:
     """Probe, decode and transcribe `path`, then map the heard words onto `script`'s words."""
@@ -59,12 +68,14 @@ def align_audio(path: Path, script: str, ctx: OpContext, *, language: str | None
     audio = decode_audio(path, ctx, info.duration_s, span=(lo, lo + (hi - lo) * 0.1))
     duration = len(audio) / 16000 or info.duration_s
     lang = whisper_language(language)
-    if lang not in whisper_languages() or (choose_whisper(ctx.settings).english_only and lang != "en"):
+    settings = alignment_settings(ctx.settings, lang)
+    if lang not in whisper_languages() or (choose_whisper(settings).english_only and lang != "en"):
         # unknown to whisper, or an English-only model: let it detect; the heard times are still usable
         lang = None
-    transcript = transcribe_audio(audio, ctx.settings,
+    # greedy decoding suffices: the script fixes the words, only their times are taken from whisper
+    transcript = transcribe_audio(audio, settings,
                                   TranscribeOptions(language=lang, word_timestamps=True, vad=True,
-                                                    beam_size=5, batched=False),
+                                                    beam_size=1, batched=duration >= 60),
                                   ctx, span=(lo + (hi - lo) * 0.1, hi))
     return align_words(script, transcript.words, duration)
 
