@@ -234,3 +234,13 @@ def test_webhook_events_are_signed(client, service: Service):
         time.sleep(0.1)
     else:
         raise AssertionError(f"terminal delivery not recorded: {shown}")
+
+
+def test_pipeline_graph_errors_name_the_field(client):
+    steps = [{"id": "a", "op": "probe", "params": {"input": {"ref": "b.probe"}}},
+             {"id": "b", "op": "probe", "params": {"input": {"ref": "a.probe"}}}]
+    r = client.post("/v1/jobs", json={"op": "pipeline", "params": {"steps": steps}})
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["code"] == "cyclic_ref" and "a -> b -> a" in err["message"]
+    assert err["details"][0]["path"] == "params.steps[0].params.input"

@@ -65,6 +65,10 @@ async def submit_job(body: JobCreate, request: Request, tenant: Tenant,
             body.params, context={"source": "api", "allow_private": settings.fetch_allow_private})
     except ValidationError as exc:
         raise invalid_params(exc) from None
+    except InvalidParams as exc:  # raised by an op's own checks (e.g. a pipeline's graph): same shape
+        if isinstance(exc.details, dict) and "path" in exc.details:
+            exc.details = [{"path": f"params.{exc.details['path']}", "message": exc.message}]
+        raise
     stored_params = params.model_dump(mode="json")
     store = state.services.store
     file_ids = _file_ids(body.params)
