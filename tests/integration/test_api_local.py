@@ -244,3 +244,12 @@ def test_pipeline_graph_errors_name_the_field(client):
     err = r.json()["error"]
     assert err["code"] == "cyclic_ref" and "a -> b -> a" in err["message"]
     assert err["details"][0]["path"] == "params.steps[0].params.input"
+
+
+def test_discovery_lists_ops_and_voices(client):
+    ops = {o["name"]: o for o in client.get("/v1/ops").json()["ops"]}
+    assert {"probe", "tts", "transcribe", "img2vid", "loop", "overlay", "build", "render"} <= set(ops)
+    assert ops["probe"]["params_schema"]["properties"]["input"]
+    voices = client.get("/v1/voices").json()["voices"]
+    engines = {v["engine"] for v in voices}
+    assert {"piper", "espeak"} <= engines, voices[:3]

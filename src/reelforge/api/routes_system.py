@@ -69,14 +69,6 @@ def list_ops() -> dict[str, Any]:
 
 @router.get("/v1/voices", summary="Text-to-speech engines and their voices")
 def list_voices(request: Request) -> dict[str, Any]:
-    try:
-        from reelforge.models.tts import list_voices as voices
-    except ImportError:
-        return {"voices": []}
-    return {"voices": voices(request.app.state.settings)} if _takes_settings(voices) else {"voices": voices()}
+    from reelforge.models.tts import list_voices as voices
 
-
-def _takes_settings(fn: Any) -> bool:
-    import inspect
-
-    return len(inspect.signature(fn).parameters) >= 1
+    return {"voices": voices(request.app.state.settings.kokoro_voices)}
