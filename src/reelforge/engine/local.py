@@ -77,6 +77,9 @@ class LocalExecutor(Executor):
             t.join(timeout=5)
 
     def submit(self, job: JobRecord) -> None:
+        self._wake_one()
+
+    def _wake_one(self) -> None:
         with self._wake:
             self._pending_wake += 1
             self._wake.notify()
@@ -124,14 +127,9 @@ class LocalExecutor(Executor):
         try:
             for job_id, status in self.services.store.reclaim_expired():
                 log.warning("reclaimed %s -> %s", job_id, status.value)
-                self.submit_id(job_id)
+                self._wake_one()
         except Exception:
             log.exception("reclaim failed")
-
-    def submit_id(self, job_id: str) -> None:
-        with self._wake:
-            self._pending_wake += 1
-            self._wake.notify()
 
     def _reclaimer(self) -> None:
         interval = max(1.0, self.services.settings.lease_ttl_s / 2)

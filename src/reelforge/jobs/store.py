@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from reelforge.errors import Conflict
-from reelforge.jobs.models import ApiKeyRow, Base, FileRow, JobRow, WebhookAttemptRow
+from reelforge.jobs.models import ApiKeyRow, FileRow, JobRow, WebhookAttemptRow
 from reelforge.jobs.states import ACTIVE, TERMINAL, JobStatus
 
 _JOBS = JobRow.__table__
@@ -138,9 +138,6 @@ class JobStore:
         from reelforge.jobs.migrate import upgrade
 
         upgrade(self.engine)
-
-    def create_all_for_tests(self) -> None:
-        Base.metadata.create_all(self.engine)
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

@@ -50,8 +50,6 @@ class OpContext:
         on_progress: Callable[[float, str | None], None] | None = None,
         is_cancelled: Callable[[], bool] | None = None,
         on_note: Callable[[dict[str, Any]], None] | None = None,
-        progress_span: tuple[float, float] = (0.0, 1.0),
-        stage_prefix: str = "",
     ) -> None:
         self.job_id = job_id
         self.workdir = workdir
@@ -60,8 +58,6 @@ class OpContext:
         self._on_progress = on_progress
         self._is_cancelled = is_cancelled or (lambda: False)
         self._on_note = on_note
-        self._span = progress_span
-        self._stage_prefix = stage_prefix
         self._stage: str | None = None
         self._fetched: dict[str, Path] = {}
         self._lock = threading.Lock()
@@ -74,35 +70,14 @@ class OpContext:
         return cls(job_id=f"test-{uuid.uuid4().hex[:8]}", workdir=workdir,
                    settings=settings or Settings(data_dir=workdir / "data"), **kw)
 
-    def child(self, name: str, span: tuple[float, float], *, workdir: Path | None = None,
-              resolver: Resolver | None = None) -> OpContext:
-        """A context for a sub-step owning the fraction `span` (of this context's range) of progress."""
-        lo, hi = self._span
-        width = hi - lo
-        sub = OpContext(
-            job_id=self.job_id,
-            workdir=workdir or (self.workdir / name),
-            settings=self.settings,
-            resolver=resolver or self._resolver,
-            on_progress=self._on_progress,
-            is_cancelled=self._is_cancelled,
-            on_note=self._on_note,
-            progress_span=(lo + width * span[0], lo + width * span[1]),
-            stage_prefix=f"{self._stage_prefix}{name}:",
-        )
-        sub.notes = self.notes  # notes (encoder, device) are job-wide
-        return sub
-
     # ---- progress and cancel
     def progress(self, fraction: float, stage: str | None = None) -> None:
         """Report progress of this operation, 0..1 (clamped), optionally entering a named stage."""
         if stage is not None:
             self._stage = stage
         frac = min(1.0, max(0.0, float(fraction)))
-        lo, hi = self._span
         if self._on_progress is not None:
-            shown = f"{self._stage_prefix}{self._stage}" if self._stage else (self._stage_prefix.rstrip(":") or None)
-            self._on_progress(lo + (hi - lo) * frac, shown)
+            self._on_progress(frac, self._stage)
 
     def stage(self, name: str, fraction: float = 0.0) -> None:
         """Enter a named stage (shown on the job), at `fraction` of this operation's progress."""

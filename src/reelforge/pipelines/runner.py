@@ -117,8 +117,8 @@ class PipelineRunner:
 
     # ---- one step
     def _step_ctx(self, plan: StepPlan) -> OpContext:
-        # Not ctx.child(): parallel children would each move the job's bar within their own span; here all
-        # steps report to one aggregator, and a failing sibling must be able to stop them.
+        # Each step gets its own context reporting to one aggregator (parallel steps share one progress bar),
+        # with a cancel check that a failing sibling can trip too.
         sub = OpContext(
             job_id=self.ctx.job_id,
             workdir=self.ctx.workdir / "steps" / plan.id,
