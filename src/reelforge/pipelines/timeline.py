@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from reelforge.errors import InvalidParams
 from reelforge.media.frame_size import parse_frame_size
@@ -41,6 +41,16 @@ def _colour(value: str) -> str:
     if not COLOUR_RE.match(value):
         raise ValueError("a colour is #RRGGBB, #RRGGBBAA or a colour name like 'white'")
     return value
+
+
+def _font(value: str) -> str:
+    if not FONT_RE.match(value):
+        raise ValueError("a font is a family name of letters, digits, spaces, '.', '_' or '-'")
+    return value
+
+
+Colour = Annotated[str, AfterValidator(_colour)]
+FontName = Annotated[str, AfterValidator(_font)]
 
 
 class _Model(BaseModel):
@@ -71,24 +81,13 @@ class TextAsset(_Model):
     type: Literal["text"]
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS,
                       description="Shown literally (newlines start new lines); never interpreted.")
-    font: str = Field(default="DejaVu Sans", description="Font family name (fontconfig).")
+    font: FontName = Field(default="DejaVu Sans", description="Font family name (fontconfig).")
     size: int = Field(default=48, ge=4, le=1000, description="Font size in output pixels.")
-    colour: str = Field(default="white", description="#RRGGBB, #RRGGBBAA or a colour name.")
+    colour: Colour = Field(default="white", description="#RRGGBB, #RRGGBBAA or a colour name.")
     box: bool = Field(default=False, description="Draw a box behind the text.")
-    box_colour: str = Field(default="#000000A0")
+    box_colour: Colour = Field(default="#000000A0")
     box_padding: int = Field(default=12, ge=0, le=200)
 
-    @field_validator("colour", "box_colour")
-    @classmethod
-    def _check_colour(cls, v: str) -> str:
-        return _colour(v)
-
-    @field_validator("font")
-    @classmethod
-    def _check_font(cls, v: str) -> str:
-        if not FONT_RE.match(v):
-            raise ValueError("a font is a family name of letters, digits, spaces, '.', '_' or '-'")
-        return v
 
     @field_validator("text")
     @classmethod
@@ -115,24 +114,13 @@ class CaptionAsset(_Model):
     src: MediaRef | None = Field(default=None, description="An SRT, VTT or ASS file.")
     words: list[Word] | None = Field(default=None, max_length=100_000,
                                      description="Word timings (seconds from the clip's start).")
-    font: str = "DejaVu Sans"
+    font: FontName = "DejaVu Sans"
     size: int = Field(default=0, ge=0, le=400, description="Font size in output pixels; 0: 1/18 of the height.")
-    colour: str = "white"
-    outline_colour: str = "black"
+    colour: Colour = "white"
+    outline_colour: Colour = "black"
     position: Literal["bottom", "center", "top"] = "bottom"
     keep_style: bool = Field(default=False, description="Keep an ASS file's own styles instead of ours.")
 
-    @field_validator("colour", "outline_colour")
-    @classmethod
-    def _check_colour(cls, v: str) -> str:
-        return _colour(v)
-
-    @field_validator("font")
-    @classmethod
-    def _check_font(cls, v: str) -> str:
-        if not FONT_RE.match(v):
-            raise ValueError("a font is a family name of letters, digits, spaces, '.', '_' or '-'")
-        return v
 
     @model_validator(mode="after")
     def _one_source(self) -> CaptionAsset:
@@ -212,14 +200,10 @@ class Timeline(_Model):
     tracks: list[Track] = Field(min_length=1, max_length=20,
                                 description="First track on top; each track's clips may not overlap.")
     soundtrack: Soundtrack | None = None
-    background: str = Field(default="#000000", description="Colour behind every track.")
+    background: Colour = Field(default="#000000", description="Colour behind every track.")
     duration: Annotated[float, Field(gt=0, le=MAX_TIMELINE_S, allow_inf_nan=False)] | None = Field(
         default=None, description="Output length; default: the end of the last clip.")
 
-    @field_validator("background")
-    @classmethod
-    def _check_background(cls, v: str) -> str:
-        return _colour(v)
 
 
 OutputFormat = Literal["mp4", "webm", "gif", "mp3", "jpg", "png"]
