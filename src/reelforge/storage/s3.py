@@ -14,6 +14,7 @@ reaching or using the bucket becomes ServiceUnavailable.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -138,8 +139,14 @@ class S3Storage(Storage):
         return f"{self.prefix}{PARTIAL_DIR}/{uuid.uuid4().hex}/{key.rsplit('/', 1)[-1]}"
 
     def _head(self, full_key: str, shown_key: str) -> dict[str, Any]:
-        try:
+        with self._reading(shown_key):
             return cast(dict[str, Any], self.client.head_object(Bucket=self.bucket, Key=full_key))
+
+    @contextlib.contextmanager
+    def _reading(self, shown_key: str) -> Iterator[None]:
+        """Translate S3 errors of a read: a missing object is NotFound, anything else ServiceUnavailable."""
+        try:
+            yield
         except ClientError as exc:
             if _is_missing(exc):
                 raise NotFound(f"Stored object {shown_key!r} does not exist.") from exc
@@ -265,14 +272,9 @@ class S3Storage(Storage):
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
         try:
-            self.client.download_file(self.bucket, full_key, str(tmp), Config=self.transfer_config)
+            with self._reading(shown_key):
+                self.client.download_file(self.bucket, full_key, str(tmp), Config=self.transfer_config)
             os.replace(tmp, dest)
-        except ClientError as exc:
-            if _is_missing(exc):
-                raise NotFound(f"Stored object {shown_key!r} does not exist.") from exc
-            raise _unavailable(exc, self.bucket) from exc
-        except BotoCoreError as exc:
-            raise _unavailable(exc, self.bucket) from exc
         finally:
             tmp.unlink(missing_ok=True)
         return dest
@@ -289,14 +291,8 @@ class S3Storage(Storage):
         return self._download(bucket_key, bucket_key, dest)
 
     def open_read(self, key: str) -> BinaryIO:
-        try:
+        with self._reading(key):
             answer = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
-        except ClientError as exc:
-            if _is_missing(exc):
-                raise NotFound(f"Stored object {key!r} does not exist.") from exc
-            raise _unavailable(exc, self.bucket) from exc
-        except BotoCoreError as exc:
-            raise _unavailable(exc, self.bucket) from exc
         return cast(BinaryIO, answer["Body"])
 
     def exists(self, key: str) -> bool:
