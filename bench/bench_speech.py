@@ -98,7 +98,8 @@ def main() -> None:
         req = tts_models.resolve_voice(engine, None, None)
         tts_models.synthesize_text("Warm up.", req, speed=1.0, settings=base_settings)  # load once
         t0, c0 = time.perf_counter(), time.process_time()
-        audio, rate = tts_models.synthesize_text(text, req, speed=1.0, settings=base_settings)
+        speech = tts_models.synthesize_text(text, req, speed=1.0, settings=base_settings)
+        audio, rate = speech.audio, speech.rate
         secs, cpu = time.perf_counter() - t0, time.process_time() - c0
         dur = audio.size / rate
         tts_rows.append((engine, req.voice, dur, secs, cpu))

@@ -99,3 +99,58 @@ def test_align_params() -> None:
         op.params_model(audio="a.wav", script="   ")
     with pytest.raises(ValidationError):
         op.params_model(audio="a.wav", script="x " * 10_001)
+
+
+def test_sentence_windows_group_whole_sentences_and_pad_into_the_pauses() -> None:
+    from reelforge.ops.align import sentence_windows
+
+    # ten 4 s sentences with 0.3 s pauses
+    spans = [(f"s{i}.", i * 4.3, i * 4.3 + 4.0) for i in range(10)]
+    windows = sentence_windows(spans, duration_s=43.1, max_s=29.5, pad_s=0.15)
+    assert windows is not None and len(windows) == 2
+    assert windows[0].text == " ".join(f"s{i}." for i in range(6)) and windows[1].text.startswith("s6.")
+    assert windows[0].start_s == 0.0  # the padding never reaches before the audio
+    # padded by 0.15 s into each pause (0.3 s): a window never reaches into the next sentence
+    assert windows[0].end_s == pytest.approx(5 * 4.3 + 4.0 + 0.15)
+    assert windows[1].start_s == pytest.approx(6 * 4.3 - 0.15)
+    assert all(w.end_s - w.start_s <= 29.5 for w in windows)
+    # no pause at all: the pads stop halfway
+    tight = sentence_windows([("a.", 0.0, 2.0), ("b.", 2.0, 4.0)], duration_s=4.0, max_s=3.0)
+    assert tight is not None and [(w.start_s, w.end_s) for w in tight] == [(0.0, 2.0), (2.0, 4.0)]
+    # one sentence longer than a window: the caller must transcribe instead
+    assert sentence_windows([("long.", 0.0, 40.0)], duration_s=40.0) is None
+
+
+def test_forced_alignment_matches_transcription_and_snaps_to_sentences(tmp_path: Path) -> None:
+    """Known sentences in known places (what tts produces): one forced pass per window gives the same word
+    times as transcribing (no decoding), and each sentence's edges are the synthesis' exact ones."""
+    import numpy as np
+
+    from reelforge.models import tts as tts_models
+    from reelforge.ops.align import align_audio, align_spoken
+    from reelforge.ops.tts import write_wav
+
+    settings = Settings(data_dir=tmp_path / "data", whisper_model="packaged:tiny.en", device="cpu")
+    text = ("The river carries light through the city. Every morning the studio opens early. "
+            "Captions follow each word as it is spoken.")
+    req = tts_models.resolve_voice("espeak", "en-us", None)
+    speech = tts_models.synthesize_text(text, req, speed=1.0, settings=settings, pause_s=0.4)
+    wav = write_wav(speech.audio, speech.rate, tmp_path / "speech.wav")
+    spans = [(s.text, s.start_s, s.end_s) for s in speech.sentences]
+    assert len(spans) == 3
+    ctx = OpContext.for_test(tmp_path / "work", settings)
+    forced = align_spoken(wav, spans, text, ctx, language="en-us")
+    heard = align_audio(wav, text, ctx, language="en")
+    assert [w.text for w in forced.words] == text.split() and forced.matched_ratio == 1.0
+    assert_valid(forced.words, text, speech.duration_s + 0.01)
+    # every word inside its own sentence; first and last words on the sentence's exact edges
+    at = 0
+    for sentence, start, end in spans:
+        n = len(sentence.split())
+        words = forced.words[at:at + n]
+        assert words[0].start == pytest.approx(start) and words[-1].end == pytest.approx(end)
+        assert all(start - 1e-6 <= w.start <= w.end <= end + 1e-6 for w in words)
+        at += n
+    diffs = [abs(a.start - b.start) for a, b in zip(forced.words, heard.words, strict=True)]
+    print("forced vs transcribed start difference, median", float(np.median(diffs)))
+    assert float(np.median(diffs)) < 0.1

@@ -167,8 +167,14 @@ def test_sentence_split_and_joins_without_clicks() -> None:
     rate = 22050
     t = np.arange(rate // 2) / rate
     tone = (0.8 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)  # starts/ends mid-wave: would click
-    joined, out_rate = tts_models.join_pieces([(tone, rate), (tone, rate)], pause_s=0.2)
-    assert out_rate == rate
+    speech = tts_models.join_pieces([(tone, rate), (tone, rate)], pause_s=0.2, texts=["a", "b"])
+    joined = speech.audio
+    assert speech.rate == rate
+    # the spans say where each sentence sounds: the lead, the tone, the pause, the tone again
+    first, second = speech.sentences
+    assert (first.text, second.text) == ("a", "b")
+    assert abs(first.start_s - 0.1) < 0.03 and abs(second.start_s - first.end_s - 0.2) < 1e-6
+    assert abs(second.end_s - (speech.duration_s - 0.1)) < 1e-6
     # no sample-to-sample jump bigger than the tone's own slope anywhere (a click is a step)
     max_step = float(np.max(np.abs(np.diff(tone))))
     assert float(np.max(np.abs(np.diff(joined)))) <= max_step + 1e-6

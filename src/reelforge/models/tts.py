@@ -134,28 +134,57 @@ def resample_linear(audio: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarr
     return np.interp(np.linspace(0, audio.size - 1, n), np.arange(audio.size), audio).astype(np.float32)
 
 
-def join_pieces(pieces: list[tuple[np.ndarray, int]], pause_s: float, lead_s: float = 0.1) -> tuple[np.ndarray, int]:
-    """Join sentence audio with `pause_s` of silence between, a little silence around, at one rate."""
+@dataclass(frozen=True)
+class Spoken:
+    """One sentence inside the joined audio: its text and where it sounds (seconds)."""
+
+    text: str
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class Speech:
+    audio: np.ndarray  # float32 mono in [-1, 1]
+    rate: int
+    sentences: tuple[Spoken, ...]  # in order; sentences that produced no sound are left out
+
+    @property
+    def duration_s(self) -> float:
+        return self.audio.size / self.rate if self.rate else 0.0
+
+
+def join_pieces(pieces: list[tuple[np.ndarray, int]], pause_s: float, lead_s: float = 0.1,
+                texts: list[str] | None = None) -> Speech:
+    """Join sentence audio with `pause_s` of silence between, a little silence around, at one rate.
+
+    The returned spans are exact (sample counts of what was joined), so word alignment can work on one
+    known sentence window at a time instead of searching the whole narration."""
     if not pieces:
-        return np.zeros(0, np.float32), tts_piper.SAMPLE_RATE
+        return Speech(np.zeros(0, np.float32), tts_piper.SAMPLE_RATE, ())
     rate = pieces[0][1]
     gap = np.zeros(int(pause_s * rate), np.float32)
     edge = np.zeros(int(lead_s * rate), np.float32)
     parts = [edge]
+    at = edge.size
+    spoken: list[Spoken] = []
     for i, (audio, r) in enumerate(pieces):
         piece = fade_edges(trim_silence(resample_linear(audio, r, rate), rate), rate)
         if piece.size == 0:
             continue
         if i and len(parts) > 1:
             parts.append(gap)
+            at += gap.size
         parts.append(piece)
+        spoken.append(Spoken(texts[i] if texts else "", at / rate, (at + piece.size) / rate))
+        at += piece.size
     parts.append(edge)
-    return np.concatenate(parts).astype(np.float32), rate
+    return Speech(np.concatenate(parts).astype(np.float32), rate, tuple(spoken))
 
 
 def synthesize_text(text: str, req: VoiceRequest, *, speed: float, settings: Settings, pause_s: float = 0.3,
                     voices_file: Path | None = None,
-                    on_sentence: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, int]:
+                    on_sentence: Callable[[int, int], None] | None = None) -> Speech:
     """Speak `text` sentence by sentence with the chosen engine; `on_sentence(i, n)` runs after each."""
     engine = ENGINES[req.engine]
     sentences = split_sentences(text)
@@ -165,7 +194,7 @@ def synthesize_text(text: str, req: VoiceRequest, *, speed: float, settings: Set
                                         settings=settings, voices_file=voices_file))
         if on_sentence is not None:
             on_sentence(i + 1, len(sentences))
-    return join_pieces(pieces, pause_s)
+    return join_pieces(pieces, pause_s, texts=sentences)
 
 
 def is_warm(engine: str, settings: Settings) -> bool:

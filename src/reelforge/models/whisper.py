@@ -264,3 +264,78 @@ def transcribe_audio(audio: Any, settings: Settings, options: TranscribeOptions,
         raise ProcessingError(f"Transcription failed: {exc}", code="transcription_failed") from exc
     return Transcript(tuple(segments), info.language, float(info.language_probability), duration,
                       choice.device, choice.compute_type, batched, loaded_now)
+
+
+# ---- forced alignment of known text ------------------------------------------------------------------------
+
+MAX_WINDOW_S = 30.0  # whisper's encoder window
+# faster-whisper's defaults: punctuation that joins the word before/after it
+_PREPEND_PUNCTUATION = "\"'“¿([{-"
+_APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
+
+
+@dataclass(frozen=True)
+class TextWindow:
+    """Known text spoken between start_s and end_s of the audio (at most MAX_WINDOW_S long)."""
+
+    start_s: float
+    end_s: float
+    text: str
+
+
+def force_align(audio: Any, windows: list[TextWindow], settings: Settings, *, language: str | None,
+                ctx: Any = None, span: tuple[float, float] = (0.0, 1.0), batch_size: int = 8) -> list[Any]:
+    """Word times for text already known to be spoken in each window, without decoding any text.
+
+    Transcribing to get word times costs an autoregressive decode per 30 s window; when the words are
+    known (tts, where the synthesis also says where each sentence sounds) the decoder needs one forced
+    pass over the known tokens, and the same cross-attention DTW as whisper's word timestamps gives each
+    word's start and end. Windows are encoded in batches. Returns captions.Word in time order, with the
+    windows' text split the way whisper splits words (punctuation attached)."""
+    import numpy as np
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+    from faster_whisper.transcribe import merge_punctuations
+
+    from reelforge.captions.words import Word
+
+    if any(w.end_s - w.start_s > MAX_WINDOW_S for w in windows):
+        raise ValueError("a window is longer than whisper's 30 s")
+    choice = choose_whisper(settings)
+    lo, hi = span
+    if ctx is not None:
+        if not is_warm(choice):
+            ctx.stage("loading_model", lo)
+        ctx.note(device=choice.device, compute_type=choice.compute_type, whisper_model=settings.whisper_model,
+                 device_reason=choice.reason)
+    model, _ = load_whisper(choice, settings.threads_per_job)
+    if not model.model.is_multilingual or choice.english_only:
+        language = "en"
+    elif language not in whisper_languages():
+        language, _, _ = model.detect_language(audio=audio[: int(MAX_WINDOW_S * SAMPLE_RATE)])
+    tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
+    words: list[Word] = []
+    for first in range(0, len(windows), batch_size):
+        if ctx is not None:
+            ctx.check_cancelled()
+            ctx.progress(lo + (hi - lo) * first / max(1, len(windows)), "aligning")
+        batch = windows[first:first + batch_size]
+        features, frames = [], []
+        for w in batch:
+            clip = audio[int(w.start_s * SAMPLE_RATE): int(w.end_s * SAMPLE_RATE)]
+            feats = model.feature_extractor(clip)
+            frames.append(max(1, min(feats.shape[-1] - 1, model.feature_extractor.nb_max_frames)))
+            features.append(pad_or_trim(feats))
+        encoded = model.encode(np.stack(features))
+        tokens = [tokenizer.encode(" " + w.text.strip()) for w in batch]
+        for w, found in zip(batch, model.find_alignment(tokenizer, tokens, encoded, frames), strict=True):
+            merge_punctuations(found, _PREPEND_PUNCTUATION, _APPEND_PUNCTUATION)
+            limit = w.end_s - w.start_s
+            for item in found:
+                text = item["word"].strip()
+                if text:
+                    start = min(limit, float(item["start"]))
+                    words.append(Word(text, w.start_s + start, w.start_s + min(limit, max(start, float(item["end"])))))
+    if ctx is not None:
+        ctx.progress(hi, "aligning")
+    return words

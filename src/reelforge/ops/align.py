@@ -6,19 +6,24 @@ author wrote (names, numbers, punctuation) with the times it was actually spoken
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import Field, field_validator
 
 from reelforge.captions.align import Alignment, align_words, script_words
-from reelforge.captions.words import write_words_json
+from reelforge.captions.words import Word, write_words_json
 from reelforge.config import Settings
 from reelforge.errors import MediaError
 from reelforge.media.probe import probe, require_audio
 from reelforge.models.whisper import (
+    MAX_WINDOW_S,
+    TextWindow,
     TranscribeOptions,
     choose_whisper,
     decode_audio,
+    force_align,
     transcribe_audio,
     whisper_languages,
 )
@@ -27,6 +32,9 @@ from reelforge.ops.params import MediaRef, Params
 from reelforge.ops.registry import operation
 
 MAX_SCRIPT_CHARS = 20_000
+WINDOW_PAD_S = 0.15  # silence kept around a window's speech, so its first and last words have edges
+
+log = logging.getLogger(__name__)
 
 
 class AlignParams(Params):
@@ -78,6 +86,78 @@ def align_audio(path: Path, script: str, ctx: OpContext, *, language: str | None
                                                     beam_size=1, batched=duration >= 60),
                                   ctx, span=(lo + (hi - lo) * 0.1, hi))
     return align_words(script, transcript.words, duration)
+
+
+def sentence_windows(sentences: Sequence[tuple[str, float, float]], duration_s: float,
+                     max_s: float = MAX_WINDOW_S - 0.5, pad_s: float = WINDOW_PAD_S) -> list[TextWindow] | None:
+    """(text, start, end) of consecutive sentences grouped into windows of at most `max_s` seconds.
+
+    A window reaches `pad_s` past its speech on each side, but never past halfway to the next sentence.
+    None when a single sentence is longer than a window (the caller aligns by transcription then)."""
+    windows: list[TextWindow] = []
+    group: list[tuple[str, float, float]] = []
+
+    def edges(i: int) -> tuple[float, float]:
+        _, start, end = sentences[i]
+        before = (sentences[i - 1][2] + start) / 2 if i else 0.0
+        after = (end + sentences[i + 1][1]) / 2 if i + 1 < len(sentences) else duration_s
+        return max(before, start - pad_s), min(after, end + pad_s)
+
+    first = 0
+    for i, sentence in enumerate(sentences):
+        if group and edges(i)[1] - edges(first)[0] > max_s:
+            windows.append(TextWindow(edges(first)[0], edges(i - 1)[1], " ".join(t for t, _, _ in group)))
+            group = []
+        if not group:
+            first = i
+            if edges(i)[1] - edges(i)[0] > max_s:
+                return None
+        group.append(sentence)
+    if group:
+        windows.append(TextWindow(edges(first)[0], edges(len(sentences) - 1)[1], " ".join(t for t, _, _ in group)))
+    return windows
+
+
+def snap_to_sentences(alignment: Alignment, sentences: Sequence[tuple[str, float, float]]) -> Alignment:
+    """Each sentence's first word starts, and its last word ends, where the synthesis says the sentence
+    sounds (exact), instead of where the attention-based estimate put them (often ~0.1 s off)."""
+    counts = [len(script_words(text)) for text, _, _ in sentences]
+    if sum(counts) != len(alignment.words):
+        return alignment  # the sentences do not split the words the same way: keep the estimate
+    words = list(alignment.words)
+    at = 0
+    for n, (_, start, end) in zip(counts, sentences, strict=True):
+        if n:
+            head = words[at]
+            if head.end > start:
+                words[at] = Word(head.text, start, head.end)
+            tail = words[at + n - 1]  # the same word when the sentence has one
+            if end > tail.start:
+                words[at + n - 1] = Word(tail.text, tail.start, end)
+        at += n
+    return Alignment(words, alignment.matched, alignment.total)
+
+
+def align_spoken(path: Path, sentences: Sequence[tuple[str, float, float]], script: str, ctx: OpContext, *,
+                 language: str | None = None, span: tuple[float, float] = (0.0, 1.0)) -> Alignment:
+    """Word timings for audio whose sentences and their places are known (tts output): forced alignment
+    window by window, no transcription. Falls back to `align_audio` when a sentence is too long for one
+    window or the model cannot force-align."""
+    info = probe(path)
+    require_audio(info)
+    windows = sentence_windows(sentences, info.duration_s)
+    if windows:
+        lo, hi = span
+        audio = decode_audio(path, ctx, info.duration_s, span=(lo, lo + (hi - lo) * 0.1))
+        duration = len(audio) / 16000 or info.duration_s
+        lang = whisper_language(language)
+        try:
+            words = force_align(audio, windows, alignment_settings(ctx.settings, lang), language=lang, ctx=ctx,
+                                span=(lo + (hi - lo) * 0.1, hi))
+            return snap_to_sentences(align_words(script, words, duration), sentences)
+        except (RuntimeError, ValueError) as exc:  # e.g. a converted model without alignment heads
+            log.warning("forced alignment failed (%s); aligning by transcription", exc)
+    return align_audio(path, script, ctx, language=language, span=span)
 
 
 @operation(

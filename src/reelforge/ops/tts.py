@@ -1,8 +1,9 @@
 """`tts`: text to speech (piper, kokoro, espeak) with word timings from `align`.
 
 Text is spoken sentence by sentence and joined with short pauses (faded joins, no clicks), then encoded
-once by ffmpeg to the requested format and rate. Word timings are real: the produced audio goes through
-whisper and the heard words are mapped onto the script, so the words equal the text verbatim.
+once by ffmpeg to the requested format and rate. Word timings are real: whisper force-aligns each known
+sentence window of the produced audio (no transcription needed: the words are known, only their times are
+not), and the result is mapped onto the script, so the words equal the text verbatim.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from reelforge.errors import InvalidParams, ProcessingError
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
 from reelforge.models import tts as tts_models
 from reelforge.models import tts_kokoro
-from reelforge.ops.align import align_audio
+from reelforge.ops.align import align_spoken
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import MediaRef, Params
 from reelforge.ops.registry import operation
@@ -102,9 +103,10 @@ def run(params: TTSParams, ctx: OpContext) -> OpResult:
         ctx.progress(0.02 + (synth_end - 0.02) * done / total, "synthesizing")
 
     ctx.progress(0.02, "synthesizing")
-    audio, rate = tts_models.synthesize_text(params.text, req, speed=params.speed, settings=ctx.settings,
-                                             pause_s=params.sentence_pause_s, voices_file=voices_file,
-                                             on_sentence=on_sentence)
+    speech = tts_models.synthesize_text(params.text, req, speed=params.speed, settings=ctx.settings,
+                                        pause_s=params.sentence_pause_s, voices_file=voices_file,
+                                        on_sentence=on_sentence)
+    audio, rate = speech.audio, speech.rate
     if audio.size == 0 or not np.any(np.abs(audio) > tts_models.SILENCE_THRESHOLD):
         raise ProcessingError("The engine produced no sound for this text.", code="tts_silent")
     joined = write_wav(audio, rate, ctx.temp_path("speech.wav"))
@@ -119,8 +121,11 @@ def run(params: TTSParams, ctx: OpContext) -> OpResult:
                                "engine": req.engine, "voice": req.voice, "language": req.language,
                                "sentences": len(sentences)}
     if params.word_timings:
-        # align the lossless joined wav: same timeline as the encoded file, without codec delay
-        alignment = align_audio(joined, params.text, ctx, language=req.language, span=(synth_end + 0.05, 0.99))
+        # align the lossless joined wav (same timeline as the encoded file, without codec delay), one
+        # known sentence window at a time: the synthesis says which sentence sounds where
+        spoken = [(s.text, s.start_s, s.end_s) for s in speech.sentences]
+        alignment = align_spoken(joined, spoken, params.text, ctx, language=req.language,
+                                 span=(synth_end + 0.05, 0.99))
         outputs["words"] = write_words_json(alignment.words, ctx.output_path("words", ".json"))
         data["words"] = [w.to_dict() for w in alignment.words]
         data["matched_ratio"] = round(alignment.matched_ratio, 3)
