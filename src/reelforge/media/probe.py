@@ -33,6 +33,7 @@ class StreamInfo:
     frames: int | None = None
     profile: str | None = None
     alpha: bool = False
+    b_frames: int | None = None  # has_b_frames: > 0 when decode order differs from display order
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ def probe(path: Path | str, *, timeout_s: float = 60.0) -> MediaInfo:
             frames=_int(s.get("nb_frames")),
             profile=s.get("profile"),
             alpha=_has_alpha(pix, tags),
+            b_frames=_int(s.get("has_b_frames")) if kind == "video" else None,
         ))
     if not streams:
         raise MediaError("The input has no audio or video streams.", code="no_streams")

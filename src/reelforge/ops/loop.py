@@ -91,11 +91,17 @@ def _setpts(fps: Fraction) -> str:
     return filter_expr("setpts", expr=f"N*{fps.denominator}/{fps.numerator}/TB")
 
 
-def forward_args(src: Path, out: Path, fps: Fraction, enc: tuple[str, ...]) -> list[str]:
-    """The clip at a constant frame rate, video only, with the job's encoder."""
-    vf = ",".join([filter_expr("fps", fps=fps_arg(fps)), _setpts(fps)])
-    return ["-i", str(src), "-map", "0:v:0", "-vf", vf, *enc, "-r", fps_arg(fps), "-an", "-sn", "-dn",
-            "-movflags", "+faststart", str(out)]
+def forward_args(src: Path, out: Path, fps: Fraction, enc: tuple[str, ...],
+                 fit: tuple[int, int] | None = None) -> list[str]:
+    """The clip at a constant frame rate, video only, with the job's encoder; with `fit` also scaled and
+    cropped to cover that size (so a build fits and encodes its background in one pass)."""
+    filters = [filter_expr("fps", fps=fps_arg(fps)), _setpts(fps)]
+    if fit is not None:
+        w, h = fit
+        filters = [f"scale={w}:{h}:force_original_aspect_ratio=increase", f"crop={w}:{h}", "setsar=1",
+                   "format=yuv420p", *filters]
+    return ["-i", str(src), "-map", "0:v:0", "-vf", ",".join(filters), *enc, "-r", fps_arg(fps), "-an", "-sn",
+            "-dn", "-movflags", "+faststart", str(out)]
 
 
 def reverse_chunk_args(fwd: Path, out: Path, first: int, end: int, fps: Fraction, enc: tuple[str, ...]) -> list[str]:
@@ -121,31 +127,41 @@ def _count_frames(path: Path, fps: Fraction) -> int:
     return v.frames if v.frames else round((v.duration_s or info.duration_s) * float(fps))
 
 
+def encode_cycle(src: Path, ctx: OpContext, mode: str, fps: Fraction, source_s: float, enc: tuple[str, ...], *,
+                 size: tuple[int, int], fit: bool = False, span: tuple[float, float] = (0.0, 0.9)) -> list[Piece]:
+    """One period of the loop as pieces that join by stream copy: the clip forward, then (ping-pong) the
+    clip reversed in chunks. `size` is the output frame size (it bounds the reverse chunks)."""
+    lo, hi = span
+    mid = lo + (hi - lo) / 2 if mode == "pingpong" else hi
+    fwd_path = ctx.temp_path("forward.mp4")
+    run_ffmpeg(forward_args(src, fwd_path, fps, enc, size if fit else None), ctx, duration_s=source_s,
+               span=(lo, mid), stage="encoding forward")
+    n = _count_frames(ensure_file_output(fwd_path, "forward clip"), fps)
+    cycle = [Piece(fwd_path, n)]
+    if mode == "pingpong" and n >= 3:
+        ranges = chunk_ranges(1, n - 1, reverse_chunk_frames(*size))
+        for k, (a, b) in enumerate(reversed(ranges)):
+            ctx.check_cancelled()
+            out = ctx.temp_path(f"reverse_{k:04d}.mp4")
+            at = mid + (hi - mid) * k / len(ranges)
+            run_ffmpeg(reverse_chunk_args(fwd_path, out, a, b, fps, enc), ctx, duration_s=(b - a) / float(fps),
+                       span=(at, at + (hi - mid) / len(ranges)), stage="reversing")
+            cycle.append(Piece(ensure_file_output(out, "reversed chunk"), b - a))
+    return cycle
+
+
 def _build_pieces(src: Path, ctx: OpContext, params: LoopParams, fps: Fraction, width: int, height: int,
-                  source_s: float, target_frames: int) -> Callable[[EncoderChoice], tuple[list[Piece], Path]]:
-    def work(choice: EncoderChoice) -> tuple[list[Piece], Path]:
+                  source_s: float, target_frames: int) -> Callable[[EncoderChoice], list[Piece]]:
+    def work(choice: EncoderChoice) -> list[Piece]:
         enc = choice.args
-        fwd_path = ctx.temp_path("forward.mp4")
-        run_ffmpeg(forward_args(src, fwd_path, fps, enc), ctx, duration_s=source_s, span=(0.0, 0.45),
-                   stage="encoding forward")
-        n = _count_frames(ensure_file_output(fwd_path, "forward clip"), fps)
-        cycle = [Piece(fwd_path, n)]
-        if params.mode == "pingpong" and n >= 3:
-            ranges = chunk_ranges(1, n - 1, reverse_chunk_frames(width, height))
-            for k, (a, b) in enumerate(reversed(ranges)):
-                ctx.check_cancelled()
-                out = ctx.temp_path(f"reverse_{k:04d}.mp4")
-                lo = 0.45 + 0.45 * k / len(ranges)
-                run_ffmpeg(reverse_chunk_args(fwd_path, out, a, b, fps, enc), ctx, duration_s=(b - a) / float(fps),
-                           span=(lo, lo + 0.45 / len(ranges)), stage="reversing")
-                cycle.append(Piece(ensure_file_output(out, "reversed chunk"), b - a))
+        cycle = encode_cycle(src, ctx, params.mode, fps, source_s, enc, size=(width, height))
         whole, partial = sequence_plan(cycle, target_frames)
         if partial is not None:
             piece, frames = partial
             cut = ctx.temp_path("partial.mp4")
             run_ffmpeg(partial_args(piece.path, cut, frames, fps, enc), ctx, stage="trimming")
             whole.append(Piece(ensure_file_output(cut, "final piece"), frames))
-        return whole, fwd_path
+        return whole
 
     return work
 
@@ -182,7 +198,7 @@ def run(params: LoopParams, ctx: OpContext) -> OpResult:
     fps = fps_fraction(video.fps or 30.0)
     target_frames = max(1, round(target_s * fps))
     work = _build_pieces(src, ctx, params, fps, video.width, video.height, info.duration_s, target_frames)
-    pieces, _ = with_encoder_fallback(work, ctx, params.quality, params.codec)
+    pieces = with_encoder_fallback(work, ctx, params.quality, params.codec)
 
     ctx.stage("joining", 0.92)
     out = ctx.output_path("video", ".mp4")
