@@ -155,7 +155,7 @@ def test_build_narrated_video_with_head_music_and_burned_captions(
     assert np.median(under) < np.median(free) * 0.5  # at least 6 dB lower under speech
 
     # the steps ran, none from cache on this first build
-    assert {"narration", "fitted", "background", "head", "captions", "compose"} <= set(result.data["steps"])
+    assert {"narration", "background", "head", "captions", "compose"} <= set(result.data["steps"])
     assert result.data["video"] == "libx264"
 
 
@@ -172,6 +172,11 @@ def test_soft_captions_copy_the_background_and_reuse_the_cached_narration(
     info = probe(first.outputs["video"])
     assert [s.kind for s in info.streams] == ["video", "audio", "subtitle"]
     assert first.data["video"] == "copy"  # nothing drawn: the looped background is stream-copied
+    assert info.audio is not None and info.audio.channels == 1  # mono narration, no music: mono AAC
+    # the background cycle repeats by stream copy, cut on the narration's last frame
+    video = info.video
+    assert video is not None and video.frames is not None
+    assert abs(video.frames - first.data["duration_s"] * FPS) <= 1
     again = build(settings, tmp_path / "b", body)
     assert all(step["cached"] for step in again.data["steps"].values())
     assert again.outputs["video"].read_bytes() == first.outputs["video"].read_bytes()
@@ -189,3 +194,34 @@ def test_bad_build_params_are_rejected_at_submit_time() -> None:
         model.model_validate({"script": "Hi.", "backgrounds": ["https://x/a.mp4"],
                               "voice": {"engine": "piper", "voice": "no-such-voice"}})
     assert info.value.details["path"].startswith("voice")
+
+
+def test_compose_reads_a_decoded_loop_period_with_the_same_picture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     settings: Settings) -> None:
+    """A short background repeated under a long narration is decoded once to raw frames and read from
+    there; the encoded picture equals the one made by decoding the loop as it plays."""
+    from reelforge.pipelines import op_build
+
+    cycle = tmp_path / "cycle.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x180:r=25:d=1.2", "-c:v", "libx264", "-preset", "ultrafast",
+           "-bf", "0", "-pix_fmt", "yuv420p", str(cycle))
+    voice = tmp_path / "voice.wav"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:duration=5:sample_rate=48000", str(voice))
+    ass = tmp_path / "c.ass"
+    ass.write_text("[Script Info]\nPlayResX: 320\nPlayResY: 180\n\n[V4+ Styles]\nFormat: Name, Fontname, Fontsize, "
+                   "PrimaryColour, Alignment\nStyle: Default,DejaVu Sans,20,&H00FFFFFF,2\n\n[Events]\nFormat: Layer, "
+                   "Start, End, Style, Text\nDialogue: 0,0:00:01.00,0:00:03.00,Default,Hello\n")
+    compose = op_build.lookup_op("build.compose")
+    body = {"background": str(cycle), "narration": str(voice), "ass": str(ass), "captions": "burn",
+            "size": "320x180", "fps": 25, "quality": "high"}
+    raw = compose.run(compose.params_model.model_validate(body), OpContext.for_test(tmp_path / "raw", settings))
+    monkeypatch.setattr(op_build, "RAW_LOOP_MAX_BYTES", 0)
+    decoded = compose.run(compose.params_model.model_validate(body), OpContext.for_test(tmp_path / "dec", settings))
+    assert raw.data["decoded_loop"] and not decoded.data["decoded_loop"]
+    for result in (raw, decoded):
+        video = probe(result.outputs["video"]).video
+        assert video is not None and video.frames == 125  # 5 s at 25 fps: the 30-frame period repeated
+    psnr = subprocess.run(["ffmpeg", "-i", str(raw.outputs["video"]), "-i", str(decoded.outputs["video"]),
+                           "-lavfi", "psnr", "-f", "null", "-"], capture_output=True, text=True).stderr
+    average = float(psnr.rsplit("average:", 1)[1].split()[0].replace("inf", "99"))
+    assert average > 45, psnr[-300:]

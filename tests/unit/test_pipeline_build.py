@@ -41,9 +41,10 @@ def test_tts_build_graph() -> None:
     p = params(talking_head="/m/head.mp4", music="/m/music.mp3")
     graph = build_graph(build_steps(p), lookup=lookup_op)
     by_id = graph.by_id()
-    assert set(by_id) == {"narration", "fitted", "background", "head", "captions", "compose"}
+    assert set(by_id) == {"narration", "background", "head", "captions", "compose"}
     assert by_id["narration"].step.op == "tts"
-    assert by_id["background"].needs == ("fitted", "narration")  # its length is the narration's
+    # one loop period, independent of the narration's length: it runs in parallel with the narration
+    assert by_id["background"].step.op == "build.cycle" and by_id["background"].needs == ()
     assert by_id["head"].needs == ()  # runs in parallel with the narration
     assert set(by_id["compose"].needs) == {"background", "narration", "head", "captions"}
     assert graph.final.id == "compose"
@@ -62,10 +63,11 @@ def test_given_audio_with_script_aligns_and_without_transcribes() -> None:
 
 def test_images_and_several_backgrounds() -> None:
     steps = {s.id: s for s in build_steps(params(backgrounds=[], images=["/m/a.png", "/m/b.png"]))}
-    assert steps["background"].op == "build.images" and "fitted" not in steps
+    assert steps["background"].op == "build.images"
+    assert steps["background"].params["duration_s"] == {"ref": "narration.data.duration_s"}
     joined = {s.id: s for s in build_steps(params(backgrounds=["/m/a.mp4", "/m/b.mp4"]))}
     assert joined["joined"].op == "concat"
-    assert joined["fitted"].params["input"] == {"ref": "joined.video"}
+    assert joined["background"].params["input"] == {"ref": "joined.video"}
 
 
 def test_submit_time_errors() -> None:
@@ -117,3 +119,10 @@ def test_no_music_no_head_no_captions() -> None:
     plan = plan_compose(inp, Path("/w/out.mp4"), size=(1920, 1080), fps=30, mode="none")
     g = graph_text(plan.args)
     assert "amix" not in g and "[aout]" in g and "apad=whole_dur=42.5" in g
+    # a mono narration with nothing to mix stays mono (half the AAC work); music makes the mix stereo
+    assert "channel_layouts=mono" in g and plan.args[plan.args.index("-b:a") + 1] == "128k"
+    stereo_voice = MediaInfo("/m/v.wav", "wav", 42.5, 1, None, (StreamInfo(0, "audio", "pcm_s16le", channels=2),))
+    for inputs in (ComposeInputs(background=SMALL_BG, narration=NARRATION, duration_s=42.5, music=MUSIC),
+                   ComposeInputs(background=SMALL_BG, narration=stereo_voice, duration_s=42.5)):
+        args = plan_compose(inputs, Path("/w/out.mp4"), size=(1920, 1080), fps=30, mode="none").args
+        assert "channel_layouts=stereo" in graph_text(args) and args[args.index("-b:a") + 1] == "192k"

@@ -5,12 +5,14 @@ aggregated progress and cancel:
 
     narration   tts (word timings)            | given audio (+ align to the script, or transcribe)
     head        overlay: talking head -> transparent circle (VP9 alpha), parallel with the narration
-    fit/loop    background video fitted to the output once (short clip), then looped to the narration's
-                length by the loop op (ping-pong or forward; concat demuxer, stream copy)
+    background  one period of the loop (the clip forward, then reversed for ping-pong), fitted to the output
+                size and rate in the same encode; it does not need the narration's length, so it runs in
+                parallel with the narration. Encoded without B-frames, so the compose can repeat it by
+                stream copy and cut it on the exact frame.
       or images Ken Burns clips (img2vid) to the narration's length
     captions    ASS (chosen style) + SRT from the word timings
-    compose     ONE encode: background + head + burned captions + narration/music mix; with soft or no
-                captions and no head the background is stream-copied
+    compose     ONE encode: background (repeated to the narration's length) + head + burned captions +
+                narration/music mix; with soft or no captions and no head the background is stream-copied
 
 The steps named `build.*` are internal: they exist only inside this graph (not public operations).
 """
@@ -19,29 +21,37 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from reelforge.captions import CaptionStyle, build_plain, build_subtitles, load_words, save_subs
 from reelforge.errors import InvalidParams, MediaError
-from reelforge.media.encoders import Quality, encode_with_fallback
+from reelforge.media.concat_list import concat_copy_args, write_concat_list
+from reelforge.media.encoders import EncoderChoice, Quality, encode_with_fallback, with_encoder_fallback
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
 from reelforge.media.frame_size import FrameSize, parse_frame_size
 from reelforge.media.kenburns import Effect as KenBurnsEffect
 from reelforge.media.limits import check_duration_limit
-from reelforge.media.probe import probe, require_audio, require_video
+from reelforge.media.probe import MediaInfo, probe, require_audio, require_video
 from reelforge.ops.context import OpContext, OpResult
+from reelforge.ops.loop import encode_cycle
 from reelforge.ops.params import MediaRef, Params
 from reelforge.ops.registry import Operation, get_operation, operation
 from reelforge.pipelines.compose_plan import (
+    RAW_LOOP_MAX_BYTES,
     CaptionMode,
     ComposeInputs,
     Corner,
     HeadLayout,
     MusicMix,
+    RawVideo,
     background_fits,
+    needs_encode,
     plan_compose,
+    raw_loop_bytes,
 )
 from reelforge.pipelines.graph import Step, build_graph
 from reelforge.pipelines.render_plan import fps_fraction
@@ -164,10 +174,8 @@ def build_steps(p: BuildParams) -> list[Step]:
             steps.append(Step(id="joined", op="concat", weight=2, params={
                 "inputs": list(p.backgrounds), "size": f"{w}x{h}", "fps": p.fps, "quality": p.quality}))
             source = {"ref": "joined.video"}
-        steps.append(Step(id="fitted", op="build.fit", params={
-            "input": source, "size": f"{w}x{h}", "fps": p.fps, "quality": p.quality}))
-        steps.append(Step(id="background", op="loop", params={
-            "input": {"ref": "fitted.video"}, "mode": p.background_mode, "duration_s": duration_ref,
+        steps.append(Step(id="background", op="build.cycle", weight=2, params={
+            "input": source, "mode": p.background_mode, "size": f"{w}x{h}", "fps": p.fps,
             "quality": p.quality}))
 
     if p.talking_head is not None:
@@ -211,33 +219,41 @@ def _audio_step(params: AudioStepParams, ctx: OpContext) -> OpResult:
     return OpResult(outputs={"audio": path}, data={"duration_s": round(info.duration_s, 3)})
 
 
-class FitStepParams(Params):
+class CycleStepParams(Params):
     input: MediaRef
+    mode: Literal["pingpong", "forward"] = "pingpong"
     size: FrameSize
     fps: int = Field(ge=1, le=60)
     quality: Quality = "standard"
 
 
-def fit_args(src: str, out: str, size: tuple[int, int], fps: int, video_args: tuple[str, ...]) -> list[str]:
-    w, h = size
-    return ["-i", src, "-an", "-sn", "-vf",
-            f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},setsar=1,fps={fps},format=yuv420p",
-            *video_args, "-movflags", "+faststart", out]
-
-
-def _fit_step(params: FitStepParams, ctx: OpContext) -> OpResult:
-    """The background clip at the output's size and rate, so the loop and the final mux can copy it."""
+def _cycle_step(params: CycleStepParams, ctx: OpContext) -> OpResult:
+    """One loop period of the background at the output's size and rate, ready to repeat by stream copy."""
     path = ctx.fetch(params.input)
     info = probe(path)
-    require_video(info)
+    video = require_video(info)
+    check_duration_limit(info.duration_s, ctx.settings, "The background video")
     size = parse_frame_size(params.size)
-    if background_fits(info, size, params.fps):
-        return OpResult(outputs={"video": path}, data={"fitted": False, "duration_s": info.duration_s})
+    if params.mode == "forward" and background_fits(info, size, params.fps) and video.b_frames == 0:
+        # already what the compose can repeat and cut exactly: no encode at all
+        return OpResult(outputs={"video": path}, data={"encoded": False, "duration_s": info.duration_s})
+    fps = fps_fraction(params.fps)
+
+    def work(choice: EncoderChoice) -> Path:
+        # no B-frames: decode order = display order, so a stream-copy cut ends on the exact frame
+        pieces = encode_cycle(path, ctx, params.mode, fps, info.duration_s, (*choice.args, "-bf", "0"),
+                              size=size, fit=True, span=(0.0, 0.95))
+        if len(pieces) == 1:
+            return pieces[0].path
+        joined = ctx.temp_path("cycle.mp4")
+        lst = write_concat_list([piece.path for piece in pieces], ctx.temp_path("cycle.txt"))
+        run_ffmpeg(concat_copy_args(lst, joined, audio=False), ctx, span=(0.95, 1.0), stage="joining")
+        return joined
+
+    cycle = ensure_file_output(with_encoder_fallback(work, ctx, params.quality), "background")
     out = ctx.output_path("video", ".mp4")
-    encode_with_fallback(lambda c: fit_args(str(path), str(out), size, params.fps, c.args), ctx, params.quality,
-                         duration_s=info.duration_s, stage="fitting background")
-    ensure_file_output(out, "background")
-    return OpResult(outputs={"video": out}, data={"fitted": True, "duration_s": info.duration_s})
+    cycle.replace(out)
+    return OpResult(outputs={"video": out}, data={"encoded": True, "duration_s": round(probe(out).duration_s, 3)})
 
 
 class ImagesStepParams(Params):
@@ -300,6 +316,25 @@ class ComposeStepParams(Params):
     music_mix: MusicOptions = Field(default_factory=MusicOptions)
 
 
+def _decode_loop(background: MediaInfo, size: tuple[int, int], fps: int, duration_s: float,
+                 ctx: OpContext) -> RawVideo | None:
+    """The background's loop period decoded once to raw frames on the job's disk, when it repeats at least
+    twice and fits RAW_LOOP_MAX_BYTES (and the disk has room); None otherwise (the compose decodes)."""
+    need = raw_loop_bytes(background, size, fps)
+    if background.duration_s * 2 > duration_s or need > RAW_LOOP_MAX_BYTES:
+        return None
+    raw = ctx.temp_path("background.yuv")
+    if shutil.disk_usage(raw.parent).free < need * 2:
+        return None
+    w, h = size
+    rate = fps_fraction(fps)
+    run_ffmpeg(["-i", background.path, "-map", "0:v:0", "-vf",
+                f"fps={rate.numerator}/{rate.denominator},scale={w}:{h}:force_original_aspect_ratio=increase,"
+                f"crop={w}:{h},format=yuv420p", "-f", "rawvideo", "-pix_fmt", "yuv420p", str(raw)],
+               ctx, duration_s=background.duration_s, span=(0.0, 0.02), stage="decoding background")
+    return RawVideo(raw, raw.stat().st_size // (w * h * 3 // 2))
+
+
 def _compose_step(params: ComposeStepParams, ctx: OpContext) -> OpResult:
     size = parse_frame_size(params.size)
     narration = probe(ctx.fetch(params.narration))
@@ -314,6 +349,8 @@ def _compose_step(params: ComposeStepParams, ctx: OpContext) -> OpResult:
     inputs = ComposeInputs(
         background=background, narration=narration, duration_s=duration, head=head, music=music,
         ass=ctx.fetch(params.ass) if params.ass else None, srt=ctx.fetch(params.srt) if params.srt else None)
+    if needs_encode(inputs, size, params.fps, params.captions):
+        inputs = replace(inputs, background_raw=_decode_loop(background, size, params.fps, duration, ctx))
     out = ctx.output_path("video", ".mp4")
     layout = HeadLayout(**params.head_layout.model_dump())
     mix = MusicMix(**params.music_mix.model_dump())
@@ -329,7 +366,9 @@ def _compose_step(params: ComposeStepParams, ctx: OpContext) -> OpResult:
         encoder = "copy"
     else:
         encoder = encode_with_fallback(lambda c: plan(c.args), ctx, params.quality, duration_s=duration,
-                                       stage="encoding").name
+                                       span=(0.02, 1.0), stage="encoding").name
+    if inputs.background_raw is not None:
+        inputs.background_raw.path.unlink(missing_ok=True)  # GBs: not left until the job's cleanup
     ensure_file_output(out, "video")
     outputs = {"video": out}
     # the subtitle files travel beside the video, named like it
@@ -341,13 +380,14 @@ def _compose_step(params: ComposeStepParams, ctx: OpContext) -> OpResult:
     frames = math.floor(duration * float(fps_fraction(params.fps)) + 0.5)
     return OpResult(outputs=outputs, data={"duration_s": round(duration, 3), "frames": frames,
                                            "video": encoder, "captions": params.captions,
+                                           "decoded_loop": inputs.background_raw is not None,
                                            "size": list(size), "fps": params.fps})
 
 
 INTERNAL_OPS: dict[str, Operation] = {
     op.name: op for op in (
         Operation("build.audio", AudioStepParams, _audio_step, "narration from a given audio file"),
-        Operation("build.fit", FitStepParams, _fit_step, "background clip at the output size and rate"),
+        Operation("build.cycle", CycleStepParams, _cycle_step, "one loop period of the background"),
         Operation("build.images", ImagesStepParams, _images_step, "Ken Burns background from images"),
         Operation("build.captions", CaptionsStepParams, _captions_step, "ASS + SRT from word timings"),
         Operation("build.compose", ComposeStepParams, _compose_step, "the one final encode"),
