@@ -33,6 +33,7 @@ from reelforge.models.whisper import (
     load_whisper,
     transcribe_audio,
 )
+from reelforge.ops.align import align_audio, align_spoken
 from reelforge.ops.context import OpContext
 from reelforge.ops.registry import get_operation
 
@@ -104,7 +105,7 @@ def main() -> None:
         dur = audio.size / rate
         tts_rows.append((engine, req.voice, dur, secs, cpu))
         if engine == "piper":
-            clip, clip_rate = audio, rate
+            clip, clip_rate, piper_speech = audio, rate, speech
     ref_tts = tts_rows[0][3] / tts_rows[0][2]
     clip16 = resample_16k(clip, clip_rate)
     clip_dur = clip16.size / SAMPLE_RATE
@@ -124,6 +125,29 @@ def main() -> None:
             secs, cpu = time.perf_counter() - t0, time.process_time() - c0
             tr_rows.append((model.split(":")[1], batched, secs, cpu, load_s, wer(text_60, tr.text)))
     ref_tr = tr_rows[0][2]
+
+    # ---- word timings of tts audio: forced alignment of the known sentence windows (what tts does) vs
+    # transcribing and mapping (the reference, what `align` does for audio of unknown layout)
+    align_settings = base_settings.model_copy(update={"whisper_model": "packaged:tiny.en"})
+    piper_wav = tmp / "piper60.wav"
+    with wave.open(str(piper_wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(clip_rate)
+        w.writeframes((np.clip(clip, -1, 1) * 32767).astype("<i2").tobytes())
+    spans = [(s.text, s.start_s, s.end_s) for s in piper_speech.sentences]
+    actx = OpContext.for_test(tmp / "align", align_settings)
+    align_spoken(piper_wav, spans[:1], spans[0][0], actx, language="en")  # load the model first
+    al_rows = []
+    for name, run in (("transcribe + map (reference)", lambda: align_audio(piper_wav, text_60, actx, language="en")),
+                      ("forced, sentence windows", lambda: align_spoken(piper_wav, spans, text_60, actx,
+                                                                        language="en"))):
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = run()
+        al_rows.append((name, time.perf_counter() - t0, time.process_time() - c0, result))
+    ref_words = al_rows[0][3].words
+    al_diff = [float(np.median([abs(a.start - b.start) for a, b in zip(r.words, ref_words, strict=True)]))
+               for *_, r in al_rows]
 
     # ---- first job vs warm job (whole ops, in this process; first = model load + run)
     lat_rows = []
@@ -194,6 +218,14 @@ def main() -> None:
     for engine, voice, dur, secs, cpu in tts_rows:
         out(f"| {engine} | {voice} | {dur:.1f} | {secs:.2f} | {secs / dur:.3f} | {cpu / 2 / dur:.3f} | "
             f"{secs / dur / ref_tts:.2f}x |")
+    out()
+    out(f"## Word timings of the {clip_dur:.1f} s piper clip (tiny.en, 2 threads, model warm)")
+    out()
+    out("| method | seconds | RTF (wall) | vs reference | matched | median start difference to reference |")
+    out("|---|---|---|---|---|---|")
+    for (name, secs, _cpu, res), diff in zip(al_rows, al_diff, strict=True):
+        out(f"| {name} | {secs:.2f} | {secs / clip_dur:.3f} | {secs / al_rows[0][1]:.2f}x | "
+            f"{res.matched_ratio:.3f} | {diff:.3f} s |")
     out()
     out("## First job vs warm job (whole op in one worker process)")
     out()
