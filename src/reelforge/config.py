@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     heartbeat_s: float = Field(default=2.0, gt=0)
     max_timeout_s: float = Field(default=6 * 3600.0, gt=0)
     threads_per_job: int = Field(default=2, ge=1)  # bounds BLAS/ONNX/CT2 threads inside a job
+    # pipeline step cache (data_dir/cache/steps): least recently used results are removed beyond this size
+    # or age; checked after a result is stored, at most once a minute per process
+    step_cache_max_gb: float = Field(default=20.0, ge=0)
+    step_cache_max_age_days: float = Field(default=14.0, gt=0)
 
     # --- storage
     storage: Literal["local", "s3"] = "local"

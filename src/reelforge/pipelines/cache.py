@@ -6,17 +6,25 @@ whichever URL, upload id or earlier step the bytes came from.
 
 A cached result lives in `<data_dir>/cache/steps/<key>/` as the output files plus `result.json`. It is
 built in a temporary sibling folder and renamed into place, so a reader never sees half of one.
+
+Eviction: a hit touches `result.json`, so its mtime is the entry's last use. `evict()` removes entries
+unused for longer than the maximum age, then the least recently used ones until the cache fits its size
+cap, and leftovers of crashed writers. An entry is renamed away before it is deleted, so a job either
+finds it whole or not at all (a job that was linking its files as it went treats that as a miss).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import threading
+import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +63,38 @@ def step_key(op_name: str, hashed_params: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+EVICT_EVERY_S = 60.0
+STALE_TMP_S = 6 * 3600.0  # a writer's temporary folder older than this was left by a crash
+_last_evict: dict[str, float] = {}
+_evict_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class CacheLimits:
+    max_bytes: int
+    max_age_s: float
+
+
+@dataclass(frozen=True)
+class Evicted:
+    entries: int
+    bytes: int
+    kept_entries: int
+    kept_bytes: int
+
+
+def _tree_bytes(folder: Path) -> int:
+    total = 0
+    for f in folder.iterdir():
+        with contextlib.suppress(OSError):
+            total += f.stat().st_size
+    return total
+
+
 class StepCache:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, limits: CacheLimits | None = None) -> None:
         self.root = root
+        self.limits = limits
 
     def _dir(self, key: str) -> Path:
         return self.root / key
@@ -76,12 +113,14 @@ class StepCache:
         dest.mkdir(parents=True, exist_ok=True)
         outputs: dict[str, Path] = {}
         for name, filename in files.items():
-            src = folder / filename
-            if not src.is_file():
-                return None  # partly evicted: treat as a miss
             target = dest / filename
-            _link_or_copy(src, target)
+            try:
+                _link_or_copy(folder / filename, target)
+            except FileNotFoundError:
+                return None  # evicted while we read it: a miss
             outputs[name] = target
+        with contextlib.suppress(OSError):
+            os.utime(meta_path)  # last use, for eviction
         return OpResult(outputs=outputs, data=meta.get("data") or {})
 
     def store(self, key: str, op_name: str, result: OpResult) -> bool:
@@ -114,7 +153,53 @@ class StepCache:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        self.maybe_evict()
         return True
+
+    def maybe_evict(self) -> Evicted | None:
+        """evict() when limits are set and this process has not done so in the last minute."""
+        if self.limits is None:
+            return None
+        now = time.monotonic()
+        with _evict_lock:
+            last = _last_evict.get(str(self.root))
+            if last is not None and now - last < EVICT_EVERY_S:
+                return None
+            _last_evict[str(self.root)] = now
+        return self.evict(self.limits)
+
+    def evict(self, limits: CacheLimits, now: float | None = None) -> Evicted:
+        """Remove entries older than limits.max_age_s (by last use), then least recently used ones until
+        the rest fits limits.max_bytes; also crashed writers' temporary folders."""
+        now = time.time() if now is None else now
+        if not self.root.is_dir():
+            return Evicted(0, 0, 0, 0)
+        entries: list[tuple[float, int, Path]] = []
+        for folder in self.root.iterdir():
+            try:
+                if folder.name.startswith((".tmp-", ".evict-")):
+                    if now - folder.stat().st_mtime > STALE_TMP_S or folder.name.startswith(".evict-"):
+                        shutil.rmtree(folder, ignore_errors=True)
+                    continue
+                entries.append(((folder / "result.json").stat().st_mtime, _tree_bytes(folder), folder))
+            except OSError:
+                continue  # being written or removed by someone else
+        entries.sort()  # oldest use first
+        total = sum(size for _, size, _ in entries)
+        removed = freed = 0
+        for used, size, folder in entries:
+            if now - used <= limits.max_age_s and total <= limits.max_bytes:
+                break
+            gone = folder.with_name(f".evict-{folder.name}-{uuid.uuid4().hex[:8]}")
+            try:
+                os.rename(folder, gone)
+            except OSError:
+                continue
+            shutil.rmtree(gone, ignore_errors=True)
+            total -= size
+            removed += 1
+            freed += size
+        return Evicted(removed, freed, len(entries) - removed, total)
 
 
 def _link_or_copy(src: Path, dest: Path) -> None:

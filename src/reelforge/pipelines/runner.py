@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from reelforge.errors import InputError, InvalidParams, JobCancelled, ProcessingError, ReelForgeError
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import FILE_ID_RE
-from reelforge.pipelines.cache import StepCache, file_sha256, step_key
+from reelforge.pipelines.cache import CacheLimits, StepCache, file_sha256, step_key
 from reelforge.pipelines.graph import Graph, Ref, StepPlan, format_loc, parse_step_url, substitute_refs
 
 _EXTERNAL_SCHEMES = ("http://", "https://", "s3://", "file://")
@@ -66,7 +66,9 @@ class PipelineRunner:
         self.plans = graph.by_id()
         self.results: dict[str, OpResult] = {}
         self.records: dict[str, StepRecord] = {s.id: StepRecord(s.step.op) for s in graph.steps}
-        self.cache = StepCache(ctx.settings.data_dir / "cache" / "steps")
+        self.cache = StepCache(ctx.settings.data_dir / "cache" / "steps", CacheLimits(
+            max_bytes=int(ctx.settings.step_cache_max_gb * 1024**3),
+            max_age_s=ctx.settings.step_cache_max_age_days * 86400))
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._fractions: dict[str, float] = dict.fromkeys(self.plans, 0.0)
