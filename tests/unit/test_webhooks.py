@@ -283,3 +283,111 @@ def test_generated_secret_is_used_when_none_is_configured(tmp_path: Path, receiv
     [got] = receiver.got
     assert verify(secret, got.timestamp, got.body, got.signature)
     assert abs(int(got.timestamp) - time.time()) < 300
+
+
+# ---- outbox: terminal events survive the sender's process
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """The real job store: SQLite (the default install) and PostgreSQL (scale-out) on 127.0.0.1."""
+    import contextlib
+
+    from reelforge.jobs.store import JobStore
+    from tests.integration.pg import temp_database
+
+    with contextlib.ExitStack() as stack:
+        url = (f"sqlite:///{tmp_path / 'jobs.db'}" if request.param == "sqlite"
+               else stack.enter_context(temp_database()))
+        s = JobStore(url)
+        s.migrate()
+        yield s
+        s.dispose()
+
+
+def outbox_rows(store: Any) -> list[Any]:
+    from sqlalchemy import select
+
+    from reelforge.jobs.models import WebhookOutboxRow
+
+    with store.session() as s:
+        return list(s.scalars(select(WebhookOutboxRow).order_by(WebhookOutboxRow.id)))
+
+
+def test_terminal_events_are_kept_in_the_outbox_until_delivered(local_settings: Settings, receiver: Receiver,
+                                                                store: Any) -> None:
+    sender = make_sender(local_settings, Attempts(), outbox=store)
+    sender.send("job-o1", receiver.url, event("job-o1", "running"), kind="running")
+    sender.send("job-o1", receiver.url, event("job-o1", "succeeded"), kind="succeeded")
+    assert sender.close(timeout=10)
+    assert [r.event for r in receiver.delivered()] == ["job.running", "job.succeeded"]
+    [row] = outbox_rows(store)  # only the terminal event is kept
+    assert (row.job_id, row.event_type, row.outcome) == ("job-o1", "job.succeeded", "delivered")
+    assert row.done_at is not None and store.outbox_pending() == []
+
+
+def test_a_killed_senders_terminal_event_is_sent_by_the_next_process(
+        local_settings: Settings, receiver: Receiver, store: Any, tmp_path: Path) -> None:
+    """The process that finished a job dies (SIGKILL) before its webhook got through: another process's
+    sender finds the event in the outbox once the dead one's claim runs out, and delivers it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    def answer(_got: Received, nth: int) -> int:
+        if nth == 1:
+            time.sleep(3)  # the first process's request hangs until that process is killed
+        return 204
+
+    receiver.answer = answer
+    script = f"""
+import time
+from reelforge.config import Settings
+from reelforge.jobs.store import JobStore
+from reelforge.jobs.webhooks import WebhookSender
+settings = Settings(data_dir={str(tmp_path / 'child')!r}, fetch_allow_private=True, webhook_secret={SECRET!r})
+store = JobStore({store.engine.url.render_as_string(hide_password=False)!r})
+sender = WebhookSender(settings, store.record_webhook_attempt, outbox=store, claim_s=1.0)
+sender.send("job-o2", {receiver.url!r}, {{"type": "job.succeeded", "job_id": "job-o2"}}, kind="succeeded")
+print("sent", flush=True)
+time.sleep(60)
+"""
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "sent"
+        deadline = time.monotonic() + 10
+        while not receiver.counts and time.monotonic() < deadline:  # its request is in flight (hanging)
+            time.sleep(0.05)
+        assert receiver.counts.get("job-o2/job.succeeded") == 1
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    [pending] = store.outbox_pending()
+    assert pending["job_id"] == "job-o2"
+    sender = make_sender(local_settings, Attempts(), outbox=store, recover_every_s=0.2)
+    deadline = time.monotonic() + 10
+    while not receiver.delivered() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sender.close(timeout=10)
+    assert receiver.counts["job-o2/job.succeeded"] == 2  # the killed process's try, then the new sender's
+    got = receiver.delivered()[0]  # (the hung first request may also be answered later, to nobody)
+    assert got.event == "job.succeeded" and verify(SECRET, got.timestamp, got.body, got.signature)
+    assert store.outbox_pending() == [] and outbox_rows(store)[0].outcome == "delivered"
+
+
+def test_a_closing_sender_hands_undelivered_events_to_the_next_one(local_settings: Settings, receiver: Receiver,
+                                                                   store: Any) -> None:
+    receiver.answer = lambda _got, _nth: 503  # the receiver is down while the first process stops
+    sender = make_sender(local_settings, Attempts(), outbox=store, max_attempts=50, backoff_base_s=0.2)
+    sender.send("job-o3", receiver.url, event("job-o3", "failed"), kind="failed")
+    time.sleep(0.3)
+    assert not sender.close(timeout=0.2)  # still retrying: not drained
+    [pending] = store.outbox_pending()
+    assert pending["claimed_until"] == 0.0  # claim given up: no waiting for it to run out
+    receiver.answer = lambda _got, _nth: 204
+    nxt = make_sender(local_settings, Attempts(), outbox=store, recover_every_s=3600)
+    assert nxt.recover_once() == 0  # its own start-up pass already took the event
+    assert nxt.close(timeout=10)
+    assert [r.event for r in receiver.delivered()] == ["job.failed"]
+    assert outbox_rows(store)[0].outcome == "delivered"

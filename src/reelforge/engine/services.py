@@ -35,7 +35,7 @@ class Services:
         if migrate:
             store.migrate()
         storage = make_storage(settings)
-        sender = WebhookSender(settings, store.record_webhook_attempt)
+        sender = WebhookSender(settings, store.record_webhook_attempt, outbox=store)
         return cls(settings, store, storage, sender)
 
     def close(self) -> None:

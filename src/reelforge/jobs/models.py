@@ -1,4 +1,4 @@
-"""SQLAlchemy tables: jobs (the source of truth), uploaded files, API keys, webhook delivery attempts.
+"""SQLAlchemy tables: jobs (the source of truth), uploaded files, API keys, webhook attempts and outbox.
 
 Times are unix seconds (float) so SQLite and PostgreSQL behave the same and arithmetic stays trivial;
 the API renders them as ISO 8601.
@@ -88,3 +88,22 @@ class WebhookAttemptRow(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class WebhookOutboxRow(Base):
+    """A terminal webhook event until it is delivered or given up on. A sender holds a row by pushing
+    `claimed_until` ahead; a row whose claim ran out (its sender died) is picked up by any process."""
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (Index("ix_webhook_outbox_pending", "done_at", "claimed_until"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(40))
+    url: Mapped[str] = mapped_column(Text)
+    event_type: Mapped[str] = mapped_column(String(60))
+    kind: Mapped[str] = mapped_column(String(40))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    claimed_until: Mapped[float] = mapped_column(Float)
+    done_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)  # delivered | failed

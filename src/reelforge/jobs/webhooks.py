@@ -36,6 +36,13 @@ Connection errors, 408, 425, 429 and 5xx answers are retried (0.5 s, 1 s, 2 s, 4
 `max_attempts`; a 429's Retry-After is honoured up to `backoff_max_s`); other answers are final.
 Progress events of a job are dropped when one was accepted less than `progress_interval_s` ago, after
 the job's terminal event, and, while being retried, once a newer event of the job is waiting.
+
+Durability: with an outbox (the job store's `webhook_outbox` table), a terminal event is written there
+before it is queued, claimed by this sender for `claim_s`, and marked done when it was delivered or given
+up on. If the process dies first, the claim runs out and any ReelForge process with a sender (API or
+worker) sends it: each sender looks for such rows every `recover_every_s` and at start. A sender that
+shuts down with terminal events still undelivered gives up its claims, so the next one sends them at
+once. Progress events are not kept: a newer state replaces them anyway.
 """
 
 from __future__ import annotations
@@ -47,10 +54,10 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -69,6 +76,21 @@ _REMEMBERED_JOBS = 10_000  # bound on per-job throttle state kept in memory
 
 RecordAttempt = Callable[[str, dict[str, Any]], None]
 Guard = Callable[[str], list[str]]
+OUTBOX_KEEP_S = 7 * 86400.0  # finished outbox rows are pruned after this (attempts keep the history)
+
+
+class Outbox(Protocol):
+    """Where terminal events wait until delivered (JobStore implements it)."""
+
+    def outbox_add(self, job_id: str, url: str, event_type: str, kind: str, body: bytes, claim_s: float) -> int: ...
+
+    def outbox_done(self, item_id: int, outcome: str) -> None: ...
+
+    def outbox_release(self, item_ids: Iterable[int]) -> None: ...
+
+    def outbox_claim_stale(self, claim_s: float, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    def outbox_prune(self, older_than_s: float) -> int: ...
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -109,14 +131,20 @@ class Delivery:
     event_type: str
     body: bytes
     kind: str
+    outbox_id: int | None = None
 
 
 class WebhookSender:
     def __init__(self, settings: Settings, record_attempt: RecordAttempt, *, max_attempts: int = 5,
                  backoff_base_s: float = 0.5, backoff_max_s: float = 30.0, progress_interval_s: float = 2.0,
                  timeout_s: float = 10.0, workers: int = 4, secret: str | None = None,
-                 guard: Guard | None = None, transport: httpx.BaseTransport | None = None) -> None:
+                 guard: Guard | None = None, transport: httpx.BaseTransport | None = None,
+                 outbox: Outbox | None = None, claim_s: float = 300.0, recover_every_s: float = 30.0) -> None:
         self.max_attempts = max(1, max_attempts)
+        self._outbox = outbox
+        self.claim_s = claim_s  # longer than one event's retries take (5 attempts: about a minute)
+        self.recover_every_s = recover_every_s
+        self._claimed: set[int] = set()  # outbox rows this sender holds and has not finished
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.progress_interval_s = progress_interval_s
@@ -139,6 +167,9 @@ class WebhookSender:
                          for i in range(max(1, workers))]
         for thread in self._threads:
             thread.start()
+        if outbox is not None:
+            self._threads.append(threading.Thread(target=self._recover_loop, name="webhooks-outbox", daemon=True))
+            self._threads[-1].start()
 
     # ---- producer side
     def send(self, job_id: str, url: str, event: dict[str, Any], *, kind: str) -> bool:
@@ -161,15 +192,35 @@ class WebhookSender:
                 self._last_progress.pop(job_id, None)
             else:
                 self._finished.pop(job_id, None)  # e.g. a job retried after a failure runs again
-            delivery = Delivery(job_id=job_id, url=url, event_type=event_type, body=body, kind=kind)
-            queue = self._pending.get(job_id)
-            if queue is None:
-                self._pending[job_id] = deque([delivery])
-                self._ready.append(job_id)
-                self._wake.notify()
-            else:
-                queue.append(delivery)  # a worker owns this job or it is already scheduled
+            terminal = _is_terminal(kind, event)
+        outbox_id = self._keep(job_id, url, event_type, kind, body) if terminal else None
+        with self._lock:
+            self._enqueue(Delivery(job_id=job_id, url=url, event_type=event_type, body=body, kind=kind,
+                                   outbox_id=outbox_id))
         return True
+
+    def _keep(self, job_id: str, url: str, event_type: str, kind: str, body: bytes) -> int | None:
+        """Write a terminal event to the outbox (claimed by this sender); None without one or on error."""
+        if self._outbox is None:
+            return None
+        try:
+            item_id = self._outbox.outbox_add(job_id, url, event_type, kind, body, self.claim_s)
+        except Exception:  # the store being down must not stop the delivery itself
+            log.exception("could not keep the webhook event of job %s in the outbox", job_id)
+            return None
+        with self._lock:
+            self._claimed.add(item_id)
+        return item_id
+
+    def _enqueue(self, delivery: Delivery) -> None:
+        """Queue behind the job's earlier events (caller holds the lock)."""
+        queue = self._pending.get(delivery.job_id)
+        if queue is None:
+            self._pending[delivery.job_id] = deque([delivery])
+            self._ready.append(delivery.job_id)
+            self._wake.notify()
+        else:
+            queue.append(delivery)  # a worker owns this job or it is already scheduled
 
     @staticmethod
     def _remember(table: OrderedDict[str, Any], job_id: str, value: Any) -> None:
@@ -196,7 +247,54 @@ class WebhookSender:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
         self._client.close()
+        with self._lock:
+            unsent, self._claimed = list(self._claimed), set()
+        if unsent and self._outbox is not None:
+            try:
+                self._outbox.outbox_release(unsent)  # the next process sends them without waiting
+            except Exception:
+                log.exception("could not release %d webhook outbox claims", len(unsent))
         return drained
+
+    # ---- outbox recovery
+    def _recover_loop(self) -> None:
+        next_prune = 0.0
+        while True:
+            self.recover_once()
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + 3600
+                try:
+                    assert self._outbox is not None
+                    self._outbox.outbox_prune(OUTBOX_KEEP_S)
+                except Exception:
+                    log.exception("could not prune the webhook outbox")
+            if self._stop.wait(self.recover_every_s):
+                return
+
+    def recover_once(self) -> int:
+        """Queue the outbox's events whose sender's claim ran out; returns how many."""
+        if self._outbox is None:
+            return 0
+        try:
+            items = self._outbox.outbox_claim_stale(self.claim_s)
+        except Exception:
+            log.exception("could not read the webhook outbox")
+            return 0
+        with self._lock:
+            if self._closed:
+                ids = [item["id"] for item in items]
+            else:
+                ids = []
+                for item in items:
+                    self._claimed.add(item["id"])
+                    self._remember(self._finished, item["job_id"], None)
+                    self._enqueue(Delivery(job_id=item["job_id"], url=item["url"], event_type=item["event_type"],
+                                           body=item["body"], kind=item["kind"], outbox_id=item["id"]))
+        if ids:
+            self._outbox.outbox_release(ids)
+        if items:
+            log.info("re-sending %d webhook event(s) whose sender stopped before delivering", len(items))
+        return len(items)
 
     # ---- worker side
     def _work(self) -> None:
@@ -224,12 +322,25 @@ class WebhookSender:
                     self._pending.pop(job_id, None)
                     return
                 delivery = queue.popleft()
+            outcome = "failed"
             try:
-                self._deliver(delivery)
+                outcome = self._deliver(delivery)
             except Exception:  # never let one bad event kill a delivery thread
                 log.exception("webhook delivery for job %s failed unexpectedly", job_id)
+            if delivery.outbox_id is not None and outcome != "stopped":
+                self._finish(delivery.outbox_id, outcome)
         with self._lock:
             self._pending.pop(job_id, None)
+
+    def _finish(self, item_id: int, outcome: str) -> None:
+        assert self._outbox is not None
+        try:
+            self._outbox.outbox_done(item_id, outcome)
+        except Exception:  # left claimed: after the claim runs out it is sent again (receivers dedupe)
+            log.exception("could not mark webhook outbox row %s done", item_id)
+            return
+        with self._lock:
+            self._claimed.discard(item_id)
 
     def _superseded(self, delivery: Delivery) -> bool:
         if delivery.kind != PROGRESS_KIND:
@@ -237,7 +348,9 @@ class WebhookSender:
         with self._lock:
             return bool(self._pending.get(delivery.job_id))
 
-    def _deliver(self, delivery: Delivery) -> None:
+    def _deliver(self, delivery: Delivery) -> str:
+        """Send with retries: "delivered" (a 2xx/3xx answer), "failed" (a final error or out of attempts)
+        or "stopped" (the sender closed between attempts)."""
         for attempt in range(1, self.max_attempts + 1):
             retry_after: float | None = None
             record: dict[str, Any] = {"event": delivery.event_type, "url": delivery.url, "attempt": attempt,
@@ -263,12 +376,15 @@ class WebhookSender:
                 record["error"] = f"invalid_url: {exc}"[:300]
             self._record(delivery.job_id, record)
             if not retry or attempt == self.max_attempts or self._superseded(delivery):
-                return
+                return "delivered" if record.get("status_code", 600) < 400 else "failed"
             delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
             if retry_after is not None:
                 delay = min(self.backoff_max_s, max(delay, retry_after))
-            if self._stop.wait(delay) or self._superseded(delivery):
-                return
+            if self._stop.wait(delay):
+                return "stopped"
+            if self._superseded(delivery):
+                return "failed"
+        return "failed"
 
     def _record(self, job_id: str, record: dict[str, Any]) -> None:
         try:
