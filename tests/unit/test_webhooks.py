@@ -387,7 +387,9 @@ def test_a_closing_sender_hands_undelivered_events_to_the_next_one(local_setting
     assert pending["claimed_until"] == 0.0  # claim given up: no waiting for it to run out
     receiver.answer = lambda _got, _nth: 204
     nxt = make_sender(local_settings, Attempts(), outbox=store, recover_every_s=3600)
-    assert nxt.recover_once() == 0  # its own start-up pass already took the event
+    deadline = time.monotonic() + 10  # its start-up pass takes the event (no 30 s wait, no claim to expire)
+    while not receiver.delivered() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert nxt.close(timeout=10)
     assert [r.event for r in receiver.delivered()] == ["job.failed"]
     assert outbox_rows(store)[0].outcome == "delivered"
