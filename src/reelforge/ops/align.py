@@ -119,21 +119,20 @@ def sentence_windows(sentences: Sequence[tuple[str, float, float]], duration_s: 
 
 
 def snap_to_sentences(alignment: Alignment, sentences: Sequence[tuple[str, float, float]]) -> Alignment:
-    """Each sentence's first word starts, and its last word ends, where the synthesis says the sentence
-    sounds (exact), instead of where the attention-based estimate put them (often ~0.1 s off)."""
+    """Every word inside the sentence it belongs to, the sentence's first word starting and its last word
+    ending where the synthesis says the sentence sounds (exact), instead of where the attention-based
+    estimate put them (often ~0.1 s off)."""
     counts = [len(script_words(text)) for text, _, _ in sentences]
     if sum(counts) != len(alignment.words):
         return alignment  # the sentences do not split the words the same way: keep the estimate
     words = list(alignment.words)
     at = 0
     for n, (_, start, end) in zip(counts, sentences, strict=True):
-        if n:
-            head = words[at]
-            if head.end > start:
-                words[at] = Word(head.text, start, head.end)
-            tail = words[at + n - 1]  # the same word when the sentence has one
-            if end > tail.start:
-                words[at + n - 1] = Word(tail.text, tail.start, end)
+        for i in range(at, at + n):
+            w = words[i]
+            first = start if i == at else min(max(w.start, start), end)
+            last = end if i == at + n - 1 else min(max(w.end, first), end)
+            words[i] = Word(w.text, first, max(first, last))
         at += n
     return Alignment(words, alignment.matched, alignment.total)
 
