@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 
 PACKAGED = ("packaged:base", "packaged:tiny.en")
 # Audio at least this long goes through BatchedInferencePipeline when `batched` is left on auto
-# (measured on 2 CPU cores: base is ~20% faster batched on a 60 s clip, same WER; see bench/results/speech.md).
-BATCHED_MIN_DURATION_S = 60.0
+# (measured on 2 CPU cores: base batched is 1.5x faster on a 60 s clip (bench/results/speech.md) and 1.6x on
+# 55 s, same WER). Below one window the two are the same work. The batched pipeline also decodes each
+# speech chunk on its own: sequential decoding once skipped ~8 s of a 55 s clip (a timestamp jump).
+BATCHED_MIN_DURATION_S = 30.0
 
 
 @dataclass(frozen=True)

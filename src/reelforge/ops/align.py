@@ -18,6 +18,7 @@ from reelforge.config import Settings
 from reelforge.errors import MediaError
 from reelforge.media.probe import probe, require_audio
 from reelforge.models.whisper import (
+    BATCHED_MIN_DURATION_S,
     MAX_WINDOW_S,
     TextWindow,
     TranscribeOptions,
@@ -83,7 +84,7 @@ def align_audio(path: Path, script: str, ctx: OpContext, *, language: str | None
     # greedy decoding suffices: the script fixes the words, only their times are taken from whisper
     transcript = transcribe_audio(audio, settings,
                                   TranscribeOptions(language=lang, word_timestamps=True, vad=True,
-                                                    beam_size=1, batched=duration >= 60),
+                                                    beam_size=1, batched=duration >= BATCHED_MIN_DURATION_S),
                                   ctx, span=(lo + (hi - lo) * 0.1, hi))
     return align_words(script, transcript.words, duration)
 

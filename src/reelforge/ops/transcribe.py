@@ -24,7 +24,7 @@ class TranscribeParams(Params):
     vad: bool = Field(default=True, description="skip non-speech with Silero VAD")
     beam_size: int = Field(default=5, ge=1, le=10)
     word_timestamps: bool = True
-    batched: bool | None = Field(default=None, description="batched pipeline; default: on for audio >= 60 s")
+    batched: bool | None = Field(default=None, description="batched pipeline; default: on for audio >= 30 s")
     captions: CaptionStyle = Field(default_factory=lambda: CaptionStyle(style="karaoke"),
                                    description="look of captions.ass")
     width: int = Field(default=1920, ge=16, le=8192, description="caption canvas (the video's size)")
