@@ -225,3 +225,29 @@ def test_compose_reads_a_decoded_loop_period_with_the_same_picture(tmp_path: Pat
                            "-lavfi", "psnr", "-f", "null", "-"], capture_output=True, text=True).stderr
     average = float(psnr.rsplit("average:", 1)[1].split()[0].replace("inf", "99"))
     assert average > 45, psnr[-300:]
+
+
+def test_a_background_longer_than_the_script_can_take_is_encoded_only_that_far(tmp_path: Path,
+                                                                               settings: Settings) -> None:
+    from reelforge.pipelines import op_build
+
+    clip = tmp_path / "long.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=640x360:r=25:d=4", "-c:v", "libx264", "-preset", "ultrafast",
+           "-pix_fmt", "yuv420p", str(clip))  # not the output size: it must be encoded
+    cycle = op_build.lookup_op("build.cycle")
+    body = {"input": str(clip), "mode": "pingpong", "size": "320x180", "fps": 25, "quality": "draft"}
+    limited = cycle.run(cycle.params_model.model_validate({**body, "longest_s": 1.0}),
+                        OpContext.for_test(tmp_path / "a", settings))
+    assert limited.data["mode"] == "forward" and limited.data["limited_to_s"] == 1.0
+    video = probe(limited.outputs["video"]).video
+    assert video is not None and video.frames == 25  # 1 s forward: no reversed leg, no more of the clip
+    whole = cycle.run(cycle.params_model.model_validate({**body, "longest_s": 60.0}),
+                      OpContext.for_test(tmp_path / "b", settings))
+    video = probe(whole.outputs["video"]).video
+    assert whole.data["mode"] == "pingpong" and video is not None and video.frames == 100 + 98
+    # the bound holds for the real narration of this module's build script
+    bound = op_build.narration_upper_bound_s(SCRIPT, op_build.VoiceOptions(sentence_pause_s=1.5))
+    speech = get_operation("tts")
+    spoken = speech.run(speech.params_model(text=SCRIPT, sentence_pause_s=1.5, word_timings=False),
+                        OpContext.for_test(tmp_path / "tts", settings))
+    assert spoken.data["duration_s"] < bound

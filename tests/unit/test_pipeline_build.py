@@ -45,6 +45,10 @@ def test_tts_build_graph() -> None:
     assert by_id["narration"].step.op == "tts"
     # one loop period, independent of the narration's length: it runs in parallel with the narration
     assert by_id["background"].step.op == "build.cycle" and by_id["background"].needs == ()
+    # ... bounded by how long the script can take to speak (bucketed: similar scripts share the cache)
+    assert by_id["background"].step.params["longest_s"] in (30.0, 60.0, 120.0)
+    audio_steps = {s.id: s for s in build_steps(params(audio="/m/voice.wav"))}
+    assert "longest_s" not in audio_steps["background"].params  # a given narration's length is unknown
     assert by_id["head"].needs == ()  # runs in parallel with the narration
     assert set(by_id["compose"].needs) == {"background", "narration", "head", "captions"}
     assert graph.final.id == "compose"

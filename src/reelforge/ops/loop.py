@@ -92,16 +92,18 @@ def _setpts(fps: Fraction) -> str:
 
 
 def forward_args(src: Path, out: Path, fps: Fraction, enc: tuple[str, ...],
-                 fit: tuple[int, int] | None = None) -> list[str]:
+                 fit: tuple[int, int] | None = None, limit_s: float | None = None) -> list[str]:
     """The clip at a constant frame rate, video only, with the job's encoder; with `fit` also scaled and
-    cropped to cover that size (so a build fits and encodes its background in one pass)."""
+    cropped to cover that size (so a build fits and encodes its background in one pass); with `limit_s`
+    only its first seconds."""
     filters = [filter_expr("fps", fps=fps_arg(fps)), _setpts(fps)]
     if fit is not None:
         w, h = fit
         filters = [f"scale={w}:{h}:force_original_aspect_ratio=increase", f"crop={w}:{h}", "setsar=1",
                    "format=yuv420p", *filters]
-    return ["-i", str(src), "-map", "0:v:0", "-vf", ",".join(filters), *enc, "-r", fps_arg(fps), "-an", "-sn",
-            "-dn", "-movflags", "+faststart", str(out)]
+    limit = ["-t", f"{limit_s:.6f}"] if limit_s is not None else []
+    return [*limit, "-i", str(src), "-map", "0:v:0", "-vf", ",".join(filters), *enc, "-r", fps_arg(fps), "-an",
+            "-sn", "-dn", "-movflags", "+faststart", str(out)]
 
 
 def reverse_chunk_args(fwd: Path, out: Path, first: int, end: int, fps: Fraction, enc: tuple[str, ...]) -> list[str]:
@@ -128,14 +130,16 @@ def _count_frames(path: Path, fps: Fraction) -> int:
 
 
 def encode_cycle(src: Path, ctx: OpContext, mode: str, fps: Fraction, source_s: float, enc: tuple[str, ...], *,
-                 size: tuple[int, int], fit: bool = False, span: tuple[float, float] = (0.0, 0.9)) -> list[Piece]:
+                 size: tuple[int, int], fit: bool = False, limit_s: float | None = None,
+                 span: tuple[float, float] = (0.0, 0.9)) -> list[Piece]:
     """One period of the loop as pieces that join by stream copy: the clip forward, then (ping-pong) the
-    clip reversed in chunks. `size` is the output frame size (it bounds the reverse chunks)."""
+    clip reversed in chunks. `size` is the output frame size (it bounds the reverse chunks). With
+    `limit_s` only the clip's first seconds are used."""
     lo, hi = span
     mid = lo + (hi - lo) / 2 if mode == "pingpong" else hi
     fwd_path = ctx.temp_path("forward.mp4")
-    run_ffmpeg(forward_args(src, fwd_path, fps, enc, size if fit else None), ctx, duration_s=source_s,
-               span=(lo, mid), stage="encoding forward")
+    run_ffmpeg(forward_args(src, fwd_path, fps, enc, size if fit else None, limit_s), ctx,
+               duration_s=min(source_s, limit_s or source_s), span=(lo, mid), stage="encoding forward")
     n = _count_frames(ensure_file_output(fwd_path, "forward clip"), fps)
     cycle = [Piece(fwd_path, n)]
     if mode == "pingpong" and n >= 3:

@@ -7,8 +7,9 @@ aggregated progress and cancel:
     head        overlay: talking head -> transparent circle (VP9 alpha), parallel with the narration
     background  one period of the loop (the clip forward, then reversed for ping-pong), fitted to the output
                 size and rate in the same encode; it does not need the narration's length, so it runs in
-                parallel with the narration. Encoded without B-frames, so the compose can repeat it by
-                stream copy and cut it on the exact frame.
+                parallel with the narration (a clip longer than the script can take to speak is encoded
+                only that far, forward). Encoded without B-frames, so the compose can repeat it by stream
+                copy and cut it on the exact frame.
       or images Ken Burns clips (img2vid) to the narration's length
     captions    ASS (chosen style) + SRT from the word timings
     compose     ONE encode: background (repeated to the narration's length) + head + burned captions +
@@ -20,6 +21,7 @@ The steps named `build.*` are internal: they exist only inside this graph (not p
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -36,6 +38,7 @@ from reelforge.media.frame_size import FrameSize, parse_frame_size
 from reelforge.media.kenburns import Effect as KenBurnsEffect
 from reelforge.media.limits import check_duration_limit
 from reelforge.media.probe import MediaInfo, probe, require_audio, require_video
+from reelforge.models.tts import split_sentences
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.loop import encode_cycle
 from reelforge.ops.params import MediaRef, Params
@@ -58,6 +61,7 @@ from reelforge.pipelines.render_plan import fps_fraction
 from reelforge.pipelines.runner import RunOptions, run_graph
 
 MAX_SCRIPT_CHARS = 20_000
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
 
 # ---------------------------------------------------------------- public params
@@ -174,9 +178,11 @@ def build_steps(p: BuildParams) -> list[Step]:
             steps.append(Step(id="joined", op="concat", weight=2, params={
                 "inputs": list(p.backgrounds), "size": f"{w}x{h}", "fps": p.fps, "quality": p.quality}))
             source = {"ref": "joined.video"}
-        steps.append(Step(id="background", op="build.cycle", weight=2, params={
-            "input": source, "mode": p.background_mode, "size": f"{w}x{h}", "fps": p.fps,
-            "quality": p.quality}))
+        cycle: dict[str, Any] = {"input": source, "mode": p.background_mode, "size": f"{w}x{h}", "fps": p.fps,
+                                 "quality": p.quality}
+        if p.audio is None and p.script:
+            cycle["longest_s"] = narration_upper_bound_s(p.script, p.voice)
+        steps.append(Step(id="background", op="build.cycle", weight=2, params=cycle))
 
     if p.talking_head is not None:
         steps.append(Step(id="head", op="overlay", weight=4, params={
@@ -206,6 +212,21 @@ def build_steps(p: BuildParams) -> list[Step]:
     return steps
 
 
+def narration_upper_bound_s(script: str, voice: VoiceOptions) -> float:
+    """A generous upper bound of how long `script` takes to speak, known before any synthesis: the
+    background's loop period is made in parallel with the narration, so it cannot wait for the real
+    length, but it need not encode more of a long background clip than this. Voices speak ~2.6 words/s
+    (piper, measured) and CJK text ~7 characters/s; the bound assumes 1.8 words/s and 5 characters/s,
+    plus every sentence pause, plus 20%, rounded up to 30 s x a power of two (so
+    builds with scripts of similar length share the cached loop period of the same background)."""
+    cjk = len(_CJK.findall(script))  # written without spaces between words: count characters
+    words = len(_CJK.sub(" ", script).split())
+    speech = (words / 1.8 + cjk / 5.0) / voice.speed
+    pauses = len(split_sentences(script)) * voice.sentence_pause_s
+    bound = (speech + pauses + 2.0) * 1.2
+    return 30.0 * 2 ** max(0, math.ceil(math.log2(bound / 30.0)))
+
+
 # ---------------------------------------------------------------- internal steps
 class AudioStepParams(Params):
     audio: MediaRef
@@ -225,6 +246,7 @@ class CycleStepParams(Params):
     size: FrameSize
     fps: int = Field(ge=1, le=60)
     quality: Quality = "standard"
+    longest_s: float | None = Field(default=None, gt=0, description="no more of the clip is ever shown")
 
 
 def _cycle_step(params: CycleStepParams, ctx: OpContext) -> OpResult:
@@ -234,15 +256,19 @@ def _cycle_step(params: CycleStepParams, ctx: OpContext) -> OpResult:
     video = require_video(info)
     check_duration_limit(info.duration_s, ctx.settings, "The background video")
     size = parse_frame_size(params.size)
-    if params.mode == "forward" and background_fits(info, size, params.fps) and video.b_frames == 0:
+    # a clip longer than the narration can be is only shown forward, and only as far as it can be shown
+    limit = params.longest_s if params.longest_s and info.duration_s > params.longest_s else None
+    mode = "forward" if limit else params.mode
+    if mode == "forward" and background_fits(info, size, params.fps) and video.b_frames == 0:
         # already what the compose can repeat and cut exactly: no encode at all
-        return OpResult(outputs={"video": path}, data={"encoded": False, "duration_s": info.duration_s})
+        return OpResult(outputs={"video": path}, data={"encoded": False, "duration_s": info.duration_s,
+                                                       "mode": mode, "limited_to_s": None})
     fps = fps_fraction(params.fps)
 
     def work(choice: EncoderChoice) -> Path:
         # no B-frames: decode order = display order, so a stream-copy cut ends on the exact frame
-        pieces = encode_cycle(path, ctx, params.mode, fps, info.duration_s, (*choice.args, "-bf", "0"),
-                              size=size, fit=True, span=(0.0, 0.95))
+        pieces = encode_cycle(path, ctx, mode, fps, info.duration_s, (*choice.args, "-bf", "0"),
+                              size=size, fit=True, limit_s=limit, span=(0.0, 0.95))
         if len(pieces) == 1:
             return pieces[0].path
         joined = ctx.temp_path("cycle.mp4")
@@ -253,7 +279,8 @@ def _cycle_step(params: CycleStepParams, ctx: OpContext) -> OpResult:
     cycle = ensure_file_output(with_encoder_fallback(work, ctx, params.quality), "background")
     out = ctx.output_path("video", ".mp4")
     cycle.replace(out)
-    return OpResult(outputs={"video": out}, data={"encoded": True, "duration_s": round(probe(out).duration_s, 3)})
+    return OpResult(outputs={"video": out}, data={"encoded": True, "duration_s": round(probe(out).duration_s, 3),
+                                                  "mode": mode, "limited_to_s": limit})
 
 
 class ImagesStepParams(Params):
