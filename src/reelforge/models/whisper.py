@@ -131,6 +131,16 @@ def load_whisper(choice: WhisperChoice, threads: int) -> tuple[WhisperModel, boo
     return MODEL_CACHE.get(choice.key, load)
 
 
+def _model_for_job(choice: WhisperChoice, settings: Settings, ctx: Any, at: float) -> tuple[WhisperModel, bool]:
+    """load_whisper, telling the job (when there is one) that a cold model is loading and what runs it."""
+    if ctx is not None:
+        if not is_warm(choice):
+            ctx.stage("loading_model", at)
+        ctx.note(device=choice.device, compute_type=choice.compute_type, whisper_model=settings.whisper_model,
+                 device_reason=choice.reason)
+    return load_whisper(choice, settings.threads_per_job)
+
+
 def batched_pipeline(model: WhisperModel) -> Any:
     """A BatchedInferencePipeline over the warm model (cheap: it only wraps the model)."""
     from faster_whisper import BatchedInferencePipeline
@@ -226,13 +236,7 @@ def transcribe_audio(audio: Any, settings: Settings, options: TranscribeOptions,
             f"The configured whisper model ({settings.whisper_model}) understands English only; "
             "language must be 'en' (or left out) and task 'transcribe'.", code="unsupported_language")
     lo, hi = span
-    warm = is_warm(choice)
-    if ctx is not None:
-        if not warm:
-            ctx.stage("loading_model", lo)
-        ctx.note(device=choice.device, compute_type=choice.compute_type, whisper_model=settings.whisper_model,
-                 device_reason=choice.reason)
-    model, loaded_now = load_whisper(choice, settings.threads_per_job)
+    model, loaded_now = _model_for_job(choice, settings, ctx, lo)
     duration = len(audio) / SAMPLE_RATE
     batched = options.batched if options.batched is not None else duration >= BATCHED_MIN_DURATION_S
     if ctx is not None:
@@ -305,12 +309,7 @@ def force_align(audio: Any, windows: list[TextWindow], settings: Settings, *, la
         raise ValueError("a window is longer than whisper's 30 s")
     choice = choose_whisper(settings)
     lo, hi = span
-    if ctx is not None:
-        if not is_warm(choice):
-            ctx.stage("loading_model", lo)
-        ctx.note(device=choice.device, compute_type=choice.compute_type, whisper_model=settings.whisper_model,
-                 device_reason=choice.reason)
-    model, _ = load_whisper(choice, settings.threads_per_job)
+    model, _ = _model_for_job(choice, settings, ctx, lo)
     if not model.model.is_multilingual or choice.english_only:
         language = "en"
     elif language not in whisper_languages():

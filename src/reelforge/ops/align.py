@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator
 
@@ -16,10 +17,11 @@ from reelforge.captions.align import Alignment, align_words, script_words
 from reelforge.captions.words import Word, write_words_json
 from reelforge.config import Settings
 from reelforge.errors import MediaError
-from reelforge.media.probe import probe, require_audio
+from reelforge.media.probe import MediaInfo, probe, require_audio
 from reelforge.models.whisper import (
     BATCHED_MIN_DURATION_S,
     MAX_WINDOW_S,
+    SAMPLE_RATE,
     TextWindow,
     TranscribeOptions,
     choose_whisper,
@@ -66,16 +68,20 @@ def alignment_settings(settings: Settings, lang: str | None) -> Settings:
     return settings if model == settings.whisper_model else settings.model_copy(update={"whisper_model": model})
 
 
-def align_audio(path: Path, script: str, ctx: OpContext, *, language: str | None = None,
-                span: tuple[float, float] = (0.0, 1.0)) -> Alignment:
-    """Probe, decode and transcribe `path`, then map the heard words onto `script`'s words."""
-    info = probe(path)
+def _decode_checked(path: Path, ctx: OpContext, info: MediaInfo, span: tuple[float, float]) -> tuple[Any, float]:
+    """`path` (probed as `info`) as 16 kHz float32 samples and its duration; refused when too long."""
     require_audio(info)
     if info.duration_s > ctx.settings.max_media_duration_s:
         raise MediaError("The audio is longer than this service accepts.", code="too_long")
+    audio = decode_audio(path, ctx, info.duration_s, span=span)
+    return audio, len(audio) / SAMPLE_RATE or info.duration_s
+
+
+def align_audio(path: Path, script: str, ctx: OpContext, *, language: str | None = None,
+                span: tuple[float, float] = (0.0, 1.0)) -> Alignment:
+    """Probe, decode and transcribe `path`, then map the heard words onto `script`'s words."""
     lo, hi = span
-    audio = decode_audio(path, ctx, info.duration_s, span=(lo, lo + (hi - lo) * 0.1))
-    duration = len(audio) / 16000 or info.duration_s
+    audio, duration = _decode_checked(path, ctx, probe(path), (lo, lo + (hi - lo) * 0.1))
     lang = whisper_language(language)
     settings = alignment_settings(ctx.settings, lang)
     if lang not in whisper_languages() or (choose_whisper(settings).english_only and lang != "en"):
@@ -144,12 +150,10 @@ def align_spoken(path: Path, sentences: Sequence[tuple[str, float, float]], scri
     window by window, no transcription. Falls back to `align_audio` when a sentence is too long for one
     window or the model cannot force-align."""
     info = probe(path)
-    require_audio(info)
     windows = sentence_windows(sentences, info.duration_s)
     if windows:
         lo, hi = span
-        audio = decode_audio(path, ctx, info.duration_s, span=(lo, lo + (hi - lo) * 0.1))
-        duration = len(audio) / 16000 or info.duration_s
+        audio, duration = _decode_checked(path, ctx, info, (lo, lo + (hi - lo) * 0.1))
         lang = whisper_language(language)
         try:
             words = force_align(audio, windows, alignment_settings(ctx.settings, lang), language=lang, ctx=ctx,
