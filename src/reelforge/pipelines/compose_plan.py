@@ -46,14 +46,6 @@ class MusicMix:
     fade_out: float = 2.0
 
 
-@dataclass(frozen=True)
-class RawVideo:
-    """Decoded yuv420p frames at the output's size and rate, one loop period."""
-
-    path: Path
-    frames: int
-
-
 RAW_LOOP_MAX_BYTES = 4 * 1024**3  # a longer loop period is decoded as it plays instead
 
 
@@ -71,7 +63,7 @@ class ComposeInputs:
     music: MediaInfo | None = None
     ass: Path | None = None  # burned when mode == "burn"
     srt: Path | None = None  # muxed as a subtitle track when mode == "soft"
-    background_raw: RawVideo | None = None  # the background decoded once (only used when encoding)
+    background_raw: Path | None = None  # the background decoded once to yuv420p at the output's size/rate
 
 
 @dataclass(frozen=True)
@@ -112,7 +104,7 @@ def plan_compose(inp: ComposeInputs, out: Path, *, size: tuple[int, int], fps: f
     bg_input = ["-i", inp.background.path]
     if inp.background_raw is not None and not copy_video:
         bg_input = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", f"{w}x{h}", "-framerate", rate_s,
-                    "-i", str(inp.background_raw.path)]
+                    "-i", str(inp.background_raw)]
     args: list[str] = [*(["-stream_loop", "-1"] if bg_loops else []), "-t", num(d), *bg_input,
                        "-i", inp.narration.path]
     chains: list[str] = []

@@ -50,7 +50,6 @@ from reelforge.pipelines.compose_plan import (
     Corner,
     HeadLayout,
     MusicMix,
-    RawVideo,
     background_fits,
     needs_encode,
     plan_compose,
@@ -344,22 +343,20 @@ class ComposeStepParams(Params):
 
 
 def _decode_loop(background: MediaInfo, size: tuple[int, int], fps: int, duration_s: float,
-                 ctx: OpContext) -> RawVideo | None:
-    """The background's loop period decoded once to raw frames on the job's disk, when it repeats at least
-    twice and fits RAW_LOOP_MAX_BYTES (and the disk has room); None otherwise (the compose decodes)."""
+                 ctx: OpContext) -> Path | None:
+    """The background's loop period decoded once to raw frames on the job's disk, when it already has the
+    output's size and rate (as build.cycle makes it), repeats at least twice and fits RAW_LOOP_MAX_BYTES
+    (and the disk has room); None otherwise (the compose decodes it as it plays)."""
     need = raw_loop_bytes(background, size, fps)
-    if background.duration_s * 2 > duration_s or need > RAW_LOOP_MAX_BYTES:
+    if (not background_fits(background, size, fps) or background.duration_s * 2 > duration_s
+            or need > RAW_LOOP_MAX_BYTES):
         return None
     raw = ctx.temp_path("background.yuv")
     if shutil.disk_usage(raw.parent).free < need * 2:
         return None
-    w, h = size
-    rate = fps_fraction(fps)
-    run_ffmpeg(["-i", background.path, "-map", "0:v:0", "-vf",
-                f"fps={rate.numerator}/{rate.denominator},scale={w}:{h}:force_original_aspect_ratio=increase,"
-                f"crop={w}:{h},format=yuv420p", "-f", "rawvideo", "-pix_fmt", "yuv420p", str(raw)],
+    run_ffmpeg(["-i", background.path, "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "yuv420p", str(raw)],
                ctx, duration_s=background.duration_s, span=(0.0, 0.02), stage="decoding background")
-    return RawVideo(raw, raw.stat().st_size // (w * h * 3 // 2))
+    return raw
 
 
 def _compose_step(params: ComposeStepParams, ctx: OpContext) -> OpResult:
@@ -395,7 +392,7 @@ def _compose_step(params: ComposeStepParams, ctx: OpContext) -> OpResult:
         encoder = encode_with_fallback(lambda c: plan(c.args), ctx, params.quality, duration_s=duration,
                                        span=(0.02, 1.0), stage="encoding").name
     if inputs.background_raw is not None:
-        inputs.background_raw.path.unlink(missing_ok=True)  # GBs: not left until the job's cleanup
+        inputs.background_raw.unlink(missing_ok=True)  # GBs: not left until the job's cleanup
     ensure_file_output(out, "video")
     outputs = {"video": out}
     # the subtitle files travel beside the video, named like it
