@@ -498,10 +498,3 @@ class JobStore:
             return s.execute(delete(WebhookOutboxRow).where(WebhookOutboxRow.done_at.is_not(None),
                                                             WebhookOutboxRow.done_at < time.time() - older_than_s)
                              ).rowcount
-
-    def outbox_pending(self) -> list[dict[str, Any]]:
-        with self.session() as s:
-            rows = s.scalars(select(WebhookOutboxRow).where(WebhookOutboxRow.done_at.is_(None))
-                             .order_by(WebhookOutboxRow.id))
-            return [{"id": r.id, "job_id": r.job_id, "event_type": r.event_type, "claimed_until": r.claimed_until}
-                    for r in rows]
