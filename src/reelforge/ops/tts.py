@@ -110,7 +110,7 @@ def run(params: TTSParams, ctx: OpContext) -> OpResult:
     if audio.size == 0 or not np.any(np.abs(audio) > tts_models.SILENCE_THRESHOLD):
         raise ProcessingError("The engine produced no sound for this text.", code="tts_silent")
     joined = write_wav(audio, rate, ctx.temp_path("speech.wav"))
-    duration = audio.size / rate
+    duration = speech.duration_s
     out = ctx.output_path("speech", f".{params.format}")
     encoded = ctx.temp_path(out.name)  # moved into place only once complete
     run_ffmpeg(encode_args(joined, encoded, params.format, params.sample_rate), ctx, duration_s=duration,

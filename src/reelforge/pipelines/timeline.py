@@ -88,7 +88,6 @@ class TextAsset(_Model):
     box_colour: Colour = Field(default="#000000A0")
     box_padding: int = Field(default=12, ge=0, le=200)
 
-
     @field_validator("text")
     @classmethod
     def _check_text(cls, v: str) -> str:
@@ -120,7 +119,6 @@ class CaptionAsset(_Model):
     outline_colour: Colour = "black"
     position: Literal["bottom", "center", "top"] = "bottom"
     keep_style: bool = Field(default=False, description="Keep an ASS file's own styles instead of ours.")
-
 
     @model_validator(mode="after")
     def _one_source(self) -> CaptionAsset:
@@ -203,7 +201,6 @@ class Timeline(_Model):
     background: Colour = Field(default="#000000", description="Colour behind every track.")
     duration: Annotated[float, Field(gt=0, le=MAX_TIMELINE_S, allow_inf_nan=False)] | None = Field(
         default=None, description="Output length; default: the end of the last clip.")
-
 
 
 OutputFormat = Literal["mp4", "webm", "gif", "mp3", "jpg", "png"]
