@@ -177,6 +177,7 @@ class WebhookSender:
         event_type = str(event.get("type") or kind)
         body = json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str).encode()
         now = time.monotonic()
+        terminal = _is_terminal(kind, event)
         with self._lock:
             if self._closed:
                 return False
@@ -187,12 +188,11 @@ class WebhookSender:
                 if last is not None and now - last < self.progress_interval_s:
                     return False
                 self._remember(self._last_progress, job_id, now)
-            elif _is_terminal(kind, event):
+            elif terminal:
                 self._remember(self._finished, job_id, None)
                 self._last_progress.pop(job_id, None)
             else:
                 self._finished.pop(job_id, None)  # e.g. a job retried after a failure runs again
-            terminal = _is_terminal(kind, event)
         outbox_id = self._keep(job_id, url, event_type, kind, body) if terminal else None
         with self._lock:
             self._enqueue(Delivery(job_id=job_id, url=url, event_type=event_type, body=body, kind=kind,
