@@ -200,7 +200,7 @@ def test_compose_reads_a_decoded_loop_period_with_the_same_picture(tmp_path: Pat
                                                                      settings: Settings) -> None:
     """A short background repeated under a long narration is decoded once to raw frames and read from
     there; the encoded picture equals the one made by decoding the loop as it plays."""
-    from reelforge.pipelines import op_build
+    from reelforge.ops import build as op_build
 
     cycle = tmp_path / "cycle.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x180:r=25:d=1.2", "-c:v", "libx264", "-preset", "ultrafast",
@@ -229,7 +229,7 @@ def test_compose_reads_a_decoded_loop_period_with_the_same_picture(tmp_path: Pat
 
 def test_a_background_longer_than_the_script_can_take_is_encoded_only_that_far(tmp_path: Path,
                                                                                settings: Settings) -> None:
-    from reelforge.pipelines import op_build
+    from reelforge.ops import build as op_build
 
     clip = tmp_path / "long.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=s=640x360:r=25:d=4", "-c:v", "libx264", "-preset", "ultrafast",

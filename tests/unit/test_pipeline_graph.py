@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from reelforge.errors import InvalidParams
+from reelforge.ops.pipeline import PipelineParams
 from reelforge.pipelines.graph import Ref, build_graph, format_loc, parse_ref
-from reelforge.pipelines.op_pipeline import PipelineParams
 
 
 def validate(steps: list[dict[str, Any]], context: dict[str, Any] | None = None) -> PipelineParams:

@@ -63,11 +63,6 @@ def load_all() -> dict[str, Operation]:
         for mod in pkgutil.iter_modules(pkg.__path__):
             if mod.name not in _NOT_OPS and not mod.name.startswith("_"):
                 importlib.import_module(f"reelforge.ops.{mod.name}")
-        import reelforge.pipelines as pipes
-
-        for mod in pkgutil.iter_modules(pipes.__path__):
-            if mod.name.startswith("op_"):
-                importlib.import_module(f"reelforge.pipelines.{mod.name}")
         _loaded = True
     return dict(_REGISTRY)
 

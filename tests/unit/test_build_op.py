@@ -9,9 +9,9 @@ import pytest
 
 from reelforge.errors import InvalidParams
 from reelforge.media.probe import MediaInfo, StreamInfo
+from reelforge.ops.build import BuildParams, build_steps, lookup_op
 from reelforge.pipelines.compose_plan import ComposeInputs, HeadLayout, MusicMix, background_fits, plan_compose
 from reelforge.pipelines.graph import build_graph
-from reelforge.pipelines.op_build import BuildParams, build_steps, lookup_op
 
 BG = MediaInfo("/m/bg.mp4", "mov,mp4", 60.0, 1, None, (StreamInfo(0, "video", "h264", width=1920, height=1080,
                                                                   fps=30.0, pix_fmt="yuv420p"),))
