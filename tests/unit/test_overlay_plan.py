@@ -218,7 +218,9 @@ def test_encode_args_composite_image_loops() -> None:
     assert _value(args, "-c:v") == "libx264" and "-c:a" not in args
 
 
-@pytest.mark.parametrize(("fps", "text"), [(25.0, "25"), (29.97, "2997/100"), (None, "25"), (59.94, "2997/50")])
+# NTSC-exact (issue 10): the probe rounds 30000/1001 to 29.97, which used to come out as 2997/100
+@pytest.mark.parametrize(("fps", "text"), [(25.0, "25"), (29.97, "30000/1001"), (None, "25"), (59.94, "60000/1001"),
+                                           (12.5, "25/2")])
 def test_fps_text(fps: float | None, text: str) -> None:
     assert fps_text(fps) == text
 

@@ -18,7 +18,8 @@ Rules:
   the probe runs once per process and codec (cached).
 - At most `settings.nvenc_max_sessions` NVENC encodes run at once in this process (consumer GPUs allow
   few sessions); when none is free the job encodes on the CPU instead of waiting.
-- Quality presets `draft | standard | high` map to comparable settings for each encoder.
+- Quality presets `draft | standard | high` map to comparable settings for each encoder
+  (the tables: `reelforge.media.codecs`).
 - Every encode records `ctx.note(encoder=<name>)`; a fallback adds `encoder_fallback=<reason>`.
 """
 
@@ -30,47 +31,16 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from reelforge.errors import JobCancelled, MediaError, ProcessingError
+from reelforge.media.codecs import CPU_ENCODERS, NVENC_ENCODERS, Quality, VideoCodec, video_args
 from reelforge.media.ffmpeg import ffmpeg_bin, run_ffmpeg
 
 if TYPE_CHECKING:
     from reelforge.ops.context import OpContext
 
-Quality = Literal["draft", "standard", "high"]
-VideoCodec = Literal["h264", "hevc"]
 T = TypeVar("T")
-
-CPU_ENCODERS: dict[str, str] = {"h264": "libx264", "hevc": "libx265"}
-NVENC_ENCODERS: dict[str, str] = {"h264": "h264_nvenc", "hevc": "hevc_nvenc"}
-
-# Per-encoder quality settings. x264/x265: CRF with a preset that fits 2-core workers; NVENC: constant
-# quality (-cq with -b:v 0) on the p1..p7 preset scale.
-_QUALITY_ARGS: dict[str, dict[str, tuple[str, ...]]] = {
-    "libx264": {
-        "draft": ("-preset", "ultrafast", "-crf", "28"),
-        "standard": ("-preset", "veryfast", "-crf", "21"),
-        "high": ("-preset", "medium", "-crf", "18"),
-    },
-    "libx265": {
-        "draft": ("-preset", "ultrafast", "-crf", "30"),
-        "standard": ("-preset", "veryfast", "-crf", "25"),
-        "high": ("-preset", "medium", "-crf", "22"),
-    },
-    "h264_nvenc": {
-        "draft": ("-preset", "p2", "-rc", "vbr", "-cq", "28", "-b:v", "0"),
-        "standard": ("-preset", "p4", "-rc", "vbr", "-cq", "23", "-b:v", "0"),
-        "high": ("-preset", "p6", "-rc", "vbr", "-cq", "19", "-b:v", "0"),
-    },
-    "hevc_nvenc": {
-        "draft": ("-preset", "p2", "-rc", "vbr", "-cq", "30", "-b:v", "0"),
-        "standard": ("-preset", "p4", "-rc", "vbr", "-cq", "25", "-b:v", "0"),
-        "high": ("-preset", "p6", "-rc", "vbr", "-cq", "21", "-b:v", "0"),
-    },
-}
-# hvc1 tag so Apple players accept HEVC in MP4
-_CODEC_EXTRA: dict[str, tuple[str, ...]] = {"h264": (), "hevc": ("-tag:v", "hvc1")}
 
 
 @dataclass(frozen=True)
@@ -86,10 +56,8 @@ class EncoderChoice:
 
 
 def encoder_args(name: str, codec: VideoCodec, quality: Quality) -> tuple[str, ...]:
-    """The output arguments for encoder `name` at `quality` (pure; table-tested)."""
-    if name not in _QUALITY_ARGS:
-        raise ValueError(f"unknown encoder {name!r}")
-    return ("-c:v", name, *_QUALITY_ARGS[name][quality], "-pix_fmt", "yuv420p", *_CODEC_EXTRA[codec])
+    """The output arguments for encoder `name` at `quality` (the table lives in `reelforge.media.codecs`)."""
+    return video_args(name, quality)
 
 
 def cpu_encoder(codec: VideoCodec = "h264", quality: Quality = "standard", reason: str = "") -> EncoderChoice:

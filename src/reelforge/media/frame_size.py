@@ -1,10 +1,18 @@
-"""Output frame sizes by name ("1080p", "vertical_1080", "4:5") or "WxH", always even, and frame-rate/duration
-checks shared by the video operations' params models."""
+"""Frame sizes: the one `FrameSize` type, the one `even()`, and the size/duration fields of the ops' params.
+
+    FrameSize.parse("vertical_1080") == FrameSize(1080, 1920)      # presets, aspect ratios or "WxH"
+    FrameSize(640, 360, channels=4).frame_bytes                     # raw rgba frames through a pipe
+    size: FrameSizeText = "1080p"                                   # a params field, validated, kept as text
+    even(641.3) == 642                                              # yuv420p needs even sides
+
+Output sizes are always even (chroma is subsampled 2x2 in yuv420p).
+"""
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import AfterValidator
@@ -42,6 +50,30 @@ def parse_frame_size(value: str) -> tuple[int, int]:
     return w, h
 
 
+@dataclass(frozen=True)
+class FrameSize:
+    """A picture's width x height in pixels. `channels` matters only for raw frames in a pipe (rgb24 3, rgba 4)."""
+
+    width: int
+    height: int
+    channels: int = 3
+
+    @classmethod
+    def parse(cls, value: str) -> FrameSize:
+        return cls(*parse_frame_size(value))
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.width * self.height * self.channels
+
+    @property
+    def pix_fmt(self) -> str:
+        return {3: "rgb24", 4: "rgba"}[self.channels]
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
 def _check_size(value: str) -> str:
     parse_frame_size(value)
     return value
@@ -53,11 +85,12 @@ def _check_duration(value: float) -> float:
     return value
 
 
-FrameSize = Annotated[str, AfterValidator(_check_size)]
+# a size as the params carry it: the text the user gave ("1080p", "1280x720"), checked by parse_frame_size
+FrameSizeText = Annotated[str, AfterValidator(_check_size)]
 # durations: > 0, finite; the worker's settings.max_media_duration_s is checked by the operation
 Duration = Annotated[float, AfterValidator(_check_duration)]
 
 
 def even(n: float) -> int:
-    """Nearest even integer >= 2."""
+    """Nearest even integer >= 2 (the side of a yuv420p picture scaled by a factor)."""
     return max(2, round(n / 2.0) * 2)

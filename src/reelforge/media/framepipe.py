@@ -30,6 +30,7 @@ import numpy as np
 
 from reelforge.errors import JobCancelled, MediaError, ProcessingError
 from reelforge.media.ffmpeg import ffprobe_bin, kill_process, open_ffmpeg_pipe
+from reelforge.media.frame_size import FrameSize  # raw frames are sized with channels (rgb24 3, rgba 4)
 
 if TYPE_CHECKING:
     from reelforge.ops.context import OpContext
@@ -37,21 +38,6 @@ if TYPE_CHECKING:
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _QUEUE_POLL_S = 0.1
 _PIPE_BYTES = 1 << 20  # the unprivileged maximum on Linux; fewer wake-ups per 720p frame than 64 KiB
-
-
-@dataclass(frozen=True)
-class FrameSize:
-    width: int
-    height: int
-    channels: int  # 3 for rgb24, 4 for rgba
-
-    @property
-    def frame_bytes(self) -> int:
-        return self.width * self.height * self.channels
-
-    @property
-    def pix_fmt(self) -> str:
-        return {3: "rgb24", 4: "rgba"}[self.channels]
 
 
 # ---------------------------------------------------------------- pure argument builders

@@ -34,6 +34,8 @@ import numpy as np
 
 from reelforge.errors import JobCancelled, MediaError, ProcessingError
 from reelforge.media.ffmpeg import kill_process, open_ffmpeg_pipe
+from reelforge.media.frame_rate import rate_arg
+from reelforge.media.frame_size import even
 
 Effect = Literal["zoom_in", "zoom_out", "pan_left", "pan_right", "pan_up", "pan_down", "none"]
 Easing = Literal["linear", "ease_in_out"]
@@ -151,23 +153,15 @@ def canvas_scale(image_w: int, image_h: int, opts: KenBurnsOptions) -> float:
 
 def contain_canvas_size(opts: KenBurnsOptions) -> tuple[int, int]:
     k = min(opts.max_zoom, MAX_DOWNSAMPLE)
-    return _even(opts.width * k), _even(opts.height * k)
-
-
-def _even(x: float) -> int:
-    return max(2, round(x / 2.0) * 2)
+    return even(opts.width * k), even(opts.height * k)
 
 
 def kenburns_ffmpeg_args(opts: KenBurnsOptions, encoder_args: tuple[str, ...] | list[str], out: Path) -> list[str]:
     """ffmpeg arguments: raw yuv420p frames on stdin -> encoded MP4 (no audio)."""
     tags = ["-color_range", "tv", "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"]
     return ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{opts.width}x{opts.height}",
-            "-framerate", _fps_str(opts.fps), "-i", "pipe:0", *encoder_args, *tags,
+            "-framerate", rate_arg(opts.fps), "-i", "pipe:0", *encoder_args, *tags,
             "-frames:v", str(opts.frames), "-an", "-movflags", "+faststart", str(out)]
-
-
-def _fps_str(fps: float) -> str:
-    return str(int(fps)) if float(fps).is_integer() else f"{fps:.6f}"
 
 
 # ---------------------------------------------------------------- image -> canvas planes
@@ -228,7 +222,7 @@ def build_canvas(img: np.ndarray, opts: KenBurnsOptions) -> np.ndarray:
     ih, iw = img.shape[:2]
     if opts.fit == "cover":
         k = canvas_scale(iw, ih, opts)
-        return _resize(img, _even(iw * k), _even(ih * k))
+        return _resize(img, even(iw * k), even(ih * k))
     cw, ch = contain_canvas_size(opts)
     # blurred fill: cover-scale a small copy, blur it (cheap at low resolution), scale up, dim a little
     small_w, small_h = max(2, cw // 16), max(2, ch // 16)

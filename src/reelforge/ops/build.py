@@ -34,7 +34,8 @@ from reelforge.errors import InvalidParams, MediaError
 from reelforge.media.concat_list import concat_copy_args, write_concat_list
 from reelforge.media.encoders import EncoderChoice, Quality, encode_with_fallback, with_encoder_fallback
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
-from reelforge.media.frame_size import FrameSize, parse_frame_size
+from reelforge.media.frame_rate import parse_rate
+from reelforge.media.frame_size import FrameSizeText, parse_frame_size
 from reelforge.media.kenburns import Effect as KenBurnsEffect
 from reelforge.media.limits import check_duration_limit
 from reelforge.media.probe import MediaInfo, probe, require_audio, require_video
@@ -56,7 +57,6 @@ from reelforge.pipelines.compose_plan import (
     raw_loop_bytes,
 )
 from reelforge.pipelines.graph import Step, build_graph
-from reelforge.pipelines.render_plan import fps_fraction
 from reelforge.pipelines.runner import RunOptions, run_graph
 
 MAX_SCRIPT_CHARS = 20_000
@@ -113,7 +113,7 @@ class BuildParams(Params):
     music_options: MusicOptions = Field(default_factory=MusicOptions)
     captions: CaptionMode = "burn"
     caption_style: CaptionStyle = Field(default_factory=lambda: CaptionStyle(style="karaoke"))
-    size: FrameSize = Field(default="1920x1080", description="1920x1080, 1080x1920, 1080x1080 or WxH")
+    size: FrameSizeText = Field(default="1920x1080", description="1920x1080, 1080x1920, 1080x1080 or WxH")
     fps: int = Field(default=30, ge=1, le=60)
     quality: Quality = "standard"
     cache: bool = True
@@ -242,7 +242,7 @@ def _audio_step(params: AudioStepParams, ctx: OpContext) -> OpResult:
 class CycleStepParams(Params):
     input: MediaRef
     mode: Literal["pingpong", "forward"] = "pingpong"
-    size: FrameSize
+    size: FrameSizeText
     fps: int = Field(ge=1, le=60)
     quality: Quality = "standard"
     longest_s: float | None = Field(default=None, gt=0, description="no more of the clip is ever shown")
@@ -262,7 +262,7 @@ def _cycle_step(params: CycleStepParams, ctx: OpContext) -> OpResult:
         # already what the compose can repeat and cut exactly: no encode at all
         return OpResult(outputs={"video": path}, data={"encoded": False, "duration_s": info.duration_s,
                                                        "mode": mode, "limited_to_s": None})
-    fps = fps_fraction(params.fps)
+    fps = parse_rate(params.fps)
 
     def work(choice: EncoderChoice) -> Path:
         # no B-frames: decode order = display order, so a stream-copy cut ends on the exact frame
@@ -285,7 +285,7 @@ def _cycle_step(params: CycleStepParams, ctx: OpContext) -> OpResult:
 class ImagesStepParams(Params):
     images: list[MediaRef] = Field(min_length=1)
     duration_s: float = Field(gt=0)
-    size: FrameSize
+    size: FrameSizeText
     fps: int = Field(ge=1, le=60)
     effect: str = "zoom_in"
     quality: Quality = "standard"
@@ -335,7 +335,7 @@ class ComposeStepParams(Params):
     ass: MediaRef | None = None
     srt: MediaRef | None = None
     captions: CaptionMode = "burn"
-    size: FrameSize
+    size: FrameSizeText
     fps: int = Field(ge=1, le=60)
     quality: Quality = "standard"
     head_layout: HeadLayoutParams = Field(default_factory=HeadLayoutParams)
@@ -401,7 +401,7 @@ def _compose_step(params: ComposeStepParams, ctx: OpContext) -> OpResult:
             dest = ctx.output_path("video", f".{name}")
             shutil.copyfile(ctx.fetch(ref), dest)
             outputs[name] = dest
-    frames = math.floor(duration * float(fps_fraction(params.fps)) + 0.5)
+    frames = math.floor(duration * float(parse_rate(params.fps)) + 0.5)
     return OpResult(outputs=outputs, data={"duration_s": round(duration, 3), "frames": frames,
                                            "video": encoder, "captions": params.captions,
                                            "decoded_loop": inputs.background_raw is not None,

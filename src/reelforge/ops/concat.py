@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from pydantic import Field, model_validator
 
 from reelforge.errors import MediaError
+from reelforge.media.codecs import AAC_ARGS
 from reelforge.media.concat_list import concat_copy_args, copy_compatible, write_concat_list
 from reelforge.media.encoders import EncoderChoice, Quality, VideoCodec, encode_with_fallback
 from reelforge.media.ffmpeg import ensure_file_output, ffprobe_bin, run_ffmpeg
 from reelforge.media.filters import filter_expr
-from reelforge.media.frame_rate import fps_arg, fps_fraction
-from reelforge.media.frame_size import FrameSize, even, parse_frame_size
+from reelforge.media.frame_rate import probed_rate, rate_arg
+from reelforge.media.frame_size import FrameSizeText, even, parse_frame_size
 from reelforge.media.limits import check_duration_limit, check_frame_pixels
 from reelforge.media.probe import MediaInfo, probe, require_video
 from reelforge.media.transitions import (
@@ -39,7 +41,7 @@ class ConcatParams(Params):
     inputs: list[MediaRef] = Field(min_length=2, max_length=100)
     transition: Transition = "none"
     transition_s: float = Field(0.5, gt=0, le=5)
-    size: FrameSize | None = Field(None, description="output size; default: the reference clip's")
+    size: FrameSizeText | None = Field(None, description="output size; default: the reference clip's")
     fps: int | None = Field(None, ge=1, le=60, description="output frame rate; default: the reference clip's")
     reference: int = Field(0, ge=0, description="index of the clip whose size/fps the others are fitted to")
     quality: Quality = "standard"
@@ -75,7 +77,7 @@ def plan_normalise(params: ConcatParams, infos: list[MediaInfo]) -> NormalisePla
         w, h = parse_frame_size(params.size)
     else:
         w, h = even(ref.width or 2), even(ref.height or 2)
-    fps = fps_arg(params.fps) if params.fps else fps_arg(fps_fraction(ref.fps or 30.0))
+    fps = rate_arg(params.fps or probed_rate(ref.fps, default=Fraction(30)))
     durations = tuple(clip_duration(i) for i in infos)
     if params.transition != "none" and params.transition_s >= min(durations):
         raise MediaError("transition_s must be shorter than the shortest clip.", code="transition_too_long")
@@ -111,7 +113,7 @@ def normalise_args(paths: list[Path], plan: NormalisePlan, enc: tuple[str, ...],
     args = [a for p in paths for a in ("-i", str(p))]
     args += ["-filter_complex", plan.graph, "-map", "[vout]"]
     if plan.audio:
-        args += ["-map", "[aout]", "-c:a", "aac", "-b:a", "192k"]
+        args += ["-map", "[aout]", *AAC_ARGS]
     return [*args, *enc, "-r", plan.fps, "-movflags", "+faststart", str(out)]
 
 

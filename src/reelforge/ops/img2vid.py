@@ -26,7 +26,8 @@ from reelforge.media.encoders import (
     with_encoder_fallback,
 )
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
-from reelforge.media.frame_size import Duration, FrameSize, parse_frame_size
+from reelforge.media.frame_rate import rate_arg
+from reelforge.media.frame_size import Duration, FrameSizeText, parse_frame_size
 from reelforge.media.kenburns import Easing, Effect, Fit, KenBurnsOptions, render_kenburns
 from reelforge.media.limits import check_duration_limit, check_frame_pixels, probe_image
 from reelforge.media.transitions import Transition, joined_duration, xfade_chain
@@ -53,7 +54,7 @@ class ImageItem(BaseModel):
 
 class Img2VidParams(Params):
     images: list[ImageItem] = Field(min_length=1, max_length=MAX_IMAGES)
-    size: FrameSize = "1080p"
+    size: FrameSizeText = "1080p"
     fps: int = Field(30, ge=1, le=60)
     duration_s: Duration = Field(5.0, le=3600, description="default seconds per image")
     effect: Effect = "zoom_in"
@@ -198,7 +199,7 @@ def run(params: Img2VidParams, ctx: OpContext) -> OpResult:
 
         def build(choice: EncoderChoice) -> list[str]:
             inputs = [a for c in clips for a in ("-i", str(c))]
-            return [*inputs, "-filter_complex", graph, "-map", "[vout]", *choice.args, "-r", str(params.fps),
+            return [*inputs, "-filter_complex", graph, "-map", "[vout]", *choice.args, "-r", rate_arg(params.fps),
                     "-an", "-movflags", "+faststart", str(out)]
 
         used = encode_with_fallback(build, ctx, params.quality, codec=params.codec, duration_s=total,

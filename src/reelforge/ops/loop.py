@@ -21,11 +21,12 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from reelforge.errors import MediaError
+from reelforge.media.codecs import AAC_ARGS
 from reelforge.media.concat_list import concat_copy_args, write_concat_list
 from reelforge.media.encoders import EncoderChoice, Quality, VideoCodec, with_encoder_fallback
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
 from reelforge.media.filters import filter_expr
-from reelforge.media.frame_rate import fps_arg, fps_fraction
+from reelforge.media.frame_rate import probed_rate, rate_arg
 from reelforge.media.frame_size import Duration
 from reelforge.media.limits import check_duration_limit
 from reelforge.media.probe import probe, require_audio, require_video
@@ -96,13 +97,13 @@ def forward_args(src: Path, out: Path, fps: Fraction, enc: tuple[str, ...],
     """The clip at a constant frame rate, video only, with the job's encoder; with `fit` also scaled and
     cropped to cover that size (so a build fits and encodes its background in one pass); with `limit_s`
     only its first seconds."""
-    filters = [filter_expr("fps", fps=fps_arg(fps)), _setpts(fps)]
+    filters = [filter_expr("fps", fps=rate_arg(fps)), _setpts(fps)]
     if fit is not None:
         w, h = fit
         filters = [f"scale={w}:{h}:force_original_aspect_ratio=increase", f"crop={w}:{h}", "setsar=1",
                    "format=yuv420p", *filters]
     limit = ["-t", f"{limit_s:.6f}"] if limit_s is not None else []
-    return [*limit, "-i", str(src), "-map", "0:v:0", "-vf", ",".join(filters), *enc, "-r", fps_arg(fps), "-an",
+    return [*limit, "-i", str(src), "-map", "0:v:0", "-vf", ",".join(filters), *enc, "-r", rate_arg(fps), "-an",
             "-sn", "-dn", "-movflags", "+faststart", str(out)]
 
 
@@ -113,12 +114,12 @@ def reverse_chunk_args(fwd: Path, out: Path, first: int, end: int, fps: Fraction
     ss = max(0.0, (first - 0.5) / float(fps))
     vf = ",".join([filter_expr("trim", end_frame=count), "reverse", _setpts(fps)])
     return ["-ss", f"{ss:.6f}", "-t", f"{(count + 1) / float(fps):.6f}", "-i", str(fwd), "-vf", vf,
-            *enc, "-r", fps_arg(fps), "-frames:v", str(count), "-an", "-movflags", "+faststart", str(out)]
+            *enc, "-r", rate_arg(fps), "-frames:v", str(count), "-an", "-movflags", "+faststart", str(out)]
 
 
 def partial_args(piece: Path, out: Path, frames: int, fps: Fraction, enc: tuple[str, ...]) -> list[str]:
     vf = ",".join([filter_expr("trim", end_frame=frames), _setpts(fps)])
-    return ["-i", str(piece), "-vf", vf, *enc, "-r", fps_arg(fps), "-frames:v", str(frames), "-an",
+    return ["-i", str(piece), "-vf", vf, *enc, "-r", rate_arg(fps), "-frames:v", str(frames), "-an",
             "-movflags", "+faststart", str(out)]
 
 
@@ -199,7 +200,7 @@ def run(params: LoopParams, ctx: OpContext) -> OpResult:
         target_s = params.duration_s
     check_duration_limit(target_s, ctx.settings, "The target duration")
 
-    fps = fps_fraction(video.fps or 30.0)
+    fps = probed_rate(video.fps, default=Fraction(30))
     target_frames = max(1, round(target_s * fps))
     work = _build_pieces(src, ctx, params, fps, video.width, video.height, info.duration_s, target_frames)
     pieces = with_encoder_fallback(work, ctx, params.quality, params.codec)
@@ -209,7 +210,7 @@ def run(params: LoopParams, ctx: OpContext) -> OpResult:
     lst = write_concat_list([p.path for p in pieces], ctx.temp_path("pieces.txt"))
     exact_s = target_frames / float(fps)
     if audio_path is not None and params.mux_audio:
-        acodec = ["-c:a", "copy"] if audio_stream.codec in MP4_AUDIO_CODECS else ["-c:a", "aac", "-b:a", "192k"]
+        acodec = ["-c:a", "copy"] if audio_stream.codec in MP4_AUDIO_CODECS else list(AAC_ARGS)
         args = concat_copy_args(lst, out, duration_s=exact_s, extra_inputs=["-i", str(audio_path)],
                                 maps=["0:v:0", "1:a:0"], output_args=["-c:v", "copy", *acodec])
     else:
@@ -218,5 +219,5 @@ def run(params: LoopParams, ctx: OpContext) -> OpResult:
     ensure_file_output(out)
     ctx.progress(1.0)
     return OpResult(outputs={"video": out}, data={
-        "duration_s": round(exact_s, 4), "frames": target_frames, "fps": fps_arg(fps), "mode": params.mode,
+        "duration_s": round(exact_s, 4), "frames": target_frames, "fps": rate_arg(fps), "mode": params.mode,
         "pieces": len(pieces), "encoder": ctx.notes.get("encoder")})

@@ -16,7 +16,6 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
@@ -25,9 +24,12 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from reelforge.errors import MediaError
-from reelforge.media.encoders import Quality, with_encoder_fallback
+from reelforge.media.codecs import AAC_ARGS, DEFAULT_VIDEO_ARGS, OPUS_ARGS, PRORES_4444_ARGS, Quality, vp9_args
+from reelforge.media.encoders import with_encoder_fallback
 from reelforge.media.ffmpeg import ensure_file_output
-from reelforge.media.framepipe import FramePipes, FrameSize, decode_args, rawvideo_input_args, rotation_of
+from reelforge.media.frame_rate import parse_rate, probed_rate, rate_arg
+from reelforge.media.frame_size import FrameSize
+from reelforge.media.framepipe import FramePipes, decode_args, rawvideo_input_args, rotation_of
 from reelforge.media.probe import MediaInfo, StreamInfo, probe, require_video
 from reelforge.models.segmentation import EngineName, Segmenter, open_segmenter
 from reelforge.ops.context import OpContext, OpResult
@@ -267,11 +269,8 @@ def require_video_or_image(info: MediaInfo) -> StreamInfo:
 
 
 def fps_text(fps: float | None) -> str:
-    return str(Fraction(fps or 25.0).limit_denominator(1001))
-
-
-COMPOSITE_X264 = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "21", "-pix_fmt", "yuv420p"]
-VP9_CRF: dict[str, int] = {"draft": 38, "standard": 32, "high": 24}
+    """The probed rate as ffmpeg text (NTSC-exact: a probed 29.97 is 30000/1001); 25 when the probe has none."""
+    return rate_arg(probed_rate(fps))
 
 
 def encode_args(
@@ -307,20 +306,19 @@ def encode_args(
         )
         args += ["-i", str(audio_source)] if audio_source else []
         args += ["-filter_complex", graph, "-map", "[v]", "-r", fps]  # the looped still carries no rate
-        args += list(video_codec_args or COMPOSITE_X264)
-        audio = ["-c:a", "aac", "-b:a", "192k"]
+        args += list(video_codec_args or DEFAULT_VIDEO_ARGS)
+        audio = list(AAC_ARGS)
         container = ["-movflags", "+faststart", "-f", "mp4"]
     else:
         audio_input = 1
         args += ["-i", str(audio_source)] if audio_source else []
         args += ["-map", "0:v"]
         if output == "webm":
-            args += ["-c:v", "libvpx-vp9", "-pix_fmt", "yuva420p", "-deadline", "realtime", "-cpu-used", "8",
-                     "-row-mt", "1", "-crf", str(VP9_CRF[quality]), "-b:v", "0", "-metadata:s:v:0", "alpha_mode=1"]
-            audio = ["-c:a", "libopus", "-b:a", "128k"]
+            args += vp9_args(quality, alpha=True)
+            audio = list(OPUS_ARGS)
             container = ["-f", "webm"]
         else:
-            args += ["-c:v", "prores", "-profile:v", "4", "-pix_fmt", "yuva444p10le", "-vendor", "apl0"]
+            args += PRORES_4444_ARGS
             audio = ["-c:a", "pcm_s16le"]
             container = ["-f", "mov"]
     if audio_source:
@@ -444,7 +442,7 @@ class _Render:
         enc = encode_args(p.output, out_size, self.fps, self.out,
                           audio_source=self.source if self.info.audio is not None else None,
                           composite=self.composite, video_codec_args=codec_args, quality=p.quality)
-        total = max(1, round(self.info.duration_s * float(Fraction(self.fps))))
+        total = max(1, round(self.info.duration_s * float(parse_rate(self.fps))))
         per_batch = batch_frames(width, height)
         self.mask_s = 0.0
         done = 0

@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from reelforge.media.codecs import DEFAULT_VIDEO_ARGS
 from reelforge.media.filters import filter_expr
+from reelforge.media.frame_rate import rate_arg
+from reelforge.media.frame_size import even
 from reelforge.media.probe import MediaInfo
-from reelforge.pipelines.render_plan import DEFAULT_VIDEO_ARGS, even, fps_fraction, num
+from reelforge.pipelines.render_plan import num
 
 Corner = Literal["top_left", "top_right", "bottom_left", "bottom_right"]
 CaptionMode = Literal["burn", "soft", "none"]
@@ -96,8 +99,7 @@ def plan_compose(inp: ComposeInputs, out: Path, *, size: tuple[int, int], fps: f
                  video_args: Sequence[str] = DEFAULT_VIDEO_ARGS, fonts_dir: Path | None = None) -> ComposePlan:
     w, h = size
     d = inp.duration_s
-    rate = fps_fraction(fps)
-    rate_s = f"{rate.numerator}/{rate.denominator}"
+    rate_s = rate_arg(fps)
     burn = mode == "burn" and inp.ass is not None
     copy_video = not needs_encode(inp, size, fps, mode)
     bg_loops = inp.background.duration_s < d - 0.5 / fps

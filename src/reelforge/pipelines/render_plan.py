@@ -17,19 +17,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 from reelforge.errors import InvalidParams, MediaError
+from reelforge.media.codecs import AAC_ARGS, DEFAULT_VIDEO_ARGS, OPUS_ARGS, vp9_args
 from reelforge.media.filters import filter_expr
+from reelforge.media.frame_rate import parse_rate, rate_arg
+from reelforge.media.frame_size import even
 from reelforge.media.probe import MediaInfo
 from reelforge.pipelines.timeline import MAX_TIMELINE_S, Clip, RenderParams, TextAsset
 
-DEFAULT_VIDEO_ARGS: tuple[str, ...] = ("-c:v", "libx264", "-preset", "veryfast", "-crf", "21",
-                                       "-pix_fmt", "yuv420p")
 SLIDE_GROW = 1.1  # slide effects enlarge the clip so its moving edge stays outside the frame
 ZOOM_RANGE = 0.2  # zoomIn goes 1.0 -> 1.2, zoomOut 1.2 -> 1.0
-_WEBM_CRF = {"draft": 40, "standard": 33, "high": 28}
 _XFADE = {"wipeLeft": "wipeleft", "wipeRight": "wiperight", "wipeUp": "wipeup", "wipeDown": "wipedown",
           "slideLeft": "slideleft", "slideRight": "slideright", "slideUp": "slideup", "slideDown": "slidedown"}
 ClipKey = tuple[int, int]  # (track index, clip index) as in the JSON
@@ -48,14 +47,6 @@ def num(x: float) -> str:
     """A float for a filter expression: plain decimal, no exponent, trimmed."""
     text = f"{x:.6f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
-
-
-def even(x: float) -> int:
-    return max(2, round(x / 2) * 2)
-
-
-def fps_fraction(fps: float) -> Fraction:
-    return Fraction(fps).limit_denominator(1001)
 
 
 def clip_length(clip: Clip, info: MediaInfo | None, where: str) -> float:
@@ -171,8 +162,8 @@ def plan_render(params: RenderParams, media: Mapping[str, MediaInfo], *, out: Pa
     """
     tl, output = params.timeline, params.output
     out_w, out_h = output.frame_size
-    rate = fps_fraction(output.fps)
-    rate_s = f"{rate.numerator}/{rate.denominator}"
+    rate = parse_rate(output.fps)
+    rate_s = rate_arg(rate)
     fmt = output.format
     captions = captions or {}
 
@@ -320,16 +311,14 @@ def plan_render(params: RenderParams, media: Mapping[str, MediaInfo], *, out: Pa
         if fmt == "mp4":
             codec_args += [*video_args, "-r", rate_s, "-movflags", "+faststart"]
         elif fmt == "webm":
-            codec_args += ["-c:v", "libvpx-vp9", "-b:v", "0", "-crf", str(_WEBM_CRF[output.quality]),
-                           "-deadline", "realtime", "-cpu-used", "8", "-row-mt", "1", "-pix_fmt", "yuv420p",
-                           "-r", rate_s]
+            codec_args += [*vp9_args(output.quality), "-r", rate_s]
         elif fmt == "gif":
             codec_args += ["-loop", "0"]
         else:
             codec_args += ["-frames:v", "1", "-update", "1", *(["-q:v", "2"] if fmt == "jpg" else [])]
     if has_audio:
         maps += ["-map", "[aout]"]
-        codec_args += {"mp4": ["-c:a", "aac", "-b:a", "192k"], "webm": ["-c:a", "libopus", "-b:a", "128k"],
+        codec_args += {"mp4": list(AAC_ARGS), "webm": list(OPUS_ARGS),
                        "mp3": ["-c:a", "libmp3lame", "-q:a", "2"]}[fmt]
     args: list[str] = []
     for inp in g.inputs:
