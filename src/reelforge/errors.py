@@ -111,3 +111,23 @@ class ProcessingError(ReelForgeError):
 class ServiceUnavailable(ReelForgeError):
     code = "service_unavailable"
     http_status = 503
+
+
+# ---- pydantic validation errors -> InvalidParams with JSON paths (used by the API and jobs/service.py)
+def validation_details(exc: Any, prefix: str = "") -> list[dict[str, Any]]:
+    """Field paths and messages of a pydantic ValidationError (or FastAPI's RequestValidationError)."""
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        path = ".".join(([prefix] if prefix else []) + loc)
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        out.append({"path": path or prefix or "body", "message": msg})
+    return out
+
+
+def invalid_params(exc: Any, prefix: str = "params") -> InvalidParams:
+    """A pydantic ValidationError as the 422 every caller sees: the first bad path in the message."""
+    details = validation_details(exc, prefix)
+    first = details[0] if details else {"path": prefix, "message": "invalid"}
+    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    return InvalidParams(f"Invalid value at {first['path']}: {first['message']}{more}.", details=details)

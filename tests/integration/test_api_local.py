@@ -115,6 +115,26 @@ def test_non_media_input_fails_job_with_code(client, tmp_path):
     assert "not a readable media file" in job["error"]["message"]
 
 
+def test_retry_a_failed_job_runs_it_again_as_a_new_job(client, tmp_path):
+    txt = tmp_path / "retry.txt"
+    txt.write_text("still not a video")
+    failed = wait_job(client, client.post("/v1/jobs", json={"op": "probe", "params": {"input": upload(client, txt)}}
+                                          ).json()["id"])
+    assert failed["status"] == "failed"
+    r = client.post(f"/v1/jobs/{failed['id']}/retry")
+    assert r.status_code == 202, r.text
+    retried = r.json()
+    assert retried["id"] != failed["id"] and retried["notes"]["retry_of"] == failed["id"]
+    assert client.post(f"/v1/jobs/{failed['id']}/retry").json()["id"] == retried["id"]
+    done = wait_job(client, retried["id"])
+    assert done["status"] == "failed" and done["error"]["code"] == "not_media" and done["attempts"] == 1
+    queued = client.post("/v1/jobs", json={"op": "test_slow", "params": {"seconds": 30}}).json()
+    r = client.post(f"/v1/jobs/{queued['id']}/retry")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "job_not_retryable"
+    client.post(f"/v1/jobs/{queued['id']}/cancel")
+    assert client.post("/v1/jobs/job_doesnotexist/retry").status_code == 404
+
+
 def test_idempotency_key_returns_the_same_job(client, make_video):
     file_id = upload(client, make_video(duration=1.0, name="idem.mp4"))
     body = {"op": "probe", "params": {"input": file_id}, "idempotency_key": f"k-{uuid.uuid4()}"}

@@ -22,6 +22,7 @@ from reelforge.engine.executor import Executor, make_executor
 from reelforge.engine.services import Services
 from reelforge.errors import ReelForgeError
 from reelforge.jobs.batcher import SubmitBatcher
+from reelforge.jobs.service import JobService
 from reelforge.ops.registry import load_plugins
 
 log = logging.getLogger("reelforge.api")
@@ -92,6 +93,8 @@ def create_app(settings: Settings | None = None, *,
         app.state.executor = executor
         app.state.keys = KeyCache(services.store)
         app.state.batcher = SubmitBatcher(services.store, executor.submit)
+        app.state.jobs = JobService(settings, services.store, storage=services.storage,
+                                    webhooks=services.webhooks, executor=executor, batcher=app.state.batcher)
         app.state.metrics_registry = registry
         executor.start()
         try:

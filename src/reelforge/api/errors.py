@@ -8,12 +8,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reelforge.errors import InvalidParams, ReelForgeError
+from reelforge.errors import ReelForgeError, invalid_params, validation_details
 
 log = logging.getLogger("reelforge.api")
+__all__ = ["error_response", "install_error_handlers", "invalid_params", "validation_details"]
 
 
 def error_response(status: int, code: str, message: str, details: Any = None,
@@ -22,23 +22,6 @@ def error_response(status: int, code: str, message: str, details: Any = None,
     if details is not None:
         body["details"] = details
     return JSONResponse({"error": body}, status_code=status, headers=headers)
-
-
-def validation_details(exc: ValidationError | RequestValidationError, prefix: str = "") -> list[dict[str, Any]]:
-    out = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
-        path = ".".join(([prefix] if prefix else []) + loc)
-        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        out.append({"path": path or prefix or "body", "message": msg})
-    return out
-
-
-def invalid_params(exc: ValidationError, prefix: str = "params") -> InvalidParams:
-    details = validation_details(exc, prefix)
-    first = details[0] if details else {"path": prefix, "message": "invalid"}
-    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
-    return InvalidParams(f"Invalid value at {first['path']}: {first['message']}{more}.", details=details)
 
 
 def install_error_handlers(app: FastAPI) -> None:

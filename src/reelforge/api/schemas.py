@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field
 
+from reelforge.jobs.service import JobCreate
 from reelforge.jobs.store import FileRecord, JobRecord
 
-
-class JobCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    op: str = Field(min_length=1, max_length=64, description="Operation name, e.g. `probe`; see GET /v1/ops")
-    params: dict[str, Any] = Field(default_factory=dict, description="The operation's params")
-    webhook_url: str | None = Field(default=None, max_length=2000,
-                                    description="POSTed a signed JSON event on each state change")
-    priority: int = Field(default=0, ge=-10, le=10, description="Higher runs first")
-    timeout_s: float | None = Field(default=None, gt=0, description="Overrides the op's default timeout")
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200,
-                                        description="A repeat with the same key returns the first job")
-
-    @field_validator("timeout_s")
-    @classmethod
-    def _finite(cls, v: float | None) -> float | None:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number of seconds")
-        return v
+__all__ = ["FileView", "JobCreate", "JobList", "JobView", "file_view", "iso", "job_view"]
 
 
 def iso(ts: float | None) -> str | None:

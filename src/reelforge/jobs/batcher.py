@@ -67,9 +67,7 @@ class SubmitBatcher:
                         loop.call_soon_threadsafe(_fail, fut, exc)
             for values, loop, fut in keyed:
                 try:
-                    fields = {k: values[k] for k in ("tenant", "op", "params", "queue", "timeout_s", "max_attempts",
-                                                     "priority", "webhook_url", "idempotency_key")}
-                    rec, created = self.store.create_job(**fields)
+                    rec, created = self.store.insert_job(values)
                     loop.call_soon_threadsafe(_resolve, fut, (rec, created))
                     if created:
                         self._hand_over(rec)

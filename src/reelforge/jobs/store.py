@@ -156,19 +156,24 @@ class JobStore:
         idempotency_key: str | None = None,
     ) -> tuple[JobRecord, bool]:
         """Insert a queued job. Returns (job, created); an existing idempotency key returns (old, False)."""
-        values = self.new_job_values(tenant=tenant, op=op, params=params, queue=queue, timeout_s=timeout_s,
-                                     max_attempts=max_attempts, priority=priority, webhook_url=webhook_url,
-                                     idempotency_key=idempotency_key)
+        return self.insert_job(self.new_job_values(
+            tenant=tenant, op=op, params=params, queue=queue, timeout_s=timeout_s, max_attempts=max_attempts,
+            priority=priority, webhook_url=webhook_url, idempotency_key=idempotency_key))
+
+    def insert_job(self, values: dict[str, Any]) -> tuple[JobRecord, bool]:
+        """Insert one job (from new_job_values). An existing idempotency key returns (that job, False),
+        or Conflict when the key was used for a different op or params."""
+        key = values.get("idempotency_key")
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(_JOBS), [values])
         except IntegrityError:
-            if idempotency_key is None:
+            if key is None:
                 raise
-            existing = self.find_by_idempotency_key(tenant, idempotency_key)
+            existing = self.find_by_idempotency_key(values["tenant"], key)
             if existing is None:
                 raise
-            if existing.op != op or existing.params != params:
+            if existing.op != values["op"] or existing.params != values["params"]:
                 raise Conflict(
                     "This idempotency_key was already used for a different job.", code="idempotency_conflict"
                 ) from None

@@ -1,0 +1,243 @@
+"""The one path to submit, cancel, retry and read jobs.
+
+Every front door calls this: the HTTP routes (api/routes_jobs.py), and whatever comes next (a batch
+runner, compatibility routes, the dashboard). It needs no web framework object: a tenant, a request body
+and the stores. What it decides, in one place:
+
+    submit   the op's params validated against its pydantic model (422 with the field path), uploaded
+             file ids owned by the tenant, webhook_url syntax, the timeout policy (the op's default,
+             capped by settings.max_timeout_s), the row, the idempotency key (body or header)
+    cancel   a queued job is cancelled at once (and its webhook told, since no worker ever will be);
+             a running one is flagged and its executor asked to stop it
+    retry    a failed, cancelled or timed-out job is submitted again as a NEW job whose
+             notes.retry_of names the original: the old job's history, error and webhook events stay
+             as they were, and the new one starts with a full set of attempts. Retrying the same job
+             twice returns the same new job (the retry's idempotency key is derived from the original).
+    read     one job (with its webhook attempts), a page of jobs, one output's metadata and URL
+
+The submit hot path stays as cheap as before: validation is CPU only, the file-ownership check is one
+thread hop only when the params name uploaded files, and the insert goes through the group-commit
+batcher (jobs/batcher.py) when there is one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio.to_thread
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from reelforge.config import Settings
+from reelforge.engine.metrics import JOBS_SUBMITTED
+from reelforge.errors import Conflict, InputError, InvalidParams, NotFound, invalid_params
+from reelforge.jobs.events import job_event
+from reelforge.jobs.states import JobStatus
+from reelforge.jobs.store import JobRecord
+from reelforge.ops.params import FILE_ID_RE
+from reelforge.ops.registry import get_operation
+from reelforge.storage.urlguard import check_url_syntax
+
+if TYPE_CHECKING:
+    from reelforge.jobs.batcher import SubmitBatcher
+    from reelforge.jobs.store import JobStore
+    from reelforge.jobs.webhooks import WebhookSender
+    from reelforge.storage.base import Storage
+
+RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT})
+
+
+class JobCreate(BaseModel):
+    """A job submission: what POST /v1/jobs takes, and what any other caller hands to JobService.submit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    op: str = Field(min_length=1, max_length=64, description="Operation name, e.g. `probe`; see GET /v1/ops")
+    params: dict[str, Any] = Field(default_factory=dict, description="The operation's params")
+    webhook_url: str | None = Field(default=None, max_length=2000,
+                                    description="POSTed a signed JSON event on each state change")
+    priority: int = Field(default=0, ge=-10, le=10, description="Higher runs first")
+    timeout_s: float | None = Field(default=None, gt=0, description="Overrides the op's default timeout")
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200,
+                                        description="A repeat with the same key returns the first job")
+
+    @field_validator("timeout_s")
+    @classmethod
+    def _finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("must be a finite number of seconds")
+        return v
+
+
+class HandOff(Protocol):
+    """The part of an executor the service talks to (engine/executor.py Executor satisfies it)."""
+
+    def submit(self, job: JobRecord) -> None: ...
+
+    def cancel(self, job_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A validated submission: the row to insert and the uploaded file ids it names."""
+
+    values: dict[str, Any]
+    file_ids: tuple[str, ...]
+
+
+def file_ids_in(value: Any) -> list[str]:
+    """Every uploaded-file id anywhere in a params tree (pipelines and timelines nest them)."""
+    if isinstance(value, str):
+        return [value] if FILE_ID_RE.match(value) else []
+    if isinstance(value, dict):
+        return [f for v in value.values() for f in file_ids_in(v)]
+    if isinstance(value, list):
+        return [f for v in value for f in file_ids_in(v)]
+    return []
+
+
+def _not_found(job_id: str) -> NotFound:
+    return NotFound(f"No job {job_id!r}.", code="job_not_found")
+
+
+class JobService:
+    def __init__(self, settings: Settings, store: JobStore, *, storage: Storage, webhooks: WebhookSender,
+                 executor: HandOff, batcher: SubmitBatcher | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.storage = storage
+        self.webhooks = webhooks
+        self.executor = executor
+        self.batcher = batcher
+
+    # ---- submit
+    def prepare(self, tenant: str, body: JobCreate, *, idempotency_key: str | None = None,
+                notes: dict[str, Any] | None = None) -> PreparedJob:
+        """Everything about a submission that needs no database: params, webhook, timeout, the row."""
+        settings = self.settings
+        op = get_operation(body.op)
+        try:
+            params = op.params_model.model_validate(
+                body.params, context={"source": "api", "allow_private": settings.fetch_allow_private})
+        except ValidationError as exc:
+            raise invalid_params(exc) from None
+        except InvalidParams as exc:  # raised by an op's own checks (e.g. a pipeline's graph): same shape
+            if isinstance(exc.details, dict) and "path" in exc.details:
+                exc.details = [{"path": f"params.{exc.details['path']}", "message": exc.message}]
+            raise
+        if body.webhook_url:
+            try:
+                check_url_syntax(body.webhook_url, allow_private=settings.fetch_allow_private)
+            except ValueError as exc:
+                raise InvalidParams(f"Invalid webhook_url: {exc}.", code="invalid_webhook_url") from None
+        timeout = body.timeout_s or op.timeout_s
+        if timeout > settings.max_timeout_s:
+            raise InvalidParams(f"timeout_s may be at most {settings.max_timeout_s:g} seconds.")
+        values = self.store.new_job_values(
+            tenant=tenant, op=op.name, params=params.model_dump(mode="json"), queue=op.queue, timeout_s=timeout,
+            max_attempts=settings.max_attempts, priority=body.priority, webhook_url=body.webhook_url,
+            idempotency_key=body.idempotency_key or idempotency_key,
+        )
+        if notes:
+            values["notes"] = dict(notes)
+        return PreparedJob(values, tuple(dict.fromkeys(file_ids_in(body.params))))
+
+    def check_files(self, tenant: str, file_ids: Sequence[str]) -> None:
+        """Every uploaded file a job names must be this tenant's (another tenant's reads as missing)."""
+        for file_id in file_ids:
+            if self.store.get_file(file_id, tenant) is None:
+                raise InputError(f"No uploaded file {file_id!r}.", code="input_not_found")
+
+    async def submit_async(self, tenant: str, body: JobCreate, *,
+                           idempotency_key: str | None = None) -> tuple[JobRecord, bool]:
+        """submit() for an event loop: database work on threads, the insert group-committed."""
+        prepared = self.prepare(tenant, body, idempotency_key=idempotency_key)
+        if prepared.file_ids:
+            await anyio.to_thread.run_sync(self.check_files, tenant, prepared.file_ids)
+        if self.batcher is not None:
+            job, created = await self.batcher.create(prepared.values)  # hands the job to the executor
+        else:
+            job, created = await anyio.to_thread.run_sync(self._insert, prepared.values)
+        if created:
+            JOBS_SUBMITTED.labels(op=job.op).inc()
+        return job, created
+
+    def submit(self, tenant: str, body: JobCreate, *, idempotency_key: str | None = None) -> tuple[JobRecord, bool]:
+        """Validate, check, insert and hand the job to the executor. Returns (job, created)."""
+        prepared = self.prepare(tenant, body, idempotency_key=idempotency_key)
+        self.check_files(tenant, prepared.file_ids)
+        job, created = self._insert(prepared.values)
+        if created:
+            JOBS_SUBMITTED.labels(op=job.op).inc()
+        return job, created
+
+    def _insert(self, values: dict[str, Any]) -> tuple[JobRecord, bool]:
+        job, created = self.store.insert_job(values)
+        if created:
+            self.executor.submit(job)
+        return job, created
+
+    # ---- cancel and retry
+    def cancel(self, tenant: str | None, job_id: str) -> JobRecord:
+        """Cancel a queued job now, or ask a running job's worker to stop. Terminal jobs are returned as is."""
+        job = self.store.request_cancel(job_id, tenant)
+        if job is None:
+            raise _not_found(job_id)
+        if job.status == JobStatus.RUNNING:
+            self.executor.cancel(job_id)
+        elif job.status == JobStatus.CANCELLED and job.webhook_url and job.started_at is None:
+            # no worker ever held this job, so no job control will send its terminal event
+            self.webhooks.send(job.id, job.webhook_url, job_event(job, "job.cancelled", status="cancelled",
+                                                                  result=None, error=job.error), kind="state")
+        return job
+
+    def retry(self, tenant: str, job_id: str) -> tuple[JobRecord, bool]:
+        """Submit a failed, cancelled or timed-out job again as a new job (see the module docstring)."""
+        old = self.get(tenant, job_id)
+        if old.status not in RETRYABLE:
+            raise Conflict(f"Job {job_id} is {old.status.value}; only failed, cancelled or timed-out jobs can be "
+                           "retried.", code="job_not_retryable")
+        body = JobCreate(op=old.op, params=old.params, webhook_url=old.webhook_url, priority=old.priority,
+                         timeout_s=old.timeout_s, idempotency_key=f"retry-of:{old.id}")
+        prepared = self.prepare(tenant, body, notes={"retry_of": old.id})
+        self.check_files(tenant, prepared.file_ids)
+        job, created = self._insert(prepared.values)
+        if created:
+            JOBS_SUBMITTED.labels(op=job.op).inc()
+        return job, created
+
+    # ---- read
+    def get(self, tenant: str | None, job_id: str) -> JobRecord:
+        job = self.store.get_job(job_id, tenant)
+        if job is None:
+            raise _not_found(job_id)
+        return job
+
+    def find(self, tenant: str | None, job_id: str) -> JobRecord | None:
+        """get() without the NotFound: for pollers that stop quietly when a job disappears."""
+        return self.store.get_job(job_id, tenant)
+
+    def get_with_attempts(self, tenant: str | None, job_id: str) -> tuple[JobRecord, list[dict[str, Any]] | None]:
+        """A job and, when it has a webhook, every delivery attempt so far."""
+        job = self.get(tenant, job_id)
+        return job, (self.store.webhook_attempts(job_id) if job.webhook_url else None)
+
+    def list_jobs(self, tenant: str, *, status: Sequence[str] = (), op: str | None = None, limit: int = 50,
+             before: float | None = None) -> list[JobRecord]:
+        """Newest first; pass the last job's created_at as `before` for the next page."""
+        return self.store.list_jobs(tenant=tenant, status=list(status), op=op, limit=limit, before=before)
+
+    def output(self, tenant: str | None, job_id: str, name: str) -> dict[str, Any]:
+        """The stored metadata (key, filename, size, content_type, sha256) of one output of a job."""
+        job = self.get(tenant, job_id)
+        outputs = (job.result or {}).get("outputs") or {}
+        if name not in outputs:
+            raise NotFound(f"Job {job_id} has no output {name!r}.", code="output_not_found")
+        return dict(outputs[name])
+
+    def output_url(self, job: JobRecord, name: str, meta: dict[str, Any]) -> str:
+        """Where a client downloads an output: the storage's own URL (S3) or this service's route."""
+        direct = self.storage.url(meta["key"], filename=meta.get("filename"))
+        return direct or f"{self.settings.public_url}/v1/jobs/{job.id}/outputs/{name}"
