@@ -36,7 +36,7 @@ from reelforge.errors import Conflict, InputError, InvalidParams, NotFound, inva
 from reelforge.jobs.events import job_event
 from reelforge.jobs.states import JobStatus
 from reelforge.jobs.store import JobRecord
-from reelforge.ops.params import FILE_ID_RE
+from reelforge.refs import is_file_id
 from reelforge.ops.registry import get_operation
 from reelforge.storage.urlguard import check_url_syntax
 
@@ -90,7 +90,7 @@ class PreparedJob:
 def file_ids_in(value: Any) -> list[str]:
     """Every uploaded-file id anywhere in a params tree (pipelines and timelines nest them)."""
     if isinstance(value, str):
-        return [value] if FILE_ID_RE.match(value) else []
+        return [value] if is_file_id(value) else []
     if isinstance(value, dict):
         return [f for v in value.values() for f in file_ids_in(v)]
     if isinstance(value, list):

@@ -38,7 +38,7 @@ from reelforge.media.codecs import CPU_ENCODERS, NVENC_ENCODERS, Quality, VideoC
 from reelforge.media.ffmpeg import ffmpeg_bin, run_ffmpeg
 
 if TYPE_CHECKING:
-    from reelforge.ops.context import OpContext
+    from reelforge.runtime import WorkContext
 
 T = TypeVar("T")
 
@@ -98,7 +98,7 @@ def _session_pool(size: int) -> threading.BoundedSemaphore:
         return _sessions
 
 
-def choose_video_encoder(ctx: OpContext, quality: Quality = "standard", codec: VideoCodec = "h264") -> EncoderChoice:
+def choose_video_encoder(ctx: WorkContext, quality: Quality = "standard", codec: VideoCodec = "h264") -> EncoderChoice:
     """The encoder this worker prefers for a job (no session is reserved; see `encoder_session`)."""
     if ctx.settings.nvenc != "auto":
         return cpu_encoder(codec, quality, "NVENC disabled by settings")
@@ -108,7 +108,7 @@ def choose_video_encoder(ctx: OpContext, quality: Quality = "standard", codec: V
 
 
 @contextmanager
-def encoder_session(ctx: OpContext, quality: Quality = "standard", codec: VideoCodec = "h264",
+def encoder_session(ctx: WorkContext, quality: Quality = "standard", codec: VideoCodec = "h264",
                     *, prefer: EncoderChoice | None = None) -> Iterator[EncoderChoice]:
     """Hold an encoder for one encode: an NVENC session when preferred and free, else the CPU encoder."""
     choice = prefer or choose_video_encoder(ctx, quality, codec)
@@ -125,7 +125,7 @@ def encoder_session(ctx: OpContext, quality: Quality = "standard", codec: VideoC
         pool.release()
 
 
-def with_encoder_fallback(work: Callable[[EncoderChoice], T], ctx: OpContext, quality: Quality = "standard",
+def with_encoder_fallback(work: Callable[[EncoderChoice], T], ctx: WorkContext, quality: Quality = "standard",
                           codec: VideoCodec = "h264", *, prefer: EncoderChoice | None = None) -> T:
     """Run `work(choice)`; if it fails on a hardware encoder, run it again on the CPU encoder.
 
@@ -147,7 +147,7 @@ def with_encoder_fallback(work: Callable[[EncoderChoice], T], ctx: OpContext, qu
     return work(cpu)
 
 
-def encode_with_fallback(build_args: Callable[[EncoderChoice], list[str]], ctx: OpContext,
+def encode_with_fallback(build_args: Callable[[EncoderChoice], list[str]], ctx: WorkContext,
                          quality: Quality = "standard", *, codec: VideoCodec = "h264",
                          duration_s: float | None = None, span: tuple[float, float] = (0.0, 1.0),
                          stage: str | None = "encoding", prefer: EncoderChoice | None = None) -> EncoderChoice:
@@ -160,7 +160,7 @@ def encode_with_fallback(build_args: Callable[[EncoderChoice], list[str]], ctx: 
     return with_encoder_fallback(work, ctx, quality, codec, prefer=prefer)
 
 
-def parallel_encodes(ctx: OpContext, cpu_count: int, jobs: int) -> int:
+def parallel_encodes(ctx: WorkContext, cpu_count: int, jobs: int) -> int:
     """How many encodes of one job to run at once: one per two cores on CPU (x264 already uses ~2 cores
     per 1080p stream), or the NVENC session cap when NVENC is in use."""
     per_cpu = max(1, cpu_count // 2)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from reelforge.errors import JobCancelled, MediaError, ProcessingError
 
 if TYPE_CHECKING:
-    from reelforge.ops.context import OpContext
+    from reelforge.runtime import WorkContext
 
 # stderr phrases that mean the *input* is bad rather than our command or the machine
 _INPUT_FAULTS = (
@@ -56,7 +56,7 @@ def _stderr_tail(lines: deque[str]) -> str:
 
 def run_ffmpeg(
     args: Sequence[str],
-    ctx: OpContext | None = None,
+    ctx: WorkContext | None = None,
     *,
     duration_s: float | None = None,
     span: tuple[float, float] = (0.0, 1.0),

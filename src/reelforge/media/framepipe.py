@@ -33,7 +33,7 @@ from reelforge.media.ffmpeg import ffprobe_bin, kill_process, open_ffmpeg_pipe
 from reelforge.media.frame_size import FrameSize  # raw frames are sized with channels (rgb24 3, rgba 4)
 
 if TYPE_CHECKING:
-    from reelforge.ops.context import OpContext
+    from reelforge.runtime import WorkContext
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _QUEUE_POLL_S = 0.1
@@ -130,7 +130,7 @@ def _grow_pipe(fd: int) -> None:
 class FramePipes:
     """The ffmpeg children of one streaming job. Use as a context manager."""
 
-    def __init__(self, ctx: OpContext | None, poll_s: float = 0.2) -> None:
+    def __init__(self, ctx: WorkContext | None, poll_s: float = 0.2) -> None:
         self._ctx = ctx
         self._poll_s = poll_s
         self._procs: list[_Proc] = []

@@ -23,6 +23,8 @@ from reelforge.models.cache import MODEL_CACHE, ModelKey, assemble_split_model, 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
+    from reelforge.runtime import WorkContext
+
 PACKAGED = ("packaged:base", "packaged:tiny.en")
 # Audio at least this long goes through BatchedInferencePipeline when `batched` is left on auto
 # (measured on 2 CPU cores: base batched is 1.5x faster on a 60 s clip (bench/results/speech.md) and 1.6x on
@@ -131,7 +133,8 @@ def load_whisper(choice: WhisperChoice, threads: int) -> tuple[WhisperModel, boo
     return MODEL_CACHE.get(choice.key, load)
 
 
-def _model_for_job(choice: WhisperChoice, settings: Settings, ctx: Any, at: float) -> tuple[WhisperModel, bool]:
+def _model_for_job(choice: WhisperChoice, settings: Settings, ctx: WorkContext | None,
+                   at: float) -> tuple[WhisperModel, bool]:
     """load_whisper, telling the job (when there is one) that a cold model is loading and what runs it."""
     if ctx is not None:
         if not is_warm(choice):
@@ -207,7 +210,7 @@ def decode_args(src: Path, dst: Path) -> list[str]:
             "-c:a", "pcm_f32le", str(dst)]
 
 
-def decode_audio(path: Path, ctx: Any, duration_s: float | None = None,
+def decode_audio(path: Path, ctx: WorkContext, duration_s: float | None = None,
                  span: tuple[float, float] = (0.0, 0.1)) -> Any:
     """Decode `path` to a float32 numpy array at 16 kHz (MediaError when the input is not decodable)."""
     import numpy as np
@@ -224,7 +227,7 @@ def decode_audio(path: Path, ctx: Any, duration_s: float | None = None,
     return audio
 
 
-def transcribe_audio(audio: Any, settings: Settings, options: TranscribeOptions, ctx: Any = None,
+def transcribe_audio(audio: Any, settings: Settings, options: TranscribeOptions, ctx: WorkContext | None = None,
                      span: tuple[float, float] = (0.0, 1.0)) -> Transcript:
     """Run whisper on 16 kHz mono float32 `audio`, reporting progress within `span` of ctx."""
     from reelforge.captions.words import Word
@@ -290,7 +293,8 @@ class TextWindow:
 
 
 def force_align(audio: Any, windows: list[TextWindow], settings: Settings, *, language: str | None,
-                ctx: Any = None, span: tuple[float, float] = (0.0, 1.0), batch_size: int = 8) -> list[Any]:
+                ctx: WorkContext | None = None, span: tuple[float, float] = (0.0, 1.0),
+                batch_size: int = 8) -> list[Any]:
     """Word times for text already known to be spoken in each window, without decoding any text.
 
     Transcribing to get word times costs an autoregressive decode per 30 s window; when the words are

@@ -12,23 +12,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reelforge.config import Settings
 from reelforge.errors import InputError, JobCancelled
+from reelforge.runtime import OpResult, ProgressFn, Resolver
 
-# Resolves an input reference (file id, URL, s3:// key, step:// ref) into a local file in `dest_dir`.
-Resolver = Callable[[str, Path], Path]
-
-
-@dataclass
-class OpResult:
-    """What an operation produced: named output files plus JSON-able metadata."""
-
-    outputs: dict[str, Path] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)
+__all__ = ["OpContext", "OpResult", "Resolver"]
 
 
 def _local_resolver(ref: str, dest_dir: Path) -> Path:
@@ -40,6 +31,8 @@ def _local_resolver(ref: str, dest_dir: Path) -> Path:
 
 
 class OpContext:
+    """The `reelforge.runtime.WorkContext` implementation."""
+
     def __init__(
         self,
         *,
@@ -47,7 +40,7 @@ class OpContext:
         workdir: Path,
         settings: Settings,
         resolver: Resolver = _local_resolver,
-        on_progress: Callable[[float, str | None], None] | None = None,
+        on_progress: ProgressFn | None = None,
         is_cancelled: Callable[[], bool] | None = None,
         on_note: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
@@ -58,6 +51,7 @@ class OpContext:
         self._on_progress = on_progress
         self._is_cancelled = is_cancelled or (lambda: False)
         self._on_note = on_note
+        self._parent: OpContext | None = None  # a child context's notes go to the job's context
         self._stage: str | None = None
         self._fetched: dict[str, Path] = {}
         self._lock = threading.Lock()
@@ -69,6 +63,15 @@ class OpContext:
     def for_test(cls, workdir: Path, settings: Settings | None = None, **kw: Any) -> OpContext:
         return cls(job_id=f"test-{uuid.uuid4().hex[:8]}", workdir=workdir,
                    settings=settings or Settings(data_dir=workdir / "data"), **kw)
+
+    def child(self, workdir: Path, *, resolver: Resolver, on_progress: ProgressFn | None,
+              is_cancelled: Callable[[], bool]) -> OpContext:
+        """A context for one pipeline step: own folder, progress, cancel check and inputs; job-wide notes."""
+        sub = OpContext(job_id=self.job_id, workdir=workdir, settings=self.settings, resolver=resolver,
+                        on_progress=on_progress, is_cancelled=is_cancelled)
+        sub.notes = self.notes
+        sub._parent = self
+        return sub
 
     # ---- progress and cancel
     def progress(self, fraction: float, stage: str | None = None) -> None:
@@ -92,6 +95,9 @@ class OpContext:
 
     # ---- notes recorded on the job (encoder, device, fallbacks...)
     def note(self, **values: Any) -> None:
+        if self._parent is not None:
+            self._parent.note(**values)
+            return
         with self._lock:
             self.notes.update(values)
         if self._on_note is not None:

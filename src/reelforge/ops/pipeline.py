@@ -8,7 +8,7 @@ from pydantic import Field, ValidationInfo, model_validator
 
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import Params
-from reelforge.ops.registry import operation
+from reelforge.ops.registry import get_operation, operation
 from reelforge.pipelines.graph import Graph, Step, build_graph
 from reelforge.pipelines.runner import RunOptions, run_graph
 
@@ -25,11 +25,11 @@ class PipelineParams(Params):
     @model_validator(mode="after")
     def _check_graph(self, info: ValidationInfo) -> PipelineParams:
         # Raises InvalidParams (not ValueError) so the path of the bad field survives to the 422 answer.
-        build_graph(self.steps, context=info.context)
+        build_graph(self.steps, lookup=get_operation, context=info.context)
         return self
 
     def graph(self) -> Graph:
-        return build_graph(self.steps)
+        return build_graph(self.steps, lookup=get_operation)
 
 
 EXAMPLE: dict[str, Any] = {

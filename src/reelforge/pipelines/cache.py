@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reelforge.ops.context import OpResult
+from reelforge.runtime import OpResult
 
 CACHE_VERSION = 1
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")

@@ -22,20 +22,33 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from reelforge import refs
 from reelforge.errors import InvalidParams, UnknownOperation
-from reelforge.ops.registry import Operation, get_operation
+from reelforge.runtime import OpResult
 
 STEP_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-STEP_SCHEME = "step://"
 MAX_STEPS = 200
 
 # A JSON location: ("steps", 2, "params", "input")
 Loc = tuple[str | int, ...]
-OpLookup = Callable[[str], Operation]
+
+
+class OpSpec(Protocol):
+    """What a step needs of an operation (ops.registry.Operation is one): its params model and its run."""
+
+    @property
+    def params_model(self) -> type[BaseModel]: ...
+
+    @property
+    def run(self) -> Callable[[Any, Any], OpResult]: ...
+
+
+# Finds an op by name, or raises UnknownOperation (ops/ passes the registry's get_operation).
+OpLookup = Callable[[str], OpSpec]
 
 
 def format_loc(loc: Loc) -> str:
@@ -68,7 +81,7 @@ class Ref:
 
     @property
     def placeholder(self) -> str:
-        return f"{STEP_SCHEME}{self.step}/{self.output}"
+        return refs.step_url(self.step, self.output or "")
 
     def __str__(self) -> str:
         if self.is_data:
@@ -94,12 +107,8 @@ def parse_ref(text: Any) -> Ref:
 
 def parse_step_url(value: str) -> Ref | None:
     """`step://voice/audio` (a ref already in placeholder form) -> Ref; other strings -> None."""
-    if not value.startswith(STEP_SCHEME):
-        return None
-    step, _, output = value[len(STEP_SCHEME):].partition("/")
-    if not step or not output or "/" in output:
-        return None
-    return Ref(step, output)
+    parsed = refs.parse_ref(value)
+    return Ref(parsed.step, parsed.output) if parsed.is_step_output else None
 
 
 def is_ref_object(value: Any) -> bool:
@@ -163,7 +172,7 @@ class StepPlan:
 
     index: int
     step: Step
-    operation: Operation
+    operation: OpSpec
     needs: tuple[str, ...]  # direct dependencies, in first-mention order
     refs: tuple[tuple[Loc, Ref], ...]
 
@@ -194,11 +203,7 @@ class Graph:
         return max(sinks, key=lambda s: s.index)
 
 
-def _default_lookup(name: str) -> Operation:
-    return get_operation(name)
-
-
-def build_graph(steps: list[Step], *, lookup: OpLookup = _default_lookup,
+def build_graph(steps: list[Step], *, lookup: OpLookup,
                 context: Mapping[str, Any] | None = None, base_loc: Loc = ("steps",)) -> Graph:
     """Check a list of steps and order them; InvalidParams names the JSON path of the first problem."""
     if not steps:

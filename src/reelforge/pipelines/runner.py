@@ -1,6 +1,6 @@
 """Run a step graph inside one job: parallel where the graph allows, cached by content, one progress bar.
 
-Each step gets its own OpContext (own work folder under `<job workdir>/steps/<id>`), sharing the job's
+Each step gets its own context (`ctx.child`: own work folder under `<job workdir>/steps/<id>`), sharing the job's
 notes and cancel flag. Its resolver maps `step://<step>/<output>` to the file that step produced and
 hands every other reference to the job's context (so a URL used by two steps is fetched once).
 
@@ -24,12 +24,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from reelforge.errors import InputError, InvalidParams, JobCancelled, ProcessingError, ReelForgeError
-from reelforge.ops.context import OpContext, OpResult
-from reelforge.ops.params import FILE_ID_RE
 from reelforge.pipelines.cache import CacheLimits, StepCache, file_sha256, step_key
 from reelforge.pipelines.graph import Graph, Ref, StepPlan, format_loc, parse_step_url, substitute_refs
-
-_EXTERNAL_SCHEMES = ("http://", "https://", "s3://", "file://")
+from reelforge.refs import parse_ref
+from reelforge.runtime import OpResult, WorkContext
 
 
 @dataclass
@@ -54,12 +52,12 @@ class RunOptions:
     include_step_data: bool = True
 
 
-def default_parallelism(ctx: OpContext) -> int:
+def default_parallelism(ctx: WorkContext) -> int:
     return max(1, min(ctx.settings.workers, os.cpu_count() or 1))
 
 
 class PipelineRunner:
-    def __init__(self, graph: Graph, ctx: OpContext, options: RunOptions | None = None) -> None:
+    def __init__(self, graph: Graph, ctx: WorkContext, options: RunOptions | None = None) -> None:
         self.graph = graph
         self.ctx = ctx
         self.options = options or RunOptions()
@@ -118,21 +116,15 @@ class PipelineRunner:
         return self._job_result()
 
     # ---- one step
-    def _step_ctx(self, plan: StepPlan) -> OpContext:
+    def _step_ctx(self, plan: StepPlan) -> WorkContext:
         # Each step gets its own context reporting to one aggregator (parallel steps share one progress bar),
-        # with a cancel check that a failing sibling can trip too.
-        sub = OpContext(
-            job_id=self.ctx.job_id,
-            workdir=self.ctx.workdir / "steps" / plan.id,
-            settings=self.ctx.settings,
-            resolver=self._resolve,
-            on_progress=lambda frac, _stage, sid=plan.id: self._on_step_progress(sid, frac, _stage),
-            is_cancelled=lambda: self._stop.is_set() or self.ctx.cancelled(),
-            on_note=None,
-        )
-        sub.notes = self.ctx.notes  # encoder/device notes are job-wide
-        sub.note = lambda **values: self.ctx.note(**values)  # type: ignore[method-assign]
-        return sub
+        # with a cancel check that a failing sibling can trip too; its notes (encoder, device) are job-wide.
+        def on_progress(fraction: float, stage: str | None) -> None:
+            self._on_step_progress(plan.id, fraction, stage)
+
+        return self.ctx.child(self.ctx.workdir / "steps" / plan.id, resolver=self._resolve,
+                              on_progress=on_progress,
+                              is_cancelled=lambda: self._stop.is_set() or self.ctx.cancelled())
 
     def _run_step(self, plan: StepPlan) -> OpResult:
         started = time.monotonic()
@@ -200,7 +192,7 @@ class PipelineRunner:
             raise InputError(f"Input {ref!r} is not an output of an earlier step.", code="input_not_found")
         return Path(result.outputs[step_ref.output])
 
-    def _hash_inputs(self, value: Any, step_ctx: OpContext) -> Any:
+    def _hash_inputs(self, value: Any, step_ctx: WorkContext) -> Any:
         """Params with each input reference replaced by {"sha256": <content hash of the resolved file>}."""
         if isinstance(value, dict):
             return {k: self._hash_inputs(v, step_ctx) for k, v in value.items()}
@@ -264,7 +256,7 @@ class PipelineRunner:
 
 
 def _looks_like_input(value: str) -> bool:
-    if value.startswith(("step://", *_EXTERNAL_SCHEMES)) or FILE_ID_RE.match(value):
+    if parse_ref(value).kind != "other":  # file id, URL, s3://, step://, file://
         return True
     if len(value) > 1024 or "\n" in value or "/" not in value:
         return False
@@ -287,5 +279,5 @@ def _step_error(sid: str, op: str, exc: BaseException) -> ReelForgeError:
                            details={"step": sid, "op": op})
 
 
-def run_graph(graph: Graph, ctx: OpContext, options: RunOptions | None = None) -> OpResult:
+def run_graph(graph: Graph, ctx: WorkContext, options: RunOptions | None = None) -> OpResult:
     return PipelineRunner(graph, ctx, options).run()

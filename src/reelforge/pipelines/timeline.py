@@ -20,7 +20,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from reelforge.errors import InvalidParams
 from reelforge.media.frame_size import parse_frame_size
-from reelforge.ops.params import MediaRef, Params
+from reelforge.refs import MediaRef
+from reelforge.runtime import Params
 
 MAX_TIMELINE_S = 3 * 3600.0  # longest timeline accepted at submit time (the worker's setting also applies)
 MAX_CLIPS = 100  # every media clip is an ffmpeg input; beyond this, split the work into a pipeline

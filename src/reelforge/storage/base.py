@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from reelforge.errors import UrlNotAllowed
+
 # First key segment reserved for objects being written (never a committed object).
 PARTIAL_DIR = ".partial"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
@@ -118,3 +120,23 @@ class Storage(ABC):
     @abstractmethod
     def check(self) -> None:
         """Health probe; raises ServiceUnavailable when the storage cannot be used."""
+
+    # ---- objects named by `s3://<bucket>/<key>` input references: keys used as given (no prefix)
+    def head_external(self, bucket: str, key: str, *, allow_service_prefix: bool = False) -> int:
+        """Size in bytes of an object an input reference names; missing -> NotFound.
+
+        Refused (UrlNotAllowed) unless this storage has buckets, `bucket` is its own, and (unless
+        `allow_service_prefix`) the key lies outside the service's own folder, where every tenant's uploads
+        and outputs live, so tenants cannot read each other's objects by key. A key that names no object
+        ("" or ending in "/") is an InputError. This default refuses every such reference.
+        """
+        raise _no_buckets()
+
+    def read_external(self, bucket: str, key: str, dest: Path, *, allow_service_prefix: bool = False) -> Path:
+        """Download an object an input reference names to the file `dest`; same checks as head_external."""
+        raise _no_buckets()
+
+
+def _no_buckets() -> UrlNotAllowed:
+    return UrlNotAllowed("s3:// inputs need S3 storage; this server stores files in a local folder. "
+                         "Upload the file or give an http(s) URL instead.")

@@ -26,12 +26,12 @@ import httpx
 
 from reelforge.config import Settings
 from reelforge.errors import InputError, NotFound, UrlNotAllowed
-from reelforge.ops.context import Resolver
+from reelforge.refs import InputRef, parse_ref
+from reelforge.runtime import Resolver
 from reelforge.storage.base import Storage
 from reelforge.storage.pinned import send_pinned
 from reelforge.storage.urlguard import check_resolved_host
 
-FILE_ID = re.compile(r"file_[0-9a-f]{32}")
 MAX_REDIRECTS = 5
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "ReelForge-fetch/1"
@@ -218,40 +218,27 @@ def make_resolver(settings: Settings, storage: Storage, *, lookup_file: Callable
         except NotFound as exc:
             raise _not_found(ref) from exc
 
-    def resolve_s3(ref: str, dest_dir: Path) -> Path:
-        from reelforge.storage.s3 import S3Storage  # boto3 only when S3 is in use
-
-        bucket, _, key = ref[len("s3://"):].partition("/")
-        if not isinstance(storage, S3Storage):
-            raise UrlNotAllowed("s3:// inputs need S3 storage; this server stores files in a local folder. "
-                                "Upload the file or give an http(s) URL instead.")
-        if bucket != storage.bucket:
-            raise UrlNotAllowed(f"s3:// inputs must be in the configured bucket {storage.bucket!r}, "
-                                f"not {bucket!r}.")
-        if not key or key.endswith("/"):
-            raise InputError(f"The reference {ref!r} names no object key.", code="input_invalid")
-        if storage.prefix and key.startswith(storage.prefix) and not allow_service_prefix:
-            raise UrlNotAllowed(f"s3:// inputs cannot point inside the service's own folder "
-                                f"{storage.prefix!r}; use the uploaded file's id instead.")
+    def resolve_s3(parsed: InputRef, dest_dir: Path) -> Path:
+        ref, bucket, key = parsed.text, parsed.bucket, parsed.key
         try:
-            size = int(storage.head_bucket_key(key).get("ContentLength", 0))
+            size = storage.head_external(bucket, key, allow_service_prefix=allow_service_prefix)
             if size > settings.max_fetch_bytes:
                 raise InputError(f"The input {ref!r} is larger than the limit of {settings.max_fetch_bytes} "
                                  "bytes.", code="input_too_large")
             dest = Path(dest_dir) / local_name(ref, key.rsplit("/", 1)[-1], safe_suffix(key))
-            return storage.download_bucket_key(key, dest)
+            return storage.read_external(bucket, key, dest, allow_service_prefix=allow_service_prefix)
         except NotFound as exc:
             raise InputError(f"The object {ref!r} does not exist.", code="input_not_found") from exc
 
     def resolve(ref: str, dest_dir: Path) -> Path:
-        scheme = ref.split("://", 1)[0].lower() if "://" in ref else ""
-        if FILE_ID.fullmatch(ref):
+        parsed = parse_ref(ref)
+        if parsed.kind == "file":
             return resolve_file_id(ref, dest_dir)
-        if scheme in ("http", "https"):
+        if parsed.kind == "url":
             return fetcher.fetch(ref, dest_dir)
-        if scheme == "s3":
-            return resolve_s3(ref, dest_dir)
-        if scheme == "step":
+        if parsed.kind == "s3":
+            return resolve_s3(parsed, dest_dir)
+        if parsed.kind == "step":
             raise InputError(f"The reference {ref!r} only works inside a pipeline's steps.",
                              code="input_invalid")
         raise InputError(f"The input {ref[:100]!r} is not an uploaded file id (file_...), an http(s) URL or "

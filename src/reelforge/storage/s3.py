@@ -33,7 +33,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from reelforge.config import Settings
-from reelforge.errors import NotFound, PayloadTooLarge, ServiceUnavailable
+from reelforge.errors import InputError, NotFound, PayloadTooLarge, ServiceUnavailable, UrlNotAllowed
 from reelforge.storage.base import (
     PARTIAL_DIR,
     Storage,
@@ -282,13 +282,23 @@ class S3Storage(Storage):
     def get_file(self, key: str, dest: Path) -> Path:
         return self._download(self._full(key), key, dest)
 
-    def head_bucket_key(self, bucket_key: str) -> dict[str, Any]:
-        """Metadata of a key in the bucket, used as given (no prefix): `s3://` input references."""
-        return self._head(bucket_key, bucket_key)
+    def _external_key(self, bucket: str, key: str, allow_service_prefix: bool) -> str:
+        if bucket != self.bucket:
+            raise UrlNotAllowed(f"s3:// inputs must be in the configured bucket {self.bucket!r}, not {bucket!r}.")
+        if not key or key.endswith("/"):
+            raise InputError(f"The reference 's3://{bucket}/{key}' names no object key.", code="input_invalid")
+        if self.prefix and key.startswith(self.prefix) and not allow_service_prefix:
+            raise UrlNotAllowed(f"s3:// inputs cannot point inside the service's own folder "
+                                f"{self.prefix!r}; use the uploaded file's id instead.")
+        return key
 
-    def download_bucket_key(self, bucket_key: str, dest: Path) -> Path:
-        """Download a key in the bucket used as given (no prefix): `s3://` input references."""
-        return self._download(bucket_key, bucket_key, dest)
+    def head_external(self, bucket: str, key: str, *, allow_service_prefix: bool = False) -> int:
+        key = self._external_key(bucket, key, allow_service_prefix)
+        return int(self._head(key, key).get("ContentLength", 0))
+
+    def read_external(self, bucket: str, key: str, dest: Path, *, allow_service_prefix: bool = False) -> Path:
+        key = self._external_key(bucket, key, allow_service_prefix)
+        return self._download(key, key, dest)
 
     def open_read(self, key: str) -> BinaryIO:
         with self._reading(key):
