@@ -36,8 +36,8 @@ from reelforge.errors import Conflict, InputError, InvalidParams, NotFound, inva
 from reelforge.jobs.events import job_event
 from reelforge.jobs.states import JobStatus
 from reelforge.jobs.store import JobRecord
-from reelforge.refs import is_file_id
 from reelforge.ops.registry import get_operation
+from reelforge.refs import is_file_id
 from reelforge.storage.urlguard import check_url_syntax
 
 if TYPE_CHECKING:
