@@ -1,12 +1,15 @@
 """Submission throughput and status latency of the embedded service (SQLite, local executor).
 
-Starts `reelforge serve` on a free loopback port, then drives it with C concurrent clients (default 100)
-for a fixed time: phase 1 submits `probe` jobs (the executor runs them meanwhile, as in production);
+Starts `reelforge serve` on a free loopback port, then drives it with C concurrent clients for a fixed
+time, at each of several concurrency levels in one run (default 20, 100 and 200; a fresh service and data
+dir per level): phase 1 submits `probe` jobs (the executor runs them meanwhile, as in production);
 phase 2 polls GET /v1/jobs/{id} of those jobs. The reference, measured in the same run with the same
 client, is a bare FastAPI app on uvicorn answering an empty POST/GET: the ceiling of the stack on this
 machine, so the ratio shows what the job store and validation cost.
 
-    .venv/bin/python bench/bench_api.py [--clients 100] [--seconds 10]
+    .venv/bin/python bench/bench_api.py [--clients 20,100,200] [--seconds 10]
+
+The last lines compare the highest level with the lowest (throughput ratio, paced status p99).
 """
 
 from __future__ import annotations
@@ -129,15 +132,7 @@ def measure(url: str, clients: int, seconds: float, body: dict, ids_file: Path, 
     return {"submit": submit, "status": status, "paced status": paced}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--clients", type=int, default=100)
-    ap.add_argument("--seconds", type=int, default=10)
-    args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="rf-bench-api-"))
-    ensure_wrk()
-
-    # reference: the bare stack, same uvicorn, same load generator
+def start_reference(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     (tmp / "refapp.py").write_text(REFERENCE_APP)
     ref = subprocess.Popen([sys.executable, "-m", "uvicorn", "refapp:app", "--port", str(port), "--log-level",
@@ -148,44 +143,81 @@ def main() -> None:
             break
         except httpx.TransportError:
             time.sleep(0.1)
+    return ref, f"http://127.0.0.1:{port}"
+
+
+def measure_reelforge(tmp: Path, clients: int, seconds: int, media: Path) -> tuple[dict, str]:
+    """A fresh service (new data dir) per concurrency level, so each level starts from the same store."""
+    data = tmp / f"data-{clients}"
+    svc = Service(data, REELFORGE_LEASE_TTL_S="20", REELFORGE_HEARTBEAT_S="2", REELFORGE_ACCESS_LOG="false")
+    svc.env.pop("REELFORGE_WORKERS")
+    svc.start()
+    try:
+        with svc.client() as c, media.open("rb") as fh:
+            fid = c.post("/v1/files", params={"filename": "in.mp4"}, content=fh).json()["id"]
+            seed = [c.post("/v1/jobs", json={"op": "probe", "params": {"input": fid}}).json()["id"] for _ in range(50)]
+        ids_file = tmp / f"ids-{clients}.txt"
+        ids_file.write_text("\n".join(seed) + "\n")
+        res = measure(svc.url, clients, seconds, {"op": "probe", "params": {"input": fid}}, ids_file, tmp)
+        with svc.client() as c:
+            queued = c.get("/metrics").text
+    finally:
+        svc.stop()
+        shutil.rmtree(data, ignore_errors=True)
+    depth = next((ln.split()[-1] for ln in queued.splitlines() if ln.startswith("reelforge_queue_depth")), "?")
+    return res, depth
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", default="20,100,200", help="comma-separated concurrency levels, one run")
+    ap.add_argument("--seconds", type=int, default=10)
+    args = ap.parse_args()
+    levels = [int(c) for c in str(args.clients).split(",")]
+    tmp = Path(tempfile.mkdtemp(prefix="rf-bench-api-"))
+    ensure_wrk()
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:duration=1",
+                    "-t", "1", str(tmp / "in.mp4")], check=True)
+    load_start = os.getloadavg()[0]
+
+    # reference: the bare stack, same uvicorn, same load generator, every level
+    ref, ref_url = start_reference(tmp)
+    ref_res: dict[int, dict] = {}
     try:
         (tmp / "ref_ids.txt").write_text("x\n")
-        ref_res = measure(f"http://127.0.0.1:{port}", args.clients, args.seconds, {"op": "probe", "params": {}},
-                          tmp / "ref_ids.txt", tmp)
+        for n in levels:
+            ref_res[n] = measure(ref_url, n, args.seconds, {"op": "probe", "params": {}}, tmp / "ref_ids.txt", tmp)
     finally:
         ref.terminate()
         ref.wait()
 
     # ReelForge with embedded defaults (access log off, as behind a reverse proxy that logs)
-    svc = Service(tmp / "data", REELFORGE_LEASE_TTL_S="20", REELFORGE_HEARTBEAT_S="2", REELFORGE_ACCESS_LOG="false")
-    svc.env.pop("REELFORGE_WORKERS")
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:duration=1",
-                    "-t", "1", str(tmp / "in.mp4")], check=True)
-    svc.start()
-    try:
-        with svc.client() as c, (tmp / "in.mp4").open("rb") as fh:
-            fid = c.post("/v1/files", params={"filename": "in.mp4"}, content=fh).json()["id"]
-            seed = [c.post("/v1/jobs", json={"op": "probe", "params": {"input": fid}}).json()["id"] for _ in range(50)]
-        (tmp / "ids.txt").write_text("\n".join(seed) + "\n")
-        res = measure(svc.url, args.clients, args.seconds, {"op": "probe", "params": {"input": fid}},
-                      tmp / "ids.txt", tmp)
-        with svc.client() as c:
-            queued = c.get("/metrics").text
-    finally:
-        svc.stop()
-    depth = next((ln.split()[-1] for ln in queued.splitlines() if ln.startswith("reelforge_queue_depth")), "?")
+    res: dict[int, dict] = {}
+    depth: dict[int, str] = {}
+    for n in levels:
+        res[n], depth[n] = measure_reelforge(tmp, n, args.seconds, tmp / "in.mp4")
 
-    print(f"clients={args.clients} seconds={args.seconds} cores={os.cpu_count()} load={os.getloadavg()[0]:.2f}")
-    print(f"{'':24}{'reelforge':>12}{'bare stack':>12}{'ratio':>8}")
-    for phase in ("submit", "status", "paced status"):
-        r, b = res[phase], ref_res[phase]
-        print(f"{phase + ' req/s':24}{r['rps']:12.0f}{b['rps']:12.0f}{r['rps'] / b['rps']:8.2f}")
-        print(f"{phase + ' p50 ms':24}{r['p50']:12.1f}{b['p50']:12.1f}")
-        print(f"{phase + ' p99 ms':24}{r['p99']:12.1f}{b['p99']:12.1f}")
-        print(f"{phase + ' errors':24}{r['errors']:12d}{b['errors']:12d}")
+    print(f"clients={args.clients} seconds={args.seconds} cores={os.cpu_count()} "
+          f"load={load_start:.2f} -> {os.getloadavg()[0]:.2f}")
+    for n in levels:
+        print(f"\n== {n} clients (queue depth at the end: {depth[n]})")
+        print(f"{'':24}{'reelforge':>12}{'bare stack':>12}{'ratio':>8}")
+        for phase in ("submit", "status", "paced status"):
+            r, b = res[n][phase], ref_res[n][phase]
+            print(f"{phase + ' req/s':24}{r['rps']:12.0f}{b['rps']:12.0f}{r['rps'] / b['rps']:8.2f}")
+            print(f"{phase + ' p50 ms':24}{r['p50']:12.1f}{b['p50']:12.1f}")
+            print(f"{phase + ' p99 ms':24}{r['p99']:12.1f}{b['p99']:12.1f}")
+            print(f"{phase + ' errors':24}{r['errors']:12d}{b['errors']:12d}")
+    lo, hi = levels[0], levels[-1]
+    print(f"\n== scaling {lo} -> {hi} clients (goal: throughput >= 0.9x; paced status p99 < 100 ms at {hi})")
+    for phase in ("submit", "status"):
+        r_ratio = res[hi][phase]["rps"] / res[lo][phase]["rps"]
+        b_ratio = ref_res[hi][phase]["rps"] / ref_res[lo][phase]["rps"]
+        print(f"{phase + ' req/s':24}{res[lo][phase]['rps']:8.0f} -> {res[hi][phase]['rps']:6.0f}  x{r_ratio:.2f}"
+              f"   (bare stack x{b_ratio:.2f})")
+    print(f"{'paced status p99 ms':24}" + "  ".join(f"{n}: {res[n]['paced status']['p99']:.1f}" for n in levels))
     print("submit/status: closed loop, every client sends its next request at once (saturation);")
     print("paced status: each of the clients polls every 0.5 s (offered load = clients * 2 req/s)")
-    print(f"queue depth at the end (jobs waiting for the 2-slot executor): {depth}")
 
 
 if __name__ == "__main__":

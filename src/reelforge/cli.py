@@ -262,10 +262,11 @@ def keys_create(name: Annotated[str, typer.Option(help="A name for the key's own
 
 @keys_app.command("list")
 def keys_list() -> None:
-    """List API keys (never the keys themselves)."""
+    """List API keys (never the keys themselves: a key's public prefix id, e.g. rf_1a2b3c4d, is the part
+    before its secret)."""
     table = Table("id", "name", "tenant", "prefix", "revoked")
     for k in _store().list_api_keys():
-        table.add_row(k.id, k.name, k.tenant, k.prefix + "…", str(k.revoked))
+        table.add_row(k.id, k.name, k.tenant, f"{k.prefix}_…", str(k.revoked))
     out.print(table)
 
 

@@ -67,9 +67,14 @@ class Settings(BaseSettings):
     max_media_duration_s: float = 4 * 3600.0
     max_image_pixels: int = 60_000_000
     max_video_pixels: int = 4096 * 2304
+    # free disk space: jobs and uploads that would leave less than the reserve free on the data disk are
+    # refused with disk_full (507 for uploads); /health says "degraded" below disk_low_bytes
+    disk_reserve_bytes: int = Field(default=256 * 1024**2, ge=0)
+    disk_low_bytes: int = Field(default=1024**3, ge=0)
 
     # --- security
     api_keys_required: bool | None = None  # None: required unless bound to loopback
+    metrics_require_key: bool | None = None  # None: /metrics needs a key exactly when API keys are required
     webhook_secret: str = ""  # default: generated once into data_dir/webhook_secret
 
     # --- media / models
@@ -131,6 +136,10 @@ class Settings(BaseSettings):
     @property
     def keys_required(self) -> bool:
         return (not self.is_loopback) if self.api_keys_required is None else self.api_keys_required
+
+    @property
+    def metrics_key_required(self) -> bool:
+        return self.keys_required if self.metrics_require_key is None else self.metrics_require_key
 
     def ensure_dirs(self) -> None:
         for d in (self.data_dir, self.storage_dir, self.work_dir):

@@ -14,6 +14,7 @@
     ├── JobCancelled (499)         raised inside a job when cancel was requested
     ├── JobTimedOut (504)
     ├── ProcessingError (500)      the work failed for a reason that is not the user's (ffmpeg crash, ...)
+    ├── DiskFull (507)             not enough free disk space for the upload / job (never retried)
     └── ServiceUnavailable (503)   a dependency (store, broker, storage) is down
 
 Domain code raises these; only api/errors.py turns them into HTTP responses, and the runner turns them
@@ -111,6 +112,11 @@ class ProcessingError(ReelForgeError):
 class ServiceUnavailable(ReelForgeError):
     code = "service_unavailable"
     http_status = 503
+
+
+class DiskFull(ReelForgeError):
+    code = "disk_full"
+    http_status = 507
 
 
 # ---- pydantic validation errors -> InvalidParams with JSON paths (used by the API and jobs/service.py)

@@ -28,41 +28,105 @@ from reelforge.ops.registry import load_plugins
 log = logging.getLogger("reelforge.api")
 
 
-class BodyLimit:
-    """Refuse request bodies over a cap (uploads have their own, larger cap) before they are read whole."""
+DRAIN_BYTES = 64 * 1024 * 1024
 
-    def __init__(self, app: Any, max_bytes: int, exempt_prefixes: tuple[str, ...] = ("/v1/files",)) -> None:
+
+class BodyLimit:
+    """Refuse request bodies over a cap (uploads have their own, larger cap) before they are read whole,
+    in a way the client sees: an error answered while the client is still sending its body (a 413 here,
+    a 401 before the body was looked at, a 413/507 from the upload route) first reads and discards the
+    rest of the body, up to drain_bytes. Without that, the server closes a socket with unread data in
+    it, the kernel answers with a reset, and the client reports "connection reset" instead of the error.
+    A body beyond drain_bytes is not read: the answer then carries `Connection: close`.
+    """
+
+    def __init__(self, app: Any, max_bytes: int, exempt_prefixes: tuple[str, ...] = ("/v1/files",),
+                 drain_bytes: int = DRAIN_BYTES) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.exempt = exempt_prefixes
+        self.drain_bytes = drain_bytes
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limited = not scope["path"].startswith(self.exempt)
+        declared: int | None = None
+        chunked = False
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._too_large(scope, receive, send)
-                return
+            if name == b"content-length" and value.isdigit():
+                declared = int(value)
+            elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
         seen = 0
+        body_done = not chunked and not declared  # no body to read (GET, empty POST)
+        started = False
+        over = False  # the body crossed the cap while the app read it: the answer is our 413, whatever
+        # the app made of the exception (FastAPI turns errors while reading a body into a 400)
 
-        async def limited_receive() -> Any:
-            nonlocal seen
+        async def guarded_receive() -> Any:
+            nonlocal seen, body_done, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                body_done = not message.get("more_body", False)
+                if limited and seen > self.max_bytes:
+                    over = True
                     raise _TooLarge()
+            elif message["type"] == "http.disconnect":
+                body_done = True
             return message
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._too_large(scope, receive, send)
+        async def guarded_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if over and not started:
+                return
+            await forward(message)
 
-    async def _too_large(self, scope: Any, receive: Any, send: Any) -> None:
+        async def forward(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if not body_done and not await drain():
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        async def drain() -> bool:
+            """Read and discard the rest of the body; False when it is larger than drain_bytes."""
+            nonlocal body_done
+            if declared is not None and declared - seen > self.drain_bytes:
+                return False
+            drained = 0
+            while not body_done:
+                message = await receive()
+                if message["type"] != "http.request":
+                    body_done = True
+                    break
+                drained += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
+                if drained > self.drain_bytes:
+                    return False
+            return True
+
+        if limited and declared is not None and declared > self.max_bytes:
+            await self._too_large(scope, forward)
+            return
+        try:
+            await self.app(scope, guarded_receive, guarded_send)
+        except Exception:
+            if not over or started:
+                raise
+        if over and not started:
+            await self._too_large(scope, forward)
+
+    async def _too_large(self, scope: Any, send: Any) -> None:
         resp = error_response(413, "payload_too_large", f"The request body is larger than {self.max_bytes} bytes.")
-        await resp(scope, receive, send)
+
+        async def no_body() -> Any:
+            return {"type": "http.disconnect"}
+
+        await resp(scope, no_body, send)
 
 
 class _TooLarge(Exception):

@@ -56,9 +56,7 @@ def extract_key(request: Request) -> str | None:
     return None
 
 
-async def current_tenant(request: Request) -> str:
-    # async so that FastAPI does not hop to a worker thread for every request; the DB is only asked on a
-    # cache miss
+async def _tenant(request: Request, required: bool) -> str:
     state = request.app.state
     key = extract_key(request)
     if key:
@@ -68,7 +66,19 @@ async def current_tenant(request: Request) -> str:
         if tenant is None:
             raise AuthError("The API key is not valid.", code="invalid_api_key")
         return tenant
-    if state.settings.keys_required:
+    if required:
         raise AuthError("An API key is required: send it as X-API-Key or Authorization: Bearer.",
                         code="missing_api_key")
     return LOCAL_TENANT
+
+
+async def current_tenant(request: Request) -> str:
+    # async so that FastAPI does not hop to a worker thread for every request; the DB is only asked on a
+    # cache miss
+    return await _tenant(request, request.app.state.settings.keys_required)
+
+
+async def metrics_access(request: Request) -> None:
+    """/metrics counts every tenant's jobs: with `metrics_require_key` (default: whenever API keys are
+    required) any valid key may read it, no key may not."""
+    await _tenant(request, request.app.state.settings.metrics_key_required)

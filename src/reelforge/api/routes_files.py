@@ -15,7 +15,8 @@ from fastapi.responses import FileResponse, RedirectResponse
 
 from reelforge.api.auth import current_tenant
 from reelforge.api.schemas import FileView, file_view
-from reelforge.errors import NotFound, PayloadTooLarge, UserError
+from reelforge.diskspace import is_disk_full, require_free
+from reelforge.errors import DiskFull, NotFound, PayloadTooLarge, UserError
 from reelforge.jobs.store import FileRecord, new_file_id
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
@@ -33,15 +34,23 @@ def _url(request: Request, rec: FileRecord) -> str:
     return f"{request.app.state.settings.public_url}/v1/files/{rec.id}/content"
 
 
-async def _spool(chunks: Any, dest: Path, cap: int) -> tuple[int, str]:
-    """Write an async byte stream to dest, enforcing the cap as bytes arrive (not just Content-Length)."""
+_DISK_CHECK_EVERY = 16 * 1024 * 1024
+
+
+async def _spool(chunks: Any, dest: Path, cap: int, reserve: int) -> tuple[int, str]:
+    """Write an async byte stream to dest, enforcing the cap as bytes arrive (not just Content-Length), and
+    the disk reserve every few MB (a chunked upload declares no size to check up front)."""
     size = 0
+    next_check = _DISK_CHECK_EVERY
     digest = hashlib.sha256()
     with dest.open("wb") as fh:
         async for chunk in chunks:
             size += len(chunk)
             if size > cap:
                 raise PayloadTooLarge(f"The upload is larger than the limit of {cap} bytes.", code="upload_too_large")
+            if size >= next_check:
+                next_check = size + _DISK_CHECK_EVERY
+                require_free({dest.parent: len(chunk)}, reserve, "this upload")
             digest.update(chunk)
             await run_in_threadpool(fh.write, chunk)
     return size, digest.hexdigest()
@@ -60,6 +69,12 @@ async def upload_file(request: Request, tenant: Tenant,
     tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp = tmp_dir / uuid.uuid4().hex
     ctype = request.headers.get("content-type", "application/octet-stream")
+    reserve = settings.disk_reserve_bytes
+    # local storage copies the spooled file into place: the upload needs its size twice on one disk
+    stored_at = settings.storage_dir if settings.storage == "local" else None
+    if declared and declared.isdigit():
+        require_free({tmp_dir: int(declared), **({stored_at: int(declared)} if stored_at else {})}, reserve,
+                     "this upload")
     try:
         if ctype.startswith("multipart/form-data"):
             if not declared:
@@ -75,20 +90,26 @@ async def upload_file(request: Request, tenant: Tenant,
                 while chunk := await upload.read(1024 * 1024):
                     yield chunk
 
-            size, sha = await _spool(parts(), tmp, cap)
+            size, sha = await _spool(parts(), tmp, cap, reserve)
         else:
             name = _safe_filename(filename)
-            size, sha = await _spool(request.stream(), tmp, cap)
+            size, sha = await _spool(request.stream(), tmp, cap, reserve)
         if size == 0:
             raise UserError("The upload is empty.", code="empty_upload")
         if ctype in ("application/octet-stream", "application/x-www-form-urlencoded"):
             ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if stored_at is not None:
+            require_free({stored_at: size}, reserve, "this upload")
         file_id = new_file_id()
         key = f"uploads/{tenant}/{file_id}/{name}"
         await run_in_threadpool(state.services.storage.put_file, tmp, key, ctype)
         rec = await run_in_threadpool(
             lambda: state.services.store.create_file(tenant=tenant, filename=name, content_type=ctype, size=size,
                                                      sha256=sha, storage_key=key, file_id=file_id))
+    except Exception as exc:  # ENOSPC while spooling or storing (SQLite: "database or disk is full")
+        if isinstance(exc, DiskFull) or not is_disk_full(exc):
+            raise
+        raise DiskFull("The server's disk is full: the upload could not be stored. Try again later.") from None
     finally:
         tmp.unlink(missing_ok=True)
     return file_view(rec, _url(request, rec))

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from reelforge.api.auth import metrics_access
+from reelforge.diskspace import free_bytes
 from reelforge.media.ffmpeg import have_ffmpeg
 from reelforge.ops.registry import load_all
 
 router = APIRouter(tags=["system"])
 
 
-@router.get("/health", summary="Store, storage, executor and ffmpeg status")
+@router.get("/health", summary="Store, storage, executor, ffmpeg and free disk space")
 def health(request: Request) -> JSONResponse:
+    """503 when a part the service needs is down; 200 with status "degraded" when everything works but the
+    data disk has less than `disk_low_bytes` free (jobs and uploads that do not fit fail with disk_full)."""
     state = request.app.state
     checks: dict[str, Any] = {}
     ok = True
@@ -30,7 +34,18 @@ def health(request: Request) -> JSONResponse:
             checks[name] = {"error": str(exc)[:300]}
     checks["ffmpeg"] = "ok" if have_ffmpeg() else {"error": "ffmpeg/ffprobe not found on PATH"}
     ok = ok and have_ffmpeg()
-    return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks}, status_code=200 if ok else 503)
+    disk = _disk(state.settings)
+    status = "ok" if ok and not disk.get("low") else "degraded"
+    return JSONResponse({"status": status, "checks": checks, "disk": disk}, status_code=200 if ok else 503)
+
+
+def _disk(settings: Any) -> dict[str, Any]:
+    try:
+        free = free_bytes(settings.data_dir)
+    except OSError as exc:
+        return {"error": f"free space unknown ({exc.strerror})", "low": True}
+    return {"free_bytes": free, "low_bytes": settings.disk_low_bytes, "reserve_bytes": settings.disk_reserve_bytes,
+            "low": free < settings.disk_low_bytes}
 
 
 class StoreCollector:
@@ -51,7 +66,8 @@ class StoreCollector:
         yield GaugeMetricFamily("reelforge_queue_depth", "Jobs waiting to run", value=depth)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get("/metrics", summary="Prometheus metrics (needs a key when `metrics_require_key`)",
+            response_class=Response, dependencies=[Depends(metrics_access)])
 def metrics(request: Request) -> Response:
     registry: CollectorRegistry = request.app.state.metrics_registry
     body = generate_latest(REGISTRY) + generate_latest(registry)

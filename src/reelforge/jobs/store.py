@@ -104,6 +104,11 @@ class ApiKeyRecord:
     revoked: bool
 
 
+def new_key_prefix() -> str:
+    """A key's public id, e.g. rf_1a2b3c4d: the part before the secret, safe to show (`keys list`, logs)."""
+    return f"rf_{secrets.token_hex(4)}"
+
+
 def _hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -409,9 +414,10 @@ class JobStore:
     # ---- API keys
     def create_api_key(self, name: str, tenant: str | None = None) -> tuple[str, ApiKeyRecord]:
         """Returns the plaintext key (shown once) and its record; only a hash is stored."""
-        plaintext = "rf_" + secrets.token_urlsafe(32)
+        prefix = new_key_prefix()
+        plaintext = f"{prefix}_{secrets.token_urlsafe(32)}"
         row = ApiKeyRow(id=f"key_{uuid.uuid4().hex[:16]}", name=name, tenant=tenant or name,
-                        key_hash=_hash_key(plaintext), prefix=plaintext[:10], created_at=time.time(),
+                        key_hash=_hash_key(plaintext), prefix=prefix, created_at=time.time(),
                         revoked=False)
         with self.session() as s, s.begin():
             s.add(row)
