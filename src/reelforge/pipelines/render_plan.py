@@ -160,175 +160,241 @@ def plan_render(params: RenderParams, media: Mapping[str, MediaInfo], *, out: Pa
     `media` maps every asset/soundtrack `src` to its probe; `captions` maps each caption clip to a
     prepared .ass file already on the output's clock; text clips' files are returned in `text_files`.
     """
-    tl, output = params.timeline, params.output
-    out_w, out_h = output.frame_size
-    rate = parse_rate(output.fps)
-    rate_s = rate_arg(rate)
-    fmt = output.format
-    captions = captions or {}
+    tl = params.timeline
+    lengths = clip_lengths(params, media)
+    total = timeline_duration(params, lengths, max_duration_s)
+    plan = _RenderGraph(params, media, total, workdir=workdir, captions=captions or {}, fonts_dir=fonts_dir)
+    # bottom track first, so the first track ends up on top
+    for ti in reversed(range(len(tl.tracks))):
+        for ci, clip in enumerate(tl.tracks[ti].clips):
+            if clip.start < total:
+                plan.add_clip((ti, ci), clip, min(lengths[(ti, ci)], total - clip.start))
+    plan.add_soundtrack()
+    return plan.finish(out, video_args)
 
-    # lengths first: the timeline's duration is the end of the last clip
+
+# ---- clips and timing
+def clip_lengths(params: RenderParams, media: Mapping[str, MediaInfo]) -> dict[ClipKey, float]:
+    """Every clip's seconds on screen (before the timeline's end cuts it)."""
     lengths: dict[ClipKey, float] = {}
-    for ti, track in enumerate(tl.tracks):
+    for ti, track in enumerate(params.timeline.tracks):
         for ci, clip in enumerate(track.clips):
             src = getattr(clip.asset, "src", None)
             lengths[(ti, ci)] = clip_length(clip, media.get(src) if src else None,
                                             f"timeline.tracks[{ti}].clips[{ci}].length")
+    return lengths
+
+
+def timeline_duration(params: RenderParams, lengths: Mapping[ClipKey, float], max_duration_s: float) -> float:
+    """The output's length: the declared duration, else the end of the last clip; capped."""
+    tl = params.timeline
     total = tl.duration or max(tl.tracks[k[0]].clips[k[1]].start + v for k, v in lengths.items())
     if total > max_duration_s:
         raise InvalidParams(f"The timeline is {total:.0f} s long; the limit is {max_duration_s:.0f} s.",
                             code="timeline_too_long", details={"path": "timeline"})
+    return total
 
-    g = _Graph()
-    text_files: dict[Path, str] = {}
-    want_video = fmt not in ("mp3",)
-    want_audio = fmt in ("mp4", "webm", "mp3")
-    audio_labels: list[str] = []
-    cur = ""
-    if want_video:
-        cur = g.chain([], [filter_expr("color", c=tl.background, s=f"{out_w}x{out_h}", r=rate_s, d=num(total)),
-                           "format=yuv420p"], g.label("bg"))
 
-    # bottom track first, so the first track ends up on top
-    for ti in reversed(range(len(tl.tracks))):
-        for ci, clip in enumerate(tl.tracks[ti].clips):
-            key = (ti, ci)
-            length = lengths[key]
-            if clip.start >= total:
-                continue
-            length = min(length, total - clip.start)
-            asset = clip.asset
-            where = f"timeline.tracks[{ti}].clips[{ci}]"
-            input_idx: int | None = None
-            info: MediaInfo | None = None
-            if asset.type in ("video", "audio", "image"):
-                info = media[asset.src]
-                if asset.type == "image":
-                    input_idx = g.add_input(["-loop", "1", "-framerate", rate_s, "-t", num(length),
-                                             "-i", info.path])
-                else:
-                    input_idx = g.add_input(["-ss", num(asset.trim), "-t", num(length), "-i", info.path])
-            # ---- sound of the clip
-            if want_audio and asset.type in ("video", "audio") and asset.volume > 0:
-                assert info is not None and input_idx is not None
-                if info.audio is not None:
-                    audio_labels.append(_audio_chain(g, f"{input_idx}:a", asset.volume, clip.fade_in,
-                                                     clip.fade_out, length, clip.start))
-                elif asset.type == "audio":
-                    raise MediaError(f"{where}.asset.src has no audio stream.", code="no_audio_stream")
-            if not want_video or asset.type == "audio":
-                continue
-            # ---- picture of the clip
-            if asset.type == "caption":
-                ass = captions[key]
-                opts: dict[str, str | Path | None] = {"filename": ass}
-                if fonts_dir is not None:
-                    opts["fontsdir"] = fonts_dir
-                cur = g.chain([cur], [filter_expr("ass", **opts)], g.label("v"))
-                continue
-            filters: list[str] = []
-            src_label: list[str] = []
-            if asset.type == "text":
-                text_file = workdir / f"text_{ti}_{ci}.txt"
-                text_files[text_file] = asset.text
-                layer_w, layer_h = out_w, out_h
-                filters += [filter_expr("color", c="black@0", s=f"{out_w}x{out_h}", r=rate_s, d=num(length)),
-                            "format=yuva420p", drawtext_filter(asset, clip, text_file, out_w, out_h)]
-            else:
-                assert info is not None and input_idx is not None
-                video = info.video
-                if video is None or not video.width or not video.height:
-                    raise MediaError(f"{where}.asset.src has no picture.", code="no_video_stream")
-                src_label = [f"{input_idx}:v"]
-                scaled_w, scaled_h, layer_w, layer_h = fitted_size(clip, video.width, video.height, out_w, out_h)
-                filters += [f"fps={rate_s}", "setpts=PTS-STARTPTS"]
-                available = info.duration_s - getattr(asset, "trim", 0.0)
-                if asset.type == "video" and available < length - 0.02:
-                    filters.append(f"tpad=stop_mode=clone:stop_duration={num(length - available + 0.1)}")
-                filters += [f"scale={scaled_w}:{scaled_h}", "setsar=1"]
-                if (scaled_w, scaled_h) != (layer_w, layer_h):
-                    filters.append(f"crop={layer_w}:{layer_h}")
-            if clip.effect in ("zoomIn", "zoomOut"):
-                frames = max(1, round(length * float(rate)))
-                z = (f"1+{num(ZOOM_RANGE)}*on/{frames}" if clip.effect == "zoomIn"
-                     else f"{num(1 + ZOOM_RANGE)}-{num(ZOOM_RANGE)}*on/{frames}")
-                filters += ["format=yuva420p",
-                            filter_expr("zoompan", z=z, x="iw/2-(iw/zoom/2)", y="ih/2-(ih/zoom/2)", d=1,
-                                        s=f"{layer_w}x{layer_h}", fps=rate_s)]
-            filters += ["format=yuva420p", f"trim=duration={num(length)}"]
-            if clip.opacity < 1:
-                filters.append(filter_expr("lutyuv", a=f"val*{num(clip.opacity)}"))
-            if clip.fade_in:
-                filters.append(f"fade=t=in:st=0:d={num(clip.fade_in)}:alpha=1")
-            if clip.fade_out:
-                filters.append(f"fade=t=out:st={num(length - clip.fade_out)}:d={num(clip.fade_out)}:alpha=1")
-            filters.append(f"settb=expr={rate.denominator}/{rate.numerator}")
-            layer = g.chain(src_label, filters, g.label("c"))
-            layer = _transitions(g, clip, layer, length, layer_w, layer_h, rate_s)
-            layer = g.chain([layer], [f"setpts=PTS-STARTPTS+{num(clip.start)}/TB"], g.label("p"))
-            x, y = overlay_xy(clip, clip.start, length, out_w, out_h, layer_w, layer_h,
-                              text_layer=asset.type == "text")
-            cur = g.chain([cur, layer], [filter_expr(
-                "overlay", x=x, y=y, eof_action="pass",
-                enable=f"between(t,{num(clip.start)},{num(clip.start + length)})")], g.label("v"))
+@dataclass
+class _Layer:
+    """A clip's picture before motion and placement: where it comes from, its first filters, its size."""
 
-    if want_audio and tl.soundtrack is not None and tl.soundtrack.volume > 0:
-        st = tl.soundtrack
-        info = media[st.src]
+    source: list[str]  # input labels ([] for a generated picture)
+    filters: list[str]
+    width: int
+    height: int
+
+
+class _RenderGraph:
+    """The filter graph of one render, built clip by clip: picture and sound per clip, then the outputs."""
+
+    def __init__(self, params: RenderParams, media: Mapping[str, MediaInfo], total: float, *, workdir: Path,
+                 captions: Mapping[ClipKey, Path], fonts_dir: Path | None) -> None:
+        self.tl, self.output = params.timeline, params.output
+        self.media, self.total = media, total
+        self.workdir, self.captions, self.fonts_dir = workdir, captions, fonts_dir
+        self.out_w, self.out_h = self.output.frame_size
+        self.rate = parse_rate(self.output.fps)
+        self.rate_s = rate_arg(self.rate)
+        self.fmt = self.output.format
+        self.want_video = self.fmt not in ("mp3",)
+        self.want_audio = self.fmt in ("mp4", "webm", "mp3")
+        self.g = _Graph()
+        self.text_files: dict[Path, str] = {}
+        self.audio_labels: list[str] = []
+        self.cur = ""  # label of the picture composited so far
+        if self.want_video:
+            self.cur = self.g.chain([], [filter_expr("color", c=self.tl.background, s=f"{self.out_w}x{self.out_h}",
+                                                     r=self.rate_s, d=num(total)), "format=yuv420p"],
+                                    self.g.label("bg"))
+
+    # ---- one clip
+    def add_clip(self, key: ClipKey, clip: Clip, length: float) -> None:
+        asset = clip.asset
+        where = f"timeline.tracks[{key[0]}].clips[{key[1]}]"
+        input_idx: int | None = None
+        info: MediaInfo | None = None
+        if asset.type in ("video", "audio", "image"):
+            info = self.media[asset.src]
+            input_idx = self._add_clip_input(clip, info, length)
+        if self.want_audio and asset.type in ("video", "audio") and asset.volume > 0:
+            assert info is not None and input_idx is not None
+            self._add_clip_sound(clip, info, input_idx, length, where)
+        if not self.want_video or asset.type == "audio":
+            return
+        if asset.type == "caption":
+            self._burn_caption(self.captions[key])
+            return
+        if asset.type == "text":
+            layer = self._text_layer(asset, clip, key, length)
+        else:
+            assert info is not None and input_idx is not None
+            layer = self._media_layer(clip, info, input_idx, length, where)
+        self._composite(clip, layer, length, text_layer=asset.type == "text")
+
+    def _add_clip_input(self, clip: Clip, info: MediaInfo, length: float) -> int:
+        if clip.asset.type == "image":
+            return self.g.add_input(["-loop", "1", "-framerate", self.rate_s, "-t", num(length), "-i", info.path])
+        return self.g.add_input(["-ss", num(getattr(clip.asset, "trim", 0.0)), "-t", num(length), "-i", info.path])
+
+    # ---- sound
+    def _add_clip_sound(self, clip: Clip, info: MediaInfo, input_idx: int, length: float, where: str) -> None:
+        volume = getattr(clip.asset, "volume", 1.0)
+        if info.audio is not None:
+            self.audio_labels.append(_audio_chain(self.g, f"{input_idx}:a", volume, clip.fade_in, clip.fade_out,
+                                                  length, clip.start))
+        elif clip.asset.type == "audio":
+            raise MediaError(f"{where}.asset.src has no audio stream.", code="no_audio_stream")
+
+    def add_soundtrack(self) -> None:
+        st = self.tl.soundtrack
+        if not self.want_audio or st is None or st.volume <= 0:
+            return
+        info = self.media[st.src]
         if info.audio is None:
             raise MediaError("timeline.soundtrack.src has no audio stream.", code="no_audio_stream")
         loop = ["-stream_loop", "-1"] if st.loop else []
-        idx = g.add_input([*loop, "-t", num(total), "-i", info.path])
-        audio_labels.append(_audio_chain(g, f"{idx}:a", st.volume, st.fade_in, st.fade_out,
-                                         min(total, info.duration_s) if not st.loop else total, 0.0))
+        idx = self.g.add_input([*loop, "-t", num(self.total), "-i", info.path])
+        self.audio_labels.append(_audio_chain(self.g, f"{idx}:a", st.volume, st.fade_in, st.fade_out,
+                                              min(self.total, info.duration_s) if not st.loop else self.total, 0.0))
 
-    maps: list[str] = []
-    has_audio = bool(audio_labels) and want_audio
-    if has_audio:
-        mix = ([f"amix=inputs={len(audio_labels)}:duration=longest:normalize=0"] if len(audio_labels) > 1
-               else ["anull"])
-        g.chain(audio_labels, [*mix, f"apad=whole_dur={num(total)}", f"atrim=end={num(total)}"], "aout")
-    if fmt == "mp3" and not has_audio:
-        raise InvalidParams("An mp3 render needs at least one audible clip or a soundtrack.",
-                            code="nothing_audible", details={"path": "output.format"})
+    def _mix_audio(self) -> bool:
+        has_audio = bool(self.audio_labels) and self.want_audio
+        if has_audio:
+            mix = ([f"amix=inputs={len(self.audio_labels)}:duration=longest:normalize=0"]
+                   if len(self.audio_labels) > 1 else ["anull"])
+            self.g.chain(self.audio_labels, [*mix, f"apad=whole_dur={num(self.total)}",
+                                             f"atrim=end={num(self.total)}"], "aout")
+        if self.fmt == "mp3" and not has_audio:
+            raise InvalidParams("An mp3 render needs at least one audible clip or a soundtrack.",
+                                code="nothing_audible", details={"path": "output.format"})
+        return has_audio
 
-    codec_args: list[str] = []
-    if want_video:
+    # ---- picture, per asset kind
+    def _burn_caption(self, ass: Path) -> None:
+        opts: dict[str, str | Path | None] = {"filename": ass}
+        if self.fonts_dir is not None:
+            opts["fontsdir"] = self.fonts_dir
+        self.cur = self.g.chain([self.cur], [filter_expr("ass", **opts)], self.g.label("v"))
+
+    def _text_layer(self, asset: TextAsset, clip: Clip, key: ClipKey, length: float) -> _Layer:
+        text_file = self.workdir / f"text_{key[0]}_{key[1]}.txt"
+        self.text_files[text_file] = asset.text
+        w, h = self.out_w, self.out_h
+        return _Layer([], [filter_expr("color", c="black@0", s=f"{w}x{h}", r=self.rate_s, d=num(length)),
+                           "format=yuva420p", drawtext_filter(asset, clip, text_file, w, h)], w, h)
+
+    def _media_layer(self, clip: Clip, info: MediaInfo, input_idx: int, length: float, where: str) -> _Layer:
+        """A video or image source, fitted to the output (and held on its last frame if it ends early)."""
+        video = info.video
+        if video is None or not video.width or not video.height:
+            raise MediaError(f"{where}.asset.src has no picture.", code="no_video_stream")
+        scaled_w, scaled_h, layer_w, layer_h = fitted_size(clip, video.width, video.height, self.out_w, self.out_h)
+        filters = [f"fps={self.rate_s}", "setpts=PTS-STARTPTS"]
+        available = info.duration_s - getattr(clip.asset, "trim", 0.0)
+        if clip.asset.type == "video" and available < length - 0.02:
+            filters.append(f"tpad=stop_mode=clone:stop_duration={num(length - available + 0.1)}")
+        filters += [f"scale={scaled_w}:{scaled_h}", "setsar=1"]
+        if (scaled_w, scaled_h) != (layer_w, layer_h):
+            filters.append(f"crop={layer_w}:{layer_h}")
+        return _Layer([f"{input_idx}:v"], filters, layer_w, layer_h)
+
+    def _look(self, clip: Clip, layer: _Layer, length: float) -> list[str]:
+        """Zoom effect, length, opacity and fades of a layer, on the output's time base."""
+        filters: list[str] = []
+        if clip.effect in ("zoomIn", "zoomOut"):
+            frames = max(1, round(length * float(self.rate)))
+            z = (f"1+{num(ZOOM_RANGE)}*on/{frames}" if clip.effect == "zoomIn"
+                 else f"{num(1 + ZOOM_RANGE)}-{num(ZOOM_RANGE)}*on/{frames}")
+            filters += ["format=yuva420p",
+                        filter_expr("zoompan", z=z, x="iw/2-(iw/zoom/2)", y="ih/2-(ih/zoom/2)", d=1,
+                                    s=f"{layer.width}x{layer.height}", fps=self.rate_s)]
+        filters += ["format=yuva420p", f"trim=duration={num(length)}"]
+        if clip.opacity < 1:
+            filters.append(filter_expr("lutyuv", a=f"val*{num(clip.opacity)}"))
+        if clip.fade_in:
+            filters.append(f"fade=t=in:st=0:d={num(clip.fade_in)}:alpha=1")
+        if clip.fade_out:
+            filters.append(f"fade=t=out:st={num(length - clip.fade_out)}:d={num(clip.fade_out)}:alpha=1")
+        filters.append(f"settb=expr={self.rate.denominator}/{self.rate.numerator}")
+        return filters
+
+    def _composite(self, clip: Clip, layer: _Layer, length: float, *, text_layer: bool) -> None:
+        """The layer with its look and transitions, shifted to the clip's start, overlaid on the picture."""
+        g = self.g
+        label = g.chain(layer.source, [*layer.filters, *self._look(clip, layer, length)], g.label("c"))
+        label = _transitions(g, clip, label, length, layer.width, layer.height, self.rate_s)
+        label = g.chain([label], [f"setpts=PTS-STARTPTS+{num(clip.start)}/TB"], g.label("p"))
+        x, y = overlay_xy(clip, clip.start, length, self.out_w, self.out_h, layer.width, layer.height,
+                          text_layer=text_layer)
+        self.cur = g.chain([self.cur, label], [filter_expr(
+            "overlay", x=x, y=y, eof_action="pass",
+            enable=f"between(t,{num(clip.start)},{num(clip.start + length)})")], g.label("v"))
+
+    # ---- outputs
+    def _video_output(self, video_args: Sequence[str]) -> tuple[list[str], list[str]]:
+        """(maps, codec args) of the picture: the format's last filters and its encoder."""
+        g, fmt, rate = self.g, self.fmt, self.rate
         tail = ["format=yuv420p"]
         if fmt in ("jpg", "png"):
-            at = output.poster_at if output.poster_at is not None else total / 2
-            at = min(at, max(0.0, total - 1 / float(rate)))
+            at = self.output.poster_at if self.output.poster_at is not None else self.total / 2
+            at = min(at, max(0.0, self.total - 1 / float(rate)))
             tail = [f"trim=start={num(at)}", "setpts=PTS-STARTPTS",
                     "format=rgb24" if fmt == "png" else "format=yuvj420p"]
         if fmt == "gif":
             gif_rate = min(float(rate), 15.0)
-            g.chains.append(f"[{cur}]fps={num(gif_rate)},split[g1][g2]")
+            g.chains.append(f"[{self.cur}]fps={num(gif_rate)},split[g1][g2]")
             g.chain(["g1"], ["palettegen=stats_mode=diff"], "pal")
             g.chain(["g2", "pal"], ["paletteuse=dither=bayer:bayer_scale=4"], "vout")
         else:
-            g.chain([cur], tail, "vout")
-        maps += ["-map", "[vout]"]
+            g.chain([self.cur], tail, "vout")
         if fmt == "mp4":
-            codec_args += [*video_args, "-r", rate_s, "-movflags", "+faststart"]
+            codec = [*video_args, "-r", self.rate_s, "-movflags", "+faststart"]
         elif fmt == "webm":
-            codec_args += [*vp9_args(output.quality), "-r", rate_s]
+            codec = [*vp9_args(self.output.quality), "-r", self.rate_s]
         elif fmt == "gif":
-            codec_args += ["-loop", "0"]
+            codec = ["-loop", "0"]
         else:
-            codec_args += ["-frames:v", "1", "-update", "1", *(["-q:v", "2"] if fmt == "jpg" else [])]
-    if has_audio:
-        maps += ["-map", "[aout]"]
-        codec_args += {"mp4": list(AAC_ARGS), "webm": list(OPUS_ARGS),
-                       "mp3": ["-c:a", "libmp3lame", "-q:a", "2"]}[fmt]
-    args: list[str] = []
-    for inp in g.inputs:
-        args += inp
-    args += ["-filter_complex", ";".join(g.chains), *maps, *codec_args]
-    if fmt not in ("jpg", "png"):
-        args += ["-t", num(total)]
-    args.append(str(out))
-    return RenderPlan(args=args, duration_s=total, text_files=text_files, has_audio=has_audio,
-                      has_video=want_video)
+            codec = ["-frames:v", "1", "-update", "1", *(["-q:v", "2"] if fmt == "jpg" else [])]
+        return ["-map", "[vout]"], codec
+
+    def finish(self, out: Path, video_args: Sequence[str]) -> RenderPlan:
+        has_audio = self._mix_audio()
+        maps: list[str] = []
+        codec_args: list[str] = []
+        if self.want_video:
+            maps, codec_args = self._video_output(video_args)
+        if has_audio:
+            maps += ["-map", "[aout]"]
+            codec_args += {"mp4": list(AAC_ARGS), "webm": list(OPUS_ARGS),
+                           "mp3": ["-c:a", "libmp3lame", "-q:a", "2"]}[self.fmt]
+        args = [arg for inp in self.g.inputs for arg in inp]
+        args += ["-filter_complex", ";".join(self.g.chains), *maps, *codec_args]
+        if self.fmt not in ("jpg", "png"):
+            args += ["-t", num(self.total)]
+        args.append(str(out))
+        return RenderPlan(args=args, duration_s=self.total, text_files=self.text_files, has_audio=has_audio,
+                          has_video=self.want_video)
 
 
 def _audio_chain(g: _Graph, src: str, volume: float, fade_in: float, fade_out: float, length: float,
