@@ -7,10 +7,11 @@ The TOML file is named by REELFORGE_CONFIG (keys are the field names, lower case
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +20,7 @@ from pydantic_settings import (
 )
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,16}$")  # jobs.queue is a String(16)
 
 
 class Settings(BaseSettings):
@@ -37,6 +39,9 @@ class Settings(BaseSettings):
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     broker_url: str = "redis://127.0.0.1:6379/0"
     worker_queues: str = "cpu,gpu"  # queues a `reelforge worker` consumes by default
+    # op -> queue overrides, e.g. {"overlay.engine=rvm": "gpu-24g", "build": "gpu"} (reelforge.engine.routing);
+    # ops not named go to "gpu" when they prefer a GPU, else "cpu"
+    op_routes: dict[str, str] = Field(default_factory=dict)
     max_attempts: int = Field(default=3, ge=1)
     lease_ttl_s: float = Field(default=20.0, gt=1)
     heartbeat_s: float = Field(default=2.0, gt=0)
@@ -104,6 +109,14 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
+
+    @field_validator("op_routes")
+    @classmethod
+    def _queue_names(cls, routes: dict[str, str]) -> dict[str, str]:
+        bad = [q for q in routes.values() if not QUEUE_NAME_RE.match(q)]
+        if bad:
+            raise ValueError(f"op_routes: queue names are 1-16 letters, digits, '.', '_' or '-'; got {bad[0]!r}")
+        return routes
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

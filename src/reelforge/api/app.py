@@ -19,6 +19,7 @@ from reelforge.api.routes_system import StoreCollector
 from reelforge.api.routes_system import router as system_router
 from reelforge.config import Settings
 from reelforge.engine.executor import Executor, make_executor
+from reelforge.engine.routing import check_routes
 from reelforge.engine.services import Services
 from reelforge.errors import ReelForgeError
 from reelforge.jobs.batcher import SubmitBatcher
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None, *,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services.create(settings)
         check_bind_safety(settings, services)
+        check_routes(settings)  # an op_routes entry naming no operation stops start-up
         executor = (executor_factory or make_executor)(services)
         registry = CollectorRegistry()
         registry.register(StoreCollector(services.store))

@@ -8,11 +8,15 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from pydantic import BaseModel, Field
 
 from reelforge.api.auth import metrics_access
+from reelforge.config import Settings
 from reelforge.diskspace import free_bytes
+from reelforge.engine.routing import queue_for, routes
 from reelforge.media.ffmpeg import have_ffmpeg
-from reelforge.ops.registry import load_all
+from reelforge.ops.registry import Operation, load_all
+from reelforge.ops.resources import Resources
 
 router = APIRouter(tags=["system"])
 
@@ -74,13 +78,59 @@ def metrics(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/ops", summary="Available operations with their params schema and an example")
-def list_ops() -> dict[str, Any]:
-    return {"ops": [
-        {"name": op.name, "summary": op.summary, "queue": op.queue, "default_timeout_s": op.timeout_s,
-         "params_schema": op.params_model.model_json_schema(), "example": op.example}
-        for op in sorted(load_all().values(), key=lambda o: o.name)
-    ]}
+class OpVariant(BaseModel):
+    when: dict[str, Any] = Field(description="param paths (dotted) and the values that select these resources")
+    resources: Resources
+    queue: str = Field(description="the queue such jobs are routed to")
+
+
+class OpInfo(BaseModel):
+    name: str
+    summary: str
+    resources: Resources = Field(description="what a job of this op needs with its default params")
+    queue: str = Field(description="the queue its jobs are routed to (op_routes applied)")
+    variants: list[OpVariant] = Field(default_factory=list,
+                                      description="params that change the resources or the queue")
+    resources_note: str = Field(default="", description="set when the resources follow from the params in another way")
+    default_timeout_s: float
+    params_schema: dict[str, Any]
+    example: dict[str, Any] | None = None
+
+
+class OpList(BaseModel):
+    ops: list[OpInfo]
+
+
+def op_info(op: Operation, settings: Settings) -> OpInfo:
+    spec = op.resources
+    conditional, _ = routes(settings)
+    # the op's own variants, then any param condition the operator routes on
+    whens = [dict(v.when) for v in spec.variants]
+    whens += [{r.path: r.value} for r in conditional if r.op == op.name and r.path and {r.path: r.value} not in whens]
+    variants = [OpVariant(when=w, resources=op.resources_for(_params_with(w)), queue=queue_for(op, _params_with(w),
+                          settings)) for w in whens]
+    return OpInfo(name=op.name, summary=op.summary, resources=spec.base, queue=queue_for(op, None, settings),
+                  variants=variants, resources_note=spec.note, default_timeout_s=op.timeout_s,
+                  params_schema=op.params_model.model_json_schema(), example=op.example)
+
+
+def _params_with(when: dict[str, Any]) -> dict[str, Any]:
+    """{"head.engine": "rvm"} -> {"head": {"engine": "rvm"}}: params in which the condition holds."""
+    out: dict[str, Any] = {}
+    for path, value in when.items():
+        *parents, last = path.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return out
+
+
+@router.get("/v1/ops", response_model=OpList,
+            summary="Available operations: params schema, example, resources and the queue their jobs go to")
+def list_ops(request: Request) -> OpList:
+    settings: Settings = request.app.state.settings
+    return OpList(ops=[op_info(op, settings) for op in sorted(load_all().values(), key=lambda o: o.name)])
 
 
 @router.get("/v1/voices", summary="Text-to-speech engines and their voices")

@@ -19,10 +19,10 @@ from celery import Celery
 from kombu import Queue
 
 from reelforge.config import Settings
+from reelforge.engine.routing import CPU_QUEUE, configured_queues
 
 log = logging.getLogger("reelforge.celery")
 TASK_NAME = "reelforge.run_job"
-QUEUES = ("cpu", "gpu")
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -34,8 +34,9 @@ def make_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
-        task_default_queue="cpu",
-        task_queues=[Queue(q) for q in QUEUES],
+        task_default_queue=CPU_QUEUE,
+        # cpu, gpu, every queue op_routes names and the ones this worker consumes (names are free strings)
+        task_queues=[Queue(q) for q in configured_queues(settings)],
         broker_transport_options={"visibility_timeout": int(settings.max_timeout_s + 600)},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from reelforge.config import Settings
 from reelforge.engine.metrics import JOBS_SUBMITTED
+from reelforge.engine.routing import queue_for
 from reelforge.errors import Conflict, InputError, InvalidParams, NotFound, invalid_params
 from reelforge.jobs.events import job_event
 from reelforge.jobs.states import JobStatus
@@ -135,8 +136,9 @@ class JobService:
         timeout = body.timeout_s or op.timeout_s
         if timeout > settings.max_timeout_s:
             raise InvalidParams(f"timeout_s may be at most {settings.max_timeout_s:g} seconds.")
+        stored = params.model_dump(mode="json")
         values = self.store.new_job_values(
-            tenant=tenant, op=op.name, params=params.model_dump(mode="json"), queue=op.queue, timeout_s=timeout,
+            tenant=tenant, op=op.name, params=stored, queue=queue_for(op, stored, settings), timeout_s=timeout,
             max_attempts=settings.max_attempts, priority=body.priority, webhook_url=body.webhook_url,
             idempotency_key=body.idempotency_key or idempotency_key,
         )

@@ -24,6 +24,7 @@ from reelforge.media.probe import MediaInfo, probe, require_audio, require_video
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import MediaRef, Params
 from reelforge.ops.registry import operation
+from reelforge.ops.resources import ENCODES
 
 FitMode = Literal["shortest", "loop_video", "loop_audio", "pad"]
 # codecs an MP4 can carry as they are
@@ -119,6 +120,7 @@ def add_audio_args(plan: AudioPlan, video_path: str, audio_path: str, out: str, 
     "add_audio",
     params=AddAudioParams,
     summary="Replace or mix audio onto a video (volume, fades, fit modes, loudness); video stream-copied.",
+    resources=ENCODES,
     timeout_s=1800,
     example={"video": "https://example.com/clip.mp4", "audio": "https://example.com/music.mp3",
              "mode": "mix", "fit": "loop_audio", "audio_volume": 0.4, "fade_out_s": 2, "loudness_lufs": -16},

@@ -33,6 +33,7 @@ from reelforge.models.whisper import (
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import MediaRef, Params
 from reelforge.ops.registry import operation
+from reelforge.ops.resources import Resources
 
 MAX_SCRIPT_CHARS = 20_000
 WINDOW_PAD_S = 0.15  # silence kept around a window's speech, so its first and last words have edges
@@ -168,6 +169,7 @@ def align_spoken(path: Path, sentences: Sequence[tuple[str, float, float]], scri
     "align",
     params=AlignParams,
     summary="Word timings for exactly the script's words, from the speech in an audio file.",
+    resources=Resources(gpu="optional", vram_gb=1),  # a small whisper for word times
     timeout_s=1800,
     example={"audio": "https://example.com/narration.mp3",
              "script": "Welcome to ReelForge. Every word of this script gets its own time."},

@@ -44,6 +44,7 @@ from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.loop import encode_cycle
 from reelforge.ops.params import MediaRef, Params
 from reelforge.ops.registry import Operation, get_operation, operation
+from reelforge.ops.resources import Resources, ResourceSpec, Variant
 from reelforge.pipelines.compose_plan import (
     RAW_LOOP_MAX_BYTES,
     CaptionMode,
@@ -428,6 +429,8 @@ def lookup_op(name: str) -> Operation:
     params=BuildParams,
     summary="Narrated video in one request: tts, looped background or Ken Burns images, talking-head "
             "circle, ducked music, captions (burned or soft), encoded once.",
+    resources=ResourceSpec(Resources(gpu="optional", vram_gb=1, nvenc=True),  # tts + a small whisper for word times
+                           (Variant({"head.engine": "rvm"}, Resources(gpu="preferred", vram_gb=2, nvenc=True)),)),
     timeout_s=3 * 3600,
     example={
         "script": "Welcome to ReelForge. This whole video was built from one request.",

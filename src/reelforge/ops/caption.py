@@ -28,6 +28,7 @@ from reelforge.media.subtitle_files import (
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import MediaRef, Params
 from reelforge.ops.registry import operation
+from reelforge.ops.resources import ENCODES
 
 DEFAULT_FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 
@@ -80,7 +81,7 @@ def caption_args(video: Path, ass_path: Path, fonts: Path, out: Path, enc: tuple
     "caption",
     params=CaptionParams,
     summary="Burn SRT/VTT (styled) or ASS captions into a video.",
-    queue="gpu",
+    resources=ENCODES,
     timeout_s=3600,
     example={"input": "https://example.com/clip.mp4", "subtitles_text": "1\n00:00:00,000 --> 00:00:02,000\n"
              "Hello, world!\n", "style": {"font_size": 60, "position": "bottom", "outline": 3}},

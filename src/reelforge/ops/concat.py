@@ -35,6 +35,7 @@ from reelforge.media.transitions import (
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import MediaRef, Params
 from reelforge.ops.registry import operation
+from reelforge.ops.resources import ENCODES
 
 
 class ConcatParams(Params):
@@ -129,7 +130,7 @@ def extradata_hash(path: Path) -> tuple[str, ...]:
     "concat",
     params=ConcatParams,
     summary="Join clips: stream copy when compatible, else normalised re-encode; optional xfade transitions.",
-    queue="gpu",
+    resources=ENCODES,
     timeout_s=3600,
     example={"inputs": ["https://example.com/a.mp4", "https://example.com/b.mp4"], "transition": "fade",
              "transition_s": 0.5},

@@ -34,6 +34,7 @@ from reelforge.media.transitions import Transition, joined_duration, xfade_chain
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import MediaRef, Params
 from reelforge.ops.registry import operation
+from reelforge.ops.resources import ENCODES
 
 MAX_IMAGES = 200
 
@@ -135,7 +136,7 @@ def _render_clip(i: int, image: Path, size: tuple[int, int], opts: KenBurnsOptio
     "img2vid",
     params=Img2VidParams,
     summary="Images to Ken Burns video clips (smooth sub-pixel zoom/pan), optionally joined into one video.",
-    queue="gpu",
+    resources=ENCODES,
     timeout_s=3600,
     example={"images": ["https://example.com/a.jpg", {"image": "https://example.com/b.jpg", "effect": "pan_left"}],
              "size": "1080p", "fps": 30, "duration_s": 5, "effect": "zoom_in", "zoom": 0.2, "join": True,

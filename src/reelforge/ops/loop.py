@@ -34,6 +34,7 @@ from reelforge.ops.add_audio import MP4_AUDIO_CODECS
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import MediaRef, Params
 from reelforge.ops.registry import operation
+from reelforge.ops.resources import ENCODES
 
 REVERSE_CHUNK_BYTES = 256 * 1024 * 1024
 
@@ -175,7 +176,7 @@ def _build_pieces(src: Path, ctx: OpContext, params: LoopParams, fps: Fraction, 
     "loop",
     params=LoopParams,
     summary="Loop a clip forward or ping-pong to an exact duration (or an audio file's length).",
-    queue="gpu",
+    resources=ENCODES,
     timeout_s=3600,
     example={"input": "https://example.com/clip.mp4", "mode": "pingpong", "duration_s": 60},
 )

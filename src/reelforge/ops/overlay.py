@@ -35,6 +35,7 @@ from reelforge.models.segmentation import EngineName, Segmenter, open_segmenter
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import MediaRef, Params
 from reelforge.ops.registry import operation
+from reelforge.ops.resources import ENCODES, Resources, ResourceSpec, Variant
 
 OutputKind = Literal["webm", "mov", "composite"]
 ShapeKind = Literal["circle", "rect", "none"]
@@ -352,7 +353,8 @@ def batch_frames(width: int, height: int) -> int:
     "overlay",
     params=OverlayParams,
     summary="Talking-head background removal into a transparent circle / rect overlay (webm, mov or composite).",
-    queue="cpu",
+    resources=ResourceSpec(ENCODES, (Variant({"engine": "rvm"}, Resources(gpu="preferred", vram_gb=1, nvenc=True)),
+                                      )),  # mediapipe runs on the CPU (tflite); RVM's ONNX takes CUDA
     timeout_s=3600,
     example={"input": "https://example.com/talking-head.mp4", "engine": "mediapipe", "shape": "circle",
              "radius": 0.45, "border_width": 6, "border_color": "#ffffff", "output": "webm"},

@@ -8,7 +8,8 @@ from pydantic import Field, ValidationInfo, model_validator
 
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import Params
-from reelforge.ops.registry import get_operation, operation
+from reelforge.ops.registry import get_operation, operation, steps_resources
+from reelforge.ops.resources import ResourceSpec
 from reelforge.pipelines.graph import Graph, Step, build_graph
 from reelforge.pipelines.runner import RunOptions, run_graph
 
@@ -45,6 +46,7 @@ EXAMPLE: dict[str, Any] = {
     "pipeline",
     params=PipelineParams,
     summary="Run several operations as one job: steps wired by refs, parallel, cached by content.",
+    resources=ResourceSpec(derive=steps_resources, note="what its steps need together"),
     timeout_s=3 * 3600,
     example=EXAMPLE,
 )

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from reelforge.errors import UnknownOperation
 from reelforge.ops.context import OpContext, OpResult
+from reelforge.ops.resources import CPU, Resources, ResourceSpec, as_spec
 
 P = TypeVar("P", bound=BaseModel)
 RunFn = Callable[[Any, OpContext], OpResult]
@@ -27,13 +28,17 @@ class Operation:
     params_model: type[BaseModel]
     run: RunFn
     summary: str
-    queue: Literal["cpu", "gpu"] = "cpu"  # Celery queue: "gpu" for ops that use CUDA models or NVENC
+    resources: ResourceSpec = field(default_factory=ResourceSpec)  # GPU, VRAM, NVENC; routed to a queue
     timeout_s: float = 600.0  # default per-job timeout (model loading included); jobs may override
     example: dict[str, Any] | None = None  # a runnable params example, shown in docs
 
+    def resources_for(self, params: BaseModel | Mapping[str, Any] | None = None) -> Resources:
+        """The resources a job with these params needs (None: the op's base resources)."""
+        return self.resources.for_params(params)
+
 
 _REGISTRY: dict[str, Operation] = {}
-_NOT_OPS = {"context", "registry", "params"}
+_NOT_OPS = {"context", "registry", "params", "resources"}
 _loaded = False
 
 
@@ -42,14 +47,14 @@ def operation(
     *,
     params: type[P],
     summary: str,
-    queue: Literal["cpu", "gpu"] = "cpu",
+    resources: Resources | ResourceSpec = CPU,
     timeout_s: float = 600.0,
     example: dict[str, Any] | None = None,
 ) -> Callable[[Callable[[P, OpContext], OpResult]], Callable[[P, OpContext], OpResult]]:
     def decorate(fn: Callable[[P, OpContext], OpResult]) -> Callable[[P, OpContext], OpResult]:
         if name in _REGISTRY and _REGISTRY[name].run is not fn:
             raise RuntimeError(f"operation {name!r} registered twice")
-        _REGISTRY[name] = Operation(name, params, fn, summary, queue, timeout_s, example)
+        _REGISTRY[name] = Operation(name, params, fn, summary, as_spec(resources), timeout_s, example)
         return fn
 
     return decorate
@@ -71,6 +76,17 @@ def load_plugins(modules: str) -> None:
     """Import extra operation modules named in settings.plugins (comma-separated dotted names)."""
     for name in filter(None, (m.strip() for m in modules.split(","))):
         importlib.import_module(name)
+
+
+def steps_resources(params: Mapping[str, Any]) -> Resources:
+    """A pipeline's resources: what its steps need together (they run in one job host)."""
+    total = CPU
+    ops = load_all()
+    for step in params.get("steps") or []:
+        op = ops.get(step.get("op", "")) if isinstance(step, Mapping) else None
+        if op is not None:
+            total = total.combine(op.resources_for(step.get("params") or {}))
+    return total
 
 
 def get_operation(name: str) -> Operation:

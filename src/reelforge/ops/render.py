@@ -13,6 +13,7 @@ from reelforge.media.limits import check_duration_limit, check_frame_pixels
 from reelforge.media.probe import MediaInfo, probe
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.registry import operation
+from reelforge.ops.resources import ENCODES
 from reelforge.pipelines.render_plan import ClipKey, RenderPlan, plan_render
 from reelforge.pipelines.timeline import CaptionAsset, RenderParams
 
@@ -89,6 +90,7 @@ def probe_input(ctx: OpContext, ref: str, where: str) -> MediaInfo:
     "render",
     params=RenderParams,
     summary="Render a JSON timeline (video, image, audio, text and caption clips on tracks) to one file.",
+    resources=ENCODES,
     timeout_s=3 * 3600,
     example={
         "timeline": {

@@ -15,6 +15,7 @@ from reelforge.models.whisper import TranscribeOptions, Transcript, decode_audio
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import MediaRef, Params
 from reelforge.ops.registry import operation
+from reelforge.ops.resources import Resources
 
 
 class TranscribeParams(Params):
@@ -58,7 +59,7 @@ def transcript_words(transcript: Transcript, subs: pysubs2.SSAFile) -> list[Word
     "transcribe",
     params=TranscribeParams,
     summary="Speech to text (faster-whisper): transcript, SRT, VTT, words.json and karaoke ASS captions.",
-    queue="gpu",
+    resources=Resources(gpu="preferred", vram_gb=2),  # faster-whisper; large models need ~5 GB
     timeout_s=3600,
     example={"input": "https://example.com/interview.mp4", "language": "en", "vad": True},
 )

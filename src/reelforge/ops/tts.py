@@ -24,6 +24,7 @@ from reelforge.ops.align import align_spoken
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import MediaRef, Params
 from reelforge.ops.registry import operation
+from reelforge.ops.resources import Resources
 
 MAX_TEXT_CHARS = 20_000
 AudioFormat = Literal["wav", "mp3", "m4a"]
@@ -83,6 +84,7 @@ def write_wav(audio: np.ndarray, rate: int, path: Path) -> Path:
     "tts",
     params=TTSParams,
     summary="Text to speech (piper, kokoro, espeak) with word timings for captions.",
+    resources=Resources(gpu="optional", vram_gb=1),  # piper/kokoro ONNX take CUDA when there
     timeout_s=1800,
     example={"text": "Welcome to ReelForge. This voice was made on your own server.", "engine": "piper",
              "format": "mp3"},
