@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from reelforge.captions import CaptionStyle
 from reelforge.errors import MediaError
-from reelforge.media.subtitle_files import CaptionStyle, escape_ass_text
+from reelforge.media.subtitle_files import escape_ass_text
 from reelforge.ops.caption import CaptionParams, burn_filter
 from reelforge.ops.registry import get_operation
 from tests.unit.video_helpers import ffmpeg, frames, streams

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from reelforge import __version__
 from reelforge.api.auth import KeyCache
 from reelforge.api.errors import error_response, install_error_handlers
+from reelforge.api.openapi import install_openapi
 from reelforge.api.routes_files import router as files_router
 from reelforge.api.routes_jobs import router as jobs_router
 from reelforge.api.routes_system import StoreCollector
@@ -180,6 +181,7 @@ def create_app(settings: Settings | None = None, *,
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(jobs_router)
     app.include_router(files_router)
     app.include_router(system_router)

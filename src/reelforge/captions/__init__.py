@@ -6,8 +6,8 @@
 """
 
 from reelforge.captions.align import Alignment, align_words, normalize_tokens
-from reelforge.captions.build import ass_escape, build_plain, build_subtitles, group_words
-from reelforge.captions.style import STYLES, CaptionStyle, parse_color
+from reelforge.captions.build import ass_escape, ass_style, build_plain, build_subtitles, group_words, pos_prefix
+from reelforge.captions.style import BURN_IN_DEFAULTS, STYLE_FIELDS, STYLES, CaptionStyle, parse_color
 from reelforge.captions.words import (
     Word,
     load_words,
@@ -20,8 +20,8 @@ from reelforge.captions.words import (
 from reelforge.captions.writers import load_subs, save_subs, write_ass, write_srt, write_vtt
 
 __all__ = [
-    "STYLES", "Alignment", "CaptionStyle", "Word", "align_words", "ass_escape", "build_plain",
-    "build_subtitles", "group_words", "load_subs", "load_words", "normalize_tokens", "parse_color",
-    "plain_text", "save_subs", "words_from_json", "words_from_subs", "words_to_json", "write_ass",
-    "write_srt", "write_vtt", "write_words_json",
+    "BURN_IN_DEFAULTS", "STYLES", "STYLE_FIELDS", "Alignment", "CaptionStyle", "Word", "align_words", "ass_escape",
+    "ass_style", "build_plain", "build_subtitles", "group_words", "load_subs", "load_words", "normalize_tokens",
+    "parse_color", "plain_text", "pos_prefix", "save_subs", "words_from_json", "words_from_subs", "words_to_json",
+    "write_ass", "write_srt", "write_vtt", "write_words_json",
 ]

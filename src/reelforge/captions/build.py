@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pysubs2
 
-from reelforge.captions.style import ALIGNMENT, CaptionStyle, parse_color
+from reelforge.captions.style import CaptionStyle, parse_color
 from reelforge.captions.words import Word
 
 STYLE_NAME = "Default"
@@ -87,7 +87,8 @@ def group_words(words: Sequence[Word], style: CaptionStyle,
                 close_caption()
         if line:
             chars = sum(len(shown[j]) for j in line) + len(line) + len(shown[i])
-            if len(line) >= style.max_words_per_line or chars > style.max_chars_per_line:
+            too_long = style.max_chars_per_line is not None and chars > style.max_chars_per_line
+            if len(line) >= style.max_words_per_line or too_long:
                 lines.append(line)
                 line = []
                 if len(lines) >= style.max_lines:
@@ -97,7 +98,8 @@ def group_words(words: Sequence[Word], style: CaptionStyle,
     return captions
 
 
-def _base_style(style: CaptionStyle) -> pysubs2.SSAStyle:
+def ass_style(style: CaptionStyle) -> pysubs2.SSAStyle:
+    """The ASS style of `style` (font, colours, outline/box, alignment, margins); also used to burn SRT/VTT."""
     base, hi = parse_color(style.color), parse_color(style.highlight_color)
     karaoke = style.style == "karaoke"
     return pysubs2.SSAStyle(
@@ -113,7 +115,7 @@ def _base_style(style: CaptionStyle) -> pysubs2.SSAStyle:
         borderstyle=3 if style.box else 1,
         outline=style.outline,
         shadow=style.shadow,
-        alignment=pysubs2.Alignment(ALIGNMENT[style.position]),
+        alignment=pysubs2.Alignment(style.alignment),
         marginl=style.margin_h,
         marginr=style.margin_h,
         marginv=style.margin_v,
@@ -124,7 +126,8 @@ def _ms(seconds: float) -> int:
     return max(0, round(seconds * 1000))
 
 
-def _prefix(style: CaptionStyle) -> str:
+def pos_prefix(style: CaptionStyle) -> str:
+    """`{\\pos(x,y)}` when the style anchors captions at a point, else nothing."""
     return f"{{\\pos({style.x},{style.y})}}" if style.x is not None else ""
 
 
@@ -143,7 +146,7 @@ def _caption_text(words: Sequence[Word], cap: Caption, style: CaptionStyle, curr
                 text = f"{{\\u1}}{text}{{\\u0}}"
             parts.append(text)
         lines_out.append(" ".join(parts))
-    return _prefix(style) + "\\N".join(lines_out)
+    return pos_prefix(style) + "\\N".join(lines_out)
 
 
 def _karaoke_text(words: Sequence[Word], cap: Caption, style: CaptionStyle) -> str:
@@ -161,7 +164,7 @@ def _karaoke_text(words: Sequence[Word], cap: Caption, style: CaptionStyle) -> s
             parts.append(f"{{\\{style.karaoke_tag}{k}}}{ass_escape(display_text(words[i].text, style))}")
             pos += 1
         lines_out.append(" ".join(parts))
-    return _prefix(style) + "\\N".join(lines_out)
+    return pos_prefix(style) + "\\N".join(lines_out)
 
 
 def _cs(seconds: float) -> int:
@@ -179,7 +182,7 @@ def new_subs(style: CaptionStyle, play_res: tuple[int, int]) -> pysubs2.SSAFile:
     subs.info["PlayResY"] = str(play_res[1])
     subs.info["ScaledBorderAndShadow"] = "yes"
     subs.info["WrapStyle"] = "0"
-    subs.styles[STYLE_NAME] = _base_style(style)
+    subs.styles[STYLE_NAME] = ass_style(style)
     return subs
 
 
@@ -203,7 +206,7 @@ def build_subtitles(words: Sequence[Word], style: CaptionStyle | None = None,
                 w_start = start if n == 0 else words[i].start
                 w_end = words[idx[n + 1]].start if n + 1 < len(idx) else end
                 if style.style == "word_by_word":
-                    text = _prefix(style) + ass_escape(display_text(words[i].text, style))
+                    text = pos_prefix(style) + ass_escape(display_text(words[i].text, style))
                 else:
                     text = _caption_text(words, cap, style, current=i)
                 subs.append(_event(w_start, w_end, text))

@@ -6,10 +6,9 @@ followed by U+2060 WORD JOINER (invisible, zero width) so that `\\N` typed by a 
 The basic SRT/VTT tags `<b> <i> <u> <s>` still work; other markup (`<font>`, `<v Speaker>`, `<c.x>`, cue
 timestamps) is dropped, and anything else in angle brackets is shown as written.
 
-The style model (`CaptionStyle`) is plain data validated by pydantic: a font *name* (looked up by libass
-in `fontsdir`), sizes in pixels of a 1080-line frame (the ASS script's PlayResY is 1080, so captions look
-the same at any output size), `#RRGGBB[AA]` colours (AA = opacity), position and margins, wrapping and
-all caps. None of it ever reaches an ffmpeg filter string: it is written into the .ass file by pysubs2.
+The look comes from `reelforge.captions.CaptionStyle` (turned into a pysubs2 style by the caller): sizes are
+pixels of a 1080-line frame (the ASS script's PlayResY is 1080, so captions look the same at any output
+size). None of it ever reaches an ffmpeg filter string: it is written into the .ass file by pysubs2.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Literal
 
 import pysubs2
-from pydantic import BaseModel, ConfigDict, Field
 
 from reelforge.errors import MediaError
 
@@ -29,7 +27,6 @@ SubtitleFormat = Literal["auto", "srt", "vtt", "ass"]
 MAX_SUBTITLE_BYTES = 10 * 1024 * 1024
 _BACKSLASH = "\ue000"  # stands in for user backslashes while pysubs2 parses
 _WORD_JOINER = "\u2060"
-_COLOR_RE = r"^#[0-9A-Fa-f]{6}([0-9A-Fa-f]{2})?$"
 _TAGS = {"b": ("\ue010", "\ue011"), "i": ("\ue012", "\ue013"), "u": ("\ue014", "\ue015"), "s": ("\ue016", "\ue017")}
 _TAG_TO_ASS = {mark: f"{{\\{tag}{on}}}" for tag, marks in _TAGS.items() for mark, on in zip(marks, (1, 0),
                                                                                                strict=True)}
@@ -38,65 +35,23 @@ _DROPPED_MARKUP_RE = re.compile(r"</?\s*(font|c|v|lang|ruby|rt)(\s[^<>]*|\.[^<>]
                                 re.IGNORECASE)
 
 
-class CaptionStyle(BaseModel):
-    """How SRT/VTT captions look when burned in. Sizes are pixels at 1080 lines of output height."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    font: str = Field("DejaVu Sans", pattern=r"^[A-Za-z0-9 _.\-]{1,64}$")
-    font_size: float = Field(54, ge=8, le=300)
-    bold: bool = False
-    italic: bool = False
-    color: str = Field("#FFFFFF", pattern=_COLOR_RE)
-    outline_color: str = Field("#000000", pattern=_COLOR_RE)
-    back_color: str = Field("#00000080", pattern=_COLOR_RE, description="shadow, or the box with box=true")
-    outline: float = Field(3, ge=0, le=20)
-    shadow: float = Field(1, ge=0, le=20)
-    box: bool = Field(False, description="draw an opaque box (back_color) behind the text")
-    position: Literal["bottom", "middle", "top"] = "bottom"
-    align: Literal["left", "center", "right"] = "center"
-    margin_v: int = Field(60, ge=0, le=1000)
-    margin_h: int = Field(60, ge=0, le=1000)
-    max_line_chars: int | None = Field(42, ge=8, le=200, description="wrap lines longer than this")
-    all_caps: bool = False
-
-
-def ass_color(value: str) -> pysubs2.Color:
-    """`#RRGGBB[AA]` (AA = opacity, FF opaque) -> pysubs2 Color (whose alpha is ASS transparency)."""
-    r, g, b = (int(value[i:i + 2], 16) for i in (1, 3, 5))
-    opacity = int(value[7:9], 16) if len(value) == 9 else 255
-    return pysubs2.Color(r, g, b, 255 - opacity)
-
-
-def ass_style(style: CaptionStyle) -> pysubs2.SSAStyle:
-    row = {"bottom": 0, "middle": 3, "top": 6}[style.position]
-    col = {"left": 1, "center": 2, "right": 3}[style.align]
-    return pysubs2.SSAStyle(
-        fontname=style.font, fontsize=style.font_size, bold=style.bold, italic=style.italic,
-        primarycolor=ass_color(style.color), secondarycolor=ass_color(style.color),
-        outlinecolor=ass_color(style.outline_color), backcolor=ass_color(style.back_color),
-        outline=style.outline, shadow=style.shadow, borderstyle=3 if style.box else 1,
-        alignment=pysubs2.Alignment(row + col), marginl=style.margin_h, marginr=style.margin_h,
-        marginv=style.margin_v)
-
-
 def escape_ass_text(text: str) -> str:
     """Plain text -> ASS event text that libass renders literally (newlines become `\\N`)."""
     text = text.replace("\\", "\\" + _WORD_JOINER).replace("{", "\\{").replace("}", "\\}")
     return text.replace("\r\n", "\n").replace("\n", "\\N")
 
 
-def _literal_event_text(raw: str, style: CaptionStyle, *, vtt: bool) -> str:
+def _literal_event_text(raw: str, *, wrap_chars: int | None, all_caps: bool, vtt: bool) -> str:
     text = raw.replace("\\N", "\n")  # pysubs2's newline marker; user backslashes are still placeholders
     text = _DROPPED_MARKUP_RE.sub("", text)
     text = _TAG_RE.sub(lambda m: _TAGS[m.group(2).lower()][1 if m.group(1) else 0], text)
     if vtt:
         text = html.unescape(text)
-    if style.all_caps:
+    if all_caps:
         text = text.upper()
-    if style.max_line_chars:
+    if wrap_chars:
         text = "\n".join(
-            "\n".join(textwrap.wrap(line, style.max_line_chars, break_long_words=False, break_on_hyphens=False))
+            "\n".join(textwrap.wrap(line, wrap_chars, break_long_words=False, break_on_hyphens=False))
             or line for line in text.split("\n"))
     text = escape_ass_text(text.replace(_BACKSLASH, "\\"))
     for mark, tag in _TAG_TO_ASS.items():
@@ -148,18 +103,23 @@ def load_subtitles(text: str, fmt: Literal["srt", "vtt", "ass"]) -> pysubs2.SSAF
     return subs
 
 
-def styled_ass(subs: pysubs2.SSAFile, style: CaptionStyle, video_w: int, video_h: int, *,
+def styled_ass(subs: pysubs2.SSAFile, style: pysubs2.SSAStyle, video_w: int, video_h: int, *,
+               wrap_chars: int | None = None, all_caps: bool = False, prefix: str = "",
                vtt: bool = False) -> pysubs2.SSAFile:
-    """An ASS script for SRT/VTT events with `style`, laid out on a 1080-line canvas of the video's shape."""
+    """An ASS script for SRT/VTT events in `style`, laid out on a 1080-line canvas of the video's shape.
+
+    `wrap_chars` wraps longer lines, `prefix` (an override block such as `{\\pos(x,y)}`, built by the
+    caller from validated numbers) starts every event.
+    """
     out = pysubs2.SSAFile()
     out.info["PlayResY"] = "1080"
     out.info["PlayResX"] = str(max(1, round(1080 * video_w / max(1, video_h))))
     out.info["ScaledBorderAndShadow"] = "yes"
     out.info["WrapStyle"] = "0"
-    out.styles = {"Default": ass_style(style)}
+    out.styles = {"Default": style}
     for e in subs.events:
-        out.events.append(pysubs2.SSAEvent(start=e.start, end=e.end, style="Default",
-                                           text=_literal_event_text(e.text, style, vtt=vtt)))
+        text = _literal_event_text(e.text, wrap_chars=wrap_chars, all_caps=all_caps, vtt=vtt)
+        out.events.append(pysubs2.SSAEvent(start=e.start, end=e.end, style="Default", text=prefix + text))
     return out
 
 

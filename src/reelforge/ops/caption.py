@@ -1,6 +1,7 @@
 """`caption`: burn SRT, WebVTT or ASS captions (a file/URL, or inline text) into a video.
 
-SRT/VTT get the job's `style` (see media/subtitle_files.CaptionStyle) and are written as an .ass file;
+SRT/VTT get the job's `style` (captions.CaptionStyle, the model every caption op shares; the fields a
+job leaves out keep caption's own look, BURN_IN_DEFAULTS) and are written as an .ass file;
 ASS files keep their own styles. The subtitle file is written into the work dir under a fixed, plain
 name and passed to the `ass` filter through media/filters, so neither the user's file name nor any text
 or style value can reach the filter graph. Fonts come from the worker's font dir (DejaVu by default).
@@ -12,13 +13,13 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
+from reelforge.captions import BURN_IN_DEFAULTS, CaptionStyle, ass_style, pos_prefix
 from reelforge.media.encoders import EncoderChoice, Quality, VideoCodec, encode_with_fallback
 from reelforge.media.ffmpeg import ensure_file_output
 from reelforge.media.filters import filter_expr
 from reelforge.media.limits import check_duration_limit
 from reelforge.media.probe import probe, require_video
 from reelforge.media.subtitle_files import (
-    CaptionStyle,
     SubtitleFormat,
     detect_format,
     load_subtitles,
@@ -101,7 +102,9 @@ def run(params: CaptionParams, ctx: OpContext) -> OpResult:
         # (embedded fonts, unusual Format lines) than a parse/write round trip keeps
         ass_path.write_text(text, encoding="utf-8")
     else:
-        subs = styled_ass(subs, params.style, v.width or 1920, v.height or 1080, vtt=fmt == "vtt")
+        style = params.style.with_defaults(BURN_IN_DEFAULTS)
+        subs = styled_ass(subs, ass_style(style), v.width or 1920, v.height or 1080, vtt=fmt == "vtt",
+                          wrap_chars=style.max_chars_per_line, all_caps=style.all_caps, prefix=pos_prefix(style))
         subs.save(str(ass_path), format_="ass")
     out = ctx.output_path("video", ".mp4")
     fonts = font_dir(ctx)

@@ -1,19 +1,21 @@
 """`subtitles`: ASS (+ SRT, VTT) captions in a style, from timed words or from an existing subtitle file.
 
 Input is either `words` inline, or `input`: a words.json (from transcribe, tts or align) or an SRT / VTT /
-ASS file (its lines' times are shared among their words, so word styles work on it too). The style
-fields are CaptionStyle's, given flat: {"words": [...], "style": "karaoke", "max_words_per_line": 3}.
+ASS file (its lines' times are shared among their words, so word styles work on it too). `style` is the
+CaptionStyle every caption op takes: {"words": [...], "style": {"style": "karaoke", "max_words_per_line": 3}}.
+The older flat spelling, {"words": [...], "style": "karaoke", "max_words_per_line": 3}, is still accepted.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reelforge.captions import (
+    STYLE_FIELDS,
     CaptionStyle,
     Word,
     build_plain,
@@ -46,13 +48,30 @@ class WordIn(BaseModel):
         return self
 
 
-class SubtitlesParams(Params, CaptionStyle):
+class SubtitlesParams(Params):
+    style: CaptionStyle = Field(default_factory=CaptionStyle,
+                                description="the look (also accepted flat: a style name and style fields here)")
     words: list[WordIn] | None = Field(default=None, max_length=MAX_WORDS, description="timed words")
     input: MediaRef | None = Field(default=None, description="words.json, .srt, .vtt or .ass")
     width: int = Field(default=1920, ge=16, le=8192, description="caption canvas (the video's size)")
     height: int = Field(default=1080, ge=16, le=8192)
     formats: list[Literal["ass", "srt", "vtt"]] = Field(default_factory=lambda: ["ass", "srt", "vtt"],
                                                         min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_style(cls, data: Any) -> Any:
+        """The old spelling: style fields beside `words`, `style` a style name. Folded into `style`."""
+        if not isinstance(data, dict):
+            return data
+        flat = {k: data[k] for k in data if k in STYLE_FIELDS and k != "style"}
+        kind = data.get("style")
+        if not flat and not isinstance(kind, str):
+            return data
+        if isinstance(kind, dict | CaptionStyle):
+            raise ValueError("give the style fields either inside style or beside it, not both")
+        rest = {k: v for k, v in data.items() if k not in flat and k != "style"}
+        return {**rest, "style": {**flat, **({"style": kind} if kind is not None else {})}}
 
     @model_validator(mode="after")
     def _source(self) -> SubtitlesParams:
@@ -63,7 +82,7 @@ class SubtitlesParams(Params, CaptionStyle):
         return self
 
     def caption_style(self) -> CaptionStyle:
-        return CaptionStyle(**{k: getattr(self, k) for k in CaptionStyle.model_fields})
+        return self.style
 
 
 def read_words(path: Path, breaks: set[int] | None = None) -> list[Word]:
@@ -92,7 +111,7 @@ def read_words(path: Path, breaks: set[int] | None = None) -> list[Word]:
     summary="Styled captions (classic, karaoke, highlight, word_by_word, underline) as ASS, SRT and VTT.",
     timeout_s=300,
     example={"words": [{"text": "Hello", "start": 0.0, "end": 0.4}, {"text": "world!", "start": 0.45, "end": 0.9}],
-             "style": "karaoke", "max_words_per_line": 4, "position": "bottom_center"},
+             "style": {"style": "karaoke", "max_words_per_line": 4, "position": "bottom_center"}},
 )
 def run(params: SubtitlesParams, ctx: OpContext) -> OpResult:
     ctx.stage("reading")
