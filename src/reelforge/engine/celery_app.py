@@ -48,7 +48,7 @@ def make_celery(settings: Settings) -> Celery:
     def run_job(job_id: str) -> str:
         return state.run(app, job_id)
 
-    app.reelforge_state = state  # type: ignore[attr-defined]
+    app.reelforge_state = state
     return app
 
 

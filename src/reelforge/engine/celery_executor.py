@@ -82,8 +82,8 @@ class CeleryExecutor(Executor):
                 for job_id, status in self.services.store.reclaim_expired():
                     log.warning("reclaimed %s -> %s", job_id, status.value)
                     if status.value == "queued":
-                        job = self.services.store.get_job(job_id)
-                        if job is not None:
-                            self._send(job)
+                        requeued = self.services.store.get_job(job_id)
+                        if requeued is not None:
+                            self._send(requeued)
             except Exception:
                 log.exception("reclaim failed")

@@ -238,12 +238,13 @@ def _execute(payload: dict[str, Any], settings: Settings, services: Any,
     from reelforge.ops.context import OpContext
     from reelforge.ops.registry import get_operation
 
-    last = [0.0, None]
+    last_at, last_stage = 0.0, None
 
     def on_progress(fraction: float, stage: str | None) -> None:
+        nonlocal last_at, last_stage
         now = time.monotonic()
-        if stage != last[1] or now - last[0] >= 0.25 or fraction >= 1.0:
-            last[0], last[1] = now, stage
+        if stage != last_stage or now - last_at >= 0.25 or fraction >= 1.0:
+            last_at, last_stage = now, stage
             send(("progress", fraction, stage))
 
     try:

@@ -58,12 +58,13 @@ class Runner:
         workdir = settings.work_dir / job.id / f"attempt-{job.attempts}"
         self._webhook(job, job_event(job, "job.running", attempt=job.attempts), "state")
 
-        last_write = [0.0, None]
+        written_at, written_stage = 0.0, None
 
         def on_progress(fraction: float, stage: str | None) -> None:
+            nonlocal written_at, written_stage
             now = time.monotonic()
-            if stage != last_write[1] or now - last_write[0] >= 0.5:
-                last_write[0], last_write[1] = now, stage
+            if stage != written_stage or now - written_at >= 0.5:
+                written_at, written_stage = now, stage
                 store.update_progress(job.id, worker_id, fraction, stage)
                 self._webhook(job, job_event(job, "job.progress", progress=round(fraction, 4), stage=stage),
                               "progress")

@@ -7,8 +7,11 @@ from typing import Any, Protocol
 
 
 class _Job(Protocol):
-    id: str
-    op: str
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def op(self) -> str: ...
 
 
 def job_event(job: _Job, event: str, **extra: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import queue
 import subprocess
@@ -199,7 +200,7 @@ class FrameReader:
 
     def _read_exact(self, buf: memoryview) -> int:
         stream = self._p.proc.stdout
-        assert stream is not None
+        assert isinstance(stream, io.BufferedIOBase | io.RawIOBase)  # what Popen gives: both have readinto
         got = 0
         while got < len(buf):
             try:
@@ -215,7 +216,7 @@ class FrameReader:
         """Up to `max_frames` frames as (N,H,W,C) uint8, or None at the end of the stream."""
         s = self.size
         batch = np.empty((max_frames, s.height, s.width, s.channels), np.uint8)
-        flat = memoryview(batch.reshape(-1))
+        flat = batch.reshape(-1).data
         n = 0
         while n < max_frames:
             got = self._read_exact(flat[n * s.frame_bytes:(n + 1) * s.frame_bytes])
@@ -347,7 +348,7 @@ class FrameWriter:
         stream = self._p.proc.stdin
         assert stream is not None
         try:
-            stream.write(memoryview(np.ascontiguousarray(frames).reshape(-1)))
+            stream.write(np.ascontiguousarray(frames).reshape(-1).data)
         except (BrokenPipeError, OSError, ValueError) as exc:
             self._g.raise_if_cancelled()
             rc = self._p.proc.wait()

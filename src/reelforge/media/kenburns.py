@@ -272,7 +272,7 @@ def iter_frames(planes: CanvasPlanes, opts: KenBurnsOptions) -> Iterator[memoryv
         m2 = affine_for(vp, w, h, 2)
         cv2.warpAffine(planes.u, m2, (w // 2, h // 2), dst=u, flags=flags, borderMode=cv2.BORDER_REPLICATE)
         cv2.warpAffine(planes.v, m2, (w // 2, h // 2), dst=v, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-        yield memoryview(buf)
+        yield buf.data  # a memoryview of the frame buffer, refilled in place
 
 
 # ---------------------------------------------------------------- runner

@@ -114,7 +114,7 @@ def probe(path: Path | str, *, timeout_s: float = 60.0) -> MediaInfo:
         raise MediaError(f"The input is not a readable media file ({reason}).", code="not_media")
     data = json.loads(res.stdout or "{}")
     fmt = data.get("format") or {}
-    streams = []
+    streams: list[StreamInfo] = []
     for s in data.get("streams") or []:
         kind = s.get("codec_type") or "data"
         tags = s.get("tags") or {}

@@ -7,6 +7,7 @@ from pathlib import Path
 import pysubs2
 
 from reelforge.errors import InputError, InvalidParams, MediaError
+from reelforge.media.codecs import DEFAULT_VIDEO_ARGS
 from reelforge.media.encoders import encode_with_fallback
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
 from reelforge.media.limits import check_duration_limit, check_frame_pixels
@@ -21,7 +22,8 @@ _NAMED = {"white": (255, 255, 255), "black": (0, 0, 0), "red": (255, 0, 0), "gre
           "lime": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0), "cyan": (0, 255, 255),
           "magenta": (255, 0, 255), "orange": (255, 165, 0), "gray": (128, 128, 128), "grey": (128, 128, 128),
           "pink": (255, 192, 203), "purple": (128, 0, 128)}
-_ALIGN = {"bottom": 2, "center": 5, "top": 8}
+_ALIGN = {"bottom": pysubs2.Alignment.BOTTOM_CENTER, "center": pysubs2.Alignment.MIDDLE_CENTER,
+          "top": pysubs2.Alignment.TOP_CENTER}
 WORDS_PER_LINE = 6
 
 
@@ -141,9 +143,8 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
     out = ctx.output_path("render", ext)
 
     def plan_for(video_args: tuple[str, ...] | None = None) -> RenderPlan:
-        kw = {"video_args": video_args} if video_args else {}
         return plan_render(params, media, out=out, workdir=work, captions=captions,
-                           fonts_dir=ctx.settings.font_dir, **kw)
+                           video_args=video_args or DEFAULT_VIDEO_ARGS, fonts_dir=ctx.settings.font_dir)
 
     plan = plan_for()
     check_duration_limit(plan.duration_s, ctx.settings, "The timeline")

@@ -32,6 +32,8 @@ from reelforge.ops.registry import operation
 
 MAX_WORDS = 100_000
 MAX_INPUT_BYTES = 20_000_000
+SubtitleFormat = Literal["ass", "srt", "vtt"]
+SUBTITLE_FORMATS: tuple[SubtitleFormat, ...] = ("ass", "srt", "vtt")
 
 
 class WordIn(BaseModel):
@@ -55,8 +57,7 @@ class SubtitlesParams(Params):
     input: MediaRef | None = Field(default=None, description="words.json, .srt, .vtt or .ass")
     width: int = Field(default=1920, ge=16, le=8192, description="caption canvas (the video's size)")
     height: int = Field(default=1080, ge=16, le=8192)
-    formats: list[Literal["ass", "srt", "vtt"]] = Field(default_factory=lambda: ["ass", "srt", "vtt"],
-                                                        min_length=1)
+    formats: list[SubtitleFormat] = Field(default_factory=lambda: list(SUBTITLE_FORMATS), min_length=1)
 
     @model_validator(mode="before")
     @classmethod

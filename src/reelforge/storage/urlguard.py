@@ -30,7 +30,7 @@ def check_resolved_host(url: str, *, allow_private: bool = False) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise UrlNotAllowed(f"The host {host!r} could not be resolved.", code="host_unresolvable") from exc
-    addrs = sorted({info[4][0] for info in infos})
+    addrs = sorted({str(info[4][0]) for info in infos})
     if not allow_private:
         for addr in addrs:
             if not ip_is_public(ipaddress.ip_address(addr.split("%")[0])):
