@@ -94,3 +94,13 @@ Duration = Annotated[float, AfterValidator(_check_duration)]
 def even(n: float) -> int:
     """Nearest even integer >= 2 (the side of a yuv420p picture scaled by a factor)."""
     return max(2, round(n / 2.0) * 2)
+
+
+def even_floor(n: float) -> int:
+    """The even integer at or below `n` (a crop that must stay inside the picture)."""
+    return math.floor(n) // 2 * 2
+
+
+def even_ceil(n: float) -> int:
+    """The even integer at or above `n` (a box that must cover `n`)."""
+    return -(-math.ceil(n) // 2) * 2

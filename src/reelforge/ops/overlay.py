@@ -28,7 +28,7 @@ from reelforge.media.codecs import AAC_ARGS, DEFAULT_VIDEO_ARGS, OPUS_ARGS, PROR
 from reelforge.media.encoders import with_encoder_fallback
 from reelforge.media.ffmpeg import ensure_file_output
 from reelforge.media.frame_rate import parse_rate, probed_rate, rate_arg
-from reelforge.media.frame_size import FrameSize
+from reelforge.media.frame_size import FrameSize, even_ceil, even_floor
 from reelforge.media.framepipe import FramePipes, decode_args, rawvideo_input_args, rotation_of
 from reelforge.media.probe import MediaInfo, StreamInfo, probe, require_video
 from reelforge.models.segmentation import EngineName, Segmenter, open_segmenter
@@ -111,17 +111,13 @@ class Box:
     h: int
 
 
-def _even_floor(v: float) -> int:
-    return int(v) // 2 * 2
-
-
 def frame_size_for(info: MediaInfo, rotation: int) -> tuple[int, int]:
     """Display size (rotation applied), rounded down to even numbers for 4:2:0 encoders."""
     v = require_video(info)
     w, h = int(v.width or 0), int(v.height or 0)
     if rotation in (90, 270):
         w, h = h, w
-    return max(2, _even_floor(w)), max(2, _even_floor(h))
+    return max(2, even_floor(w)), max(2, even_floor(h))
 
 
 def shape_box(p: OverlayParams, width: int, height: int) -> Box:
@@ -133,10 +129,10 @@ def shape_box(p: OverlayParams, width: int, height: int) -> Box:
         hw = hh = p.radius * min(width, height)
     else:
         hw, hh = p.rect_width * width / 2, p.rect_height * height / 2
-    x0 = max(0, _even_floor(cx - hw))
-    y0 = max(0, _even_floor(cy - hh))
-    x1 = min(width, -(-int(np.ceil(cx + hw)) // 2) * 2)
-    y1 = min(height, -(-int(np.ceil(cy + hh)) // 2) * 2)
+    x0 = max(0, even_floor(cx - hw))
+    y0 = max(0, even_floor(cy - hh))
+    x1 = min(width, even_ceil(cx + hw))
+    y1 = min(height, even_ceil(cy + hh))
     if x1 - x0 < 2 or y1 - y0 < 2:  # a sliver at the frame edge: keep at least a 2x2 box
         x0, y0 = min(x0, width - 2), min(y0, height - 2)
         x1, y1 = max(x1, x0 + 2), max(y1, y0 + 2)
@@ -249,12 +245,12 @@ class CompositePlan:
 
 def plan_composite(p: OverlayParams, background: Path, bg_info: MediaInfo, box: Box) -> CompositePlan:
     v = require_video_or_image(bg_info)
-    bw, bh = max(2, _even_floor(v.width or 0)), max(2, _even_floor(v.height or 0))
-    oh = max(2, _even_floor(p.scale * bh))
-    ow = max(2, _even_floor(oh * box.w / box.h))
+    bw, bh = max(2, even_floor(v.width or 0)), max(2, even_floor(v.height or 0))
+    oh = max(2, even_floor(p.scale * bh))
+    ow = max(2, even_floor(oh * box.w / box.h))
     if ow > bw:  # a very wide overlay: fit the width instead
         ow = bw
-        oh = max(2, _even_floor(ow * box.h / box.w))
+        oh = max(2, even_floor(ow * box.h / box.w))
     m = round(p.margin * min(bw, bh))
     free_x, free_y = max(0, bw - ow - 2 * m), max(0, bh - oh - 2 * m)
     x = min(bw - ow, m + round(p.position_x * free_x))
