@@ -39,7 +39,14 @@ def validated_styles(spelling: dict[str, Any]) -> dict[str, CaptionStyle]:
         "transcribe": params("transcribe", {"input": "speech.wav", "captions": spelling}).captions,
         "build": params("build", {"audio": "narration.wav", "backgrounds": ["bg.mp4"],
                                   "caption_style": spelling}).caption_style,
+        "render": params("render", _timeline({"type": "caption", "words": WORDS, "style": spelling}))
+        .timeline.tracks[0].clips[0].asset.style,
     }
+
+
+def _timeline(asset: dict[str, Any], **output: Any) -> dict[str, Any]:
+    return {"timeline": {"background": "#808080", "tracks": [{"clips": [{"asset": asset, "start": 0, "length": 2}]}]},
+            "output": {"format": "mp4", "size": "320x240", "fps": 10, "quality": "draft", **output}}
 
 
 @SPELLINGS
@@ -91,6 +98,19 @@ def test_subtitles_in_caption_spelling_writes_top_right_and_wraps(ctx) -> None:
         style = next(iter(ass.styles.values()))
         assert style.alignment == pysubs2.Alignment.TOP_RIGHT and style.fontsize == 60
         assert len(ass) > 1 and all(len(e.plaintext) <= 8 or " " not in e.plaintext for e in ass)
+
+
+def test_render_caption_asset_draws_the_style_top_right(ctx) -> None:
+    op = get_operation("render")
+    style = {"position": "top", "align": "right", "font_size": 60, "margin_v": 10, "margin_h": 10}
+    words = [{"text": "TOP", "start": 0, "end": 2}]
+    result = op.run(op.params_model.model_validate(_timeline({"type": "caption", "words": words, "style": style})),
+                    ctx)
+    img = frames(result.outputs["render"], at=1.0, count=1)[0].astype(int)
+    drawn = np.abs(img - 128).max(axis=2) > 60
+    assert drawn[:80, 160:].sum() > 200 and drawn[:, :150].sum() == 0 and drawn[120:].sum() == 0
+    with pytest.raises(ValidationError):  # the look twice
+        op.params_model.model_validate(_timeline({"type": "caption", "words": words, "style": style, "size": 40}))
 
 
 def test_openapi_has_one_caption_style_schema(tmp_path: Path) -> None:

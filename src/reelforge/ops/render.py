@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pysubs2
 
+from reelforge.captions import Word, ass_style, build_subtitles, pos_prefix
 from reelforge.errors import InputError, InvalidParams, MediaError
 from reelforge.media.codecs import DEFAULT_VIDEO_ARGS
 from reelforge.media.encoders import encode_with_fallback
@@ -57,7 +58,17 @@ def caption_file(asset: CaptionAsset, start: float, length: float, size: tuple[i
                                          text=text))
     out_w, out_h = size
     keep = asset.keep_style and src is not None and src.suffix.lower() in (".ass", ".ssa")
-    if not keep:
+    if asset.style is not None and not keep:
+        if src is None:  # timed words: grouped and styled like the subtitles op does it
+            words = [Word(w.text, w.start, w.end) for w in asset.words or []]
+            subs = build_subtitles(words, asset.style, (out_w, out_h))
+        else:
+            subs.styles = {"Default": ass_style(asset.style)}
+            for ev in subs:
+                ev.style = "Default"
+                ev.text = pos_prefix(asset.style) + ev.text
+            subs.info["PlayResX"], subs.info["PlayResY"] = str(out_w), str(out_h)
+    elif not keep:
         style = pysubs2.SSAStyle(fontname=asset.font, fontsize=asset.size or max(12, out_h // 18),
                                  primarycolor=ass_colour(asset.colour, f"{where}.asset.colour"),
                                  outlinecolor=ass_colour(asset.outline_colour, f"{where}.asset.outline_colour"),

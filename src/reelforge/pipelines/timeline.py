@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from reelforge.captions import CaptionStyle
 from reelforge.errors import InvalidParams
 from reelforge.media.frame_size import parse_frame_size
 from reelforge.refs import MediaRef
@@ -120,11 +121,17 @@ class CaptionAsset(_Model):
     outline_colour: Colour = "black"
     position: Literal["bottom", "center", "top"] = "bottom"
     keep_style: bool = Field(default=False, description="Keep an ASS file's own styles instead of ours.")
+    style: CaptionStyle | None = Field(default=None, description="The caption style the other caption ops take "
+                                       "(sizes in output pixels; with words: grouping and word styles too). "
+                                       "Replaces font, size, colour, outline_colour and position.")
 
     @model_validator(mode="after")
     def _one_source(self) -> CaptionAsset:
         if (self.src is None) == (self.words is None):
             raise ValueError("a caption asset needs exactly one of 'src' (SRT/VTT/ASS file) or 'words'")
+        flat = self.model_fields_set & {"font", "size", "colour", "outline_colour", "position"}
+        if self.style is not None and flat:
+            raise ValueError(f"give the look either in style or as {', '.join(sorted(flat))}, not both")
         return self
 
 
