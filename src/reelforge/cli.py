@@ -242,13 +242,13 @@ def cancel(job_id: str, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> No
 # ------------------------------------------------------------------ keys
 def _store() -> Any:
     from reelforge.config import Settings
-    from reelforge.jobs.store import JobStore
+    from reelforge.jobs.store import Database, KeysStore
 
     settings = Settings()
     settings.ensure_dirs()
-    store = JobStore(settings.database_url)
-    store.migrate()
-    return store
+    db = Database(settings.database_url)
+    db.migrate()
+    return KeysStore(db)
 
 
 @keys_app.command("create")

@@ -19,7 +19,7 @@ from reelforge.errors import Conflict, InputError, InvalidParams, NotFound
 from reelforge.jobs.batcher import SubmitBatcher
 from reelforge.jobs.service import JobCreate, JobService
 from reelforge.jobs.states import JobStatus
-from reelforge.jobs.store import JobRecord, JobStore
+from reelforge.jobs.store import JobRecord, Stores
 from reelforge.jobs.webhooks import WebhookSender
 from reelforge.storage import make_storage
 
@@ -80,7 +80,7 @@ def hooks() -> Iterator[Hooks]:
 @dataclass
 class World:
     service: JobService
-    store: JobStore
+    stores: Stores
     executor: Executor
     settings: Settings
 
@@ -89,14 +89,14 @@ class World:
 def world(tmp_path: Path) -> Iterator[World]:
     settings = Settings(data_dir=tmp_path / "data", fetch_allow_private=True, max_timeout_s=600)
     settings.ensure_dirs()
-    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
-    store.migrate()
-    webhooks = WebhookSender(settings, store.record_webhook_attempt, outbox=store, backoff_base_s=0.01)
+    stores = Stores.open(f"sqlite:///{tmp_path / 'jobs.db'}", migrate=True)
+    webhooks = WebhookSender(settings, stores.webhooks.record_webhook_attempt, outbox=stores.webhooks,
+                             backoff_base_s=0.01)
     executor = Executor()
-    service = JobService(settings, store, storage=make_storage(settings), webhooks=webhooks, executor=executor)
-    yield World(service, store, executor, settings)
+    service = JobService(settings, stores, storage=make_storage(settings), webhooks=webhooks, executor=executor)
+    yield World(service, stores, executor, settings)
     webhooks.close(timeout=2)
-    store.dispose()
+    stores.dispose()
 
 
 def probe(**kw: Any) -> JobCreate:
@@ -128,7 +128,7 @@ def test_timeout_above_the_cap_and_bad_webhook_are_refused(world: World) -> None
 
 
 def test_another_tenants_file_reads_as_missing(world: World) -> None:
-    world.store.create_file(tenant="t1", filename="a.mp4", content_type="video/mp4", size=1, sha256="0",
+    world.stores.files.create_file(tenant="t1", filename="a.mp4", content_type="video/mp4", size=1, sha256="0",
                             storage_key="uploads/a.mp4", file_id=FILE_A)
     job, _ = world.service.submit("t1", probe(input=FILE_A))
     assert job.params["input"] == FILE_A
@@ -150,7 +150,7 @@ def test_idempotency_key_from_body_or_header(world: World) -> None:
 
 
 def test_submit_async_goes_through_the_group_commit_batcher(world: World) -> None:
-    batcher = SubmitBatcher(world.store, world.executor.submit)
+    batcher = SubmitBatcher(world.stores.jobs, world.executor.submit)
     world.service.batcher = batcher
 
     async def many() -> list[tuple[JobRecord, bool]]:
@@ -176,7 +176,7 @@ def test_cancel_a_queued_job_tells_its_webhook(world: World, hooks: Hooks) -> No
 
 def test_cancel_a_running_job_asks_its_executor(world: World) -> None:
     job, _ = world.service.submit("t1", probe())
-    assert world.store.claim(job.id, "w1", 30) is not None
+    assert world.stores.jobs.claim(job.id, "w1", 30) is not None
     flagged = world.service.cancel("t1", job.id)
     assert flagged.status == JobStatus.RUNNING and flagged.cancel_requested
     assert world.executor.cancelled == [job.id]
@@ -204,8 +204,8 @@ def test_retry_makes_a_new_job_once(world: World) -> None:
 
 def test_retry_of_a_failed_job_after_its_attempts(world: World) -> None:
     job, _ = world.service.submit("t1", probe())
-    world.store.claim(job.id, "w1", 30)
-    world.store.finish(job.id, "w1", JobStatus.FAILED, error={"code": "x", "message": "broke"})
+    world.stores.jobs.claim(job.id, "w1", 30)
+    world.stores.jobs.finish(job.id, "w1", JobStatus.FAILED, error={"code": "x", "message": "broke"})
     retried, _ = world.service.retry("t1", job.id)
     assert retried.status == JobStatus.QUEUED and retried.notes["retry_of"] == job.id
 
@@ -221,10 +221,10 @@ def test_only_finished_unsuccessful_jobs_can_be_retried(world: World) -> None:
 
 def test_outputs_and_their_urls(world: World) -> None:
     job, _ = world.service.submit("t1", probe())
-    world.store.claim(job.id, "w1", 30)
+    world.stores.jobs.claim(job.id, "w1", 30)
     meta = {"key": f"jobs/{job.id}/probe.json", "filename": "probe.json", "size": 2,
             "content_type": "application/json", "sha256": "0"}
-    world.store.finish(job.id, "w1", JobStatus.SUCCEEDED, result={"outputs": {"probe": meta}, "data": {}})
+    world.stores.jobs.finish(job.id, "w1", JobStatus.SUCCEEDED, result={"outputs": {"probe": meta}, "data": {}})
     assert world.service.output("t1", job.id, "probe")["key"] == meta["key"]
     done = world.service.get("t1", job.id)
     assert world.service.output_url(done, "probe", meta).endswith(f"/v1/jobs/{job.id}/outputs/probe")

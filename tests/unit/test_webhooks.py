@@ -293,16 +293,16 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """The real job store: SQLite (the default install) and PostgreSQL (scale-out) on 127.0.0.1."""
     import contextlib
 
-    from reelforge.jobs.store import JobStore
+    from reelforge.jobs.store import Database, WebhooksStore
     from tests.integration.pg import temp_database
 
     with contextlib.ExitStack() as stack:
         url = (f"sqlite:///{tmp_path / 'jobs.db'}" if request.param == "sqlite"
                else stack.enter_context(temp_database()))
-        s = JobStore(url)
-        s.migrate()
-        yield s
-        s.dispose()
+        db = Database(url)
+        db.migrate()
+        yield WebhooksStore(db)
+        db.dispose()
 
 
 def outbox_pending(store: Any) -> list[Any]:
@@ -348,10 +348,10 @@ def test_a_killed_senders_terminal_event_is_sent_by_the_next_process(
     script = f"""
 import time
 from reelforge.config import Settings
-from reelforge.jobs.store import JobStore
+from reelforge.jobs.store import Database, WebhooksStore
 from reelforge.jobs.webhooks import WebhookSender
 settings = Settings(data_dir={str(tmp_path / 'child')!r}, fetch_allow_private=True, webhook_secret={SECRET!r})
-store = JobStore({store.engine.url.render_as_string(hide_password=False)!r})
+store = WebhooksStore(Database({store.engine.url.render_as_string(hide_password=False)!r}))
 sender = WebhookSender(settings, store.record_webhook_attempt, outbox=store, claim_s=1.0)
 sender.send("job-o2", {receiver.url!r}, {{"type": "job.succeeded", "job_id": "job-o2"}}, kind="succeeded")
 print("sent", flush=True)

@@ -137,7 +137,7 @@ class _TooLarge(Exception):
 
 def check_bind_safety(settings: Settings, services: Services) -> None:
     """Refuse to serve on a non-loopback address with no API key: the service would be open to anyone."""
-    if settings.keys_required and not services.store.any_api_keys():
+    if settings.keys_required and not services.stores.keys.any_api_keys():
         raise ReelForgeError(
             f"Refusing to listen on {settings.host} without an API key. Create one first with "
             "`reelforge keys create --name <name>` (or bind to 127.0.0.1).", code="no_api_keys")
@@ -155,12 +155,12 @@ def create_app(settings: Settings | None = None, *,
         check_routes(settings)  # an op_routes entry naming no operation stops start-up
         executor = (executor_factory or make_executor)(services)
         registry = CollectorRegistry()
-        registry.register(StoreCollector(services.store))
+        registry.register(StoreCollector(services.stores.jobs))
         app.state.services = services
         app.state.executor = executor
-        app.state.keys = KeyCache(services.store)
-        app.state.batcher = SubmitBatcher(services.store, executor.submit)
-        app.state.jobs = JobService(settings, services.store, storage=services.storage,
+        app.state.keys = KeyCache(services.stores.keys)
+        app.state.batcher = SubmitBatcher(services.stores.jobs, executor.submit)
+        app.state.jobs = JobService(settings, services.stores, storage=services.storage,
                                     webhooks=services.webhooks, executor=executor, batcher=app.state.batcher)
         app.state.metrics_registry = registry
         executor.start()

@@ -14,13 +14,13 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
 from reelforge.errors import AuthError
-from reelforge.jobs.store import JobStore
+from reelforge.jobs.store_keys import KeysStore
 
 LOCAL_TENANT = "local"
 
 
 class KeyCache:
-    def __init__(self, store: JobStore, ttl_s: float = 30.0) -> None:
+    def __init__(self, store: KeysStore, ttl_s: float = 30.0) -> None:
         self.store = store
         self.ttl_s = ttl_s
         self._cache: dict[str, tuple[float, str | None]] = {}

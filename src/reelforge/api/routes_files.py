@@ -104,7 +104,7 @@ async def upload_file(request: Request, tenant: Tenant,
         key = f"uploads/{tenant}/{file_id}/{name}"
         await run_in_threadpool(state.services.storage.put_file, tmp, key, ctype)
         rec = await run_in_threadpool(
-            lambda: state.services.store.create_file(tenant=tenant, filename=name, content_type=ctype, size=size,
+            lambda: state.services.stores.files.create_file(tenant=tenant, filename=name, content_type=ctype, size=size,
                                                      sha256=sha, storage_key=key, file_id=file_id))
     except Exception as exc:  # ENOSPC while spooling or storing (SQLite: "database or disk is full")
         if isinstance(exc, DiskFull) or not is_disk_full(exc):
@@ -116,7 +116,7 @@ async def upload_file(request: Request, tenant: Tenant,
 
 
 def _get(request: Request, file_id: str, tenant: str) -> FileRecord:
-    rec = request.app.state.services.store.get_file(file_id, tenant)
+    rec = request.app.state.services.stores.files.get_file(file_id, tenant)
     if rec is None:
         raise NotFound(f"No file {file_id!r}.", code="file_not_found")
     return rec

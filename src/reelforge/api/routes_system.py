@@ -28,7 +28,7 @@ def health(request: Request) -> JSONResponse:
     state = request.app.state
     checks: dict[str, Any] = {}
     ok = True
-    for name, fn in (("store", state.services.store.ping), ("storage", state.services.storage.check),
+    for name, fn in (("store", state.services.stores.ping), ("storage", state.services.storage.check),
                      ("executor", state.executor.health)):
         try:
             value = fn()

@@ -84,7 +84,7 @@ class _WorkerState:
 
         services = self.services()
         worker_id = f"{self.worker_prefix}:{threading.get_ident()}"
-        job = services.store.claim(job_id, worker_id, self.settings.lease_ttl_s)
+        job = services.stores.jobs.claim(job_id, worker_id, self.settings.lease_ttl_s)
         if job is None:
             return "skipped"  # already done, cancelled, or owned by a live worker
         status = Runner(services).run_claimed(

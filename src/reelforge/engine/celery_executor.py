@@ -29,8 +29,8 @@ class CeleryExecutor(Executor):
     def start(self) -> None:
         # Jobs queued before a restart may never have reached the broker: send them again (a duplicate
         # delivery is a no-op, claiming is compare-and-set).
-        for job_id in self.services.store.queued_ids():
-            job = self.services.store.get_job(job_id)
+        for job_id in self.services.stores.jobs.queued_ids():
+            job = self.services.stores.jobs.get_job(job_id)
             if job is not None:
                 self._send(job)
         self._thread = threading.Thread(target=self._reclaimer, name="reelforge-reclaimer", daemon=True)
@@ -79,10 +79,10 @@ class CeleryExecutor(Executor):
                 except ServiceUnavailable:
                     log.warning("broker still unreachable; %s stays queued", job.id)
             try:
-                for job_id, status in self.services.store.reclaim_expired():
+                for job_id, status in self.services.stores.jobs.reclaim_expired():
                     log.warning("reclaimed %s -> %s", job_id, status.value)
                     if status.value == "queued":
-                        requeued = self.services.store.get_job(job_id)
+                        requeued = self.services.stores.jobs.get_job(job_id)
                         if requeued is not None:
                             self._send(requeued)
             except Exception:

@@ -102,7 +102,7 @@ class LocalExecutor(Executor):
         worker_id = f"{self.worker_prefix}:{index}"
         while not self._stop.is_set():
             try:
-                job = self.services.store.claim_next(worker_id, settings.lease_ttl_s)
+                job = self.services.stores.jobs.claim_next(worker_id, settings.lease_ttl_s)
             except Exception:
                 log.exception("claim failed")
                 job = None
@@ -125,7 +125,7 @@ class LocalExecutor(Executor):
 
     def _reclaim(self) -> None:
         try:
-            for job_id, status in self.services.store.reclaim_expired():
+            for job_id, status in self.services.stores.jobs.reclaim_expired():
                 log.warning("reclaimed %s -> %s", job_id, status.value)
                 self._wake_one()
         except Exception:

@@ -36,7 +36,7 @@ class Runner:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.settings = services.settings
-        self.store = services.store
+        self.store = services.stores.jobs
 
     def _webhook(self, job: JobRecord, event: dict[str, Any], kind: str) -> None:
         if job.webhook_url:

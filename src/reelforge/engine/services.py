@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from reelforge.config import Settings
-from reelforge.jobs.store import JobStore
+from reelforge.jobs.store import Stores
 
 if TYPE_CHECKING:
+    from reelforge.jobs.store import FilesStore
     from reelforge.jobs.webhooks import WebhookSender
     from reelforge.ops.context import Resolver
     from reelforge.storage.base import Storage
@@ -20,7 +21,7 @@ class Services:
     """Parent side (API process, Celery worker main process): owns DB, storage and webhook delivery."""
 
     settings: Settings
-    store: JobStore
+    stores: Stores
     storage: Storage
     webhooks: WebhookSender
     _closed: bool = field(default=False, repr=False)
@@ -31,18 +32,16 @@ class Services:
         from reelforge.storage import make_storage
 
         settings.ensure_dirs()
-        store = JobStore(settings.database_url)
-        if migrate:
-            store.migrate()
+        stores = Stores.open(settings.database_url, migrate=migrate)
         storage = make_storage(settings)
-        sender = WebhookSender(settings, store.record_webhook_attempt, outbox=store)
-        return cls(settings, store, storage, sender)
+        sender = WebhookSender(settings, stores.webhooks.record_webhook_attempt, outbox=stores.webhooks)
+        return cls(settings, stores, storage, sender)
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             self.webhooks.close(timeout=5)
-            self.store.dispose()
+            self.stores.dispose()
 
 
 class HostServices:
@@ -51,15 +50,16 @@ class HostServices:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
-        self._store: JobStore | None = None
+        self._store: FilesStore | None = None
         self._storage: Storage | None = None
 
-    def _ensure(self) -> tuple[JobStore, Storage]:
+    def _ensure(self) -> tuple[FilesStore, Storage]:
         with self._lock:
             if self._store is None:
+                from reelforge.jobs.store import Database, FilesStore
                 from reelforge.storage import make_storage
 
-                self._store = JobStore(self.settings.database_url)
+                self._store = FilesStore(Database(self.settings.database_url))
                 self._storage = make_storage(self.settings)
             assert self._storage is not None
             return self._store, self._storage

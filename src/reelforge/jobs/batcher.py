@@ -14,13 +14,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from reelforge.jobs.store import JobRecord, JobStore
+from reelforge.jobs.store_jobs import JobRecord, JobsStore
 
 log = logging.getLogger("reelforge.batcher")
 
 
 class SubmitBatcher:
-    def __init__(self, store: JobStore, on_created: Callable[[JobRecord], None], max_batch: int = 256) -> None:
+    def __init__(self, store: JobsStore, on_created: Callable[[JobRecord], None], max_batch: int = 256) -> None:
         self.store = store
         self.on_created = on_created  # hands a new job to the executor, from this thread
         self.max_batch = max_batch

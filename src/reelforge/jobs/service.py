@@ -43,7 +43,7 @@ from reelforge.storage.urlguard import check_url_syntax
 
 if TYPE_CHECKING:
     from reelforge.jobs.batcher import SubmitBatcher
-    from reelforge.jobs.store import JobStore
+    from reelforge.jobs.store import Stores
     from reelforge.jobs.webhooks import WebhookSender
     from reelforge.storage.base import Storage
 
@@ -104,10 +104,11 @@ def _not_found(job_id: str) -> NotFound:
 
 
 class JobService:
-    def __init__(self, settings: Settings, store: JobStore, *, storage: Storage, webhooks: WebhookSender,
+    def __init__(self, settings: Settings, stores: Stores, *, storage: Storage, webhooks: WebhookSender,
                  executor: HandOff, batcher: SubmitBatcher | None = None) -> None:
         self.settings = settings
-        self.store = store
+        self.stores = stores
+        self.jobs = stores.jobs
         self.storage = storage
         self.webhooks = webhooks
         self.executor = executor
@@ -137,7 +138,7 @@ class JobService:
         if timeout > settings.max_timeout_s:
             raise InvalidParams(f"timeout_s may be at most {settings.max_timeout_s:g} seconds.")
         stored = params.model_dump(mode="json")
-        values = self.store.new_job_values(
+        values = self.jobs.new_job_values(
             tenant=tenant, op=op.name, params=stored, queue=queue_for(op, stored, settings), timeout_s=timeout,
             max_attempts=settings.max_attempts, priority=body.priority, webhook_url=body.webhook_url,
             idempotency_key=body.idempotency_key or idempotency_key,
@@ -148,8 +149,11 @@ class JobService:
 
     def check_files(self, tenant: str, file_ids: Sequence[str]) -> None:
         """Every uploaded file a job names must be this tenant's (another tenant's reads as missing)."""
+        if not file_ids:
+            return
+        owned = self.stores.files.storage_keys(file_ids, tenant)  # one query however many files
         for file_id in file_ids:
-            if self.store.get_file(file_id, tenant) is None:
+            if file_id not in owned:
                 raise InputError(f"No uploaded file {file_id!r}.", code="input_not_found")
 
     async def submit_async(self, tenant: str, body: JobCreate, *,
@@ -176,7 +180,7 @@ class JobService:
         return job, created
 
     def _insert(self, values: dict[str, Any]) -> tuple[JobRecord, bool]:
-        job, created = self.store.insert_job(values)
+        job, created = self.jobs.insert_job(values)
         if created:
             self.executor.submit(job)
         return job, created
@@ -184,7 +188,7 @@ class JobService:
     # ---- cancel and retry
     def cancel(self, tenant: str | None, job_id: str) -> JobRecord:
         """Cancel a queued job now, or ask a running job's worker to stop. Terminal jobs are returned as is."""
-        job = self.store.request_cancel(job_id, tenant)
+        job = self.jobs.request_cancel(job_id, tenant)
         if job is None:
             raise _not_found(job_id)
         if job.status == JobStatus.RUNNING:
@@ -212,24 +216,24 @@ class JobService:
 
     # ---- read
     def get(self, tenant: str | None, job_id: str) -> JobRecord:
-        job = self.store.get_job(job_id, tenant)
+        job = self.jobs.get_job(job_id, tenant)
         if job is None:
             raise _not_found(job_id)
         return job
 
     def find(self, tenant: str | None, job_id: str) -> JobRecord | None:
         """get() without the NotFound: for pollers that stop quietly when a job disappears."""
-        return self.store.get_job(job_id, tenant)
+        return self.jobs.get_job(job_id, tenant)
 
     def get_with_attempts(self, tenant: str | None, job_id: str) -> tuple[JobRecord, list[dict[str, Any]] | None]:
         """A job and, when it has a webhook, every delivery attempt so far."""
         job = self.get(tenant, job_id)
-        return job, (self.store.webhook_attempts(job_id) if job.webhook_url else None)
+        return job, (self.stores.webhooks.webhook_attempts(job_id) if job.webhook_url else None)
 
     def list_jobs(self, tenant: str, *, status: Sequence[str] = (), op: str | None = None, limit: int = 50,
              before: float | None = None) -> list[JobRecord]:
         """Newest first; pass the last job's created_at as `before` for the next page."""
-        return self.store.list_jobs(tenant=tenant, status=list(status), op=op, limit=limit, before=before)
+        return self.jobs.list_jobs(tenant=tenant, status=list(status), op=op, limit=limit, before=before)
 
     def output(self, tenant: str | None, job_id: str, name: str) -> dict[str, Any]:
         """The stored metadata (key, filename, size, content_type, sha256) of one output of a job."""

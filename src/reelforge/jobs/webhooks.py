@@ -80,7 +80,7 @@ OUTBOX_KEEP_S = 7 * 86400.0  # finished outbox rows are pruned after this (attem
 
 
 class Outbox(Protocol):
-    """Where terminal events wait until delivered (JobStore implements it)."""
+    """Where terminal events wait until delivered (jobs/store_webhooks.py WebhooksStore implements it)."""
 
     def outbox_add(self, job_id: str, url: str, event_type: str, kind: str, body: bytes, claim_s: float) -> int: ...
 
