@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     # refused with disk_full (507 for uploads); /health says "degraded" below disk_low_bytes
     disk_reserve_bytes: int = Field(default=256 * 1024**2, ge=0)
     disk_low_bytes: int = Field(default=1024**3, ge=0)
+    max_video_fps: float = 240.0  # frame rate of an input video
+    max_input_streams: int = 16  # streams in one input file (video + audio + subtitle + data)
+    # burned subtitles: cues and characters of event text allowed per second of video, with a floor for
+    # short clips (libass work grows with both; a normal subtitle is ~0.5 cues and ~20 characters a second)
+    max_subtitle_cues_per_s: float = 20.0
+    max_subtitle_chars_per_s: float = 2000.0
+    min_subtitle_cues: int = 1000
+    min_subtitle_chars: int = 100_000
 
     # --- security
     api_keys_required: bool | None = None  # None: required unless bound to loopback

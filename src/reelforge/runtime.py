@@ -8,12 +8,13 @@ OpContext` is the one implementation (job host, pipelines, tests).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from reelforge.config import Settings
 
@@ -23,10 +24,45 @@ Resolver = Callable[[str, Path], Path]
 ProgressFn = Callable[[float, str | None], None]
 
 
+# C0 controls but tab, line feed and carriage return; DEL; C1 controls. NUL crashes espeak/piper, the others
+# reach libass, drawtext or a file name unseen; no text a user means contains them.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def control_character_at(value: Any, where: str = "") -> str | None:
+    """Where the first control character in `value` (strings, nested lists and dicts) is, or None."""
+    if isinstance(value, str):
+        found = _CONTROL_RE.search(value)
+        if found is None:
+            return None
+        return f"{where + ': ' if where else ''}U+{ord(found.group()):04X} at position {found.start()}"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            hit = control_character_at(key, where) or control_character_at(item, f"{where}.{key}".lstrip("."))
+            if hit:
+                return hit
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            hit = control_character_at(item, f"{where}[{i}]")
+            if hit:
+                return hit
+    return None
+
+
 class Params(BaseModel):
-    """Base for every operation's params: unknown fields are an error, not silently ignored."""
+    """Base for every operation's params: unknown fields are an error, not silently ignored, and no text in
+    them (at any depth: timeline assets, pipeline steps, styles) holds a control character (a 422 naming
+    the field)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        hit = control_character_at(value)
+        if hit is not None:
+            raise ValueError(f"text may not contain control characters other than tab and line breaks ({hit})")
+        return value
 
 
 @dataclass

@@ -235,6 +235,7 @@ def host_main(settings_data: dict[str, Any], conn: Connection, cancel: Any) -> N
 def _execute(payload: dict[str, Any], settings: Settings, services: Any,
              send: Callable[[tuple[Any, ...]], None], cancel: Any) -> None:
     from reelforge.errors import ReelForgeError
+    from reelforge.media.ffmpeg import redact_paths
     from reelforge.ops.context import OpContext
     from reelforge.ops.registry import get_operation
 
@@ -262,8 +263,8 @@ def _execute(payload: dict[str, Any], settings: Settings, services: Any,
         send(("done", {"outputs": {k: str(v) for k, v in result.outputs.items()}, "data": result.data,
                        "notes": ctx.notes}))
     except ReelForgeError as exc:
-        send(("error", exc.to_dict()))
+        send(("error", {**exc.to_dict(), "message": redact_paths(exc.message)}))  # users never see local paths
     except Exception as exc:  # an op bug must fail the job with a sentence, not kill the host
         traceback.print_exc(file=sys.stderr)
         send(("error", {"code": "internal_error",
-                        "message": f"The operation failed unexpectedly ({type(exc).__name__}: {exc})."}))
+                        "message": redact_paths(f"The operation failed unexpectedly ({type(exc).__name__}: {exc}).")}))

@@ -3,12 +3,15 @@
 Commands are built as argument lists by pure functions elsewhere (plan as data, then execute); this
 module only runs them. Progress comes from `-progress pipe:1` (out_time_us against the expected output
 duration). Cancel is polled every 0.2 s and kills ffmpeg. A non-zero exit becomes a ProcessingError (or a
-MediaError when the input is at fault) carrying the tail of stderr.
+MediaError when the input is at fault) carrying the tail of stderr, with local paths replaced by file names.
+Every input of every command gets the protocol and format whitelists (media/inputs.guard_inputs), also
+inputs a caller built by hand; ops build theirs with media/inputs, which also forces the demuxer.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reelforge.errors import JobCancelled, MediaError, ProcessingError
+from reelforge.media.inputs import guard_inputs
 
 if TYPE_CHECKING:
     from reelforge.runtime import WorkContext
@@ -49,9 +53,21 @@ def have_ffmpeg() -> bool:
     return shutil.which(ffmpeg_bin()) is not None and shutil.which(ffprobe_bin()) is not None
 
 
+# an absolute path (optionally file:-prefixed) at the start of a word: "/srv/data/work/job_x/inputs/a.mp4"
+_ABS_PATH = re.compile(r"(?<![\w.:/])(?:file:)?/(?:[^\s'\"/]+/)+([^\s'\"/]*)")
+
+
+def redact_paths(text: str, names: dict[str, str] | None = None) -> str:
+    """`text` without local paths: known ones (`names`: path -> what the user called it) by their names,
+    any other absolute path by its last component. Error messages go to users; paths stay here."""
+    for path, name in sorted((names or {}).items(), key=lambda kv: -len(kv[0])):
+        text = text.replace(f"file:{path}", name).replace(path, name)
+    return _ABS_PATH.sub(lambda m: m.group(1) or "(a local folder)", text)
+
+
 def _stderr_tail(lines: deque[str]) -> str:
     text = "\n".join(line for line in lines if line.strip())
-    return text[-1500:]
+    return redact_paths(text[-1500:])
 
 
 def run_ffmpeg(
@@ -70,7 +86,7 @@ def run_ffmpeg(
     `span`. Raises JobCancelled if the job is cancelled meanwhile (ffmpeg is killed first).
     """
     cmd = [ffmpeg_bin(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-progress", "pipe:1",
-           "-nostats", *args]
+           "-nostats", *guard_inputs(args)]
     if ctx is not None and stage:
         ctx.progress(0.0 if span == (0.0, 1.0) else span[0], stage)
     proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -116,6 +132,9 @@ def run_ffmpeg(
         raise JobCancelled("The job was cancelled.")
     if rc != 0:
         tail = _stderr_tail(err_lines)
+        if "not on whitelist" in tail:  # an input that is (or points to) something other than one media file
+            raise MediaError(f"An input is not one ordinary media file ({tail[-300:]}).",
+                             code="input_format_not_allowed")
         if any(fault in tail for fault in _INPUT_FAULTS):
             raise MediaError(f"ffmpeg could not process the input: {tail or 'exit code ' + str(rc)}",
                              code=input_fault_code)
@@ -144,7 +163,8 @@ def open_ffmpeg_pipe(args: Sequence[str], *, read: bool = False, write: bool = F
     The caller owns the process (must close pipes, wait, and check `returncode`); use `kill_process` on
     cancel. stderr goes to a file-like tail that `pipe_error_tail` reads after exit.
     """
-    cmd = [ffmpeg_bin(), "-hide_banner", *([] if write else ["-nostdin"]), "-y", "-loglevel", "error", *args]
+    cmd = [ffmpeg_bin(), "-hide_banner", *([] if write else ["-nostdin"]), "-y", "-loglevel", "error",
+           *guard_inputs(args)]
     return subprocess.Popen(
         cmd,
         stdin=subprocess.PIPE if write else subprocess.DEVNULL,

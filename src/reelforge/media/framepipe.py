@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from reelforge.errors import JobCancelled, MediaError, ProcessingError
-from reelforge.media.ffmpeg import ffprobe_bin, kill_process, open_ffmpeg_pipe
+from reelforge.media.ffmpeg import ffprobe_bin, kill_process, open_ffmpeg_pipe, redact_paths
 from reelforge.media.frame_size import FrameSize  # raw frames are sized with channels (rgb24 3, rgba 4)
+from reelforge.media.inputs import probe_args
 
 if TYPE_CHECKING:
     from reelforge.runtime import WorkContext
@@ -66,7 +67,7 @@ def rawvideo_input_args(size: FrameSize, fps: str) -> list[str]:
 def rotation_of(source: Path, timeout_s: float = 30.0) -> int:
     """Display rotation of the first video stream in degrees (0, 90, 180, 270); phones record this way."""
     cmd = [ffprobe_bin(), "-v", "error", "-select_streams", "v:0", "-print_format", "json",
-           "-show_entries", "stream_side_data=rotation:stream_tags=rotate", str(source)]
+           "-show_entries", "stream_side_data=rotation:stream_tags=rotate", *probe_args(source)]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, errors="replace")
         streams = json.loads(res.stdout or "{}").get("streams") or []
@@ -120,7 +121,7 @@ class _Proc:
 
     def stderr_tail(self) -> str:
         self._t.join(timeout=2)
-        return "\n".join(self.tail)[-1500:]
+        return redact_paths("\n".join(self.tail)[-1500:])
 
 
 def _grow_pipe(fd: int) -> None:

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from reelforge.errors import JobCancelled, MediaError, ProcessingError
-from reelforge.media.ffmpeg import kill_process, open_ffmpeg_pipe
+from reelforge.media.ffmpeg import kill_process, open_ffmpeg_pipe, redact_paths
 from reelforge.media.frame_rate import rate_arg
 from reelforge.media.frame_size import even
 
@@ -315,7 +315,7 @@ def render_kenburns(image: Path, out: Path, opts: KenBurnsOptions, encoder_args:
     rc = proc.wait()
     reader.join(timeout=2)
     if rc != 0:
-        msg = "\n".join(tail)[-1500:]
+        msg = redact_paths("\n".join(tail)[-1500:])
         raise ProcessingError(f"ffmpeg failed encoding the Ken Burns frames (exit {rc}): {msg}",
                               code="ffmpeg_failed")
 

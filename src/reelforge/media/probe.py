@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -10,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from reelforge.errors import MediaError
-from reelforge.media.ffmpeg import ffprobe_bin
+from reelforge.media.ffmpeg import ffprobe_bin, redact_paths
+from reelforge.media.inputs import demuxer_of, format_not_allowed, probe_args, remember_demuxer
 
 # Codecs ffprobe reports for still images (so an image is not mistaken for a video)
 IMAGE_CODECS = {"mjpeg", "png", "webp", "bmp", "tiff", "gif", "jpeg2000", "jpegls", "pam", "ppm", "pgm",
@@ -52,6 +54,11 @@ class MediaInfo:
     @property
     def audio(self) -> StreamInfo | None:
         return next((s for s in self.streams if s.kind == "audio"), None)
+
+    @property
+    def demuxer(self) -> str:
+        """The demuxer later commands force for this file (probe() admits only allowed ones)."""
+        return self.format_name.split(",")[0]
 
     @property
     def is_image(self) -> bool:
@@ -101,17 +108,38 @@ def _has_alpha(pix_fmt: str | None, tags: dict[str, Any]) -> bool:
         tags.get("alpha_mode"), tags.get("ALPHA_MODE"))
 
 
-def probe(path: Path | str, *, timeout_s: float = 60.0) -> MediaInfo:
-    """ffprobe a local file. Raises MediaError(code=not_media) when it is not readable media."""
+_NOT_ON_WHITELIST = re.compile(r"\[(\w+) @ [^\]]*\] Format not on whitelist")
+
+
+def input_label(name: str | None) -> str:
+    """How messages name an input: by the reference the user gave, never by a local path."""
+    return f"The input {name!r}" if name else "The input"
+
+
+def probe(path: Path | str, *, timeout_s: float = 60.0, name: str | None = None) -> MediaInfo:
+    """ffprobe a local file as one allowed single-file container (media/inputs.py).
+
+    Raises MediaError: `input_format_not_allowed` for playlists, concat lists, image patterns and other
+    formats that are not on the allowlist, `not_media` when it is not readable media. Messages name the
+    input as `name` (the reference the user gave), never by its local path.
+    """
     path = Path(path)
-    cmd = [ffprobe_bin(), "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)]
+    label = input_label(name)
+    cmd = [ffprobe_bin(), "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
+           *probe_args(path)]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, errors="replace")
     except subprocess.TimeoutExpired as exc:
-        raise MediaError("Probing the input took too long; it may be corrupt.", code="probe_timeout") from exc
+        raise MediaError(f"Probing {label[0].lower()}{label[1:]} took too long; it may be corrupt.",
+                         code="probe_timeout") from exc
     if res.returncode != 0:
-        reason = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "unreadable"
-        raise MediaError(f"The input is not a readable media file ({reason}).", code="not_media")
+        stderr = res.stderr.strip()
+        refused = _NOT_ON_WHITELIST.search(stderr)
+        if refused:
+            raise format_not_allowed(refused.group(1), label)
+        names = {str(path.absolute()): name or path.name, str(path): name or path.name}
+        reason = redact_paths(stderr.splitlines()[-1], names) if stderr else "unreadable"
+        raise MediaError(f"{label} is not a readable media file ({reason}).", code="not_media")
     data = json.loads(res.stdout or "{}")
     fmt = data.get("format") or {}
     streams: list[StreamInfo] = []
@@ -138,12 +166,14 @@ def probe(path: Path | str, *, timeout_s: float = 60.0) -> MediaInfo:
         ))
     if not streams:
         raise MediaError("The input has no audio or video streams.", code="no_streams")
+    format_name = fmt.get("format_name") or "unknown"
+    remember_demuxer(path, demuxer_of(format_name, label))
     duration = _float(fmt.get("duration"))
     if duration is None:
         duration = max((s.duration_s or 0.0) for s in streams)
     return MediaInfo(
         path=str(path),
-        format_name=fmt.get("format_name") or "unknown",
+        format_name=format_name,
         duration_s=duration or 0.0,
         size_bytes=_int(fmt.get("size")) or path.stat().st_size,
         bit_rate=_int(fmt.get("bit_rate")),

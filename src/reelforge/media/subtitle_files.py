@@ -59,7 +59,12 @@ def _literal_event_text(raw: str, *, wrap_chars: int | None, all_caps: bool, vtt
     return text
 
 
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def read_subtitle_text(path: Path) -> str:
+    """A subtitle file's text (UTF-8, UTF-16 or cp1252); refused when it holds control characters (a binary
+    file, or text no subtitle means), which would otherwise reach libass."""
     if path.stat().st_size > MAX_SUBTITLE_BYTES:
         raise MediaError("The subtitle file is larger than 10 MB.", code="subtitles_too_large")
     data = path.read_bytes()
@@ -69,8 +74,14 @@ def read_subtitle_text(path: Path) -> str:
         except UnicodeDecodeError:
             continue
         if "\x00" not in text:
-            return text
-    return data.decode("cp1252", errors="replace")
+            break
+    else:
+        text = data.decode("cp1252", errors="replace")
+    found = _CONTROL_RE.search(text)
+    if found:
+        raise MediaError(f"The subtitle file holds a control character (U+{ord(found.group()):04X}); it is not "
+                         "SRT, WebVTT or ASS text.", code="unsupported_subtitles")
+    return text
 
 
 def detect_format(text: str, declared: SubtitleFormat = "auto") -> Literal["srt", "vtt", "ass"]:

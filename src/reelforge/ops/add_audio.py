@@ -19,8 +19,8 @@ from reelforge.errors import MediaError
 from reelforge.media.encoders import Quality, encode_with_fallback
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
 from reelforge.media.filters import filter_expr
-from reelforge.media.limits import check_duration_limit
-from reelforge.media.probe import MediaInfo, probe, require_audio, require_video
+from reelforge.media.limits import check_duration_limit, probe_input
+from reelforge.media.probe import MediaInfo, require_audio, require_video
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import MediaRef, Params
 from reelforge.ops.registry import operation
@@ -128,7 +128,8 @@ def add_audio_args(plan: AudioPlan, video_path: str, audio_path: str, out: str, 
 def run(params: AddAudioParams, ctx: OpContext) -> OpResult:
     ctx.stage("probing")
     video_path, audio_path = ctx.fetch(params.video), ctx.fetch(params.audio)
-    video, audio = probe(video_path), probe(audio_path)
+    video = probe_input(video_path, ctx.settings, params.video, "video")
+    audio = probe_input(audio_path, ctx.settings, params.audio, "audio")
     plan = plan_add_audio(params, video, audio)
     if plan.duration_s <= 0:
         raise MediaError("The video or the audio has no duration.", code="empty_media")

@@ -17,7 +17,8 @@ from reelforge.captions.align import Alignment, align_words, script_words
 from reelforge.captions.words import Word, write_words_json
 from reelforge.config import Settings
 from reelforge.errors import MediaError
-from reelforge.media.probe import MediaInfo, probe, require_audio
+from reelforge.media.limits import probe_input
+from reelforge.media.probe import MediaInfo, require_audio
 from reelforge.models.whisper import (
     BATCHED_MIN_DURATION_S,
     MAX_WINDOW_S,
@@ -82,7 +83,8 @@ def align_audio(path: Path, script: str, ctx: OpContext, *, language: str | None
                 span: tuple[float, float] = (0.0, 1.0)) -> Alignment:
     """Probe, decode and transcribe `path`, then map the heard words onto `script`'s words."""
     lo, hi = span
-    audio, duration = _decode_checked(path, ctx, probe(path), (lo, lo + (hi - lo) * 0.1))
+    audio, duration = _decode_checked(path, ctx, probe_input(path, ctx.settings, kind="audio"),
+                                      (lo, lo + (hi - lo) * 0.1))
     lang = whisper_language(language)
     settings = alignment_settings(ctx.settings, lang)
     if lang not in whisper_languages() or (choose_whisper(settings).english_only and lang != "en"):
@@ -150,7 +152,7 @@ def align_spoken(path: Path, sentences: Sequence[tuple[str, float, float]], scri
     """Word timings for audio whose sentences and their places are known (tts output): forced alignment
     window by window, no transcription. Falls back to `align_audio` when a sentence is too long for one
     window or the model cannot force-align."""
-    info = probe(path)
+    info = probe_input(path, ctx.settings, kind="audio")
     windows = sentence_windows(sentences, info.duration_s)
     if windows:
         lo, hi = span

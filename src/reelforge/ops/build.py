@@ -37,7 +37,7 @@ from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
 from reelforge.media.frame_rate import parse_rate
 from reelforge.media.frame_size import FrameSizeText, parse_frame_size
 from reelforge.media.kenburns import Effect as KenBurnsEffect
-from reelforge.media.limits import check_duration_limit
+from reelforge.media.limits import check_duration_limit, probe_input
 from reelforge.media.probe import MediaInfo, probe, require_audio, require_video
 from reelforge.models.tts import split_sentences
 from reelforge.ops.context import OpContext, OpResult
@@ -234,7 +234,7 @@ class AudioStepParams(Params):
 
 def _audio_step(params: AudioStepParams, ctx: OpContext) -> OpResult:
     path = ctx.fetch(params.audio)
-    info = probe(path)
+    info = probe_input(path, ctx.settings, params.audio, "audio")
     require_audio(info)
     check_duration_limit(info.duration_s, ctx.settings, "The narration")
     return OpResult(outputs={"audio": path}, data={"duration_s": round(info.duration_s, 3)})
@@ -252,7 +252,7 @@ class CycleStepParams(Params):
 def _cycle_step(params: CycleStepParams, ctx: OpContext) -> OpResult:
     """One loop period of the background at the output's size and rate, ready to repeat by stream copy."""
     path = ctx.fetch(params.input)
-    info = probe(path)
+    info = probe_input(path, ctx.settings, params.input, "video")
     video = require_video(info)
     check_duration_limit(info.duration_s, ctx.settings, "The background video")
     size = parse_frame_size(params.size)
@@ -362,13 +362,13 @@ def _decode_loop(background: MediaInfo, size: tuple[int, int], fps: int, duratio
 
 def _compose_step(params: ComposeStepParams, ctx: OpContext) -> OpResult:
     size = parse_frame_size(params.size)
-    narration = probe(ctx.fetch(params.narration))
+    narration = probe_input(ctx.fetch(params.narration), ctx.settings, params.narration, "audio")
     require_audio(narration)
     duration = narration.duration_s
-    background = probe(ctx.fetch(params.background))
+    background = probe_input(ctx.fetch(params.background), ctx.settings, params.background, "video")
     require_video(background)
-    head = probe(ctx.fetch(params.head)) if params.head else None
-    music = probe(ctx.fetch(params.music)) if params.music else None
+    head = probe_input(ctx.fetch(params.head), ctx.settings, params.head, "video") if params.head else None
+    music = probe_input(ctx.fetch(params.music), ctx.settings, params.music, "audio") if params.music else None
     if music is not None:
         require_audio(music)
     inputs = ComposeInputs(

@@ -17,8 +17,8 @@ from reelforge.captions import BURN_IN_DEFAULTS, CaptionStyle, ass_style, pos_pr
 from reelforge.media.encoders import EncoderChoice, Quality, VideoCodec, encode_with_fallback
 from reelforge.media.ffmpeg import ensure_file_output
 from reelforge.media.filters import filter_expr
-from reelforge.media.limits import check_duration_limit
-from reelforge.media.probe import probe, require_video
+from reelforge.media.limits import probe_input
+from reelforge.media.probe import require_video
 from reelforge.media.subtitle_files import (
     SubtitleFormat,
     detect_format,
@@ -90,9 +90,8 @@ def caption_args(video: Path, ass_path: Path, fonts: Path, out: Path, enc: tuple
 def run(params: CaptionParams, ctx: OpContext) -> OpResult:
     ctx.stage("probing")
     video_path = ctx.fetch(params.input)
-    info = probe(video_path)
+    info = probe_input(video_path, ctx.settings, params.input, "video")
     v = require_video(info)
-    check_duration_limit(info.duration_s, ctx.settings, "The input video")
     text = subtitle_text(params, ctx)
     fmt = detect_format(text, params.format)
     subs = load_subtitles(text, fmt)

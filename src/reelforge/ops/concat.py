@@ -22,8 +22,9 @@ from reelforge.media.ffmpeg import ensure_file_output, ffprobe_bin, run_ffmpeg
 from reelforge.media.filters import filter_expr
 from reelforge.media.frame_rate import probed_rate, rate_arg
 from reelforge.media.frame_size import FrameSizeText, even, parse_frame_size
-from reelforge.media.limits import check_duration_limit, check_frame_pixels
-from reelforge.media.probe import MediaInfo, probe, require_video
+from reelforge.media.inputs import probe_args
+from reelforge.media.limits import check_duration_limit, check_frame_pixels, probe_input
+from reelforge.media.probe import MediaInfo, require_video
 from reelforge.media.transitions import (
     Transition,
     acrossfade_chain,
@@ -121,7 +122,7 @@ def normalise_args(paths: list[Path], plan: NormalisePlan, enc: tuple[str, ...],
 def extradata_hash(path: Path) -> tuple[str, ...]:
     """Hashes of each stream's codec extradata (SPS/PPS for H.264), to tell copy-compatible encodes apart."""
     cmd = [ffprobe_bin(), "-v", "error", "-show_data_hash", "md5", "-show_entries", "stream=extradata_hash",
-           "-of", "csv=p=0", str(path)]
+           "-of", "csv=p=0", *probe_args(path)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     return tuple(res.stdout.split())
 
@@ -140,7 +141,7 @@ def run(params: ConcatParams, ctx: OpContext) -> OpResult:
     paths = [ctx.fetch(ref) for ref in params.inputs]
     infos = []
     for k, p in enumerate(paths):
-        info = probe(p)
+        info = probe_input(p, ctx.settings, params.inputs[k])
         try:
             require_video(info)
         except MediaError as exc:
@@ -154,7 +155,8 @@ def run(params: ConcatParams, ctx: OpContext) -> OpResult:
         ctx.note(encoder="copy")
         total = sum(i.duration_s for i in infos)
         lst = write_concat_list(paths, ctx.temp_path("inputs.txt"))
-        run_ffmpeg(concat_copy_args(lst, out, audio=infos[0].audio is not None), ctx, duration_s=total,
+        run_ffmpeg(concat_copy_args(lst, out, audio=infos[0].audio is not None, formats={i.demuxer for i in infos}),
+                   ctx, duration_s=total,
                    stage="joining")
         method = "copy"
     else:

@@ -154,7 +154,7 @@ def run(params: Img2VidParams, ctx: OpContext) -> OpResult:
     images: list[tuple[Path, tuple[int, int]]] = []
     for item in params.images:
         path = ctx.fetch(item.image)
-        info = probe_image(path, ctx.settings)  # refuses decompression bombs before decoding
+        info = probe_image(path, ctx.settings, item.image)  # refuses decompression bombs before decoding
         assert info.video is not None and info.video.width and info.video.height
         images.append((path, (info.video.width, info.video.height)))
         ctx.check_cancelled()

@@ -28,7 +28,7 @@ from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
 from reelforge.media.filters import filter_expr
 from reelforge.media.frame_rate import probed_rate, rate_arg
 from reelforge.media.frame_size import Duration
-from reelforge.media.limits import check_duration_limit
+from reelforge.media.limits import check_duration_limit, probe_input
 from reelforge.media.probe import probe, require_audio, require_video
 from reelforge.ops.add_audio import MP4_AUDIO_CODECS
 from reelforge.ops.context import OpContext, OpResult
@@ -183,7 +183,7 @@ def _build_pieces(src: Path, ctx: OpContext, params: LoopParams, fps: Fraction, 
 def run(params: LoopParams, ctx: OpContext) -> OpResult:
     ctx.stage("probing")
     src = ctx.fetch(params.input)
-    info = probe(src)
+    info = probe_input(src, ctx.settings, params.input, "video")
     video = require_video(info)
     if info.duration_s <= 0 or not video.width or not video.height:
         raise MediaError("The input video has no duration or size.", code="empty_media")
@@ -191,7 +191,7 @@ def run(params: LoopParams, ctx: OpContext) -> OpResult:
     audio_path = None
     if params.audio is not None:
         audio_path = ctx.fetch(params.audio)
-        audio_info = probe(audio_path)
+        audio_info = probe_input(audio_path, ctx.settings, params.audio, "audio")
         audio_stream = require_audio(audio_info)
         target_s = audio_info.duration_s
         if target_s <= 0:

@@ -13,7 +13,8 @@ from pydantic import Field
 
 from reelforge.errors import MediaError
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
-from reelforge.media.probe import MediaInfo, probe, require_video
+from reelforge.media.limits import probe_input
+from reelforge.media.probe import MediaInfo, require_video
 from reelforge.media.subtitle_files import detect_format, load_subtitles, soft_track_srt
 from reelforge.ops.caption import SubtitleSource, subtitle_text
 from reelforge.ops.context import OpContext, OpResult
@@ -71,7 +72,7 @@ def mux_args(video: str, subs: str, out: str, codec: str, language: str, title: 
 def run(params: MuxSubtitlesParams, ctx: OpContext) -> OpResult:
     ctx.stage("probing")
     video_path = ctx.fetch(params.input)
-    info = probe(video_path)
+    info = probe_input(video_path, ctx.settings, params.input, "video")
     require_video(info)
     check_container(params.container, info)
     text = subtitle_text(params, ctx)

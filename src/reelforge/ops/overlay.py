@@ -30,7 +30,8 @@ from reelforge.media.ffmpeg import ensure_file_output
 from reelforge.media.frame_rate import parse_rate, probed_rate, rate_arg
 from reelforge.media.frame_size import FrameSize, even_ceil, even_floor
 from reelforge.media.framepipe import FramePipes, decode_args, rawvideo_input_args, rotation_of
-from reelforge.media.probe import MediaInfo, StreamInfo, probe, require_video
+from reelforge.media.limits import probe_input
+from reelforge.media.probe import MediaInfo, StreamInfo, require_video
 from reelforge.models.segmentation import EngineName, Segmenter, open_segmenter
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import MediaRef, Params
@@ -359,7 +360,7 @@ def run(params: OverlayParams, ctx: OpContext) -> OpResult:
     t0 = time.monotonic()
     ctx.stage("fetching")
     source = ctx.fetch(params.input)
-    info = probe(source)
+    info = probe_input(source, ctx.settings, params.input, "video")
     _check_input(info, ctx)
     video = require_video(info)
     width, height = frame_size_for(info, rotation_of(source))
@@ -370,7 +371,7 @@ def run(params: OverlayParams, ctx: OpContext) -> OpResult:
     if params.output == "composite":
         assert params.background is not None
         bg = ctx.fetch(params.background)
-        bg_info = probe(bg)
+        bg_info = probe_input(bg, ctx.settings, params.background, "visual")
         bgv = require_video_or_image(bg_info)
         if (bgv.width or 0) * (bgv.height or 0) > ctx.settings.max_video_pixels:
             raise MediaError("The background is larger than the pixel limit.", code="video_too_large")

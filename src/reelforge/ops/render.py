@@ -12,7 +12,8 @@ from reelforge.media.codecs import DEFAULT_VIDEO_ARGS
 from reelforge.media.encoders import encode_with_fallback
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
 from reelforge.media.limits import check_duration_limit, check_frame_pixels
-from reelforge.media.probe import MediaInfo, probe
+from reelforge.media.limits import probe_input as probe_within_limits
+from reelforge.media.probe import MediaInfo
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.registry import operation
 from reelforge.ops.resources import ENCODES
@@ -94,7 +95,7 @@ def caption_file(asset: CaptionAsset, start: float, length: float, size: tuple[i
 def probe_input(ctx: OpContext, ref: str, where: str) -> MediaInfo:
     """Fetch and probe one input; a failure names the timeline field it came from."""
     try:
-        return probe(ctx.fetch(ref))
+        return probe_within_limits(ctx.fetch(ref), ctx.settings, ref)
     except (InputError, MediaError) as exc:
         raise type(exc)(f"{where}: {exc.message}", code=exc.code, details={"path": where}) from None
 

@@ -10,7 +10,8 @@ from pydantic import Field, field_validator
 from reelforge.captions import CaptionStyle, Word, build_subtitles, save_subs, words_from_subs
 from reelforge.captions.words import write_words_json
 from reelforge.errors import MediaError
-from reelforge.media.probe import probe, require_audio
+from reelforge.media.limits import probe_input
+from reelforge.media.probe import require_audio
 from reelforge.models.whisper import TranscribeOptions, Transcript, decode_audio, transcribe_audio, whisper_languages
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import MediaRef, Params
@@ -66,7 +67,7 @@ def transcript_words(transcript: Transcript, subs: pysubs2.SSAFile) -> list[Word
 def run(params: TranscribeParams, ctx: OpContext) -> OpResult:
     ctx.stage("fetching")
     path = ctx.fetch(params.input)
-    info = probe(path)
+    info = probe_input(path, ctx.settings, params.input, "audio")
     require_audio(info)
     if info.duration_s > ctx.settings.max_media_duration_s:
         raise MediaError("The input is longer than this service accepts.", code="too_long")
