@@ -61,8 +61,8 @@ def caption_file(asset: CaptionAsset, start: float, length: float, size: tuple[i
     keep = asset.keep_style and src is not None and src.suffix.lower() in (".ass", ".ssa")
     if asset.style is not None and not keep:
         if src is None:  # timed words: grouped and styled like the subtitles op does it
-            words = [Word(w.text, w.start, w.end) for w in asset.words or []]
-            subs = build_subtitles(words, asset.style, (out_w, out_h))
+            timed = [Word(w.text, w.start, w.end) for w in asset.words or []]
+            subs = build_subtitles(timed, asset.style, (out_w, out_h))
         else:
             subs.styles = {"Default": ass_style(asset.style)}
             for ev in subs:
