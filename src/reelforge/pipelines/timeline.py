@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from reelforge.captions import CaptionStyle
 from reelforge.errors import InvalidParams
+from reelforge.media.codecs import Quality
 from reelforge.media.frame_size import parse_frame_size
 from reelforge.refs import MediaRef
 from reelforge.runtime import Params
@@ -219,7 +220,7 @@ class Output(_Model):
     size: str = Field(default="1280x720", description="WIDTHxHEIGHT or a preset: 1080p, 720p, "
                                                      "vertical_1080, square_1080, 9:16, 1:1, ...")
     fps: float = Field(default=25, ge=1, le=60)
-    quality: Literal["draft", "standard", "high"] = "standard"
+    quality: Quality = "standard"
     poster_at: Seconds | None = Field(default=None, description="jpg/png: the frame at this time "
                                                                 "(default: the middle).")
 
