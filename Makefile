@@ -27,12 +27,14 @@ install: $(SYSDEPS) $(STAMP)
 run: install
 	$(BIN)/reelforge serve
 
-test: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest -q
-
+# lint: style (ruff), types (mypy, [tool.mypy]) and layering (import-linter, [tool.importlinter])
 lint: install
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/python -m pytest -q
 
 bench: install
 	$(BIN)/python bench/run_all.py
