@@ -17,11 +17,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from reelforge.errors import Conflict
-from reelforge.jobs.db import _Store
+from reelforge.jobs.db import _Store, rowcount
 from reelforge.jobs.models import JobRow
 from reelforge.jobs.states import ACTIVE, TERMINAL, JobStatus
 
-_JOBS = JobRow.__table__
+_JOBS = JobRow.metadata.tables[JobRow.__tablename__]  # the Table (Core inserts and selects)
 
 
 class _Values:
@@ -186,7 +186,7 @@ class JobsStore(_Store):
                         lease_expires_at=now + lease_ttl_s, attempts=JobRow.attempts + 1,
                         started_at=func.coalesce(JobRow.started_at, now), updated_at=now, stage="starting")
             )
-            if res.rowcount != 1:
+            if rowcount(res) != 1:
                 return None
             return self._claimed(s, job_id)
 
@@ -219,7 +219,7 @@ class JobsStore(_Store):
                 .values(lease_expires_at=now + lease_ttl_s)
             )
             cancel = s.scalar(select(JobRow.cancel_requested).where(JobRow.id == job_id))
-            return res.rowcount == 1, bool(cancel)
+            return rowcount(res) == 1, bool(cancel)
 
     def cancel_requested(self, job_id: str) -> bool:
         with self.session() as s:
@@ -252,7 +252,7 @@ class JobsStore(_Store):
         with self.session() as s, s.begin():
             res = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.lease_owner == worker_id,
                                                  JobRow.status == JobStatus.RUNNING.value).values(**values))
-            return res.rowcount == 1
+            return rowcount(res) == 1
 
     def release_for_retry(self, job_id: str, worker_id: str | None, error: dict[str, Any], *,
                           refund: bool = False) -> JobStatus:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 
-from reelforge.jobs.db import _Store
+from reelforge.jobs.db import _Store, rowcount
 from reelforge.jobs.models import ApiKeyRow
 
 
@@ -60,8 +60,9 @@ class KeysStore(_Store):
     def revoke_api_key(self, key_id: str) -> bool:
         with self.session() as s, s.begin():
             res = s.execute(update(ApiKeyRow).where(ApiKeyRow.id == key_id).values(revoked=True))
-            return res.rowcount == 1
+            return rowcount(res) == 1
 
     def any_api_keys(self) -> bool:
         with self.session() as s:
-            return s.scalar(select(func.count()).select_from(ApiKeyRow).where(ApiKeyRow.revoked.is_(False))) > 0
+            count = s.scalar(select(func.count()).select_from(ApiKeyRow).where(ApiKeyRow.revoked.is_(False)))
+            return bool(count)

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
-from reelforge.jobs.db import _Store
+from reelforge.jobs.db import _Store, rowcount
 from reelforge.jobs.models import WebhookAttemptRow, WebhookOutboxRow
 
 
@@ -65,10 +65,10 @@ class WebhooksStore(_Store):
         claimed: list[dict[str, Any]] = []
         for item_id, old in rows:
             with self.session() as s, s.begin():
-                won = s.execute(update(WebhookOutboxRow)
-                                .where(WebhookOutboxRow.id == item_id, WebhookOutboxRow.done_at.is_(None),
-                                       WebhookOutboxRow.claimed_until == old)
-                                .values(claimed_until=now + claim_s)).rowcount == 1
+                won = rowcount(s.execute(update(WebhookOutboxRow)
+                                         .where(WebhookOutboxRow.id == item_id, WebhookOutboxRow.done_at.is_(None),
+                                                WebhookOutboxRow.claimed_until == old)
+                                         .values(claimed_until=now + claim_s))) == 1
                 if won:
                     r = s.get(WebhookOutboxRow, item_id)
                     assert r is not None
@@ -79,6 +79,5 @@ class WebhooksStore(_Store):
     def outbox_prune(self, older_than_s: float) -> int:
         """Delete finished outbox rows older than `older_than_s` (the attempts table keeps the history)."""
         with self.session() as s, s.begin():
-            return s.execute(delete(WebhookOutboxRow).where(WebhookOutboxRow.done_at.is_not(None),
-                                                            WebhookOutboxRow.done_at < time.time() - older_than_s)
-                             ).rowcount
+            return rowcount(s.execute(delete(WebhookOutboxRow).where(
+                WebhookOutboxRow.done_at.is_not(None), WebhookOutboxRow.done_at < time.time() - older_than_s)))
