@@ -139,7 +139,7 @@ def e2e(seg: Any, clip: np.ndarray, work: Path) -> dict[str, Any]:
     t = time.perf_counter()
     nvenc = nvenc_works("h264")
     probe_s = time.perf_counter() - t
-    # choose_video_encoder reads only ctx.settings.nvenc; the op's pydantic context is not needed here.
+    # choose_video_encoder reads only ctx.settings.media.nvenc; the op's pydantic context is not needed here.
     choice = choose_video_encoder(SimpleNamespace(settings=SimpleNamespace(nvenc="auto")), "standard")  # type: ignore[arg-type]
     n, h, w = clip.shape[:3]
     out = work / f"e2e-{os.getpid()}.mp4"

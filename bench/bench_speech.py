@@ -113,10 +113,10 @@ def main() -> None:
     # ---- transcription RTF: models x (unbatched, batched), beam 5, int8, 2 threads
     tr_rows = []
     for model in ("packaged:tiny.en", "packaged:base"):
-        settings = base_settings.model_copy(update={"whisper_model": model})
+        settings = base_settings.replace(whisper_model=model)
         choice = choose_whisper(settings)
         t0 = time.perf_counter()
-        load_whisper(choice, settings.threads_per_job)
+        load_whisper(choice, settings.compute.threads_per_job)
         load_s = time.perf_counter() - t0
         for batched in (False, True):
             opts = TranscribeOptions(language="en", beam_size=5, word_timestamps=True, batched=batched)
@@ -128,7 +128,7 @@ def main() -> None:
 
     # ---- word timings of tts audio: forced alignment of the known sentence windows (what tts does) vs
     # transcribing and mapping (the reference, what `align` does for audio of unknown layout)
-    align_settings = base_settings.model_copy(update={"whisper_model": "packaged:tiny.en"})
+    align_settings = base_settings.replace(whisper_model="packaged:tiny.en")
     piper_wav = tmp / "piper60.wav"
     with wave.open(str(piper_wav), "wb") as w:
         w.setnchannels(1)
@@ -161,7 +161,7 @@ def main() -> None:
         w.setframerate(clip_rate)
         w.writeframes((np.clip(ten, -1, 1) * 32767).astype("<i2").tobytes())
     for model in ("packaged:tiny.en", "packaged:base"):
-        settings = base_settings.model_copy(update={"whisper_model": model})
+        settings = base_settings.replace(whisper_model=model)
         MODEL_CACHE.clear()
         op = get_operation("transcribe")
         times = []
@@ -182,7 +182,7 @@ def main() -> None:
         lat_rows.append((f"tts one sentence ({engine}, no timings)", *times))
     MODEL_CACHE.clear()
     op = get_operation("tts")
-    settings = base_settings.model_copy(update={"whisper_model": "packaged:base"})
+    settings = base_settings.replace(whisper_model="packaged:base")
     times = []
     for i in range(2):
         t0 = time.perf_counter()

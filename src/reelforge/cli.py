@@ -12,13 +12,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from reelforge.config import Settings
 
 app = typer.Typer(help="ReelForge: a self-hosted video-building service.", no_args_is_help=True,
                   add_completion=False)
@@ -52,6 +55,23 @@ def _check(resp: httpx.Response) -> Any:
     return resp.json()
 
 
+def _load_settings(**overrides: Any) -> Settings:
+    """Settings for serve/worker/keys; a configuration error is one line on stderr and exit code 2."""
+    from pydantic import ValidationError
+
+    from reelforge.config import ConfigError
+    from reelforge.config import Settings as _Settings
+
+    try:
+        return _Settings(**overrides)
+    except ConfigError as exc:
+        message = str(exc)
+    except ValidationError as exc:
+        message = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors())
+    sys.stderr.write(f"reelforge: configuration error: {message}\n")
+    raise typer.Exit(2)
+
+
 def _connect_error(url: str, exc: Exception) -> typer.Exit:
     console.print(f"[red]Cannot reach ReelForge at {url}[/red] ({exc}). Is `reelforge serve` (make run) running?")
     return typer.Exit(3)
@@ -65,34 +85,35 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address (default f
     import uvicorn
 
     from reelforge.api.app import create_app
-    from reelforge.config import Settings
 
     overrides: dict[str, Any] = {}
     if host:
         overrides["host"] = host
     if port:
         overrides["port"] = port
-    settings = Settings(**overrides)
+    settings = _load_settings(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    console.print(f"ReelForge on http://{settings.host}:{settings.port}  (executor={settings.executor}, "
-                  f"storage={settings.storage}, data={settings.data_dir}) — API docs at /docs")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                access_log=settings.access_log, timeout_graceful_shutdown=10)
+    svc = settings.service
+    console.print(f"ReelForge on http://{svc.host}:{svc.port}  (executor={settings.compute.executor}, "
+                  f"storage={settings.storage.backend}, data={svc.data_dir}) — API docs at /docs")
+    uvicorn.run(create_app(settings), host=svc.host, port=svc.port, log_level="info",
+                access_log=settings.service.access_log, timeout_graceful_shutdown=10)
 
 
 @app.command()
 def worker(queues: Annotated[str | None, typer.Option(help="Comma-separated queues, e.g. gpu or cpu,gpu")] = None,
-           concurrency: Annotated[int | None, typer.Option(help="Jobs at a time (default: settings.workers)")] = None,
+           concurrency: Annotated[int | None, typer.Option(help="Jobs at a time (default: compute.workers)")] = None,
            ) -> None:
     """Start a Celery worker (scale-out mode) that runs jobs from the given queues."""
-    from reelforge.config import Settings
+    from reelforge.config import redact_url
     from reelforge.engine.celery_app import make_celery
 
-    settings = Settings()
+    settings = _load_settings()
     celery = make_celery(settings)
-    q = queues or settings.worker_queues
-    n = concurrency or settings.workers
-    console.print(f"ReelForge worker: queues={q} concurrency={n} broker={settings.broker_url.split('@')[-1]}")
+    q = queues or settings.compute.worker_queues
+    n = concurrency or settings.compute.workers
+    broker = redact_url(settings.compute.broker_url.get_secret_value())
+    console.print(f"ReelForge worker: queues={q} concurrency={n} broker={broker}")
     celery.worker_main(["worker", "--loglevel=INFO", f"--queues={q}", f"--concurrency={n}", "--pool=threads",
                         "--without-gossip", "--without-mingle"])
 
@@ -241,12 +262,11 @@ def cancel(job_id: str, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> No
 
 # ------------------------------------------------------------------ keys
 def _store() -> Any:
-    from reelforge.config import Settings
     from reelforge.jobs.store import Database, KeysStore
 
-    settings = Settings()
+    settings = _load_settings()
     settings.ensure_dirs()
-    db = Database(settings.database_url)
+    db = Database(settings.service.database_url.get_secret_value())
     db.migrate()
     return KeysStore(db)
 

@@ -1,43 +1,106 @@
-"""Settings: built once from REELFORGE_* environment variables and an optional TOML file, then passed down.
+"""Settings: built once from REELFORGE_* environment variables, ./.env and an optional TOML file, then passed down.
 
 Nothing here opens a database or touches the network; `Settings()` is cheap and side-effect free.
-The TOML file is named by REELFORGE_CONFIG (keys are the field names, lower case).
+
+Settings are grouped (`settings.limits.max_fetch_bytes`, `settings.storage.s3_bucket`, ...). Every setting
+also has one flat name, the name it had before the grouping: FLAT_NAMES below is the one table that maps a
+flat name to its group, and it drives every way of giving a setting:
+
+- keyword arguments: `Settings(data_dir=..., workers=1)` or `Settings(compute={"workers": 1})`;
+- environment / .env: `REELFORGE_WORKERS=1` or `REELFORGE_COMPUTE__WORKERS=1`;
+- the TOML file named by REELFORGE_CONFIG: `workers = 1` at the top or `[compute]` / `workers = 1`.
+
+Precedence, highest first: keyword arguments, environment, .env (REELFORGE_ENV_FILE, default ./.env), TOML.
+A named config or env file that is missing, or an unknown REELFORGE_* name / TOML key, raises ConfigError
+naming it and the nearest valid name: a typo never silently falls back to a default.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 import re
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_origin
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    SerializationInfo,
+    field_validator,
+    model_validator,
 )
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,16}$")  # jobs.queue is a String(16)
+ENV_PREFIX = "REELFORGE_"
+# REELFORGE_* names that are read elsewhere and are not settings (so they are not "unknown settings")
+OTHER_ENV_NAMES = frozenset({
+    "REELFORGE_CONFIG", "REELFORGE_ENV_FILE",  # where the settings come from (read here)
+    "REELFORGE_URL", "REELFORGE_API_KEY",  # the CLI client
+    "REELFORGE_FFMPEG", "REELFORGE_FFPROBE", "REELFORGE_ESPEAK",  # tool paths (media, models)
+    "REELFORGE_FORCE_CPU", "REELFORGE_RVM_PRECISION",  # model switches read by the model loaders
+})
+REVEAL_SECRETS = "reveal_secrets"  # serialization context key: see Settings.handover_dict
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="REELFORGE_", extra="ignore")
+class ConfigError(ValueError):
+    """The configuration cannot be used (missing file, unknown key); the message names what is wrong."""
 
-    # --- service
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ***, safe for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+
+
+def _dump_secret(value: SecretStr, info: SerializationInfo) -> str:
+    if info.context and info.context.get(REVEAL_SECRETS):
+        return value.get_secret_value()
+    return "**********" if value.get_secret_value() else ""
+
+
+def _dump_secret_url(value: SecretStr, info: SerializationInfo) -> str:
+    if info.context and info.context.get(REVEAL_SECRETS):
+        return value.get_secret_value()
+    return redact_url(value.get_secret_value())
+
+
+# A secret dumps as stars (a URL with its password starred) unless the dump is a hand-over to a child process.
+Secret = Annotated[SecretStr, PlainSerializer(_dump_secret, return_type=str)]
+SecretUrl = Annotated[SecretStr, PlainSerializer(_dump_secret_url, return_type=str)]
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServiceSettings(_Group):
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("data")
-    database_url: str = ""  # default: sqlite under data_dir
+    database_url: SecretUrl = SecretStr("")  # default: sqlite under data_dir; may carry a password
     access_log: bool = True  # uvicorn's per-request log line
     public_url: str = ""  # base URL clients use to reach the API (for local file URLs); default from host/port
+    plugins: str = ""  # comma-separated modules with extra @operation()s, imported by API and job hosts
 
-    # --- execution
+
+class ComputeSettings(_Group):
     executor: Literal["local", "celery"] = "local"
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
-    broker_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: SecretUrl = SecretStr("redis://127.0.0.1:6379/0")  # may carry a password
     worker_queues: str = "cpu,gpu"  # queues a `reelforge worker` consumes by default
     # op -> queue overrides, e.g. {"overlay.engine=rvm": "gpu-24g", "build": "gpu"} (reelforge.engine.routing);
     # ops not named go to "gpu" when they prefer a GPU, else "cpu"
@@ -52,18 +115,30 @@ class Settings(BaseSettings):
     step_cache_max_gb: float = Field(default=20.0, ge=0)
     step_cache_max_age_days: float = Field(default=14.0, gt=0)
 
-    # --- storage
-    storage: Literal["local", "s3"] = "local"
+    @field_validator("op_routes")
+    @classmethod
+    def _queue_names(cls, routes: dict[str, str]) -> dict[str, str]:
+        bad = [q for q in routes.values() if not QUEUE_NAME_RE.match(q)]
+        if bad:
+            raise ValueError(f"op_routes: queue names are 1-16 letters, digits, '.', '_' or '-'; got {bad[0]!r}")
+        return routes
+
+
+class StorageSettings(_Group):
+    backend: Literal["local", "s3"] = "local"
     s3_endpoint_url: str = ""
     s3_bucket: str = ""
     s3_prefix: str = "reelforge/"
     s3_region: str = "us-east-1"
     s3_access_key_id: str = ""
-    s3_secret_access_key: str = ""
+    s3_secret_access_key: Secret = SecretStr("")
     s3_presign_expiry_s: int = Field(default=86400, ge=60)
     s3_public_base_url: str = ""  # e.g. a CDN or R2 public domain; outputs then get plain URLs
 
-    # --- limits on untrusted input
+
+class LimitSettings(_Group):
+    """Limits on untrusted input."""
+
     max_body_bytes: int = 1_000_000
     max_upload_bytes: int = 2 * 1024**3
     max_fetch_bytes: int = 2 * 1024**3
@@ -85,23 +160,208 @@ class Settings(BaseSettings):
     min_subtitle_cues: int = 1000
     min_subtitle_chars: int = 100_000
 
-    # --- security
+
+class SecuritySettings(_Group):
     api_keys_required: bool | None = None  # None: required unless bound to loopback
     metrics_require_key: bool | None = None  # None: /metrics needs a key exactly when API keys are required
-    webhook_secret: str = ""  # default: generated once into data_dir/webhook_secret
+    webhook_secret: Secret = SecretStr("")  # default: generated once into data_dir/webhook_secret
 
-    # --- media / models
+
+class MediaSettings(_Group):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     nvenc: Literal["auto", "off"] = "auto"
     nvenc_max_sessions: int = Field(default=3, ge=1)
+    font_dir: Path | None = None  # fonts for captions/text (default: DejaVu from fonts-dejavu-core)
+
+
+class ModelSettings(_Group):
     whisper_model: str = "packaged:base"  # packaged:base | packaged:tiny.en | a local CTranslate2 folder
     # whisper model for word timings of a known script (tts, align, build): "auto" = packaged:tiny.en for
     # English (the words are known, only their times are needed: 2x faster than base), else whisper_model
     align_model: str = "auto"
     model_cache_dir: Path | None = None  # default data_dir/models
-    font_dir: Path | None = None  # fonts for captions/text (default: DejaVu from fonts-dejavu-core)
     kokoro_voices: Path | None = None  # a Kokoro voices file (e.g. voices-v1.0.bin) for the kokoro engine
-    plugins: str = ""  # comma-separated modules with extra @operation()s, imported by API and job hosts
+
+
+GROUPS: dict[str, type[_Group]] = {
+    "service": ServiceSettings, "compute": ComputeSettings, "storage": StorageSettings, "limits": LimitSettings,
+    "security": SecuritySettings, "media": MediaSettings, "models": ModelSettings,
+}
+
+# The one table: flat name (keyword argument, REELFORGE_<NAME>, top-level TOML key) -> (group, field).
+FLAT_NAMES: dict[str, tuple[str, str]] = {
+    "host": ("service", "host"), "port": ("service", "port"), "data_dir": ("service", "data_dir"),
+    "database_url": ("service", "database_url"), "access_log": ("service", "access_log"),
+    "public_url": ("service", "public_url"), "plugins": ("service", "plugins"),
+    "executor": ("compute", "executor"), "workers": ("compute", "workers"), "broker_url": ("compute", "broker_url"),
+    "worker_queues": ("compute", "worker_queues"), "op_routes": ("compute", "op_routes"), "max_attempts": ("compute", "max_attempts"),
+    "lease_ttl_s": ("compute", "lease_ttl_s"), "heartbeat_s": ("compute", "heartbeat_s"),
+    "max_timeout_s": ("compute", "max_timeout_s"), "threads_per_job": ("compute", "threads_per_job"),
+    "step_cache_max_gb": ("compute", "step_cache_max_gb"),
+    "step_cache_max_age_days": ("compute", "step_cache_max_age_days"),
+    "storage": ("storage", "backend"),  # a string; a mapping under the same name is the whole group
+    "s3_endpoint_url": ("storage", "s3_endpoint_url"), "s3_bucket": ("storage", "s3_bucket"),
+    "s3_prefix": ("storage", "s3_prefix"), "s3_region": ("storage", "s3_region"),
+    "s3_access_key_id": ("storage", "s3_access_key_id"), "s3_secret_access_key": ("storage", "s3_secret_access_key"),
+    "s3_presign_expiry_s": ("storage", "s3_presign_expiry_s"), "s3_public_base_url": ("storage", "s3_public_base_url"),
+    "max_body_bytes": ("limits", "max_body_bytes"), "max_upload_bytes": ("limits", "max_upload_bytes"),
+    "max_fetch_bytes": ("limits", "max_fetch_bytes"), "fetch_timeout_s": ("limits", "fetch_timeout_s"),
+    "fetch_allow_private": ("limits", "fetch_allow_private"),
+    "max_media_duration_s": ("limits", "max_media_duration_s"),
+    "max_image_pixels": ("limits", "max_image_pixels"), "max_video_pixels": ("limits", "max_video_pixels"),
+    "disk_reserve_bytes": ("limits", "disk_reserve_bytes"), "disk_low_bytes": ("limits", "disk_low_bytes"),
+    "max_video_fps": ("limits", "max_video_fps"), "max_input_streams": ("limits", "max_input_streams"),
+    "max_subtitle_cues_per_s": ("limits", "max_subtitle_cues_per_s"),
+    "max_subtitle_chars_per_s": ("limits", "max_subtitle_chars_per_s"),
+    "min_subtitle_cues": ("limits", "min_subtitle_cues"), "min_subtitle_chars": ("limits", "min_subtitle_chars"),
+    "api_keys_required": ("security", "api_keys_required"), "webhook_secret": ("security", "webhook_secret"),
+    "metrics_require_key": ("security", "metrics_require_key"),
+    "device": ("media", "device"), "nvenc": ("media", "nvenc"), "nvenc_max_sessions": ("media", "nvenc_max_sessions"),
+    "font_dir": ("media", "font_dir"),
+    "whisper_model": ("models", "whisper_model"), "align_model": ("models", "align_model"),
+    "model_cache_dir": ("models", "model_cache_dir"), "kokoro_voices": ("models", "kokoro_voices"),
+}
+
+# every group field has exactly one flat name (so every setting keeps its old spelling)
+assert sorted(FLAT_NAMES.values()) == sorted((g, f) for g, cls in GROUPS.items() for f in cls.model_fields)
+
+
+def _is_group_value(key: str, value: Any) -> bool:
+    """`storage="s3"` is the flat backend name; `storage={...}` (or a StorageSettings) is the whole group."""
+    return key in GROUPS and (isinstance(value, Mapping | BaseModel) or key not in FLAT_NAMES)
+
+
+def _group_items(value: Any) -> dict[str, Any]:
+    if isinstance(value, BaseModel):  # keep raw values: a dump would star the secrets
+        return {name: getattr(value, name) for name in type(value).model_fields}
+    return dict(value)
+
+
+def nest(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat and grouped spellings -> grouped ({"compute": {"workers": 1}}); other keys are left for validation."""
+    out: dict[str, Any] = {}
+    flat_given: dict[tuple[str, str], str] = {}
+    for key, value in data.items():
+        if _is_group_value(key, value):
+            group = out.setdefault(key, {})
+            for field, v in _group_items(value).items():
+                if (key, field) in flat_given:
+                    raise ConfigError(f"{key}.{field} is given twice: as {key}.{field} and as {flat_given[key, field]}")
+                group[field] = v
+        elif key in FLAT_NAMES:
+            group_name, field = FLAT_NAMES[key]
+            group = out.setdefault(group_name, {})
+            if field in group:
+                raise ConfigError(f"{group_name}.{field} is given twice: as {group_name}.{field} and as {key}")
+            group[field] = value
+            flat_given[group_name, field] = key
+        else:
+            out[key] = value
+    return out
+
+
+def _nearest(name: str, candidates: list[str]) -> str:
+    match = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f"; did you mean {match[0]}?" if match else "; see the settings table in README.md"
+
+
+def _field_info(group: str, field: str) -> Any:
+    return GROUPS[group].model_fields[field]
+
+
+def _from_text(group: str, field: str, value: str) -> Any:
+    """An environment string for a field: "" means unset for optional fields, JSON for list/dict fields."""
+    info = _field_info(group, field)
+    if value == "" and info.default is None:
+        return None
+    if get_origin(info.annotation) in (dict, list) or info.annotation in (dict, list):
+        return json.loads(value)
+    return value
+
+
+def setting_env_names() -> list[str]:
+    """Every environment name of a setting: REELFORGE_<FLAT> and REELFORGE_<GROUP>__<FIELD>."""
+    return [ENV_PREFIX + n.upper() for n in FLAT_NAMES] + [
+        f"{ENV_PREFIX}{g.upper()}__{f.upper()}" for g, cls in GROUPS.items() for f in cls.model_fields]
+
+
+def _env_to_nested(environ: Mapping[str, str], origin: str) -> dict[str, Any]:
+    """REELFORGE_<FLAT> and REELFORGE_<GROUP>__<FIELD> names -> grouped values; unknown names raise."""
+    valid = setting_env_names()
+    flat: dict[str, Any] = {}
+    for name, value in environ.items():
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in OTHER_ENV_NAMES:
+            continue
+        key = upper[len(ENV_PREFIX):].lower()
+        group, sep, field = key.partition("__")
+        if sep and group in GROUPS and field in GROUPS[group].model_fields:
+            flat.setdefault(group, {})[field] = _from_text(group, field, value)
+        elif not sep and key in FLAT_NAMES:
+            flat[key] = _from_text(*FLAT_NAMES[key], value)
+        else:
+            raise ConfigError(f"unknown setting {name} in {origin}{_nearest(upper, valid)}")
+    return nest(flat)
+
+
+def _toml_to_nested(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    valid = list(FLAT_NAMES) + list(GROUPS) + [f"{g}.{f}" for g, cls in GROUPS.items() for f in cls.model_fields]
+    for key, value in data.items():
+        if _is_group_value(key, value):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config file {path}: [{key}] must be a table")
+            for field in value:
+                if field not in GROUPS[key].model_fields:
+                    raise ConfigError(f"unknown key {key}.{field} in config file {path}"
+                                      f"{_nearest(f'{key}.{field}', valid)}")
+        elif key not in FLAT_NAMES:
+            raise ConfigError(f"unknown key {key} in config file {path}{_nearest(key, valid)}")
+    return nest(data)
+
+
+def _env_file_values() -> tuple[dict[str, str], str]:
+    """REELFORGE_* entries of the .env file (REELFORGE_ENV_FILE names it; default ./.env, optional)."""
+    from dotenv import dotenv_values
+
+    named = os.environ.get("REELFORGE_ENV_FILE")
+    path = Path(named or ".env").expanduser()
+    if not path.is_file():
+        if named:
+            raise ConfigError(f"REELFORGE_ENV_FILE names {path}, which does not exist")
+        return {}, str(path)
+    values = dotenv_values(path)
+    # other names in the file (e.g. a compose file's POSTGRES_PASSWORD) are not ours to judge
+    return {k: v or "" for k, v in values.items() if k.upper().startswith(ENV_PREFIX)}, str(path)
+
+
+class _Source(PydanticBaseSettingsSource):
+    """A settings source from a function returning grouped values."""
+
+    def __init__(self, settings_cls: type[BaseSettings], load: Any) -> None:
+        super().__init__(settings_cls)
+        self._load = load
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # unused: __call__ is whole
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self._load()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="forbid")
+
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+    compute: ComputeSettings = Field(default_factory=ComputeSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -112,73 +372,106 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = os.environ.get("REELFORGE_CONFIG")
-        if config_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
-        return tuple(sources)
+        # Each source is grouped before the sources are merged, so a flat name in one source and a grouped
+        # name in another meet as the same field and the higher source wins.
+        dotenv, env_path = _env_file_values()
 
-    @field_validator("op_routes")
+        def toml() -> dict[str, Any]:
+            named = os.environ.get("REELFORGE_CONFIG") or dotenv.get("REELFORGE_CONFIG")
+            if not named:
+                return {}
+            path = Path(named).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"REELFORGE_CONFIG names {path}, which does not exist")
+            return _toml_to_nested(path)
+
+        return (
+            _Source(settings_cls, lambda: nest(init_settings())),
+            _Source(settings_cls, lambda: _env_to_nested(os.environ, "the environment")),
+            _Source(settings_cls, lambda: _env_to_nested(dotenv, env_path)),
+            _Source(settings_cls, toml),
+        )
+
+    @model_validator(mode="before")
     @classmethod
-    def _queue_names(cls, routes: dict[str, str]) -> dict[str, str]:
-        bad = [q for q in routes.values() if not QUEUE_NAME_RE.match(q)]
-        if bad:
-            raise ValueError(f"op_routes: queue names are 1-16 letters, digits, '.', '_' or '-'; got {bad[0]!r}")
-        return routes
+    def _grouped(cls, data: Any) -> Any:
+        return nest(data) if isinstance(data, Mapping) else data
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
-        self.data_dir = self.data_dir.expanduser().resolve()
-        if not self.database_url:
-            self.database_url = f"sqlite:///{self.data_dir / 'reelforge.db'}"
-        if self.model_cache_dir is None:
-            self.model_cache_dir = self.data_dir / "models"
-        if not self.public_url:
-            shown = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-            self.public_url = f"http://{shown}:{self.port}"
-        self.public_url = self.public_url.rstrip("/")
-        if self.storage == "s3" and not self.s3_bucket:
+        svc = self.service
+        svc.data_dir = svc.data_dir.expanduser().resolve()
+        if not svc.database_url.get_secret_value():
+            svc.database_url = SecretStr(f"sqlite:///{svc.data_dir / 'reelforge.db'}")
+        if self.models.model_cache_dir is None:
+            self.models.model_cache_dir = svc.data_dir / "models"
+        if not svc.public_url:
+            shown = "127.0.0.1" if svc.host in ("0.0.0.0", "::") else svc.host
+            svc.public_url = f"http://{shown}:{svc.port}"
+        svc.public_url = svc.public_url.rstrip("/")
+        if self.storage.backend == "s3" and not self.storage.s3_bucket:
             raise ValueError("REELFORGE_S3_BUCKET is required when REELFORGE_STORAGE=s3")
         return self
+
+    # --- copies and dumps
+    def replace(self, **changes: Any) -> Settings:
+        """A validated copy with some settings changed; flat (`workers=1`) or grouped (`compute={...}`) names."""
+        data: dict[str, Any] = {name: _group_items(getattr(self, name)) for name in GROUPS}
+        for group, values in nest(changes).items():
+            if group in GROUPS:
+                data[group].update(_group_items(values))
+            else:
+                data[group] = values
+        return type(self).model_validate(data)  # validates only `data`: no environment or files are read
+
+    def handover_dict(self) -> dict[str, Any]:
+        """JSON-able settings *with* secrets, only for a child process of this one (see from_handover)."""
+        return self.model_dump(mode="json", context={REVEAL_SECRETS: True})
+
+    @classmethod
+    def from_handover(cls, data: Mapping[str, Any]) -> Settings:
+        """Rebuild the parent's settings exactly (the child reads no environment or files of its own)."""
+        return cls.model_validate(dict(data))
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings safe to show: secrets starred, passwords in URLs starred."""
+        return self.model_dump(mode="json")
 
     # --- derived places
     @property
     def storage_dir(self) -> Path:
-        return self.data_dir / "storage"
+        return self.service.data_dir / "storage"
 
     @property
     def work_dir(self) -> Path:
-        return self.data_dir / "work"
+        return self.service.data_dir / "work"
 
     @property
     def is_loopback(self) -> bool:
-        return self.host in LOOPBACK_HOSTS
+        return self.service.host in LOOPBACK_HOSTS
 
     @property
     def keys_required(self) -> bool:
-        return (not self.is_loopback) if self.api_keys_required is None else self.api_keys_required
+        required = self.security.api_keys_required
+        return (not self.is_loopback) if required is None else required
 
     @property
     def metrics_key_required(self) -> bool:
-        return self.keys_required if self.metrics_require_key is None else self.metrics_require_key
+        required = self.security.metrics_require_key
+        return self.keys_required if required is None else required
 
     def ensure_dirs(self) -> None:
-        for d in (self.data_dir, self.storage_dir, self.work_dir):
+        for d in (self.service.data_dir, self.storage_dir, self.work_dir):
             d.mkdir(parents=True, exist_ok=True)
 
     def resolved_webhook_secret(self) -> str:
-        if self.webhook_secret:
-            return self.webhook_secret
-        path = self.data_dir / "webhook_secret"
+        if secret := self.security.webhook_secret.get_secret_value():
+            return secret
+        path = self.service.data_dir / "webhook_secret"
         if not path.exists():
             import secrets
 
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.service.data_dir.mkdir(parents=True, exist_ok=True)
             path.write_text(secrets.token_hex(32))
             path.chmod(0o600)
         return path.read_text().strip()
-
-    def public_dict(self) -> dict[str, Any]:
-        """Settings safe to show (no secrets)."""
-        hidden = {"s3_secret_access_key", "webhook_secret", "database_url", "broker_url"}
-        return {k: v for k, v in self.model_dump(mode="json").items() if k not in hidden}

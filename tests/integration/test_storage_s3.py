@@ -79,7 +79,7 @@ def test_put_file_get_and_metadata(store: S3Storage, tmp_path: Path) -> None:
 def test_large_file_goes_multipart(s3_settings: Settings, tmp_path: Path) -> None:
     from boto3.s3.transfer import TransferConfig
 
-    store = S3Storage(make_s3_client(s3_settings), bucket=s3_settings.s3_bucket, prefix="rf",
+    store = S3Storage(make_s3_client(s3_settings), bucket=s3_settings.storage.s3_bucket, prefix="rf",
                       transfer_config=TransferConfig(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB))
     payload = os.urandom(11 * MIB)
     src = tmp_path / "big.bin"
@@ -94,7 +94,7 @@ def test_large_file_goes_multipart(s3_settings: Settings, tmp_path: Path) -> Non
 
 
 def test_put_stream_small_and_multipart(s3_settings: Settings) -> None:
-    store = S3Storage(make_s3_client(s3_settings), bucket=s3_settings.s3_bucket, prefix="rf/",
+    store = S3Storage(make_s3_client(s3_settings), bucket=s3_settings.storage.s3_bucket, prefix="rf/",
                       part_size=5 * MIB)
     small = store.put_stream(iter([b"hello ", b"world"]), "files/a/hello.txt", max_bytes=100)
     assert small.size == 11 and small.content_type == "text/plain"
@@ -109,7 +109,7 @@ def test_put_stream_small_and_multipart(s3_settings: Settings) -> None:
 
 
 def test_direct_upload_without_staging(s3_settings: Settings, tmp_path: Path) -> None:
-    store = S3Storage(make_s3_client(s3_settings), bucket=s3_settings.s3_bucket, prefix="rf/",
+    store = S3Storage(make_s3_client(s3_settings), bucket=s3_settings.storage.s3_bucket, prefix="rf/",
                       part_size=5 * MIB, stage_then_copy=False)
     src = tmp_path / "a.wav"
     src.write_bytes(b"RIFF" * 1000)
@@ -127,7 +127,7 @@ def test_direct_upload_without_staging(s3_settings: Settings, tmp_path: Path) ->
 
 
 def test_oversized_stream_leaves_nothing(s3_settings: Settings) -> None:
-    store = S3Storage(make_s3_client(s3_settings), bucket=s3_settings.s3_bucket, prefix="rf/",
+    store = S3Storage(make_s3_client(s3_settings), bucket=s3_settings.storage.s3_bucket, prefix="rf/",
                       part_size=5 * MIB)
     block = b"\0" * MIB
     with pytest.raises(PayloadTooLarge):  # two parts already uploaded when the cap trips
@@ -162,7 +162,7 @@ def test_presigned_url_downloads_with_filename(store: S3Storage) -> None:
 
 
 def test_public_base_url(s3_settings: Settings, endpoint: str) -> None:
-    public = s3_settings.model_copy(update={"s3_public_base_url": f"{endpoint}/{s3_settings.s3_bucket}/"})
+    public = s3_settings.replace(s3_public_base_url=f"{endpoint}/{s3_settings.storage.s3_bucket}/")
     store = make_storage(public)
     assert isinstance(store, S3Storage)
     # What a CDN-fronted bucket has: anonymous read of objects.
@@ -172,7 +172,7 @@ def test_public_base_url(s3_settings: Settings, endpoint: str) -> None:
                        "Resource": f"arn:aws:s3:::{store.bucket}/*"}]}))
     store.put_stream([b"public bytes"], "jobs/j3/a b.mp4", max_bytes=100)
     url = store.url("jobs/j3/a b.mp4", filename="ignored.mp4")
-    assert url == f"{endpoint}/{s3_settings.s3_bucket}/rf/jobs/j3/a%20b.mp4"
+    assert url == f"{endpoint}/{s3_settings.storage.s3_bucket}/rf/jobs/j3/a%20b.mp4"
     assert httpx.get(url).content == b"public bytes"
 
 
@@ -204,7 +204,7 @@ def test_missing_keys_and_bad_keys(store: S3Storage, tmp_path: Path) -> None:
 
 
 def test_check_fails_for_missing_bucket(s3_settings: Settings) -> None:
-    store = make_storage(s3_settings.model_copy(update={"s3_bucket": "no-such-bucket-here"}))
+    store = make_storage(s3_settings.replace(s3_bucket="no-such-bucket-here"))
     with pytest.raises(ServiceUnavailable):
         store.check()
 
@@ -240,7 +240,7 @@ def test_s3_refs_cannot_reach_service_objects_or_exceed_cap(store: S3Storage, s3
         resolve(f"s3://{store.bucket}/rf/jobs/secret/video.mp4", tmp_path)
 
     store.client.put_object(Bucket=store.bucket, Key="incoming/big.mov", Body=b"x" * 2000)
-    small_cap = s3_settings.model_copy(update={"max_fetch_bytes": 1000})
+    small_cap = s3_settings.replace(max_fetch_bytes=1000)
     with pytest.raises(InputError) as too_big:
         make_resolver(small_cap, store, lookup_file=lambda _id: None)(f"s3://{store.bucket}/incoming/big.mov",
                                                                      tmp_path)

@@ -107,7 +107,7 @@ def dest(tmp_path: Path) -> Path:
 
 
 def resolver(settings: Settings, **updates: object) -> Resolver:
-    configured = settings.model_copy(update=updates)
+    configured = settings.replace(**updates)
     return make_resolver(configured, LocalStorage(configured.storage_dir), lookup_file=lambda _id: None)
 
 

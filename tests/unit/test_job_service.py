@@ -108,7 +108,7 @@ def test_submit_validates_stores_and_hands_over(world: World) -> None:
     assert created and job.status == JobStatus.QUEUED and job.priority == 3
     assert world.executor.submitted == [job.id]
     assert world.service.get("t1", job.id).id == job.id
-    assert job.timeout_s > 0 and job.max_attempts == world.settings.max_attempts
+    assert job.timeout_s > 0 and job.max_attempts == world.settings.compute.max_attempts
 
 
 def test_invalid_params_are_422_with_the_field_path(world: World) -> None:

@@ -282,7 +282,7 @@ def test_step_cache_evicts_old_and_least_recently_used_entries(tmp_path: Path, s
 
 
 def test_runner_applies_the_configured_cache_limits(tmp_path: Path, settings: Settings) -> None:
-    small = settings.model_copy(update={"step_cache_max_gb": 0.0})
+    small = settings.replace(step_cache_max_gb=0.0)
     ENCODES.clear()
     run_pipeline(fresh_ctx(tmp_path, small, "job1"), TWO_TONES_MIXED)
     # a 0 GB cap keeps nothing once eviction runs (at most once a minute: the throttle is reset here to

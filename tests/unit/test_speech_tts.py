@@ -128,8 +128,8 @@ def test_kokoro_packaged_voice(mod_settings: Settings, tmp_path: Path) -> None:
                                  sample_rate=24000), new_ctx(tmp_path, mod_settings))
     info = probe(res.outputs["audio"])
     assert info.audio is not None and info.audio.sample_rate == 24000 and info.duration_s > 0.4
-    assert mod_settings.model_cache_dir is not None
-    assert (mod_settings.model_cache_dir / "kokoro" / "kokoro-v1.0.int8.onnx").is_file()
+    assert mod_settings.models.model_cache_dir is not None
+    assert (mod_settings.models.model_cache_dir / "kokoro" / "kokoro-v1.0.int8.onnx").is_file()
 
 
 def test_bad_input_is_rejected_with_what_exists() -> None:

@@ -105,7 +105,7 @@ class Attempts:
 
 @pytest.fixture
 def local_settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"fetch_allow_private": True, "webhook_secret": SECRET})
+    return settings.replace(fetch_allow_private=True, webhook_secret=SECRET)
 
 
 def make_sender(settings: Settings, attempts: Attempts, **kw: Any) -> WebhookSender:
@@ -185,7 +185,7 @@ def test_connection_errors_are_retried_and_recorded(local_settings: Settings) ->
 
 def test_private_urls_are_refused_without_a_request(settings: Settings, receiver: Receiver) -> None:
     attempts = Attempts()
-    sender = make_sender(settings.model_copy(update={"webhook_secret": SECRET}), attempts)
+    sender = make_sender(settings.replace(webhook_secret=SECRET), attempts)
     sender.send("job-4", receiver.url, event("job-4", "succeeded"), kind="succeeded")
     sender.send("job-4b", "http://169.254.169.254/latest/meta-data/", event("job-4b", "failed"), kind="failed")
     assert sender.close(timeout=10)

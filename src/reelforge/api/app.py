@@ -139,14 +139,14 @@ def check_bind_safety(settings: Settings, services: Services) -> None:
     """Refuse to serve on a non-loopback address with no API key: the service would be open to anyone."""
     if settings.keys_required and not services.stores.keys.any_api_keys():
         raise ReelForgeError(
-            f"Refusing to listen on {settings.host} without an API key. Create one first with "
+            f"Refusing to listen on {settings.service.host} without an API key. Create one first with "
             "`reelforge keys create --name <name>` (or bind to 127.0.0.1).", code="no_api_keys")
 
 
 def create_app(settings: Settings | None = None, *,
                executor_factory: Callable[[Services], Executor] | None = None) -> FastAPI:
     settings = settings or Settings()
-    load_plugins(settings.plugins)
+    load_plugins(settings.service.plugins)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -185,5 +185,5 @@ def create_app(settings: Settings | None = None, *,
     app.include_router(jobs_router)
     app.include_router(files_router)
     app.include_router(system_router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
     return app

@@ -31,7 +31,7 @@ def _safe_filename(name: str | None) -> str:
 
 
 def _url(request: Request, rec: FileRecord) -> str:
-    return f"{request.app.state.settings.public_url}/v1/files/{rec.id}/content"
+    return f"{request.app.state.settings.service.public_url}/v1/files/{rec.id}/content"
 
 
 _DISK_CHECK_EVERY = 16 * 1024 * 1024
@@ -61,7 +61,7 @@ async def upload_file(request: Request, tenant: Tenant,
                       filename: Annotated[str | None, Query(max_length=255)] = None) -> FileView:
     state = request.app.state
     settings = state.settings
-    cap = settings.max_upload_bytes
+    cap = settings.limits.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > cap + 64 * 1024:
         raise PayloadTooLarge(f"The upload is larger than the limit of {cap} bytes.", code="upload_too_large")
@@ -69,9 +69,9 @@ async def upload_file(request: Request, tenant: Tenant,
     tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp = tmp_dir / uuid.uuid4().hex
     ctype = request.headers.get("content-type", "application/octet-stream")
-    reserve = settings.disk_reserve_bytes
+    reserve = settings.limits.disk_reserve_bytes
     # local storage copies the spooled file into place: the upload needs its size twice on one disk
-    stored_at = settings.storage_dir if settings.storage == "local" else None
+    stored_at = settings.storage_dir if settings.storage.backend == "local" else None
     if declared and declared.isdigit():
         require_free({tmp_dir: int(declared), **({stored_at: int(declared)} if stored_at else {})}, reserve,
                      "this upload")

@@ -45,11 +45,11 @@ def health(request: Request) -> JSONResponse:
 
 def _disk(settings: Any) -> dict[str, Any]:
     try:
-        free = free_bytes(settings.data_dir)
+        free = free_bytes(settings.service.data_dir)
     except OSError as exc:
         return {"error": f"free space unknown ({exc.strerror})", "low": True}
-    return {"free_bytes": free, "low_bytes": settings.disk_low_bytes, "reserve_bytes": settings.disk_reserve_bytes,
-            "low": free < settings.disk_low_bytes}
+    return {"free_bytes": free, "low_bytes": settings.limits.disk_low_bytes, "reserve_bytes": settings.limits.disk_reserve_bytes,
+            "low": free < settings.limits.disk_low_bytes}
 
 
 class StoreCollector:
@@ -137,4 +137,4 @@ def list_ops(request: Request) -> OpList:
 def list_voices(request: Request) -> dict[str, Any]:
     from reelforge.models.tts import list_voices as voices
 
-    return {"voices": voices(request.app.state.settings.kokoro_voices)}
+    return {"voices": voices(request.app.state.settings.models.kokoro_voices)}

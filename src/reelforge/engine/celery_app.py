@@ -26,7 +26,7 @@ TASK_NAME = "reelforge.run_job"
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("reelforge", broker=settings.broker_url, set_as_current=False)
+    app = Celery("reelforge", broker=settings.compute.broker_url.get_secret_value(), set_as_current=False)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -37,7 +37,7 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue=CPU_QUEUE,
         # cpu, gpu, every queue op_routes names and the ones this worker consumes (names are free strings)
         task_queues=[Queue(q) for q in configured_queues(settings)],
-        broker_transport_options={"visibility_timeout": int(settings.max_timeout_s + 600)},
+        broker_transport_options={"visibility_timeout": int(settings.compute.max_timeout_s + 600)},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
@@ -84,7 +84,7 @@ class _WorkerState:
 
         services = self.services()
         worker_id = f"{self.worker_prefix}:{threading.get_ident()}"
-        job = services.stores.jobs.claim(job_id, worker_id, self.settings.lease_ttl_s)
+        job = services.stores.jobs.claim(job_id, worker_id, self.settings.compute.lease_ttl_s)
         if job is None:
             return "skipped"  # already done, cancelled, or owned by a live worker
         status = Runner(services).run_claimed(

@@ -69,7 +69,7 @@ class CeleryExecutor(Executor):
         return {"executor": self.name, "broker": "ok"}
 
     def _reclaimer(self) -> None:
-        interval = max(1.0, self.services.settings.lease_ttl_s / 2)
+        interval = max(1.0, self.services.settings.compute.lease_ttl_s / 2)
         while not self._stop.wait(interval):
             with self._unsent_lock:
                 pending, self._unsent = list(self._unsent.values()), {}

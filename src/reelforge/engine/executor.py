@@ -37,7 +37,7 @@ class Executor(ABC):
 
 
 def make_executor(services: Services) -> Executor:
-    if services.settings.executor == "celery":
+    if services.settings.compute.executor == "celery":
         from reelforge.engine.celery_executor import CeleryExecutor
 
         return CeleryExecutor(services)

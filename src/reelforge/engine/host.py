@@ -59,7 +59,7 @@ class JobHost:
         self._discard()
         parent, child = _SPAWN.Pipe()
         self._proc = _SPAWN.Process(
-            target=host_main, args=(self.settings.model_dump(mode="json"), child, self._cancel),
+            target=host_main, args=(self.settings.handover_dict(), child, self._cancel),
             name="reelforge-job-host", daemon=True,
         )
         self._proc.start()
@@ -207,12 +207,12 @@ def _limit_threads(n: int) -> None:
 def host_main(settings_data: dict[str, Any], conn: Connection, cancel: Any) -> None:
     os.setsid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal goes to the parent, which decides
-    settings = Settings(**settings_data)
-    _limit_threads(settings.threads_per_job)
+    settings = Settings.from_handover(settings_data)  # secrets included: the child is ours
+    _limit_threads(settings.compute.threads_per_job)
     from reelforge.engine.services import HostServices
     from reelforge.ops.registry import load_plugins
 
-    load_plugins(settings.plugins)
+    load_plugins(settings.service.plugins)
     services = HostServices(settings)
     send_lock = threading.Lock()
 

@@ -28,7 +28,7 @@ class LocalExecutor(Executor):
 
     def __init__(self, services: Services, *, workers: int | None = None) -> None:
         super().__init__(services)
-        self.workers = workers or services.settings.workers
+        self.workers = workers or services.settings.compute.workers
         self.runner = Runner(services)
         self._wake = threading.Condition()
         self._pending_wake = 0
@@ -102,7 +102,7 @@ class LocalExecutor(Executor):
         worker_id = f"{self.worker_prefix}:{index}"
         while not self._stop.is_set():
             try:
-                job = self.services.stores.jobs.claim_next(worker_id, settings.lease_ttl_s)
+                job = self.services.stores.jobs.claim_next(worker_id, settings.compute.lease_ttl_s)
             except Exception:
                 log.exception("claim failed")
                 job = None
@@ -132,6 +132,6 @@ class LocalExecutor(Executor):
             log.exception("reclaim failed")
 
     def _reclaimer(self) -> None:
-        interval = max(1.0, self.services.settings.lease_ttl_s / 2)
+        interval = max(1.0, self.services.settings.compute.lease_ttl_s / 2)
         while not self._stop.wait(interval):
             self._reclaim()

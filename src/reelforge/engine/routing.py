@@ -65,7 +65,7 @@ def _routes(items: tuple[tuple[str, str], ...]) -> tuple[list[Route], list[Route
 
 def routes(settings: Settings) -> tuple[list[Route], list[Route]]:
     """(routes with a condition, plain op routes), in table order."""
-    return _routes(tuple(settings.op_routes.items()))
+    return _routes(tuple(settings.compute.op_routes.items()))
 
 
 def default_queue(resources: Resources) -> str:
@@ -97,6 +97,6 @@ def check_routes(settings: Settings, ops: Iterable[str] | None = None) -> None:
 
 def configured_queues(settings: Settings) -> list[str]:
     """Every queue a job can be sent to under these settings, plus the ones this worker consumes."""
-    names = [CPU_QUEUE, GPU_QUEUE, *settings.op_routes.values(),
-             *(q.strip() for q in settings.worker_queues.split(","))]
+    names = [CPU_QUEUE, GPU_QUEUE, *settings.compute.op_routes.values(),
+             *(q.strip() for q in settings.compute.worker_queues.split(","))]
     return list(dict.fromkeys(q for q in names if q))

@@ -72,7 +72,7 @@ class Runner:
         def on_note(values: dict[str, Any]) -> None:
             store.add_notes(job.id, values)
 
-        next_beat = [time.monotonic() + settings.heartbeat_s]
+        next_beat = [time.monotonic() + settings.compute.heartbeat_s]
         next_cancel_check = [0.0]
 
         def should_stop() -> Literal["cancel", "timeout", "lost"] | None:
@@ -82,8 +82,8 @@ class Runner:
             if now >= deadline:
                 return "timeout"
             if now >= next_beat[0]:
-                next_beat[0] = now + settings.heartbeat_s
-                owner, cancel = store.heartbeat(job.id, worker_id, settings.lease_ttl_s)
+                next_beat[0] = now + settings.compute.heartbeat_s
+                owner, cancel = store.heartbeat(job.id, worker_id, settings.compute.lease_ttl_s)
                 if not owner:
                     return "lost"
                 if cancel:

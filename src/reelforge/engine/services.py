@@ -32,7 +32,7 @@ class Services:
         from reelforge.storage import make_storage
 
         settings.ensure_dirs()
-        stores = Stores.open(settings.database_url, migrate=migrate)
+        stores = Stores.open(settings.service.database_url.get_secret_value(), migrate=migrate)
         storage = make_storage(settings)
         sender = WebhookSender(settings, stores.webhooks.record_webhook_attempt, outbox=stores.webhooks)
         return cls(settings, stores, storage, sender)
@@ -59,7 +59,7 @@ class HostServices:
                 from reelforge.jobs.store import Database, FilesStore
                 from reelforge.storage import make_storage
 
-                self._store = FilesStore(Database(self.settings.database_url))
+                self._store = FilesStore(Database(self.settings.service.database_url.get_secret_value()))
                 self._storage = make_storage(self.settings)
             assert self._storage is not None
             return self._store, self._storage

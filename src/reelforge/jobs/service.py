@@ -6,7 +6,7 @@ and the stores. What it decides, in one place:
 
     submit   the op's params validated against its pydantic model (422 with the field path), uploaded
              file ids owned by the tenant, webhook_url syntax, the timeout policy (the op's default,
-             capped by settings.max_timeout_s), the row, the idempotency key (body or header)
+             capped by settings.compute.max_timeout_s), the row, the idempotency key (body or header)
     cancel   a queued job is cancelled at once (and its webhook told, since no worker ever will be);
              a running one is flagged and its executor asked to stop it
     retry    a failed, cancelled or timed-out job is submitted again as a NEW job whose
@@ -122,7 +122,7 @@ class JobService:
         op = get_operation(body.op)
         try:
             params = op.params_model.model_validate(
-                body.params, context={"source": "api", "allow_private": settings.fetch_allow_private})
+                body.params, context={"source": "api", "allow_private": settings.limits.fetch_allow_private})
         except ValidationError as exc:
             raise invalid_params(exc) from None
         except InvalidParams as exc:  # raised by an op's own checks (e.g. a pipeline's graph): same shape
@@ -131,16 +131,16 @@ class JobService:
             raise
         if body.webhook_url:
             try:
-                check_url_syntax(body.webhook_url, allow_private=settings.fetch_allow_private)
+                check_url_syntax(body.webhook_url, allow_private=settings.limits.fetch_allow_private)
             except ValueError as exc:
                 raise InvalidParams(f"Invalid webhook_url: {exc}.", code="invalid_webhook_url") from None
         timeout = body.timeout_s or op.timeout_s
-        if timeout > settings.max_timeout_s:
-            raise InvalidParams(f"timeout_s may be at most {settings.max_timeout_s:g} seconds.")
+        if timeout > settings.compute.max_timeout_s:
+            raise InvalidParams(f"timeout_s may be at most {settings.compute.max_timeout_s:g} seconds.")
         stored = params.model_dump(mode="json")
         values = self.jobs.new_job_values(
             tenant=tenant, op=op.name, params=stored, queue=queue_for(op, stored, settings), timeout_s=timeout,
-            max_attempts=settings.max_attempts, priority=body.priority, webhook_url=body.webhook_url,
+            max_attempts=settings.compute.max_attempts, priority=body.priority, webhook_url=body.webhook_url,
             idempotency_key=body.idempotency_key or idempotency_key,
         )
         if notes:
@@ -246,4 +246,4 @@ class JobService:
     def output_url(self, job: JobRecord, name: str, meta: dict[str, Any]) -> str:
         """Where a client downloads an output: the storage's own URL (S3) or this service's route."""
         direct = self.storage.url(meta["key"], filename=meta.get("filename"))
-        return direct or f"{self.settings.public_url}/v1/jobs/{job.id}/outputs/{name}"
+        return direct or f"{self.settings.service.public_url}/v1/jobs/{job.id}/outputs/{name}"

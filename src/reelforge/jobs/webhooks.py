@@ -150,7 +150,7 @@ class WebhookSender:
         self.progress_interval_s = progress_interval_s
         self._record_attempt = record_attempt
         self._secret = secret if secret is not None else settings.resolved_webhook_secret()
-        self._guard = guard or partial(check_resolved_host, allow_private=settings.fetch_allow_private)
+        self._guard = guard or partial(check_resolved_host, allow_private=settings.limits.fetch_allow_private)
         self._client = httpx.Client(timeout=httpx.Timeout(timeout_s), follow_redirects=False,
                                     trust_env=False, transport=transport)
         self._lock = threading.Lock()

@@ -14,9 +14,9 @@ API (what other modules use):
     result = with_encoder_fallback(lambda c: render(c), ctx, "standard")
 
 Rules:
-- NVENC is tried only when `settings.nvenc == "auto"` and a probe encode (one tiny lavfi frame) succeeds;
+- NVENC is tried only when `settings.media.nvenc == "auto"` and a probe encode (one tiny lavfi frame) succeeds;
   the probe runs once per process and codec (cached).
-- At most `settings.nvenc_max_sessions` NVENC encodes run at once in this process (consumer GPUs allow
+- At most `settings.media.nvenc_max_sessions` NVENC encodes run at once in this process (consumer GPUs allow
   few sessions); when none is free the job encodes on the CPU instead of waiting.
 - Quality presets `draft | standard | high` map to comparable settings for each encoder
   (the tables: `reelforge.media.codecs`).
@@ -100,7 +100,7 @@ def _session_pool(size: int) -> threading.BoundedSemaphore:
 
 def choose_video_encoder(ctx: WorkContext, quality: Quality = "standard", codec: VideoCodec = "h264") -> EncoderChoice:
     """The encoder this worker prefers for a job (no session is reserved; see `encoder_session`)."""
-    if ctx.settings.nvenc != "auto":
+    if ctx.settings.media.nvenc != "auto":
         return cpu_encoder(codec, quality, "NVENC disabled by settings")
     if nvenc_works(codec):
         return nvenc_encoder(codec, quality, "NVENC probe encode succeeded")
@@ -115,7 +115,7 @@ def encoder_session(ctx: WorkContext, quality: Quality = "standard", codec: Vide
     if not choice.hw:
         yield choice
         return
-    pool = _session_pool(ctx.settings.nvenc_max_sessions)
+    pool = _session_pool(ctx.settings.media.nvenc_max_sessions)
     if not pool.acquire(blocking=False):
         yield cpu_encoder(choice.codec, choice.quality, "all NVENC sessions busy")
         return
@@ -165,5 +165,5 @@ def parallel_encodes(ctx: WorkContext, cpu_count: int, jobs: int) -> int:
     per 1080p stream), or the NVENC session cap when NVENC is in use."""
     per_cpu = max(1, cpu_count // 2)
     if choose_video_encoder(ctx).hw:
-        per_cpu = max(per_cpu, ctx.settings.nvenc_max_sessions)
+        per_cpu = max(per_cpu, ctx.settings.media.nvenc_max_sessions)
     return max(1, min(jobs, per_cpu))

@@ -87,7 +87,7 @@ def _check_duration(value: float) -> float:
 
 # a size as the params carry it: the text the user gave ("1080p", "1280x720"), checked by parse_frame_size
 FrameSizeText = Annotated[str, AfterValidator(_check_size)]
-# durations: > 0, finite; the worker's settings.max_media_duration_s is checked by the operation
+# durations: > 0, finite; the worker's settings.limits.max_media_duration_s is checked by the operation
 Duration = Annotated[float, AfterValidator(_check_duration)]
 
 

@@ -19,16 +19,16 @@ InputKind = Literal["video", "audio", "image", "visual", "any"]
 
 
 def check_duration_limit(seconds: float, settings: Settings, what: str = "The requested duration") -> None:
-    if seconds > settings.max_media_duration_s:
+    if seconds > settings.limits.max_media_duration_s:
         raise InvalidParams(
             f"{what} ({seconds:.1f} s) is longer than this service's limit of "
-            f"{settings.max_media_duration_s:.0f} s.", code="duration_too_long")
+            f"{settings.limits.max_media_duration_s:.0f} s.", code="duration_too_long")
 
 
 def check_frame_pixels(width: int, height: int, settings: Settings) -> None:
-    if width * height > settings.max_video_pixels:
+    if width * height > settings.limits.max_video_pixels:
         raise InvalidParams(f"The output size {width}x{height} is larger than this service's limit of "
-                            f"{settings.max_video_pixels} pixels.", code="size_too_large")
+                            f"{settings.limits.max_video_pixels} pixels.", code="size_too_large")
 
 
 def input_limit_problems(info: MediaInfo, settings: Settings, name: str | None = None) -> list[MediaError]:
@@ -36,26 +36,26 @@ def input_limit_problems(info: MediaInfo, settings: Settings, name: str | None =
     label = input_label(name)
     problems: list[MediaError] = []
     v = info.video
-    if len(info.streams) > settings.max_input_streams:
+    if len(info.streams) > settings.limits.max_input_streams:
         problems.append(MediaError(f"{label} has {len(info.streams)} streams; the limit is "
-                                   f"{settings.max_input_streams}.", code="too_many_streams"))
+                                   f"{settings.limits.max_input_streams}.", code="too_many_streams"))
     if v is not None and v.width and v.height:
         pixels = v.width * v.height
         if info.is_image:
-            if pixels > settings.max_image_pixels:
+            if pixels > settings.limits.max_image_pixels:
                 problems.append(MediaError(
                     f"{label} is a {v.width}x{v.height} image ({pixels} pixels), larger than this service's "
-                    f"limit of {settings.max_image_pixels} pixels.", code="image_too_large"))
-        elif pixels > settings.max_video_pixels:
+                    f"limit of {settings.limits.max_image_pixels} pixels.", code="image_too_large"))
+        elif pixels > settings.limits.max_video_pixels:
             problems.append(MediaError(
                 f"{label} is a {v.width}x{v.height} video ({pixels} pixels a frame), larger than this "
-                f"service's limit of {settings.max_video_pixels} pixels.", code="video_too_large"))
-    if v is not None and not info.is_image and v.fps and v.fps > settings.max_video_fps:
+                f"service's limit of {settings.limits.max_video_pixels} pixels.", code="video_too_large"))
+    if v is not None and not info.is_image and v.fps and v.fps > settings.limits.max_video_fps:
         problems.append(MediaError(f"{label} runs at {v.fps:g} frames per second; the limit is "
-                                   f"{settings.max_video_fps:g}.", code="frame_rate_too_high"))
-    if info.duration_s > settings.max_media_duration_s:
+                                   f"{settings.limits.max_video_fps:g}.", code="frame_rate_too_high"))
+    if info.duration_s > settings.limits.max_media_duration_s:
         problems.append(MediaError(f"{label} is {info.duration_s:.1f} s long; the limit is "
-                                   f"{settings.max_media_duration_s:.0f} s.", code="media_too_long"))
+                                   f"{settings.limits.max_media_duration_s:.0f} s.", code="media_too_long"))
     return problems
 
 
@@ -78,9 +78,9 @@ def probe_input(path: Path, settings: Settings, name: str | None = None, kind: I
         raise MediaError(f"{label} has no audio stream.", code="no_audio_stream")
     if kind in ("image", "visual") and (v is None or not v.width or not v.height):
         raise MediaError(f"{label} is not an image.", code="not_an_image")
-    if kind == "image" and v is not None and v.width * v.height > settings.max_image_pixels:  # type: ignore[operator]
+    if kind == "image" and v is not None and v.width * v.height > settings.limits.max_image_pixels:  # type: ignore[operator]
         raise MediaError(f"{label} is {v.width}x{v.height} ({v.width * v.height} pixels), larger than this "  # type: ignore[operator]
-                         f"service's limit of {settings.max_image_pixels} pixels.", code="image_too_large")
+                         f"service's limit of {settings.limits.max_image_pixels} pixels.", code="image_too_large")
     return info
 
 

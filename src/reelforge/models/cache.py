@@ -87,7 +87,7 @@ MODEL_CACHE = ModelCache()
 
 
 def bound_threads(threads: int) -> int:
-    """Cap native thread pools of this process to `threads` (settings.threads_per_job).
+    """Cap native thread pools of this process to `threads` (settings.compute.threads_per_job).
 
     Libraries read these variables when they create their pools, so this runs before the first model load;
     values set explicitly by the operator are kept. Returns the count to pass to explicit APIs

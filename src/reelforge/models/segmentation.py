@@ -11,7 +11,7 @@ Two engines, both read from model files that ship inside PyPI wheels (see shared
   (segmentation_torch, optional `gpu` extra); onnxruntime on the CPU.
 
 The expensive part (interpreter / inference session) is built once per worker process and kept in a
-module-level cache guarded by a lock, with thread pools bounded by `threads` (settings.threads_per_job).
+module-level cache guarded by a lock, with thread pools bounded by `threads` (settings.compute.threads_per_job).
 The original system built a session with default thread pools in every worker and died with
 `pthread_create failed`. What a job holds is a light `Segmenter` wrapper carrying per-video state.
 """

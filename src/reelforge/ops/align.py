@@ -64,16 +64,16 @@ def whisper_language(language: str | None) -> str | None:
 
 def alignment_settings(settings: Settings, lang: str | None) -> Settings:
     """Settings whose whisper_model is the one to align with (see Settings.align_model)."""
-    model = settings.align_model.strip()
+    model = settings.models.align_model.strip()
     if model == "auto":
-        model = "packaged:tiny.en" if lang == "en" else settings.whisper_model
-    return settings if model == settings.whisper_model else settings.model_copy(update={"whisper_model": model})
+        model = "packaged:tiny.en" if lang == "en" else settings.models.whisper_model
+    return settings if model == settings.models.whisper_model else settings.replace(whisper_model=model)
 
 
 def _decode_checked(path: Path, ctx: OpContext, info: MediaInfo, span: tuple[float, float]) -> tuple[Any, float]:
     """`path` (probed as `info`) as 16 kHz float32 samples and its duration; refused when too long."""
     require_audio(info)
-    if info.duration_s > ctx.settings.max_media_duration_s:
+    if info.duration_s > ctx.settings.limits.max_media_duration_s:
         raise MediaError("The audio is longer than this service accepts.", code="too_long")
     audio = decode_audio(path, ctx, info.duration_s, span=span)
     return audio, len(audio) / SAMPLE_RATE or info.duration_s

@@ -383,7 +383,7 @@ def _compose_step(params: ComposeStepParams, ctx: OpContext) -> OpResult:
     def plan(video_args: tuple[str, ...] | None = None) -> list[str]:
         kw = {"video_args": video_args} if video_args else {}
         return plan_compose(inputs, out, size=size, fps=params.fps, mode=params.captions, head=layout,
-                            music=mix, fonts_dir=ctx.settings.font_dir, **kw).args
+                            music=mix, fonts_dir=ctx.settings.media.font_dir, **kw).args
 
     copy = plan_compose(inputs, out, size=size, fps=params.fps, mode=params.captions).copy_video
     if copy:

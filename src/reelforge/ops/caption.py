@@ -65,7 +65,7 @@ def subtitle_text(source: SubtitleSource, ctx: OpContext) -> str:
 
 
 def font_dir(ctx: OpContext) -> Path:
-    return ctx.settings.font_dir or DEFAULT_FONT_DIR
+    return ctx.settings.media.font_dir or DEFAULT_FONT_DIR
 
 
 def burn_filter(ass_path: Path, fonts: Path) -> str:

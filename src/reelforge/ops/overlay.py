@@ -329,15 +329,15 @@ def _check_input(info: MediaInfo, ctx: OpContext) -> None:
     v = require_video(info)
     if not v.width or not v.height:
         raise MediaError("The video stream has no picture size.", code="no_video_stream")
-    if v.width * v.height > ctx.settings.max_video_pixels:
+    if v.width * v.height > ctx.settings.limits.max_video_pixels:
         raise MediaError(
-            f"The video is {v.width}x{v.height}; the limit is {ctx.settings.max_video_pixels} pixels per frame.",
+            f"The video is {v.width}x{v.height}; the limit is {ctx.settings.limits.max_video_pixels} pixels per frame.",
             code="video_too_large",
         )
     if info.duration_s <= 0 or v.frames == 0:
         raise MediaError("The video has no frames (zero length).", code="empty_video")
-    if info.duration_s > ctx.settings.max_media_duration_s:
-        raise MediaError(f"The video is longer than the {ctx.settings.max_media_duration_s:.0f} s limit.",
+    if info.duration_s > ctx.settings.limits.max_media_duration_s:
+        raise MediaError(f"The video is longer than the {ctx.settings.limits.max_media_duration_s:.0f} s limit.",
                          code="media_too_long")
 
 
@@ -373,15 +373,15 @@ def run(params: OverlayParams, ctx: OpContext) -> OpResult:
         bg = ctx.fetch(params.background)
         bg_info = probe_input(bg, ctx.settings, params.background, "visual")
         bgv = require_video_or_image(bg_info)
-        if (bgv.width or 0) * (bgv.height or 0) > ctx.settings.max_video_pixels:
+        if (bgv.width or 0) * (bgv.height or 0) > ctx.settings.limits.max_video_pixels:
             raise MediaError("The background is larger than the pixel limit.", code="video_too_large")
         composite = plan_composite(params, bg, bg_info, box)
 
-    threads = ctx.settings.threads_per_job
+    threads = ctx.settings.compute.threads_per_job
     cv2.setNumThreads(threads)  # OpenCV's resize/blur pool is process-wide; keep it within the job's share
     ctx.stage("loading model", 0.02)
     seg = open_segmenter(params.engine, threads=threads, frame_size=(width, height),
-                         device_preference=ctx.settings.device, downsample_ratio=params.downsample_ratio)
+                         device_preference=ctx.settings.media.device, downsample_ratio=params.downsample_ratio)
     ctx.note(engine=params.engine, device=seg.device, segmentation_model=seg.detail)
 
     suffix = {"webm": ".webm", "mov": ".mov", "composite": ".mp4"}[params.output]

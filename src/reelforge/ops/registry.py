@@ -73,7 +73,7 @@ def load_all() -> dict[str, Operation]:
 
 
 def load_plugins(modules: str) -> None:
-    """Import extra operation modules named in settings.plugins (comma-separated dotted names)."""
+    """Import extra operation modules named in settings.service.plugins (comma-separated dotted names)."""
     for name in filter(None, (m.strip() for m in modules.split(","))):
         importlib.import_module(name)
 

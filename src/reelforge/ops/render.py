@@ -156,7 +156,7 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
 
     def plan_for(video_args: tuple[str, ...] | None = None) -> RenderPlan:
         return plan_render(params, media, out=out, workdir=work, captions=captions,
-                           video_args=video_args or DEFAULT_VIDEO_ARGS, fonts_dir=ctx.settings.font_dir)
+                           video_args=video_args or DEFAULT_VIDEO_ARGS, fonts_dir=ctx.settings.media.font_dir)
 
     plan = plan_for()
     check_duration_limit(plan.duration_s, ctx.settings, "The timeline")

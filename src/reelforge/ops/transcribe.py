@@ -69,7 +69,7 @@ def run(params: TranscribeParams, ctx: OpContext) -> OpResult:
     path = ctx.fetch(params.input)
     info = probe_input(path, ctx.settings, params.input, "audio")
     require_audio(info)
-    if info.duration_s > ctx.settings.max_media_duration_s:
+    if info.duration_s > ctx.settings.limits.max_media_duration_s:
         raise MediaError("The input is longer than this service accepts.", code="too_long")
     audio = decode_audio(path, ctx, info.duration_s, span=(0.01, 0.08))
     if audio.size == 0:

@@ -4,7 +4,7 @@ Each step gets its own context (`ctx.child`: own work folder under `<job workdir
 notes and cancel flag. Its resolver maps `step://<step>/<output>` to the file that step produced and
 hands every other reference to the job's context (so a URL used by two steps is fetched once).
 
-Ready steps run on a thread pool bounded by min(settings.workers, cores) — the heavy work happens in
+Ready steps run on a thread pool bounded by min(settings.compute.workers, cores) — the heavy work happens in
 ffmpeg/model subprocesses or native code that releases the GIL. The first failure stops the others
 (their ffmpeg is killed through the shared cancel check) and fails the job with the same error class,
 its message prefixed "step '<id>' (<op>): ".
@@ -53,7 +53,7 @@ class RunOptions:
 
 
 def default_parallelism(ctx: WorkContext) -> int:
-    return max(1, min(ctx.settings.workers, os.cpu_count() or 1))
+    return max(1, min(ctx.settings.compute.workers, os.cpu_count() or 1))
 
 
 class PipelineRunner:
@@ -64,9 +64,9 @@ class PipelineRunner:
         self.plans = graph.by_id()
         self.results: dict[str, OpResult] = {}
         self.records: dict[str, StepRecord] = {s.id: StepRecord(s.step.op) for s in graph.steps}
-        self.cache = StepCache(ctx.settings.data_dir / "cache" / "steps", CacheLimits(
-            max_bytes=int(ctx.settings.step_cache_max_gb * 1024**3),
-            max_age_s=ctx.settings.step_cache_max_age_days * 86400))
+        self.cache = StepCache(ctx.settings.service.data_dir / "cache" / "steps", CacheLimits(
+            max_bytes=int(ctx.settings.compute.step_cache_max_gb * 1024**3),
+            max_age_s=ctx.settings.compute.step_cache_max_age_days * 86400))
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._fractions: dict[str, float] = dict.fromkeys(self.plans, 0.0)

@@ -15,8 +15,8 @@ __all__ = ["LocalStorage", "Storage", "StoredObject", "make_storage", "validate_
 
 
 def make_storage(settings: Settings) -> Storage:
-    """The storage backend named by `settings.storage` (boto3 is only imported for S3)."""
-    if settings.storage == "s3":
+    """The storage backend named by `settings.storage.backend` (boto3 is only imported for S3)."""
+    if settings.storage.backend == "s3":
         from reelforge.storage.s3 import S3Storage
 
         return S3Storage.from_settings(settings)

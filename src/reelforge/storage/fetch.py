@@ -200,13 +200,13 @@ def make_resolver(settings: Settings, storage: Storage, *, lookup_file: Callable
 
     `lookup_file(file_id)` returns the storage key of an uploaded file the job's tenant may read, else
     None. `guard` replaces the URL check (tests); by default it is urlguard.check_resolved_host with
-    settings.fetch_allow_private. `s3://` keys under the service's own prefix (where every tenant's
+    settings.limits.fetch_allow_private. `s3://` keys under the service's own prefix (where every tenant's
     uploads and outputs live) are refused unless `allow_service_prefix`, so tenants cannot read each
     other's objects by key; such objects are referenced by file id instead.
     """
     fetcher = UrlFetcher(
-        max_bytes=settings.max_fetch_bytes, timeout_s=settings.fetch_timeout_s,
-        guard=guard or partial(check_resolved_host, allow_private=settings.fetch_allow_private))
+        max_bytes=settings.limits.max_fetch_bytes, timeout_s=settings.limits.fetch_timeout_s,
+        guard=guard or partial(check_resolved_host, allow_private=settings.limits.fetch_allow_private))
 
     def resolve_file_id(ref: str, dest_dir: Path) -> Path:
         key = lookup_file(ref)
@@ -222,8 +222,8 @@ def make_resolver(settings: Settings, storage: Storage, *, lookup_file: Callable
         ref, bucket, key = parsed.text, parsed.bucket, parsed.key
         try:
             size = storage.head_external(bucket, key, allow_service_prefix=allow_service_prefix)
-            if size > settings.max_fetch_bytes:
-                raise InputError(f"The input {ref!r} is larger than the limit of {settings.max_fetch_bytes} "
+            if size > settings.limits.max_fetch_bytes:
+                raise InputError(f"The input {ref!r} is larger than the limit of {settings.limits.max_fetch_bytes} "
                                  "bytes.", code="input_too_large")
             dest = Path(dest_dir) / local_name(ref, key.rsplit("/", 1)[-1], safe_suffix(key))
             return storage.read_external(bucket, key, dest, allow_service_prefix=allow_service_prefix)

@@ -1,6 +1,6 @@
 """Storage in an S3-compatible bucket (AWS S3, MinIO, Backblaze B2, Cloudflare R2) through boto3.
 
-Every key is stored under `settings.s3_prefix`. Writes go to `<prefix>.partial/<random>/<name>` first,
+Every key is stored under `settings.storage.s3_prefix`. Writes go to `<prefix>.partial/<random>/<name>` first,
 then a server-side copy commits the object under its real key and the temporary one is removed, so a
 reader never finds a half-written output under a real key, even on S3-compatible gateways that write
 in place (AWS S3 itself only shows an object once its PUT or multipart upload is complete, so
@@ -54,7 +54,7 @@ _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 
 def make_s3_client(settings: Settings) -> Any:
     """A boto3 S3 client for the configured endpoint; empty credentials fall back to boto3's chain."""
-    custom_endpoint = bool(settings.s3_endpoint_url)
+    custom_endpoint = bool(settings.storage.s3_endpoint_url)
     options: dict[str, Any] = {
         "signature_version": "s3v4",
         "retries": {"max_attempts": 5, "mode": "standard"},
@@ -75,11 +75,11 @@ def make_s3_client(settings: Settings) -> Any:
         options.pop("response_checksum_validation", None)
         config = Config(**options)
     session = boto3.session.Session(
-        aws_access_key_id=settings.s3_access_key_id or None,
-        aws_secret_access_key=settings.s3_secret_access_key or None,
-        region_name=settings.s3_region or None,
+        aws_access_key_id=settings.storage.s3_access_key_id or None,
+        aws_secret_access_key=settings.storage.s3_secret_access_key.get_secret_value() or None,
+        region_name=settings.storage.s3_region or None,
     )
-    return session.client("s3", endpoint_url=settings.s3_endpoint_url or None, config=config)
+    return session.client("s3", endpoint_url=settings.storage.s3_endpoint_url or None, config=config)
 
 
 def content_disposition(filename: str) -> str:
@@ -127,9 +127,9 @@ class S3Storage(Storage):
 
     @classmethod
     def from_settings(cls, settings: Settings, client: Any = None) -> S3Storage:
-        return cls(client or make_s3_client(settings), bucket=settings.s3_bucket, prefix=settings.s3_prefix,
-                   public_base_url=settings.s3_public_base_url,
-                   presign_expiry_s=settings.s3_presign_expiry_s)
+        conf = settings.storage
+        return cls(client or make_s3_client(settings), bucket=conf.s3_bucket, prefix=conf.s3_prefix,
+                   public_base_url=conf.s3_public_base_url, presign_expiry_s=conf.s3_presign_expiry_s)
 
     # ---- helpers
     def _full(self, key: str) -> str:
