@@ -24,7 +24,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_origin
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
@@ -362,6 +362,9 @@ class Settings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
+
+    if TYPE_CHECKING:  # flat names (FLAT_NAMES) are keyword arguments too; checked at run time, not by mypy
+        def __init__(self, **values: Any) -> None: ...
 
     @classmethod
     def settings_customise_sources(
