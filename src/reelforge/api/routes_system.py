@@ -48,8 +48,9 @@ def _disk(settings: Any) -> dict[str, Any]:
         free = free_bytes(settings.service.data_dir)
     except OSError as exc:
         return {"error": f"free space unknown ({exc.strerror})", "low": True}
-    return {"free_bytes": free, "low_bytes": settings.limits.disk_low_bytes, "reserve_bytes": settings.limits.disk_reserve_bytes,
-            "low": free < settings.limits.disk_low_bytes}
+    limits = settings.limits
+    return {"free_bytes": free, "low_bytes": limits.disk_low_bytes, "reserve_bytes": limits.disk_reserve_bytes,
+            "low": free < limits.disk_low_bytes}
 
 
 class StoreCollector:
