@@ -67,10 +67,11 @@ def test_the_table_overrides_conditions_first(tmp_path: Path):
     assert queue_for(get_operation("probe"), {"n": "3"}, s) == "cpu"
 
 
-def test_the_table_from_a_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize("table", ["[compute.op_routes]", "[op_routes]"])  # grouped and flat spellings
+def test_the_table_from_a_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table: str):
     cfg = tmp_path / "reelforge.toml"
-    cfg.write_text(textwrap.dedent('''
-        [op_routes]
+    cfg.write_text(textwrap.dedent(f'''
+        {table}
         "overlay.engine=rvm" = "gpu-24g"
         render = "nvenc"
     '''))
@@ -79,6 +80,11 @@ def test_the_table_from_a_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert queue_for(get_operation("render"), None, s) == "nvenc"
     assert queue_for(get_operation("overlay"), {"engine": "rvm"}, s) == "gpu-24g"
     assert configured_queues(s) == ["cpu", "gpu", "gpu-24g", "nvenc"]
+
+
+def test_the_table_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("REELFORGE_COMPUTE__OP_ROUTES", '{"probe": "small"}')
+    assert queue_for(get_operation("probe"), None, settings(tmp_path)) == "small"
 
 
 def test_celery_declares_every_configured_queue(tmp_path: Path):
