@@ -135,3 +135,19 @@ def test_errors_carry_no_local_paths(client: httpx.Client, service: Service, tmp
             assert job["status"] == "failed", (op, job)
             message = job["error"]["message"]
             assert data_dir not in message and "/work/" not in message and "/tmp/" not in message, (op, message)
+
+
+def test_no_job_succeeds_with_an_empty_output(client: httpx.Client, tmp_path: Path) -> None:
+    y4m = tmp_path / "cut.y4m"  # its only frame cut short: ffmpeg writes a 262-byte MP4 without streams
+    y4m.write_bytes(b"YUV4MPEG2 W64 H48 F25:1 Ip A1:1 C420jpeg\nFRAME\n" + bytes(1000))
+    jobs = [
+        ("caption", {"input": upload(client, y4m), "subtitles_text": SRT}),
+        ("render", {"timeline": {"tracks": [{"clips": [{"asset": {"type": "text", "text": "hi"}, "start": 0,
+                                                        "length": 1e-9}]}]}, "output": {"size": "160x120"}}),
+    ]
+    for op, params in jobs:
+        resp = client.post("/v1/jobs", json={"op": op, "params": params})
+        assert resp.status_code == 202, resp.text
+        job = wait_job(client, resp.json()["id"])
+        assert job["status"] == "failed" and job["error"]["code"] == "output_invalid", (op, job)
+        assert job["attempts"] == 1 and not job.get("result"), job

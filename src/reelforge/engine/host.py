@@ -236,6 +236,7 @@ def _execute(payload: dict[str, Any], settings: Settings, services: Any,
              send: Callable[[tuple[Any, ...]], None], cancel: Any) -> None:
     from reelforge.errors import ReelForgeError
     from reelforge.media.ffmpeg import redact_paths
+    from reelforge.media.outputs import verify_outputs
     from reelforge.ops.context import OpContext
     from reelforge.ops.registry import get_operation
 
@@ -260,6 +261,7 @@ def _execute(payload: dict[str, Any], settings: Settings, services: Any,
         if cancel.is_set():
             send(("error", {"code": "cancelled", "message": "The job was cancelled."}))
             return
+        verify_outputs(result.outputs, result.data)  # no job succeeds with an empty or streamless output
         send(("done", {"outputs": {k: str(v) for k, v in result.outputs.items()}, "data": result.data,
                        "notes": ctx.notes}))
     except ReelForgeError as exc:

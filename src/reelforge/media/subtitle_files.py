@@ -21,6 +21,7 @@ from typing import Literal
 
 import pysubs2
 
+from reelforge.config import Settings
 from reelforge.errors import MediaError
 
 SubtitleFormat = Literal["auto", "srt", "vtt", "ass"]
@@ -146,3 +147,19 @@ def soft_track_srt(subs: pysubs2.SSAFile, fmt: Literal["srt", "vtt", "ass"]) -> 
         out.events.append(pysubs2.SSAEvent(start=e.start, end=e.end, text=text))
     # user backslashes stay placeholders while pysubs2 writes (it would read "\N" as a line break)
     return out.to_string("srt", keep_ssa_tags=True).replace(_BACKSLASH, "\\")
+
+
+def check_burn_size(subs: pysubs2.SSAFile, video_s: float, settings: Settings, what: str = "The subtitles") -> None:
+    """Refuse subtitles too heavy to burn onto `video_s` seconds of video: libass work grows with the cues and
+    their text, so both are capped per second of video (settings, with floors for short clips)."""
+    seconds = max(0.0, video_s)
+    cues = len(subs.events)
+    chars = sum(len(e.text) for e in subs.events)
+    max_cues = max(settings.min_subtitle_cues, round(settings.max_subtitle_cues_per_s * seconds))
+    max_chars = max(settings.min_subtitle_chars, round(settings.max_subtitle_chars_per_s * seconds))
+    if cues > max_cues:
+        raise MediaError(f"{what} have {cues} cues; at most {max_cues} are burned onto {seconds:.1f} s of video.",
+                         code="subtitles_too_large")
+    if chars > max_chars:
+        raise MediaError(f"{what} hold {chars} characters of text; at most {max_chars} are burned onto "
+                         f"{seconds:.1f} s of video.", code="subtitles_too_large")

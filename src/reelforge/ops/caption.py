@@ -21,6 +21,7 @@ from reelforge.media.limits import probe_input
 from reelforge.media.probe import require_video
 from reelforge.media.subtitle_files import (
     SubtitleFormat,
+    check_burn_size,
     detect_format,
     load_subtitles,
     read_subtitle_text,
@@ -95,6 +96,7 @@ def run(params: CaptionParams, ctx: OpContext) -> OpResult:
     text = subtitle_text(params, ctx)
     fmt = detect_format(text, params.format)
     subs = load_subtitles(text, fmt)
+    check_burn_size(subs, info.duration_s, ctx.settings)
     ass_path = ctx.temp_path("captions.ass")  # our own plain name: nothing of the user's is in the path
     if fmt == "ass":
         # burn the user's script verbatim (pysubs2 only validated it): libass understands more of ASS

@@ -7,6 +7,7 @@ from pathlib import Path
 import pysubs2
 
 from reelforge.captions import Word, ass_style, build_subtitles, pos_prefix
+from reelforge.config import Settings
 from reelforge.errors import InputError, InvalidParams, MediaError
 from reelforge.media.codecs import DEFAULT_VIDEO_ARGS
 from reelforge.media.encoders import encode_with_fallback
@@ -14,6 +15,7 @@ from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
 from reelforge.media.limits import check_duration_limit, check_frame_pixels
 from reelforge.media.limits import probe_input as probe_within_limits
 from reelforge.media.probe import MediaInfo
+from reelforge.media.subtitle_files import check_burn_size, read_subtitle_text
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.registry import operation
 from reelforge.ops.resources import ENCODES
@@ -41,11 +43,13 @@ def ass_colour(value: str, where: str) -> pysubs2.Color:
 
 
 def caption_file(asset: CaptionAsset, start: float, length: float, size: tuple[int, int], src: Path | None,
-                 dest: Path, where: str) -> Path:
+                 dest: Path, where: str, settings: Settings | None = None) -> Path:
     """An .ass file on the output's clock: the clip's cues shifted by `start` and cut to its length."""
     if src is not None:
         try:
-            subs = pysubs2.load(str(src))
+            subs = pysubs2.SSAFile.from_string(read_subtitle_text(src))  # text only: no control characters
+        except MediaError as exc:
+            raise MediaError(f"{where}.asset.src: {exc.message}", code=exc.code) from None
         except Exception as exc:  # pysubs2 raises many types for unreadable files
             raise MediaError(f"{where}.asset.src is not a readable SRT/VTT/ASS file ({exc}).",
                              code="bad_subtitles") from None
@@ -88,6 +92,8 @@ def caption_file(asset: CaptionAsset, start: float, length: float, size: tuple[i
         ev.start, ev.end = max(0, ev.start), min(end_ms, ev.end)
         ev.shift(ms=round(start * 1000))
         cut.append(ev)
+    if settings is not None:
+        check_burn_size(cut, length, settings, f"{where}.asset")
     cut.save(str(dest), format_="ass")
     return dest
 
@@ -149,7 +155,7 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
                 src = ctx.fetch(clip.asset.src) if clip.asset.src else None
                 assert clip.length is not None  # the model requires it for captions
                 captions[(ti, ci)] = caption_file(clip.asset, clip.start, clip.length, (out_w, out_h), src,
-                                                  work / f"captions_{ti}_{ci}.ass", where)
+                                                  work / f"captions_{ti}_{ci}.ass", where, ctx.settings)
 
     ext = "." + output.format
     out = ctx.output_path("render", ext)
