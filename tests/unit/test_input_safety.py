@@ -312,3 +312,12 @@ def test_errors_name_the_input_never_a_local_path(tmp_path: Path, ctx: OpContext
         assert err.value.code == "not_media"
         assert junk_ref in err.value.message and "/" not in err.value.message, err.value.message
     shutil.rmtree(junk.parent)
+
+
+def test_a_still_that_image2_claims_is_read_by_its_one_file_demuxer(tmp_path: Path) -> None:
+    photo = tmp_path / "photo.jpg"  # ffmpeg's own JPEGs are claimed by image2 (by extension)
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=1600x1000", "-frames:v", "1", str(photo))
+    info = probe(photo)
+    assert info.demuxer == "jpeg_pipe" and info.is_image and (info.video.width, info.video.height) == (1600, 1000)
+    args = guard_inputs(["-loop", "1", "-i", str(photo)])
+    assert args[args.index("-f") + 1] == "jpeg_pipe"

@@ -62,6 +62,27 @@ def demuxer_of(format_name: str, label: str = "The input") -> str:
     return first
 
 
+# image2 claims single stills by their extension (ffmpeg's own JPEGs included) but also expands patterns;
+# a still is read by its content's one-file demuxer instead, chosen by its magic bytes
+_IMAGE_MAGIC = ((b"\xff\xd8\xff", "jpeg_pipe"), (b"\x89PNG\r\n\x1a\n", "png_pipe"), (b"BM", "bmp_pipe"),
+                (b"II*\x00", "tiff_pipe"), (b"MM\x00*", "tiff_pipe"), (b"GIF8", "gif"))
+_PATTERN_CHARS = set("%*?[]{}")
+
+
+def still_image_demuxer(path: Path | str) -> str | None:
+    """The single-image demuxer for a file image2 claimed, or None (a pattern name, or not a known still)."""
+    if _PATTERN_CHARS & set(Path(path).name):
+        return None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp_pipe"
+    return next((fmt for magic, fmt in _IMAGE_MAGIC if head.startswith(magic)), None)
+
+
 # ---------------------------------------------------------------- which demuxer a probed file has
 def _key(path: Path | str) -> str:
     return os.path.abspath(path)
@@ -104,9 +125,9 @@ def input_args(path: Path | str, demuxer: str | None, *options: str) -> list[str
     return [*options, "-protocol_whitelist", "file", *forced, "-i", str(path)]
 
 
-def probe_args(path: Path | str) -> list[str]:
+def probe_args(path: Path | str, demuxer: str | None = None) -> list[str]:
     """ffprobe's input arguments (same rules as `input_args`; the demuxer is forced once it is known)."""
-    return input_args(path, known_demuxer(path))
+    return input_args(path, demuxer or known_demuxer(path))
 
 
 def concat_input(list_path: Path, inner: Iterable[str]) -> list[str]:

@@ -12,7 +12,13 @@ from typing import Any
 
 from reelforge.errors import MediaError
 from reelforge.media.ffmpeg import ffprobe_bin, redact_paths
-from reelforge.media.inputs import demuxer_of, format_not_allowed, probe_args, remember_demuxer
+from reelforge.media.inputs import (
+    demuxer_of,
+    format_not_allowed,
+    probe_args,
+    remember_demuxer,
+    still_image_demuxer,
+)
 
 # Codecs ffprobe reports for still images (so an image is not mistaken for a video)
 IMAGE_CODECS = {"mjpeg", "png", "webp", "bmp", "tiff", "gif", "jpeg2000", "jpegls", "pam", "ppm", "pgm",
@@ -125,18 +131,28 @@ def probe(path: Path | str, *, timeout_s: float = 60.0, name: str | None = None)
     """
     path = Path(path)
     label = input_label(name)
-    cmd = [ffprobe_bin(), "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
-           *probe_args(path)]
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, errors="replace")
-    except subprocess.TimeoutExpired as exc:
-        raise MediaError(f"Probing {label[0].lower()}{label[1:]} took too long; it may be corrupt.",
-                         code="probe_timeout") from exc
+
+    def run(demuxer: str | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = [ffprobe_bin(), "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
+               *probe_args(path, demuxer)]
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, errors="replace")
+        except subprocess.TimeoutExpired as exc:
+            raise MediaError(f"Probing {label[0].lower()}{label[1:]} took too long; it may be corrupt.",
+                             code="probe_timeout") from exc
+
+    res = run()
     if res.returncode != 0:
         stderr = res.stderr.strip()
         refused = _NOT_ON_WHITELIST.search(stderr)
+        still = still_image_demuxer(path) if refused and refused.group(1) == "image2" else None
+        if still is not None:  # one still image claimed by image2: read it with its own one-file demuxer
+            res = run(still)
+            stderr = res.stderr.strip()
+            refused = _NOT_ON_WHITELIST.search(stderr)
         if refused:
             raise format_not_allowed(refused.group(1), label)
+    if res.returncode != 0:
         names = {str(path.absolute()): name or path.name, str(path): name or path.name}
         reason = redact_paths(stderr.splitlines()[-1], names) if stderr else "unreadable"
         raise MediaError(f"{label} is not a readable media file ({reason}).", code="not_media")
