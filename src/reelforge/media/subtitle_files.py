@@ -155,8 +155,8 @@ def check_burn_size(subs: pysubs2.SSAFile, video_s: float, settings: Settings, w
     seconds = max(0.0, video_s)
     cues = len(subs.events)
     chars = sum(len(e.text) for e in subs.events)
-    max_cues = max(settings.min_subtitle_cues, round(settings.max_subtitle_cues_per_s * seconds))
-    max_chars = max(settings.min_subtitle_chars, round(settings.max_subtitle_chars_per_s * seconds))
+    max_cues = max(settings.limits.min_subtitle_cues, round(settings.limits.max_subtitle_cues_per_s * seconds))
+    max_chars = max(settings.limits.min_subtitle_chars, round(settings.limits.max_subtitle_chars_per_s * seconds))
     if cues > max_cues:
         raise MediaError(f"{what} have {cues} cues; at most {max_cues} are burned onto {seconds:.1f} s of video.",
                          code="subtitles_too_large")
