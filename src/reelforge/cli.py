@@ -107,9 +107,11 @@ def worker(queues: Annotated[str | None, typer.Option(help="Comma-separated queu
     """Start a Celery worker (scale-out mode) that runs jobs from the given queues."""
     from reelforge.config import redact_url
     from reelforge.engine.celery_app import make_celery
+    from reelforge.jobs.services import JobServices
 
     settings = _load_settings()
-    celery = make_celery(settings)
+    # the composition root of a worker: the engine gets database job control, made once per process
+    celery = make_celery(settings, services_factory=lambda: JobServices.create(settings).engine)
     q = queues or settings.compute.worker_queues
     n = concurrency or settings.compute.workers
     broker = redact_url(settings.compute.broker_url.get_secret_value())

@@ -26,3 +26,17 @@ def run(params: SlowParams, ctx: OpContext) -> OpResult:
                 "-c:v", "libx264", "-preset", "ultrafast", "-metadata", f"comment={params.marker}", str(out)],
                ctx, duration_s=params.seconds, stage="encoding")
     return OpResult(outputs={"video": out}, data={"seconds": params.seconds})
+
+
+class HostFactsParams(Params):
+    pass
+
+
+@operation("test_host_facts", params=HostFactsParams, summary="Test-only: what the job host process has loaded.",
+           timeout_s=30)
+def host_facts(params: HostFactsParams, ctx: OpContext) -> OpResult:
+    import sys
+
+    database = sorted(m for m in sys.modules if m.split(".")[0] in ("sqlalchemy", "alembic", "psycopg", "psycopg2")
+                      or m.startswith("reelforge.jobs"))
+    return OpResult(outputs={}, data={"database_modules": database})

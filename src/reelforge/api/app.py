@@ -25,6 +25,7 @@ from reelforge.engine.services import Services
 from reelforge.errors import ReelForgeError
 from reelforge.jobs.batcher import SubmitBatcher
 from reelforge.jobs.service import JobService
+from reelforge.jobs.services import JobServices
 from reelforge.ops.registry import load_plugins
 
 log = logging.getLogger("reelforge.api")
@@ -135,7 +136,7 @@ class _TooLarge(Exception):
     pass
 
 
-def check_bind_safety(settings: Settings, services: Services) -> None:
+def check_bind_safety(settings: Settings, services: JobServices) -> None:
     """Refuse to serve on a non-loopback address with no API key: the service would be open to anyone."""
     if settings.keys_required and not services.stores.keys.any_api_keys():
         raise ReelForgeError(
@@ -150,10 +151,10 @@ def create_app(settings: Settings | None = None, *,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = Services.create(settings)
+        services = JobServices.create(settings)  # the composition root: database job control for the engine
         check_bind_safety(settings, services)
         check_routes(settings)  # an op_routes entry naming no operation stops start-up
-        executor = (executor_factory or make_executor)(services)
+        executor = (executor_factory or make_executor)(services.engine)
         registry = CollectorRegistry()
         registry.register(StoreCollector(services.stores.jobs))
         app.state.services = services

@@ -13,19 +13,26 @@ import os
 import socket
 import threading
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 from kombu import Queue
 
 from reelforge.config import Settings
 from reelforge.engine.routing import CPU_QUEUE, configured_queues
+from reelforge.errors import ServiceUnavailable
+
+if TYPE_CHECKING:
+    from reelforge.engine.services import Services
 
 log = logging.getLogger("reelforge.celery")
 TASK_NAME = "reelforge.run_job"
 
 
-def make_celery(settings: Settings) -> Celery:
+def make_celery(settings: Settings, services_factory: Callable[[], Services] | None = None) -> Celery:
+    """The Celery app. A worker passes `services_factory` (job control and storage, from its composition
+    root, cli.py); the API side only sends tasks and passes none."""
     app = Celery("reelforge", broker=settings.compute.broker_url.get_secret_value(), set_as_current=False)
     app.conf.update(
         task_acks_late=True,
@@ -42,7 +49,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
-    state = _WorkerState(settings)
+    state = _WorkerState(settings, services_factory)
 
     @app.task(name=TASK_NAME)
     def run_job(job_id: str) -> str:
@@ -55,19 +62,21 @@ def make_celery(settings: Settings) -> Celery:
 class _WorkerState:
     """Per worker process: services made lazily (after any fork), one job host per pool thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, factory: Callable[[], Services] | None) -> None:
         self.settings = settings
+        self.factory = factory
         self._lock = threading.Lock()
-        self._services: Any = None
+        self._services: Services | None = None
         self._local = threading.local()
         self.worker_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
-    def services(self) -> Any:
+    def services(self) -> Services:
         with self._lock:
             if self._services is None:
-                from reelforge.engine.services import Services
-
-                self._services = Services.create(self.settings)
+                if self.factory is None:
+                    raise ServiceUnavailable("This Celery app was made without job control; start workers with "
+                                             "`reelforge worker`.", code="no_job_control")
+                self._services = self.factory()
             return self._services
 
     def host(self) -> Any:
@@ -84,7 +93,7 @@ class _WorkerState:
 
         services = self.services()
         worker_id = f"{self.worker_prefix}:{threading.get_ident()}"
-        job = services.stores.jobs.claim(job_id, worker_id, self.settings.compute.lease_ttl_s)
+        job = services.control.claim(job_id, worker_id)
         if job is None:
             return "skipped"  # already done, cancelled, or owned by a live worker
         status = Runner(services).run_claimed(

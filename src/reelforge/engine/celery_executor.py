@@ -7,10 +7,10 @@ import threading
 from typing import Any
 
 from reelforge.engine.celery_app import TASK_NAME, make_celery
+from reelforge.engine.control import QueuedJob
 from reelforge.engine.executor import Executor
 from reelforge.engine.services import Services
 from reelforge.errors import ServiceUnavailable
-from reelforge.jobs.store import JobRecord
 
 log = logging.getLogger("reelforge.celery")
 
@@ -23,16 +23,14 @@ class CeleryExecutor(Executor):
         self.app = make_celery(services.settings)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._unsent: dict[str, JobRecord] = {}  # jobs the broker refused; sent again by the reclaimer
+        self._unsent: dict[str, QueuedJob] = {}  # jobs the broker refused; sent again by the reclaimer
         self._unsent_lock = threading.Lock()
 
     def start(self) -> None:
         # Jobs queued before a restart may never have reached the broker: send them again (a duplicate
         # delivery is a no-op, claiming is compare-and-set).
-        for job_id in self.services.stores.jobs.queued_ids():
-            job = self.services.stores.jobs.get_job(job_id)
-            if job is not None:
-                self._send(job)
+        for job in self.services.backlog.queued():
+            self._send(job)
         self._thread = threading.Thread(target=self._reclaimer, name="reelforge-reclaimer", daemon=True)
         self._thread.start()
 
@@ -41,7 +39,7 @@ class CeleryExecutor(Executor):
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def _send(self, job: JobRecord) -> None:
+    def _send(self, job: QueuedJob) -> None:
         try:
             self.app.send_task(TASK_NAME, args=[job.id], queue=job.queue,
                                priority=max(0, min(9, job.priority)))
@@ -49,7 +47,7 @@ class CeleryExecutor(Executor):
             raise ServiceUnavailable(f"The job queue (broker) is unreachable: {exc}.",
                                      code="broker_unavailable") from exc
 
-    def submit(self, job: JobRecord) -> None:
+    def submit(self, job: QueuedJob) -> None:
         try:
             self._send(job)
         except ServiceUnavailable:
@@ -58,7 +56,7 @@ class CeleryExecutor(Executor):
             raise
 
     def cancel(self, job_id: str) -> None:
-        pass  # the cancel flag is in the store; the worker running it polls the flag every 0.5 s
+        pass  # the cancel flag is in the job's state; the worker running it polls the flag every 0.5 s
 
     def health(self) -> dict[str, Any]:
         try:
@@ -79,10 +77,10 @@ class CeleryExecutor(Executor):
                 except ServiceUnavailable:
                     log.warning("broker still unreachable; %s stays queued", job.id)
             try:
-                for job_id, status in self.services.stores.jobs.reclaim_expired():
+                for job_id, status in self.services.backlog.reclaim_expired():
                     log.warning("reclaimed %s -> %s", job_id, status.value)
                     if status.value == "queued":
-                        requeued = self.services.stores.jobs.get_job(job_id)
+                        requeued = self.services.backlog.find(job_id)
                         if requeued is not None:
                             self._send(requeued)
             except Exception:

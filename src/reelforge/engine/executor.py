@@ -1,6 +1,6 @@
 """The executor seam: the API hands job ids to one of these and never knows how they run.
 
-`local`: threads in this process claim jobs from the store and run each in a job host (embedded default).
+`local`: threads in this process claim jobs through job control and run each in a job host (embedded default).
 `celery`: a task per job on Redis/RabbitMQ, run by `reelforge worker` processes through the same runner.
 `inline` (tests): runs a job synchronously in the calling thread.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from reelforge.engine.control import QueuedJob
 from reelforge.engine.services import Services
-from reelforge.jobs.store import JobRecord
 
 
 class Executor(ABC):
@@ -27,7 +27,7 @@ class Executor(ABC):
         pass
 
     @abstractmethod
-    def submit(self, job: JobRecord) -> None: ...
+    def submit(self, job: QueuedJob) -> None: ...
 
     @abstractmethod
     def cancel(self, job_id: str) -> None: ...

@@ -254,7 +254,7 @@ def _execute(payload: dict[str, Any], settings: Settings, services: Any,
         params = op.params_model.model_validate(payload["params"])
         ctx = OpContext(
             job_id=payload["job_id"], workdir=Path(payload["workdir"]), settings=settings,
-            resolver=services.resolver_for(payload["tenant"]), on_progress=on_progress,
+            resolver=services.resolver_for(payload), on_progress=on_progress,
             is_cancelled=cancel.is_set, on_note=lambda d: send(("note", d)),
         )
         result = op.run(params, ctx)

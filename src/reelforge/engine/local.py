@@ -14,11 +14,11 @@ import threading
 import uuid
 from typing import Any
 
+from reelforge.engine.control import QueuedJob
 from reelforge.engine.executor import Executor
 from reelforge.engine.host import JobHost
 from reelforge.engine.runner import Runner
 from reelforge.engine.services import Services
-from reelforge.jobs.store import JobRecord
 
 log = logging.getLogger("reelforge.local")
 
@@ -76,7 +76,7 @@ class LocalExecutor(Executor):
         for t in self._threads:
             t.join(timeout=5)
 
-    def submit(self, job: JobRecord) -> None:
+    def submit(self, job: QueuedJob) -> None:
         self._wake_one()
 
     def _wake_one(self) -> None:
@@ -98,11 +98,10 @@ class LocalExecutor(Executor):
                 "busy": len(self._busy)}
 
     def _slot(self, index: int, host: JobHost) -> None:
-        settings = self.services.settings
         worker_id = f"{self.worker_prefix}:{index}"
         while not self._stop.is_set():
             try:
-                job = self.services.stores.jobs.claim_next(worker_id, settings.compute.lease_ttl_s)
+                job = self.services.control.claim_next(worker_id)
             except Exception:
                 log.exception("claim failed")
                 job = None
@@ -125,7 +124,7 @@ class LocalExecutor(Executor):
 
     def _reclaim(self) -> None:
         try:
-            for job_id, status in self.services.stores.jobs.reclaim_expired():
+            for job_id, status in self.services.backlog.reclaim_expired():
                 log.warning("reclaimed %s -> %s", job_id, status.value)
                 self._wake_one()
         except Exception:

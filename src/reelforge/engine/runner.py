@@ -1,6 +1,8 @@
-"""The runner: one claimed job -> run it in a job host -> store outputs -> terminal state -> webhooks.
+"""The runner: one claimed job -> run it in a job host -> store outputs -> terminal state.
 
-Both executors call this; it knows nothing about what an operation does, nor how the job was queued.
+Both executors call this; it knows nothing about what an operation does, nor how the job was queued, nor
+where the job's state lives: every read and write of it goes through JobControl (engine/control.py), whose
+implementation also sends the webhooks.
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from reelforge.engine.control import ClaimedJob, JobStatus
 from reelforge.engine.host import HostResult, JobHost
 from reelforge.engine.metrics import JOB_DURATION, JOB_FINISHED
 from reelforge.engine.services import Services
-from reelforge.jobs.states import JobStatus
-from reelforge.jobs.store import JobRecord
 
 log = logging.getLogger("reelforge.runner")
 
@@ -28,35 +29,26 @@ mimetypes.add_type("text/x-ssa", ".ass")
 mimetypes.add_type("video/webm", ".webm")
 
 
-def job_event(job: JobRecord, event: str, **extra: Any) -> dict[str, Any]:
-    return {"type": event, "job_id": job.id, "op": job.op, "at": time.time(), **extra}
-
-
 class Runner:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.settings = services.settings
-        self.store = services.stores.jobs
-
-    def _webhook(self, job: JobRecord, event: dict[str, Any], kind: str) -> None:
-        if job.webhook_url:
-            self.services.webhooks.send(job.id, job.webhook_url, event, kind=kind)
+        self.control = services.control
 
     def run_claimed(
         self,
-        job: JobRecord,
+        job: ClaimedJob,
         host: JobHost,
         worker_id: str,
         *,
         local_cancel: Callable[[str], bool] = lambda _job_id: False,
-        on_requeue: Callable[[JobRecord], None] | None = None,
+        on_requeue: Callable[[ClaimedJob], None] | None = None,
         stopping: Callable[[], bool] = lambda: False,
     ) -> JobStatus:
-        settings, store = self.settings, self.store
+        settings, control = self.settings, self.control
         started = time.monotonic()
         deadline = started + job.timeout_s
         workdir = settings.work_dir / job.id / f"attempt-{job.attempts}"
-        self._webhook(job, job_event(job, "job.running", attempt=job.attempts), "state")
 
         written_at, written_stage = 0.0, None
 
@@ -65,12 +57,10 @@ class Runner:
             now = time.monotonic()
             if stage != written_stage or now - written_at >= 0.5:
                 written_at, written_stage = now, stage
-                store.update_progress(job.id, worker_id, fraction, stage)
-                self._webhook(job, job_event(job, "job.progress", progress=round(fraction, 4), stage=stage),
-                              "progress")
+                control.progress(job, worker_id, fraction, stage)
 
         def on_note(values: dict[str, Any]) -> None:
-            store.add_notes(job.id, values)
+            control.note(job, values)
 
         next_beat = [time.monotonic() + settings.compute.heartbeat_s]
         next_cancel_check = [0.0]
@@ -83,26 +73,25 @@ class Runner:
                 return "timeout"
             if now >= next_beat[0]:
                 next_beat[0] = now + settings.compute.heartbeat_s
-                owner, cancel = store.heartbeat(job.id, worker_id, settings.compute.lease_ttl_s)
-                if not owner:
+                lease = control.renew(job, worker_id)
+                if not lease.owned:
                     return "lost"
-                if cancel:
+                if lease.cancel_requested:
                     return "cancel"
             elif now >= next_cancel_check[0]:
                 next_cancel_check[0] = now + 0.5
-                if store.cancel_requested(job.id):
+                if control.cancel_requested(job):
                     return "cancel"
             return None
 
-        payload = {"job_id": job.id, "op": job.op, "params": job.params, "tenant": job.tenant,
-                   "workdir": str(workdir), "attempt": job.attempts}
+        payload = job.host_payload(str(workdir))  # inputs included: the host opens no database
         try:
             res = host.run(payload, on_progress=on_progress, on_note=on_note, should_stop=should_stop)
             status = self._conclude(job, worker_id, res, on_requeue, stopping())
         except Exception as exc:  # the runner itself must never leave a job running: retry it elsewhere
             log.exception("runner failed on %s", job.id)
             host.kill()
-            status = store.release_for_retry(job.id, worker_id, {
+            status = control.release(job, worker_id, {
                 "code": "internal_error", "message": f"The worker failed while running the job ({exc})."})
             if status == JobStatus.QUEUED and on_requeue is not None:
                 on_requeue(job)
@@ -113,47 +102,42 @@ class Runner:
         if status.terminal:
             JOB_DURATION.labels(op=job.op, status=status.value).observe(time.monotonic() - started)
             JOB_FINISHED.labels(op=job.op, status=status.value).inc()
-            final = store.get_job(job.id)
-            if final is not None:
-                self._webhook(final, job_event(final, f"job.{status.value}", status=status.value,
-                                               result=final.result, error=final.error), "state")
         return status
 
-    def _conclude(self, job: JobRecord, worker_id: str, res: HostResult,
-                  on_requeue: Callable[[JobRecord], None] | None, shutting_down: bool) -> JobStatus:
-        store = self.store
+    def _conclude(self, job: ClaimedJob, worker_id: str, res: HostResult,
+                  on_requeue: Callable[[ClaimedJob], None] | None, shutting_down: bool) -> JobStatus:
+        control = self.control
         if res.notes:
-            store.add_notes(job.id, res.notes)
+            control.note(job, res.notes)
         if res.outcome == "succeeded":
             try:
                 outputs = self._store_outputs(job, res.outputs)
             except Exception as exc:
                 log.exception("storing outputs of %s failed", job.id)
-                store.finish(job.id, worker_id, JobStatus.FAILED, error={
+                control.finish(job, worker_id, JobStatus.FAILED, error={
                     "code": "storage_failed", "message": f"The outputs could not be stored ({exc})."})
                 return JobStatus.FAILED
-            if store.cancel_requested(job.id):
+            if control.cancel_requested(job):
                 self._delete_outputs(job)
-                store.finish(job.id, worker_id, JobStatus.CANCELLED,
-                             error={"code": "cancelled", "message": "The job was cancelled."})
+                control.finish(job, worker_id, JobStatus.CANCELLED,
+                               error={"code": "cancelled", "message": "The job was cancelled."})
                 return JobStatus.CANCELLED
-            ok = store.finish(job.id, worker_id, JobStatus.SUCCEEDED, result={"outputs": outputs, "data": res.data})
+            ok = control.finish(job, worker_id, JobStatus.SUCCEEDED, result={"outputs": outputs, "data": res.data})
             return JobStatus.SUCCEEDED if ok else JobStatus.RUNNING
         if res.outcome in ("failed", "cancelled", "timed_out"):
             status = JobStatus(res.outcome)
-            store.finish(job.id, worker_id, status, error=res.error)
+            control.finish(job, worker_id, status, error=res.error)
             return status
         if res.outcome == "crashed":
             log.warning("job %s attempt %d: %s", job.id, job.attempts, (res.error or {}).get("message"))
-            status = store.release_for_retry(job.id, worker_id, res.error or {"code": "worker_lost",
-                                                                                "message": "worker lost"},
-                                             refund=shutting_down)
+            lost = res.error or {"code": "worker_lost", "message": "worker lost"}
+            status = control.release(job, worker_id, lost, refund=shutting_down)
             if status == JobStatus.QUEUED and on_requeue is not None:
                 on_requeue(job)
             return status
         return JobStatus.RUNNING  # "lost": another worker owns the job now
 
-    def _store_outputs(self, job: JobRecord, outputs: dict[str, str]) -> dict[str, Any]:
+    def _store_outputs(self, job: ClaimedJob, outputs: dict[str, str]) -> dict[str, Any]:
         stored: dict[str, Any] = {}
         for name, local in outputs.items():
             path = Path(local)
@@ -164,7 +148,7 @@ class Runner:
                             "content_type": obj.content_type, "sha256": obj.sha256}
         return stored
 
-    def _delete_outputs(self, job: JobRecord) -> None:
+    def _delete_outputs(self, job: ClaimedJob) -> None:
         try:
             self.services.storage.delete_prefix(f"jobs/{job.id}/")
         except Exception:

@@ -1,79 +1,71 @@
-"""The long-lived objects a process needs (store, storage, webhooks), built once from Settings."""
+"""What the engine's processes need, handed in by a composition root (api/app.py, cli.py); engine/ opens no
+database itself.
+
+`Services`: the parent side (the API process's executors, a Celery worker's main process): settings,
+storage for outputs, and job control (engine/control.py) — the database implementation comes from
+jobs/services.py. `HostServices`: inside a job host, only what an op's context needs (storage for its
+inputs); uploaded-file ids come already resolved in the job's payload, so a host needs no database URL.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from reelforge.config import Settings
-from reelforge.jobs.store import Stores
+from reelforge.engine.control import JobBacklog, JobControl
 
 if TYPE_CHECKING:
-    from reelforge.jobs.store import FilesStore
-    from reelforge.jobs.webhooks import WebhookSender
-    from reelforge.ops.context import Resolver
+    from reelforge.runtime import Resolver
     from reelforge.storage.base import Storage
 
 
 @dataclass
 class Services:
-    """Parent side (API process, Celery worker main process): owns DB, storage and webhook delivery."""
-
     settings: Settings
-    stores: Stores
     storage: Storage
-    webhooks: WebhookSender
+    control: JobControl
+    backlog: JobBacklog
+    on_close: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _closed: bool = field(default=False, repr=False)
-
-    @classmethod
-    def create(cls, settings: Settings, *, migrate: bool = True) -> Services:
-        from reelforge.jobs.webhooks import WebhookSender
-        from reelforge.storage import make_storage
-
-        settings.ensure_dirs()
-        stores = Stores.open(settings.service.database_url.get_secret_value(), migrate=migrate)
-        storage = make_storage(settings)
-        sender = WebhookSender(settings, stores.webhooks.record_webhook_attempt, outbox=stores.webhooks)
-        return cls(settings, stores, storage, sender)
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self.webhooks.close(timeout=5)
-            self.stores.dispose()
+            for fn in self.on_close:
+                fn()
 
 
 class HostServices:
-    """Inside a job host process: the pieces an op's context needs, made lazily on first use."""
+    """Inside a job host process: storage made lazily on first use, and a resolver per job."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
-        self._store: FilesStore | None = None
         self._storage: Storage | None = None
 
-    def _ensure(self) -> tuple[FilesStore, Storage]:
+    def storage(self) -> Storage:
         with self._lock:
-            if self._store is None:
-                from reelforge.jobs.store import Database, FilesStore
+            if self._storage is None:
                 from reelforge.storage import make_storage
 
-                self._store = FilesStore(Database(self.settings.service.database_url.get_secret_value()))
                 self._storage = make_storage(self.settings)
-            assert self._storage is not None
-            return self._store, self._storage
+            return self._storage
 
-    def resolver_for(self, tenant: str) -> Resolver:
+    def resolver_for(self, payload: dict[str, Any]) -> Resolver:
+        """The job's input resolver: its uploaded files are the storage keys in payload["files"] (resolved
+        for the job's tenant when it was claimed), URLs and s3:// are fetched as usual."""
         from reelforge.storage.fetch import make_resolver
 
+        files: dict[str, dict[str, Any]] = payload.get("files") or {}
+
         def lookup_file(file_id: str) -> str | None:
-            store, _ = self._ensure()
-            rec = store.get_file(file_id, tenant)
-            return rec.storage_key if rec else None
+            ref = files.get(file_id)
+            return str(ref["key"]) if ref and ref.get("key") else None
 
         def resolve(ref: str, dest: Any) -> Any:
-            _, storage = self._ensure()
-            return make_resolver(self.settings, storage, lookup_file=lookup_file)(ref, dest)
+            return make_resolver(self.settings, self.storage(), lookup_file=lookup_file)(ref, dest)
 
         return resolve

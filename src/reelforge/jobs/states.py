@@ -1,22 +1,11 @@
-"""Job states as data. queued -> running -> succeeded | failed | cancelled | timed_out."""
+"""Job states as data. queued -> running -> succeeded | failed | cancelled | timed_out.
+
+Defined with the job-control seam (engine/control.py), which both sides of it speak; re-exported here for
+the jobs layer and its callers.
+"""
 
 from __future__ import annotations
 
-from enum import StrEnum
+from reelforge.engine.control import ACTIVE, TERMINAL, JobStatus
 
-
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    TIMED_OUT = "timed_out"
-
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL
-
-
-TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT})
-ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+__all__ = ["ACTIVE", "TERMINAL", "JobStatus"]

@@ -1,0 +1,134 @@
+"""JobControl over the database: the implementation of engine/control.py the service's own workers use.
+
+Claiming resolves every uploaded-file id the job's params name to a storage reference (the tenant's own
+files only), so the job host gets them in its payload and never opens the database. Webhook events are
+sent from here: `job.running` on claim, `job.progress` (throttled again by the sender), and the terminal
+event whenever a job ends — finished by its worker, failed after its last attempt, or reclaimed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection
+from typing import Any
+
+from reelforge.config import Settings
+from reelforge.engine.control import ClaimedJob, JobStatus, Lease, QueuedJob, StorageRef
+from reelforge.jobs.events import job_event
+from reelforge.jobs.service import file_ids_in
+from reelforge.jobs.store import JobRecord, Stores
+from reelforge.jobs.webhooks import WebhookSender
+from reelforge.storage.base import Storage
+
+
+class DatabaseControl:
+    """engine.control.JobControl and JobBacklog on the job stores."""
+
+    def __init__(self, settings: Settings, stores: Stores, storage: Storage, webhooks: WebhookSender) -> None:
+        self.settings = settings
+        self.jobs = stores.jobs
+        self.files = stores.files
+        self.storage = storage
+        self.webhooks = webhooks
+        self._hooks: dict[str, str | None] = {}  # webhook_url of each job claimed here, until it ends
+        self._lock = threading.Lock()
+
+    # ---- JobControl
+    def claim(self, job_id: str, worker_id: str) -> ClaimedJob | None:
+        rec = self.jobs.claim(job_id, worker_id, self.settings.compute.lease_ttl_s)
+        return self._claimed(rec) if rec is not None else None
+
+    def claim_next(self, worker_id: str, queues: Collection[str] | None = None) -> ClaimedJob | None:
+        rec = self.jobs.claim_next(worker_id, self.settings.compute.lease_ttl_s, queues)
+        return self._claimed(rec) if rec is not None else None
+
+    def renew(self, job: ClaimedJob, worker_id: str) -> Lease:
+        owned, cancel = self.jobs.heartbeat(job.id, worker_id, self.settings.compute.lease_ttl_s)
+        return Lease(owned, cancel)
+
+    def cancel_requested(self, job: ClaimedJob) -> bool:
+        return self.jobs.cancel_requested(job.id)
+
+    def progress(self, job: ClaimedJob, worker_id: str, fraction: float, stage: str | None) -> None:
+        self.jobs.update_progress(job.id, worker_id, fraction, stage)
+        self._send(job.id, job_event(job, "job.progress", progress=round(fraction, 4), stage=stage), "progress")
+
+    def note(self, job: ClaimedJob, values: dict[str, Any]) -> None:
+        self.jobs.add_notes(job.id, values)
+
+    def finish(self, job: ClaimedJob, worker_id: str, status: JobStatus, *, result: dict[str, Any] | None = None,
+               error: dict[str, Any] | None = None) -> bool:
+        ok = self.jobs.finish(job.id, worker_id, status, result=result, error=error)
+        if ok:
+            self._terminal(job, status, result, error)
+        return ok
+
+    def release(self, job: ClaimedJob, worker_id: str, error: dict[str, Any], *, refund: bool = False) -> JobStatus:
+        status = self.jobs.release_for_retry(job.id, worker_id, error, refund=refund)
+        if status.terminal:
+            self._terminal_from_row(job.id)
+        else:
+            self._forget(job.id)
+        return status
+
+    # ---- JobBacklog
+    def reclaim_expired(self) -> list[tuple[str, JobStatus]]:
+        reclaimed = self.jobs.reclaim_expired()
+        for job_id, status in reclaimed:
+            if status.terminal:  # out of attempts: nobody else will ever say so
+                self._terminal_from_row(job_id)
+        return reclaimed
+
+    def queued(self, limit: int = 1000) -> list[QueuedJob]:
+        found = (self.jobs.get_job(job_id) for job_id in self.jobs.queued_ids(limit))
+        return [job for job in found if job is not None]
+
+    def find(self, job_id: str) -> QueuedJob | None:
+        return self.jobs.get_job(job_id)
+
+    # ---- inside
+    def _claimed(self, rec: JobRecord) -> ClaimedJob:
+        with self._lock:
+            self._hooks[rec.id] = rec.webhook_url
+        job = ClaimedJob(id=rec.id, op=rec.op, params=rec.params, tenant=rec.tenant, queue=rec.queue,
+                         priority=rec.priority, attempts=rec.attempts, max_attempts=rec.max_attempts,
+                         timeout_s=rec.timeout_s, files=self._resolve_files(rec))
+        self._send(rec.id, job_event(rec, "job.running", attempt=rec.attempts), "state")
+        return job
+
+    def _resolve_files(self, rec: JobRecord) -> dict[str, StorageRef]:
+        """The tenant's uploaded files the params name (one query). An id not found is left out: the host
+        then fails the job with input_not_found, as it would for any missing input."""
+        keys = self.files.storage_keys(file_ids_in(rec.params), rec.tenant)
+        return {fid: StorageRef(key, self.storage.url(key)) for fid, key in keys.items()}
+
+    def _webhook_url(self, job_id: str) -> str | None:
+        with self._lock:
+            if job_id in self._hooks:
+                return self._hooks[job_id]
+        rec = self.jobs.get_job(job_id)
+        return rec.webhook_url if rec is not None else None
+
+    def _forget(self, job_id: str) -> None:
+        with self._lock:
+            self._hooks.pop(job_id, None)
+
+    def _send(self, job_id: str, event: dict[str, Any], kind: str) -> None:
+        url = self._webhook_url(job_id)
+        if url:
+            self.webhooks.send(job_id, url, event, kind=kind)
+
+    def _terminal(self, job: ClaimedJob | JobRecord, status: JobStatus, result: dict[str, Any] | None,
+                  error: dict[str, Any] | None) -> None:
+        url = self._webhook_url(job.id)
+        self._forget(job.id)
+        if url:
+            self.webhooks.send(job.id, url, job_event(job, f"job.{status.value}", status=status.value,
+                                                      result=result, error=error), kind="state")
+
+    def _terminal_from_row(self, job_id: str) -> None:
+        rec = self.jobs.get_job(job_id)
+        if rec is None or not rec.status.terminal:
+            self._forget(job_id)
+            return
+        self._terminal(rec, rec.status, rec.result, rec.error)

@@ -1,0 +1,48 @@
+"""The long-lived objects of a process that holds the job database, built once from Settings.
+
+`JobServices.create(settings)`: the stores, storage, the webhook sender and the database job control;
+`.engine` is what the engine gets (engine/services.py Services: settings, storage, control). The API
+(api/app.py) and the Celery worker (cli.py `worker`) are the composition roots that build one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reelforge.config import Settings
+from reelforge.engine.services import Services
+from reelforge.jobs.control import DatabaseControl
+from reelforge.jobs.store import Stores
+from reelforge.jobs.webhooks import WebhookSender
+from reelforge.storage.base import Storage
+
+
+@dataclass
+class JobServices:
+    settings: Settings
+    stores: Stores
+    storage: Storage
+    webhooks: WebhookSender
+    control: DatabaseControl
+    engine: Services = field(init=False)
+    _closed: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.engine = Services(self.settings, self.storage, self.control, self.control)
+
+    @classmethod
+    def create(cls, settings: Settings, *, migrate: bool = True) -> JobServices:
+        from reelforge.storage import make_storage
+
+        settings.ensure_dirs()
+        stores = Stores.open(settings.service.database_url.get_secret_value(), migrate=migrate)
+        storage = make_storage(settings)
+        sender = WebhookSender(settings, stores.webhooks.record_webhook_attempt, outbox=stores.webhooks)
+        return cls(settings, stores, storage, sender, DatabaseControl(settings, stores, storage, sender))
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.engine.close()
+            self.webhooks.close(timeout=5)
+            self.stores.dispose()
