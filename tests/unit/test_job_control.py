@@ -1,8 +1,9 @@
 """The job-control seam: the runner gives a job host everything, so a host with no database runs jobs.
 
 Real parts throughout: a SQLite job database on the parent side (DatabaseControl), local storage, a spawned
-job host, ffmpeg, and a loopback webhook receiver. The host is started with settings whose database URL
-points at nothing (a closed port on 127.0.0.1): were it to open the database, the job would fail.
+job host, ffmpeg, and a loopback webhook receiver. The host is made from settings whose database URL points
+at nothing (a closed port on 127.0.0.1), and the URL is not even handed to the host process; the host
+then reports that no database module was ever imported in it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 
 from reelforge.config import Settings
 from reelforge.engine.control import ClaimedJob, JobStatus, StorageRef
-from reelforge.engine.host import JobHost
+from reelforge.engine.host import JobHost, host_settings_data
 from reelforge.engine.runner import Runner
 from reelforge.jobs.service import JobCreate, JobService
 from reelforge.jobs.services import JobServices
@@ -131,6 +132,7 @@ def run(parent: Parent, job_id: str) -> JobStatus:
 def test_a_job_host_with_no_database_runs_a_job_end_to_end(parent: Parent, hooks: Hooks,
                                                           make_video: Callable[..., Path]) -> None:
     assert parent.host_settings.service.database_url.get_secret_value() == NO_DATABASE
+    assert host_settings_data(parent.host_settings)["service"]["database_url"] == ""  # not even handed over
     file_id = upload(parent, make_video(duration=1.0, size="320x240", fps=25), "t1")
     job, _ = parent.service.submit("t1", JobCreate(op="loop", params={"input": file_id, "duration_s": 2.5,
                                                                        "mode": "forward"}, webhook_url=hooks.url))

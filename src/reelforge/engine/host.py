@@ -42,6 +42,15 @@ class HostResult:
     error: dict[str, Any] | None = None
 
 
+def host_settings_data(settings: Settings) -> dict[str, Any]:
+    """The settings a job host gets: the parent's, without the database URL (and any password in it).
+    A host runs untrusted media through ffmpeg and needs no database: its job's inputs come resolved in
+    the payload (engine/control.py ClaimedJob.host_payload)."""
+    data = settings.handover_dict()
+    data["service"]["database_url"] = ""
+    return data
+
+
 class JobHost:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -59,7 +68,7 @@ class JobHost:
         self._discard()
         parent, child = _SPAWN.Pipe()
         self._proc = _SPAWN.Process(
-            target=host_main, args=(self.settings.handover_dict(), child, self._cancel),
+            target=host_main, args=(host_settings_data(self.settings), child, self._cancel),
             name="reelforge-job-host", daemon=True,
         )
         self._proc.start()
