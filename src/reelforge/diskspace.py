@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from reelforge.errors import DiskFull
+from reelforge.refs import is_file_id
 
 MB = 1024 * 1024
 # Output bytes per second of media a job asks for: 12 Mbit/s is above what the default encoders produce at
@@ -29,7 +30,6 @@ INPUT_MULTIPLE = 3
 OUTPUT_MULTIPLE = 2
 BASE_BYTES = 16 * MB  # logs, probes, small intermediates of any job
 _DURATION_KEY = re.compile(r"(^|_)(duration|seconds|length)(_s)?$")
-_FILE_ID = re.compile(r"^file_[0-9a-f]{32}$")
 _ENOSPC_TEXT = ("no space left on device", "database or disk is full", "disk quota exceeded")
 
 
@@ -66,7 +66,7 @@ def file_ids(params: Any) -> list[str]:
 
     def walk(value: Any) -> None:
         if isinstance(value, str):
-            if _FILE_ID.match(value):
+            if is_file_id(value):
                 found.append(value)
         elif isinstance(value, Mapping):
             for v in value.values():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -75,6 +76,17 @@ def parse_ref(text: str) -> InputRef:
         step, _, output = rest.partition("/")
         return InputRef(text, kind, step=step, output=output)
     return InputRef(text, kind)
+
+
+def file_ids_in(value: Any) -> list[str]:
+    """Every uploaded-file id anywhere in a params tree (pipelines and timelines nest them), in order."""
+    if isinstance(value, str):
+        return [value] if is_file_id(value) else []
+    if isinstance(value, Mapping):
+        return [f for v in value.values() for f in file_ids_in(v)]
+    if isinstance(value, list | tuple):
+        return [f for v in value for f in file_ids_in(v)]
+    return []
 
 
 def step_url(step: str, output: str) -> str:

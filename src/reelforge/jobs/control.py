@@ -15,9 +15,9 @@ from typing import Any
 from reelforge.config import Settings
 from reelforge.engine.control import ClaimedJob, JobStatus, Lease, QueuedJob, StorageRef
 from reelforge.jobs.events import job_event
-from reelforge.jobs.service import file_ids_in
 from reelforge.jobs.store import JobRecord, Stores
 from reelforge.jobs.webhooks import WebhookSender
+from reelforge.refs import file_ids_in
 from reelforge.storage.base import Storage
 
 

@@ -38,7 +38,7 @@ from reelforge.jobs.events import job_event
 from reelforge.jobs.states import JobStatus
 from reelforge.jobs.store import JobRecord
 from reelforge.ops.registry import get_operation
-from reelforge.refs import is_file_id
+from reelforge.refs import file_ids_in
 from reelforge.storage.urlguard import check_url_syntax
 
 if TYPE_CHECKING:
@@ -86,17 +86,6 @@ class PreparedJob:
 
     values: dict[str, Any]
     file_ids: tuple[str, ...]
-
-
-def file_ids_in(value: Any) -> list[str]:
-    """Every uploaded-file id anywhere in a params tree (pipelines and timelines nest them)."""
-    if isinstance(value, str):
-        return [value] if is_file_id(value) else []
-    if isinstance(value, dict):
-        return [f for v in value.values() for f in file_ids_in(v)]
-    if isinstance(value, list):
-        return [f for v in value for f in file_ids_in(v)]
-    return []
 
 
 def _not_found(job_id: str) -> NotFound:
