@@ -1,6 +1,6 @@
-"""The `reelforge` command: serve | worker | submit | status | list | cancel | keys.
+"""The `reelforge` command: serve | worker | submit | status | list | cancel | retry | keys.
 
-submit/status/list/cancel talk to a running service over HTTP (REELFORGE_URL, REELFORGE_API_KEY);
+submit/status/list/cancel/retry talk to a running service over HTTP (REELFORGE_URL, REELFORGE_API_KEY);
 serve/worker/keys act on this machine with the settings from the environment / REELFORGE_CONFIG.
 """
 
@@ -258,6 +258,16 @@ def cancel(job_id: str, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> No
     try:
         with _client(url, api_key) as client:
             _print_job(_check(client.post(f"/v1/jobs/{job_id}/cancel")))
+    except httpx.TransportError as exc:
+        raise _connect_error(url, exc) from None
+
+
+@app.command()
+def retry(job_id: str, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> None:
+    """Run a failed, cancelled or timed-out job again, as a new job (printed)."""
+    try:
+        with _client(url, api_key) as client:
+            _print_job(_check(client.post(f"/v1/jobs/{job_id}/retry")))
     except httpx.TransportError as exc:
         raise _connect_error(url, exc) from None
 

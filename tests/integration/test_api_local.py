@@ -115,7 +115,7 @@ def test_non_media_input_fails_job_with_code(client, tmp_path):
     assert "not a readable media file" in job["error"]["message"]
 
 
-def test_retry_a_failed_job_runs_it_again_as_a_new_job(client, tmp_path):
+def test_retry_a_failed_job_runs_it_again_as_a_new_job(client, service: Service, tmp_path):
     txt = tmp_path / "retry.txt"
     txt.write_text("still not a video")
     failed = wait_job(client, client.post("/v1/jobs", json={"op": "probe", "params": {"input": upload(client, txt)}}
@@ -126,6 +126,9 @@ def test_retry_a_failed_job_runs_it_again_as_a_new_job(client, tmp_path):
     retried = r.json()
     assert retried["id"] != failed["id"] and retried["notes"]["retry_of"] == failed["id"]
     assert client.post(f"/v1/jobs/{failed['id']}/retry").json()["id"] == retried["id"]
+    by_cli = service.cli("retry", failed["id"])  # the CLI is an HTTP client of the same route
+    assert by_cli.returncode == 0, by_cli.stderr
+    assert json.loads(by_cli.stdout)["id"] == retried["id"]
     done = wait_job(client, retried["id"])
     assert done["status"] == "failed" and done["error"]["code"] == "not_media" and done["attempts"] == 1
     queued = client.post("/v1/jobs", json={"op": "test_slow", "params": {"seconds": 30}}).json()

@@ -96,8 +96,7 @@ def parent(tmp_path: Path) -> Iterator[Parent]:
                         heartbeat_s=0.5, lease_ttl_s=5)
     load_plugins(settings.service.plugins)  # as create_app does: the parent validates test ops' params too
     services = JobServices.create(settings)
-    service = JobService(settings, services.stores, storage=services.storage, webhooks=services.webhooks,
-                         executor=NoExecutor())
+    service = services.job_service(NoExecutor())
     host_settings = settings.replace(database_url=NO_DATABASE)
     host = JobHost(host_settings)
     yield Parent(services, service, host, host_settings)

@@ -24,7 +24,6 @@ from reelforge.engine.routing import check_routes
 from reelforge.engine.services import Services
 from reelforge.errors import ReelForgeError
 from reelforge.jobs.batcher import SubmitBatcher
-from reelforge.jobs.service import JobService
 from reelforge.jobs.services import JobServices
 from reelforge.ops.registry import load_plugins
 
@@ -161,8 +160,7 @@ def create_app(settings: Settings | None = None, *,
         app.state.executor = executor
         app.state.keys = KeyCache(services.stores.keys)
         app.state.batcher = SubmitBatcher(services.stores.jobs, executor.submit)
-        app.state.jobs = JobService(settings, services.stores, storage=services.storage,
-                                    webhooks=services.webhooks, executor=executor, batcher=app.state.batcher)
+        app.state.jobs = services.job_service(executor, batcher=app.state.batcher)
         app.state.metrics_registry = registry
         executor.start()
         try:

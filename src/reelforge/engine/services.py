@@ -10,8 +10,7 @@ inputs); uploaded-file ids come already resolved in the job's payload, so a host
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reelforge.config import Settings
@@ -28,14 +27,6 @@ class Services:
     storage: Storage
     control: JobControl
     backlog: JobBacklog
-    on_close: list[Callable[[], None]] = field(default_factory=list, repr=False)
-    _closed: bool = field(default=False, repr=False)
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            for fn in self.on_close:
-                fn()
 
 
 class HostServices:

@@ -44,6 +44,8 @@ class DatabaseControl:
 
     def renew(self, job: ClaimedJob, worker_id: str) -> Lease:
         owned, cancel = self.jobs.heartbeat(job.id, worker_id, self.settings.compute.lease_ttl_s)
+        if not owned:
+            self._forget(job.id)  # another worker has it now; its events are that worker's to send
         return Lease(owned, cancel)
 
     def cancel_requested(self, job: ClaimedJob) -> bool:
@@ -61,6 +63,8 @@ class DatabaseControl:
         ok = self.jobs.finish(job.id, worker_id, status, result=result, error=error)
         if ok:
             self._terminal(job, status, result, error)
+        else:
+            self._forget(job.id)
         return ok
 
     def release(self, job: ClaimedJob, worker_id: str, error: dict[str, Any], *, refund: bool = False) -> JobStatus:

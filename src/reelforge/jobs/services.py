@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 from reelforge.config import Settings
 from reelforge.engine.services import Services
+from reelforge.jobs.batcher import SubmitBatcher
 from reelforge.jobs.control import DatabaseControl
+from reelforge.jobs.service import HandOff, JobService
 from reelforge.jobs.store import Stores
 from reelforge.jobs.webhooks import WebhookSender
 from reelforge.storage.base import Storage
@@ -40,9 +42,13 @@ class JobServices:
         sender = WebhookSender(settings, stores.webhooks.record_webhook_attempt, outbox=stores.webhooks)
         return cls(settings, stores, storage, sender, DatabaseControl(settings, stores, storage, sender))
 
+    def job_service(self, executor: HandOff, batcher: SubmitBatcher | None = None) -> JobService:
+        """The submit/cancel/retry/read path on these stores, handing new jobs to `executor`."""
+        return JobService(self.settings, self.stores, storage=self.storage, webhooks=self.webhooks,
+                          executor=executor, batcher=batcher)
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self.engine.close()
             self.webhooks.close(timeout=5)
             self.stores.dispose()
