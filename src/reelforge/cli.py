@@ -96,8 +96,19 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address (default f
     svc = settings.service
     console.print(f"ReelForge on http://{svc.host}:{svc.port}  (executor={settings.compute.executor}, "
                   f"storage={settings.storage.backend}, data={svc.data_dir}) — API docs at /docs")
-    uvicorn.run(create_app(settings), host=svc.host, port=svc.port, log_level="info",
-                access_log=settings.service.access_log, timeout_graceful_shutdown=10)
+    api = create_app(settings)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # At the signal, not after uvicorn has drained its connections (up to 10 s, longer than some
+            # supervisors wait): running jobs are stopped and requeued without spending an attempt.
+            executor = getattr(api.state, "executor", None)
+            if executor is not None:
+                executor.begin_shutdown()
+            super().handle_exit(sig, frame)
+
+    Server(uvicorn.Config(api, host=svc.host, port=svc.port, log_level="info", access_log=svc.access_log,
+                          timeout_graceful_shutdown=10)).run()
 
 
 @app.command()

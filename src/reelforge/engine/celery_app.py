@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
+from celery.signals import worker_shutting_down
 from kombu import Queue
 
 from reelforge.config import Settings
@@ -51,6 +52,13 @@ def make_celery(settings: Settings, services_factory: Callable[[], Services] | N
     )
     state = _WorkerState(settings, services_factory)
 
+    def shutting_down(**_: Any) -> None:
+        # sent by the worker's SIGTERM/SIGINT/SIGQUIT handler, before it waits for running tasks: a
+        # running job is stopped and queued again (to the broker) without spending an attempt
+        state.stopping.set()
+
+    worker_shutting_down.connect(shutting_down, weak=False)
+
     @app.task(name=TASK_NAME)
     def run_job(job_id: str) -> str:
         return state.run(app, job_id)
@@ -68,6 +76,7 @@ class _WorkerState:
         self._lock = threading.Lock()
         self._services: Services | None = None
         self._local = threading.local()
+        self.stopping = threading.Event()
         self.worker_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     def services(self) -> Services:
@@ -99,5 +108,6 @@ class _WorkerState:
         status = Runner(services).run_claimed(
             job, self.host(), worker_id,
             on_requeue=lambda j: app.send_task(TASK_NAME, args=[j.id], queue=j.queue),
+            stopping=self.stopping.is_set,
         )
         return status.value

@@ -119,6 +119,11 @@ class JobControl(Protocol):
         when out of attempts. `refund`: the attempt does not count (the service was shutting down)."""
         ...
 
+    def interrupted(self, job: ClaimedJob, worker_id: str) -> None:
+        """Record, before the job's host is killed, that this worker is shutting down: when the job is
+        released later, by this worker or by a reclaim after this process died, the attempt does not count."""
+        ...
+
 
 class JobBacklog(Protocol):
     def reclaim_expired(self) -> list[tuple[str, JobStatus]]:

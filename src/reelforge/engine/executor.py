@@ -23,6 +23,9 @@ class Executor(ABC):
     def start(self) -> None:  # noqa: B027 - optional hook
         pass
 
+    def begin_shutdown(self) -> None:  # noqa: B027 - optional hook
+        """The process was told to stop (SIGTERM): stop taking and running jobs now. Must not block."""
+
     def stop(self) -> None:  # noqa: B027 - optional hook
         pass
 

@@ -9,6 +9,11 @@ Protocol over a multiprocessing Pipe (parent -> host): ("run", payload). Host ->
 fraction, stage), ("note", {...}), then exactly one of ("done", {...}) or ("error", {...}).
 A graceful cancel sets a shared Event that ctx.cancelled() reads (ffmpeg is killed within 0.2 s); if the
 host has not answered within the grace period its whole process group is killed.
+
+Shutdown: the host ignores SIGINT and SIGTERM (a supervisor that signals every process of the service,
+like systemd's control-group kill, must not end a job before the service itself knows it is stopping:
+the service decides, kills the host, and requeues the job without spending an attempt). A host whose
+parent is gone kills its own process group instead of running on as an orphan.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from typing import Any, Literal
 
 from reelforge.config import Settings
 
-Outcome = Literal["succeeded", "failed", "cancelled", "timed_out", "crashed", "lost"]
+Outcome = Literal["succeeded", "failed", "cancelled", "timed_out", "crashed", "lost", "interrupted"]
+StopReason = Literal["cancel", "timeout", "lost", "shutdown"]
 _SPAWN = mp.get_context("spawn")
 
 
@@ -100,7 +106,7 @@ class JobHost:
         *,
         on_progress: Callable[[float, str | None], None],
         on_note: Callable[[dict[str, Any]], None],
-        should_stop: Callable[[], Literal["cancel", "timeout", "lost"] | None],
+        should_stop: Callable[[], StopReason | None],
         poll_s: float = 0.2,
         cancel_grace_s: float = 1.0,
     ) -> HostResult:
@@ -173,6 +179,9 @@ class JobHost:
             return HostResult("cancelled", notes=notes,
                               error={"code": "cancelled", "message": "The job was cancelled."})
         self.kill()
+        if reason == "shutdown":
+            return HostResult("interrupted", notes=notes, error={
+                "code": "shutdown", "message": "The service shut down while the job ran; it runs again."})
         if reason == "timeout":
             return HostResult("timed_out", notes=notes,
                               error={"code": "timed_out", "message": "The job ran past its timeout."})
@@ -213,9 +222,23 @@ def _limit_threads(n: int) -> None:
         os.environ[var] = str(n)
 
 
+def _die_with_parent(parent: int) -> None:
+    """An orphaned host (its service was SIGKILLed) ends itself and every ffmpeg it started."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            with contextlib.suppress(OSError):
+                os.killpg(os.getpgrp(), signal.SIGKILL)
+            os._exit(1)
+
+
 def host_main(settings_data: dict[str, Any], conn: Connection, cancel: Any) -> None:
     os.setsid()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal goes to the parent, which decides
+    # Ctrl-C in a terminal, and a SIGTERM sent to every process of the service, go to the parent, which
+    # decides (see the module docstring)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_die_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     settings = Settings.from_handover(settings_data)  # secrets included: the child is ours
     _limit_threads(settings.compute.threads_per_job)
     from reelforge.engine.services import HostServices
@@ -241,8 +264,14 @@ def host_main(settings_data: dict[str, Any], conn: Connection, cancel: Any) -> N
             _execute(payload, settings, services, send, cancel)
 
 
+def _disk_full() -> dict[str, Any]:
+    return {"code": "disk_full", "message": "The server's disk filled up while the job ran. The job is not retried: "
+            "free some space (or ask the operator to), then submit it again."}
+
+
 def _execute(payload: dict[str, Any], settings: Settings, services: Any,
              send: Callable[[tuple[Any, ...]], None], cancel: Any) -> None:
+    from reelforge.diskspace import is_disk_full
     from reelforge.errors import ReelForgeError
     from reelforge.media.ffmpeg import redact_paths
     from reelforge.media.outputs import verify_outputs
@@ -274,8 +303,12 @@ def _execute(payload: dict[str, Any], settings: Settings, services: Any,
         send(("done", {"outputs": {k: str(v) for k, v in result.outputs.items()}, "data": result.data,
                        "notes": ctx.notes}))
     except ReelForgeError as exc:
-        send(("error", {**exc.to_dict(), "message": redact_paths(exc.message)}))  # users never see local paths
+        # users never see local paths
+        send(("error", _disk_full() if is_disk_full(exc) else {**exc.to_dict(), "message": redact_paths(exc.message)}))
     except Exception as exc:  # an op bug must fail the job with a sentence, not kill the host
+        if is_disk_full(exc):  # ENOSPC in an op's own write, or a fetch into the work folder
+            send(("error", _disk_full()))
+            return
         traceback.print_exc(file=sys.stderr)
         send(("error", {"code": "internal_error",
                         "message": redact_paths(f"The operation failed unexpectedly ({type(exc).__name__}: {exc}).")}))

@@ -11,16 +11,18 @@ import os
 import shutil
 import socket
 import threading
+import time
 import uuid
 from typing import Any
 
-from reelforge.engine.control import QueuedJob
+from reelforge.engine.control import ClaimedJob, QueuedJob
 from reelforge.engine.executor import Executor
 from reelforge.engine.host import JobHost
 from reelforge.engine.runner import Runner
 from reelforge.engine.services import Services
 
 log = logging.getLogger("reelforge.local")
+STOP_WAIT_S = 20.0
 
 
 class LocalExecutor(Executor):
@@ -67,14 +69,23 @@ class LocalExecutor(Executor):
             except Exception:
                 log.exception("could not purge partial storage objects")
 
-    def stop(self) -> None:
+    def begin_shutdown(self) -> None:
+        """Called as soon as the process is told to stop (the SIGTERM handler), before the HTTP server
+        drains its connections: each slot stops its job (host killed, job queued again, attempt given
+        back) and claims nothing more. Returns at once."""
         self._stop.set()
         with self._wake:
             self._wake.notify_all()
-        for host in self._hosts:
-            host.close()  # a job interrupted here is requeued by the next start's reclaim
+
+    def stop(self) -> None:
+        self.begin_shutdown()
+        # the slots requeue their own jobs (a poll interval, a kill, two writes); a slot still stuck after
+        # that has its host killed here, and its job keeps the shutdown mark for the next start's reclaim
+        deadline = time.monotonic() + STOP_WAIT_S
         for t in self._threads:
-            t.join(timeout=5)
+            t.join(timeout=max(0.1, deadline - time.monotonic()))
+        for host in self._hosts:
+            host.close()
 
     def submit(self, job: QueuedJob) -> None:
         self._wake_one()
@@ -112,6 +123,10 @@ class LocalExecutor(Executor):
                     self._pending_wake = max(0, self._pending_wake - 1)
                 continue
             self._busy[index] = job.id
+            if self._stop.is_set():  # claimed while the shutdown began: give it back untouched
+                self._give_back(job, worker_id)
+                self._busy.pop(index, None)
+                break
             try:
                 self.runner.run_claimed(job, host, worker_id, local_cancel=self._is_cancelled,
                                         on_requeue=self.submit, stopping=self._stop.is_set)
@@ -121,6 +136,13 @@ class LocalExecutor(Executor):
                 self._busy.pop(index, None)
                 with self._cancel_lock:
                     self._cancels.discard(job.id)
+
+    def _give_back(self, job: ClaimedJob, worker_id: str) -> None:
+        try:
+            self.services.control.release(job, worker_id, {
+                "code": "worker_lost", "message": "The service shut down as the job started."}, refund=True)
+        except Exception:
+            log.exception("could not requeue %s at shutdown (the next start's reclaim will)", job.id)
 
     def _reclaim(self) -> None:
         try:

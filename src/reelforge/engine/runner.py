@@ -13,12 +13,14 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from reelforge.diskspace import estimate_job_bytes, is_disk_full, require_free
 from reelforge.engine.control import ClaimedJob, JobStatus
-from reelforge.engine.host import HostResult, JobHost
+from reelforge.engine.host import HostResult, JobHost, StopReason
 from reelforge.engine.metrics import JOB_DURATION, JOB_FINISHED
 from reelforge.engine.services import Services
+from reelforge.errors import DiskFull
 
 log = logging.getLogger("reelforge.runner")
 
@@ -27,6 +29,31 @@ mimetypes.add_type("text/vtt", ".vtt")
 mimetypes.add_type("application/x-subrip", ".srt")
 mimetypes.add_type("text/x-ssa", ".ass")
 mimetypes.add_type("video/webm", ".webm")
+
+# A supervisor that signals every process of the service (systemd's control-group kill) can end a job's
+# host or its ffmpeg a moment before this process hears of the shutdown. A crash, or a failure of the kind
+# a signal causes, is therefore held this long to see whether the service is stopping.
+SHUTDOWN_GRACE_S = 3.0
+_SIGNAL_LIKE = {"worker_lost", "ffmpeg_failed", "processing_failed", "internal_error"}
+DISK_FULL_WRITE_TRIES = 10
+DISK_FULL_WRITE_WAIT_S = 1.0
+_DISK_FULL = {"code": "disk_full", "message": "The server's disk filled up while the job ran. The job is not "
+              "retried: free some space (or ask the operator to), then submit it again."}
+
+
+def _shutdown_caused(res: HostResult, stopping: Callable[[], bool]) -> bool:
+    if res.outcome not in ("crashed", "failed") or (res.error or {}).get("code") not in _SIGNAL_LIKE:
+        return False
+    deadline = time.monotonic() + SHUTDOWN_GRACE_S
+    while not stopping():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _remove(workdir: Path) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 class Runner:
@@ -45,6 +72,10 @@ class Runner:
         on_requeue: Callable[[ClaimedJob], None] | None = None,
         stopping: Callable[[], bool] = lambda: False,
     ) -> JobStatus:
+        """`stopping`: True once this process is shutting down. The job is then interrupted (its host
+        killed) and queued again without spending an attempt; the interruption is written to the job's
+        state before the host is killed, so a process killed before it could requeue the job still gets
+        the attempt back when the job's lease is reclaimed."""
         settings, control = self.settings, self.control
         started = time.monotonic()
         deadline = started + job.timeout_s
@@ -65,8 +96,11 @@ class Runner:
         next_beat = [time.monotonic() + settings.compute.heartbeat_s]
         next_cancel_check = [0.0]
 
-        def should_stop() -> Literal["cancel", "timeout", "lost"] | None:
+        def should_stop() -> StopReason | None:
             now = time.monotonic()
+            if stopping():
+                control.interrupted(job, worker_id)
+                return "shutdown"
             if local_cancel(job.id):
                 return "cancel"
             if now >= deadline:
@@ -86,17 +120,27 @@ class Runner:
 
         payload = job.host_payload(str(workdir))  # inputs included: the host opens no database
         try:
+            self._check_disk(job)
             res = host.run(payload, on_progress=on_progress, on_note=on_note, should_stop=should_stop)
-            status = self._conclude(job, worker_id, res, on_requeue, stopping())
+            if res.outcome != "succeeded":
+                _remove(workdir)  # before any write: a full disk needs the space back for the job's state
+            status = self._conclude(job, worker_id, res, on_requeue, stopping)
         except Exception as exc:  # the runner itself must never leave a job running: retry it elsewhere
-            log.exception("runner failed on %s", job.id)
-            host.kill()
-            status = control.release(job, worker_id, {
-                "code": "internal_error", "message": f"The worker failed while running the job ({exc})."})
-            if status == JobStatus.QUEUED and on_requeue is not None:
-                on_requeue(job)
+            if not isinstance(exc, DiskFull):  # (the pre-check refused the job before its host saw it)
+                host.kill()
+            _remove(workdir)
+            if is_disk_full(exc):  # the pre-check, or ENOSPC on a job-state write / a storage copy
+                log.warning("job %s: disk full (%s)", job.id, exc)
+                status = self._finish_disk_full(job, worker_id, exc.to_dict() if isinstance(exc, DiskFull) else None)
+            else:
+                log.exception("runner failed on %s", job.id)
+                status = control.release(job, worker_id, {
+                    "code": "internal_error", "message": f"The worker failed while running the job ({exc})."},
+                    refund=stopping())
+                if status == JobStatus.QUEUED and on_requeue is not None:
+                    on_requeue(job)
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            _remove(workdir)
             if workdir.parent.exists() and not any(workdir.parent.iterdir()):
                 shutil.rmtree(workdir.parent, ignore_errors=True)
         if status.terminal:
@@ -104,15 +148,51 @@ class Runner:
             JOB_FINISHED.labels(op=job.op, status=status.value).inc()
         return status
 
+    def _check_disk(self, job: ClaimedJob) -> None:
+        """Refuse work that would not fit on the data disk, before a byte is written (DiskFull)."""
+        settings = self.settings
+        sizes = []
+        for ref in job.files.values():
+            try:
+                sizes.append(self.services.storage.size(ref.key))
+            except Exception:  # a missing input fails the job in its host, with its own code
+                continue
+        need = estimate_job_bytes(job.params, sizes, max_duration_s=settings.limits.max_media_duration_s)
+        needs = {settings.work_dir: need}
+        if settings.storage.backend == "local":  # outputs are copied into storage: about a third of the estimate
+            needs[settings.storage_dir] = need // 3
+        require_free(needs, settings.limits.disk_reserve_bytes, "this job")
+
+    def _finish_disk_full(self, job: ClaimedJob, worker_id: str, error: dict[str, Any] | None) -> JobStatus:
+        """Fail the job with disk_full, once: no retry would find more space. The write itself may hit the
+        full disk (SQLite: "database or disk is full"), so it is retried while other work frees space."""
+        for attempt in range(DISK_FULL_WRITE_TRIES):
+            try:
+                self.control.finish(job, worker_id, JobStatus.FAILED, error=error or _DISK_FULL)
+                return JobStatus.FAILED
+            except Exception as write_exc:
+                if not is_disk_full(write_exc) or attempt == DISK_FULL_WRITE_TRIES - 1:
+                    raise
+                time.sleep(DISK_FULL_WRITE_WAIT_S)
+        return JobStatus.FAILED
+
     def _conclude(self, job: ClaimedJob, worker_id: str, res: HostResult,
-                  on_requeue: Callable[[ClaimedJob], None] | None, shutting_down: bool) -> JobStatus:
+                  on_requeue: Callable[[ClaimedJob], None] | None, stopping: Callable[[], bool]) -> JobStatus:
         control = self.control
+        if res.outcome != "succeeded" and (res.error or {}).get("code") == "disk_full":
+            status = self._finish_disk_full(job, worker_id, res.error)
+            if res.notes:
+                control.note(job, res.notes)
+            return status
         if res.notes:
             control.note(job, res.notes)
         if res.outcome == "succeeded":
             try:
                 outputs = self._store_outputs(job, res.outputs)
             except Exception as exc:
+                if is_disk_full(exc):
+                    self._delete_outputs(job)
+                    return self._finish_disk_full(job, worker_id, None)
                 log.exception("storing outputs of %s failed", job.id)
                 control.finish(job, worker_id, JobStatus.FAILED, error={
                     "code": "storage_failed", "message": f"The outputs could not be stored ({exc})."})
@@ -124,6 +204,14 @@ class Runner:
                 return JobStatus.CANCELLED
             ok = control.finish(job, worker_id, JobStatus.SUCCEEDED, result={"outputs": outputs, "data": res.data})
             return JobStatus.SUCCEEDED if ok else JobStatus.RUNNING
+        if res.outcome == "interrupted" or _shutdown_caused(res, stopping):
+            # the service is stopping: the job did not fail, it was stopped; the attempt is given back
+            log.info("job %s attempt %d interrupted by shutdown; queued again", job.id, job.attempts)
+            status = control.release(job, worker_id, {
+                "code": "worker_lost", "message": "The service shut down while the job ran."}, refund=True)
+            if status == JobStatus.QUEUED and on_requeue is not None:
+                on_requeue(job)
+            return status
         if res.outcome in ("failed", "cancelled", "timed_out"):
             status = JobStatus(res.outcome)
             control.finish(job, worker_id, status, error=res.error)
@@ -131,7 +219,7 @@ class Runner:
         if res.outcome == "crashed":
             log.warning("job %s attempt %d: %s", job.id, job.attempts, (res.error or {}).get("message"))
             lost = res.error or {"code": "worker_lost", "message": "worker lost"}
-            status = control.release(job, worker_id, lost, refund=shutting_down)
+            status = control.release(job, worker_id, lost)
             if status == JobStatus.QUEUED and on_requeue is not None:
                 on_requeue(job)
             return status

@@ -75,6 +75,9 @@ class DatabaseControl:
             self._forget(job.id)
         return status
 
+    def interrupted(self, job: ClaimedJob, worker_id: str) -> None:
+        self.jobs.mark_interrupted(job.id, worker_id)
+
     # ---- JobBacklog
     def reclaim_expired(self) -> list[tuple[str, JobStatus]]:
         reclaimed = self.jobs.reclaim_expired()

@@ -22,6 +22,7 @@ from reelforge.jobs.models import JobRow
 from reelforge.jobs.states import ACTIVE, TERMINAL, JobStatus
 
 _JOBS = JobRow.metadata.tables[JobRow.__tablename__]  # the Table (Core inserts and selects)
+INTERRUPTED_NOTE = "interrupted_by_shutdown"  # in a running job's notes until it is queued again
 
 
 class _Values:
@@ -267,10 +268,14 @@ class JobsStore(_Store):
                 return JobStatus(row.status) if row else JobStatus.FAILED
             if worker_id is not None and row.lease_owner != worker_id:
                 return JobStatus(row.status)
+            notes = dict(row.notes or {})
+            # its worker wrote that the service was shutting down before it stopped the job: whatever
+            # happened next (the process was killed before it could requeue it), the attempt does not count
+            refund = bool(notes.pop(INTERRUPTED_NOTE, False)) or refund
             row.lease_owner = None
             row.lease_expires_at = None
             row.updated_at = now
-            row.notes = {**(row.notes or {}), "last_worker_error": error}
+            row.notes = {**notes, "last_worker_error": error}
             if row.cancel_requested:
                 row.status, row.finished_at, row.stage = JobStatus.CANCELLED.value, now, "cancelled"
                 row.error = {"code": "cancelled", "message": "The job was cancelled."}
@@ -283,6 +288,13 @@ class JobsStore(_Store):
                 row.error = {**error, "message": f"{error.get('message', '')} Gave up after {row.attempts} "
                              "attempts.".strip()}
             return JobStatus(row.status)
+
+    def mark_interrupted(self, job_id: str, worker_id: str) -> None:
+        """Record, before the job's host is killed, that its owner is shutting down (see release_for_retry)."""
+        with self.session() as s, s.begin():
+            row = s.get(JobRow, job_id, with_for_update=self.db.row_locks)
+            if row is not None and row.status == JobStatus.RUNNING.value and row.lease_owner == worker_id:
+                row.notes = {**(row.notes or {}), INTERRUPTED_NOTE: True}
 
     def expired_running(self) -> list[JobRecord]:
         now = time.time()
