@@ -64,9 +64,12 @@ def test_good_outputs_pass_and_wrong_ones_do_not(tmp_path: Path, make_video: Any
     picture_only = tmp_path / "picture.m4a"
     ffmpeg("-i", str(video), "-an", "-c:v", "copy", "-f", "mp4", str(picture_only))
     bad.append(({"audio": picture_only}, {}))
+    bad.append(({"srt": tmp_path / "never-written.srt"}, {}))
+    bad.append(({"render": video.with_name("silent.mp4")}, {"audio": True}))
+    ffmpeg("-i", str(video), "-an", "-c:v", "copy", str(video.with_name("silent.mp4")))
     blank = tmp_path / "blank.srt"
     blank.write_text("")
-    bad.append(({"srt": blank}, {}))
+    verify_outputs({"srt": blank, "render": video}, {"audio": True})  # an empty transcript is a result
     for outputs, data in bad:
         with pytest.raises(ProcessingError) as err:
             verify_outputs(outputs, data)
@@ -116,7 +119,8 @@ def test_subtitle_files_with_control_characters_are_refused(tmp_path: Path, ctx:
                             ("render", {"timeline": {"tracks": [{"clips": [{"asset": {"type": "caption",
                                                                                       "src": str(bad)},
                                                                             "start": 0, "length": 1}]}]},
-                                        "output": {"size": "160x120"}})):
+                                        "output": {"size": "160x120"}}),
+                            ("subtitles", {"input": str(bad)})):
         with pytest.raises(MediaError) as err:
             _run(op_name, params, ctx)
         assert err.value.code == "unsupported_subtitles", op_name

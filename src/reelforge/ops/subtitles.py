@@ -29,6 +29,7 @@ from reelforge.errors import MediaError
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import MediaRef, Params
 from reelforge.ops.registry import operation
+from reelforge.runtime import control_character_at
 
 MAX_WORDS = 100_000
 MAX_INPUT_BYTES = 20_000_000
@@ -94,6 +95,9 @@ def read_words(path: Path, breaks: set[int] | None = None) -> list[Word]:
     if path.stat().st_size > MAX_INPUT_BYTES:
         raise MediaError("The subtitle/words file is too large.", code="too_large")
     raw = path.read_bytes()
+    hit = control_character_at(raw.decode("utf-8", errors="replace"))
+    if hit is not None:  # a binary file, or text no subtitle means (NUL crashes the writers' readers)
+        raise MediaError(f"The subtitle/words file holds a control character ({hit}).", code="unsupported_subtitles")
     head = raw.lstrip()[:1]
     if path.suffix.lower() == ".json" or head in (b"[", b"{"):
         try:
