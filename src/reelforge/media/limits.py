@@ -78,9 +78,11 @@ def probe_input(path: Path, settings: Settings, name: str | None = None, kind: I
         raise MediaError(f"{label} has no audio stream.", code="no_audio_stream")
     if kind in ("image", "visual") and (v is None or not v.width or not v.height):
         raise MediaError(f"{label} is not an image.", code="not_an_image")
-    if kind == "image" and v is not None and v.width * v.height > settings.limits.max_image_pixels:  # type: ignore[operator]
-        raise MediaError(f"{label} is {v.width}x{v.height} ({v.width * v.height} pixels), larger than this "  # type: ignore[operator]
-                         f"service's limit of {settings.limits.max_image_pixels} pixels.", code="image_too_large")
+    if kind == "image" and v is not None and v.width and v.height:  # a still held in a video container too
+        pixels = v.width * v.height
+        if pixels > settings.limits.max_image_pixels:
+            raise MediaError(f"{label} is {v.width}x{v.height} ({pixels} pixels), larger than this service's "
+                             f"limit of {settings.limits.max_image_pixels} pixels.", code="image_too_large")
     return info
 
 
