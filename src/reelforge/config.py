@@ -223,8 +223,11 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "model_cache_dir": ("models", "model_cache_dir"), "kokoro_voices": ("models", "kokoro_voices"),
 }
 
-# every group field has exactly one flat name (so every setting keeps its old spelling)
-assert sorted(FLAT_NAMES.values()) == sorted((g, f) for g, cls in GROUPS.items() for f in cls.model_fields)
+# every group field has exactly one flat name (so every setting keeps its old spelling); a new setting goes
+# into its group *and* into FLAT_NAMES, or importing this module fails here
+_GROUP_FIELDS = {(g, f) for g, cls in GROUPS.items() for f in cls.model_fields}
+assert len(set(FLAT_NAMES.values())) == len(FLAT_NAMES) and set(FLAT_NAMES.values()) == _GROUP_FIELDS, \
+    f"settings without exactly one flat name: {sorted(_GROUP_FIELDS ^ set(FLAT_NAMES.values()))}"
 
 
 def _is_group_value(key: str, value: Any) -> bool:
@@ -479,3 +482,8 @@ class Settings(BaseSettings):
             path.write_text(secrets.token_hex(32))
             path.chmod(0o600)
         return path.read_text().strip()
+
+
+# settings live in groups only (the environment, .env and TOML sources know group fields and FLAT_NAMES)
+assert set(Settings.model_fields) == set(GROUPS), \
+    f"settings outside a group: {sorted(set(Settings.model_fields) - set(GROUPS))}; add them to a group and FLAT_NAMES"
