@@ -1,4 +1,4 @@
-"""The `reelforge` command: serve | worker | submit | status | list | cancel | retry | keys.
+"""The `reelforge` command: serve | worker | agent | submit | status | list | cancel | retry | keys | agents.
 
 submit/status/list/cancel/retry talk to a running service over HTTP (REELFORGE_URL, REELFORGE_API_KEY);
 serve/worker/keys act on this machine with the settings from the environment / REELFORGE_CONFIG.
@@ -27,6 +27,11 @@ app = typer.Typer(help="ReelForge: a self-hosted video-building service.", no_ar
                   add_completion=False)
 keys_app = typer.Typer(help="Manage API keys (stored hashed; a key is shown once).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+agents_app = typer.Typer(help="Remote agents (`reelforge agent`) and their tokens.", no_args_is_help=True)
+agent_tokens_app = typer.Typer(help="Agent tokens: worker role only, scoped to queues, stored hashed.",
+                               no_args_is_help=True)
+agents_app.add_typer(agent_tokens_app, name="token")
+app.add_typer(agents_app, name="agents")
 console = Console(stderr=True)
 out = Console()
 
@@ -129,6 +134,52 @@ def worker(queues: Annotated[str | None, typer.Option(help="Comma-separated queu
     console.print(f"ReelForge worker: queues={q} concurrency={n} broker={broker}")
     celery.worker_main(["worker", "--loglevel=INFO", f"--queues={q}", f"--concurrency={n}", "--pool=threads",
                         "--without-gossip", "--without-mingle"])
+
+
+@app.command()
+def agent(api: Annotated[str, typer.Option("--api", envvar="REELFORGE_AGENT_API", help="The service's base URL")],
+          token: Annotated[str, typer.Option("--token", envvar="REELFORGE_AGENT_TOKEN",
+                                             help="An agent token (`reelforge agents token create`)")],
+          queues: Annotated[str, typer.Option(help="Comma-separated queues to take jobs from")] = "gpu",
+          idle_exit: Annotated[float | None, typer.Option(help="Exit after this many minutes without work")] = None,
+          concurrency: Annotated[int | None, typer.Option(help="Jobs at a time (default: from VRAM/NVENC)")] = None,
+          gpu_name: Annotated[str | None, typer.Option(help="Override the detected GPU name")] = None,
+          vram_gb: Annotated[float | None, typer.Option(help="Override the detected GPU memory")] = None,
+          cuda: Annotated[str | None, typer.Option(help="Override the detected CUDA version")] = None,
+          nvenc_sessions: Annotated[int | None, typer.Option(help="NVENC sessions the GPU holds (0: none)")] = None,
+          cpu_cores: Annotated[int | None, typer.Option(help="Override the detected CPU cores")] = None,
+          ) -> None:
+    """Run jobs for a service over HTTPS on this machine (no database, broker or storage credentials)."""
+    from reelforge.engine.agent import EXIT_REFUSED, Agent, detect_resources, install_signal_handlers
+    from reelforge.engine.control_http import AgentRefused, HttpControl
+    from reelforge.ops.registry import load_plugins
+
+    os.environ.pop("REELFORGE_AGENT_TOKEN", None)  # job hosts (untrusted media) do not inherit the token
+    settings = _load_settings()
+    settings.ensure_dirs()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    load_plugins(settings.service.plugins)
+    resources = detect_resources()
+    for name, value in (("gpu_name", gpu_name), ("vram_gb", vram_gb), ("cuda", cuda),
+                        ("nvenc_sessions", nvenc_sessions), ("cpu_cores", cpu_cores)):
+        if value is not None:
+            setattr(resources, name, value)
+    control = HttpControl(api, token)
+    runner = Agent(settings, control, queues=[q.strip() for q in queues.split(",") if q.strip()],
+                   resources=resources, concurrency=concurrency,
+                   idle_exit_s=idle_exit * 60 if idle_exit is not None else None)
+    install_signal_handlers(runner)
+    console.print(f"ReelForge agent -> {api}: queues={queues} slots={runner.concurrency}")
+    try:
+        code = runner.run()
+    except AgentRefused as exc:
+        console.print(f"[red]The service refused this agent:[/red] {exc}")
+        raise typer.Exit(EXIT_REFUSED) from None
+    except httpx.TransportError as exc:
+        raise _connect_error(api, exc) from None
+    if code == EXIT_REFUSED:
+        console.print(f"[red]The service refused this agent:[/red] {control.refused}")
+    raise typer.Exit(code)
 
 
 # ------------------------------------------------------------------ submit / status / list / cancel
@@ -320,6 +371,55 @@ def keys_revoke(key_id: str) -> None:
         console.print(f"[red]No key {key_id}[/red]")
         raise typer.Exit(2)
     console.print(f"Revoked {key_id}")
+
+
+# ------------------------------------------------------------------ agent tokens
+def _agents_store() -> Any:
+    from reelforge.jobs.store import AgentsStore, Database
+
+    settings = _load_settings()
+    settings.ensure_dirs()
+    db = Database(settings.service.database_url.get_secret_value())
+    db.migrate()
+    return AgentsStore(db)
+
+
+@agent_tokens_app.command("create")
+def agent_token_create(name: Annotated[str, typer.Option(help="A name for the agent (e.g. its machine)")],
+                       queues: Annotated[str, typer.Option(help="Comma-separated queues it may take")] = "gpu",
+                       ) -> None:
+    """Create an agent token and print it once."""
+    from reelforge.config import QUEUE_NAME_RE
+
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    bad = [q for q in names if not QUEUE_NAME_RE.match(q)]
+    if not names or bad:
+        console.print(f"[red]Give queue names (1-16 letters, digits, '.', '_', '-'), not {queues!r}.[/red]")
+        raise typer.Exit(2)
+    token, rec = _agents_store().create_token(name, names)
+    console.print(f"Created agent token {rec.id} ({rec.name!r}, queues {','.join(rec.queues)}). "
+                  "Store it now; it is not shown again:")
+    out.print(token)
+
+
+@agent_tokens_app.command("list")
+def agent_token_list() -> None:
+    """List agent tokens with what their agent last declared (never the tokens themselves)."""
+    table = Table("id", "name", "queues", "revoked", "last seen", "gpu")
+    for t in _agents_store().list_tokens():
+        seen = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t.last_seen_at)) if t.last_seen_at else "-"
+        gpu = (t.resources or {}).get("gpu_name") or "-"
+        table.add_row(t.id, t.name, ",".join(t.queues), str(t.revoked), seen, str(gpu))
+    out.print(table)
+
+
+@agent_tokens_app.command("revoke")
+def agent_token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id (agt_...) or name")]) -> None:
+    """Revoke an agent token: its agent is refused at once, even mid-job."""
+    if not _agents_store().revoke(token_id):
+        console.print(f"[red]No agent token {token_id}[/red]")
+        raise typer.Exit(2)
+    console.print(f"Revoked {token_id}")
 
 
 def main() -> None:  # pragma: no cover

@@ -46,6 +46,7 @@ ENV_PREFIX = "REELFORGE_"
 OTHER_ENV_NAMES = frozenset({
     "REELFORGE_CONFIG", "REELFORGE_ENV_FILE",  # where the settings come from (read here)
     "REELFORGE_URL", "REELFORGE_API_KEY",  # the CLI client
+    "REELFORGE_AGENT_API", "REELFORGE_AGENT_TOKEN",  # `reelforge agent`
     "REELFORGE_FFMPEG", "REELFORGE_FFPROBE", "REELFORGE_ESPEAK",  # tool paths (media, models)
     "REELFORGE_FORCE_CPU", "REELFORGE_RVM_PRECISION",  # model switches read by the model loaders
 })
@@ -105,6 +106,11 @@ class ComputeSettings(_Group):
     # op -> queue overrides, e.g. {"overlay.engine=rvm": "gpu-24g", "build": "gpu"} (reelforge.engine.routing);
     # ops not named go to "gpu" when they prefer a GPU, else "cpu"
     op_routes: dict[str, str] = Field(default_factory=dict)
+    # queue -> ordered backends that take its jobs, e.g. {"gpu": ["agent", "local"]}: remote agents
+    # (`reelforge agent`) take gpu jobs; the local slots take them only while no agent has asked for that
+    # queue within agent_alive_s. A queue not named here is taken by the configured executor.
+    queue_backends: dict[str, list[Literal["local", "celery", "agent"]]] = Field(default_factory=dict)
+    agent_alive_s: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
     lease_ttl_s: float = Field(default=20.0, gt=1)
     heartbeat_s: float = Field(default=2.0, gt=0)
@@ -196,6 +202,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "executor": ("compute", "executor"), "workers": ("compute", "workers"), "broker_url": ("compute", "broker_url"),
     "worker_queues": ("compute", "worker_queues"), "op_routes": ("compute", "op_routes"),
     "max_attempts": ("compute", "max_attempts"),
+    "queue_backends": ("compute", "queue_backends"), "agent_alive_s": ("compute", "agent_alive_s"),
     "lease_ttl_s": ("compute", "lease_ttl_s"), "heartbeat_s": ("compute", "heartbeat_s"),
     "max_timeout_s": ("compute", "max_timeout_s"), "threads_per_job": ("compute", "threads_per_job"),
     "step_cache_max_gb": ("compute", "step_cache_max_gb"),

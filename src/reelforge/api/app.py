@@ -14,6 +14,7 @@ from reelforge import __version__
 from reelforge.api.auth import KeyCache
 from reelforge.api.errors import error_response, install_error_handlers
 from reelforge.api.openapi import install_openapi
+from reelforge.api.routes_agents import router as agents_router
 from reelforge.api.routes_files import router as files_router
 from reelforge.api.routes_jobs import router as jobs_router
 from reelforge.api.routes_system import StoreCollector
@@ -23,6 +24,7 @@ from reelforge.engine.executor import Executor, make_executor
 from reelforge.engine.routing import check_routes
 from reelforge.engine.services import Services
 from reelforge.errors import ReelForgeError
+from reelforge.jobs.agents import AgentJobs
 from reelforge.jobs.batcher import SubmitBatcher
 from reelforge.jobs.services import JobServices
 from reelforge.ops.registry import load_plugins
@@ -159,6 +161,7 @@ def create_app(settings: Settings | None = None, *,
         app.state.services = services
         app.state.executor = executor
         app.state.keys = KeyCache(services.stores.keys)
+        app.state.agents = AgentJobs(settings, services.stores, services.storage, services.control)
         app.state.batcher = SubmitBatcher(services.stores.jobs, executor.submit)
         app.state.jobs = services.job_service(executor, batcher=app.state.batcher)
         app.state.metrics_registry = registry
@@ -184,5 +187,8 @@ def create_app(settings: Settings | None = None, *,
     app.include_router(jobs_router)
     app.include_router(files_router)
     app.include_router(system_router)
-    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
+    app.include_router(agents_router)
+    # uploads (users' files, agents' outputs) have their own, larger cap
+    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes,
+                       exempt_prefixes=("/v1/files", "/v1/agent/jobs/"))
     return app

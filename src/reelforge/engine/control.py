@@ -64,12 +64,17 @@ class ClaimedJob:
     max_attempts: int
     timeout_s: float
     files: dict[str, StorageRef] = field(default_factory=dict)  # every uploaded file id the params name
+    # how a host without storage credentials reads `files` by URL: {"api": base URL, "token": the job's
+    # token}, sent as a Bearer header only to URLs under `api` (never to a presigned URL). Empty on the
+    # service's own workers, whose hosts read storage directly.
+    access: dict[str, str] = field(default_factory=dict)
 
     def host_payload(self, workdir: str) -> dict[str, Any]:
         """The one message a job host gets for this job (plain data: it crosses a process boundary)."""
         return {"job_id": self.id, "op": self.op, "params": self.params, "tenant": self.tenant,
                 "workdir": workdir, "attempt": self.attempts,
-                "files": {fid: {"key": ref.key, "url": ref.url} for fid, ref in self.files.items()}}
+                "files": {fid: {"key": ref.key, "url": ref.url} for fid, ref in self.files.items()},
+                "access": dict(self.access)}
 
 
 class QueuedJob(Protocol):

@@ -15,6 +15,7 @@ import time
 import uuid
 from typing import Any
 
+from reelforge.engine.backends import local_queues
 from reelforge.engine.control import ClaimedJob, QueuedJob
 from reelforge.engine.executor import Executor
 from reelforge.engine.host import JobHost
@@ -112,7 +113,8 @@ class LocalExecutor(Executor):
         worker_id = f"{self.worker_prefix}:{index}"
         while not self._stop.is_set():
             try:
-                job = self.services.control.claim_next(worker_id)
+                queues = local_queues(self.services.settings, self.services.presence)
+                job = self.services.control.claim_next(worker_id, queues) if queues != [] else None
             except Exception:
                 log.exception("claim failed")
                 job = None

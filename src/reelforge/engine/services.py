@@ -10,10 +10,11 @@ inputs); uploaded-file ids come already resolved in the job's payload, so a host
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from reelforge.config import Settings
+from reelforge.engine.backends import AgentPresence
 from reelforge.engine.control import JobBacklog, JobControl
 
 if TYPE_CHECKING:
@@ -27,6 +28,8 @@ class Services:
     storage: Storage
     control: JobControl
     backlog: JobBacklog
+    # which queues remote agents are polling (engine/backends.py): the local executor leaves those to them
+    presence: AgentPresence = field(default_factory=AgentPresence)
 
 
 class HostServices:
@@ -51,12 +54,21 @@ class HostServices:
         from reelforge.storage.fetch import make_resolver
 
         files: dict[str, dict[str, Any]] = payload.get("files") or {}
+        access: dict[str, str] = payload.get("access") or {}
+        storage: Storage | None = None
+        if access:  # a remote agent's host: no storage credentials, inputs by URL (storage/url_files.py)
+            from reelforge.storage.url_files import UrlFiles
+
+            storage = UrlFiles({str(f["key"]): str(f["url"]) for f in files.values() if f.get("url")},
+                               api=access.get("api", ""), token=access.get("token", ""),
+                               max_bytes=self.settings.limits.max_fetch_bytes,
+                               timeout_s=self.settings.limits.fetch_timeout_s)
 
         def lookup_file(file_id: str) -> str | None:
             ref = files.get(file_id)
             return str(ref["key"]) if ref and ref.get("key") else None
 
         def resolve(ref: str, dest: Any) -> Any:
-            return make_resolver(self.settings, self.storage(), lookup_file=lookup_file)(ref, dest)
+            return make_resolver(self.settings, storage or self.storage(), lookup_file=lookup_file)(ref, dest)
 
         return resolve

@@ -107,3 +107,19 @@ class WebhookOutboxRow(Base):
     claimed_until: Mapped[float] = mapped_column(Float)
     done_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)  # delivered | failed
+
+
+class AgentTokenRow(Base):
+    """A token a remote agent (`reelforge agent`) authenticates with: worker role only, scoped to queues;
+    only its hash is stored. `resources`/`last_seen_at`: what the agent last declared at registration."""
+
+    __tablename__ = "agent_tokens"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    queues: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_seen_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    resources: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

@@ -4,8 +4,9 @@
     files     store_files.py     FilesStore     uploaded files' metadata
     keys      store_keys.py      KeysStore      API keys (hashed) -> tenants
     webhooks  store_webhooks.py  WebhooksStore  delivery attempts and the terminal-event outbox
+    agents    store_agents.py    AgentsStore    remote agents' tokens (hashed, queue-scoped) and declared resources
 
-`Stores.open(url)` makes all four on one connection pool; a process that needs one aggregate may build
+`Stores.open(url)` makes all five on one connection pool; a process that needs one aggregate may build
 just that one on a Database of its own.
 """
 
@@ -14,13 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reelforge.jobs.db import Database, make_engine
+from reelforge.jobs.store_agents import AgentsStore, AgentTokenRecord
 from reelforge.jobs.store_files import FileRecord, FilesStore, new_file_id
 from reelforge.jobs.store_jobs import JobRecord, JobsStore, new_job_id
 from reelforge.jobs.store_keys import ApiKeyRecord, KeysStore, new_key_prefix
 from reelforge.jobs.store_webhooks import WebhooksStore
 
-__all__ = ["ApiKeyRecord", "Database", "FileRecord", "FilesStore", "JobRecord", "JobsStore", "KeysStore", "Stores",
-           "WebhooksStore", "make_engine", "new_file_id", "new_job_id",
+__all__ = ["AgentTokenRecord", "AgentsStore", "ApiKeyRecord", "Database", "FileRecord", "FilesStore", "JobRecord",
+           "JobsStore", "KeysStore", "Stores", "WebhooksStore", "make_engine", "new_file_id", "new_job_id",
            "new_key_prefix"]
 
 
@@ -31,13 +33,14 @@ class Stores:
     files: FilesStore
     keys: KeysStore
     webhooks: WebhooksStore
+    agents: AgentsStore
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = False) -> Stores:
         db = Database(url)
         if migrate:
             db.migrate()
-        return cls(db, JobsStore(db), FilesStore(db), KeysStore(db), WebhooksStore(db))
+        return cls(db, JobsStore(db), FilesStore(db), KeysStore(db), WebhooksStore(db), AgentsStore(db))
 
     def ping(self) -> None:
         self.db.ping()

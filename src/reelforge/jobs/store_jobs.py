@@ -167,6 +167,16 @@ class JobsStore(_Store):
                  .order_by(JobRow.priority.desc(), JobRow.created_at).limit(limit))
             return list(s.scalars(q))
 
+    def queued_candidates(self, queues: Iterable[str], limit: int) -> list[tuple[str, str, dict[str, Any]]]:
+        """(id, op, params) of queued jobs of these queues, in claim order: a remote agent picks the first
+        whose op's resources fit it."""
+        with self.session() as s:
+            q = (select(JobRow.id, JobRow.op, JobRow.params)
+                 .where(JobRow.status == JobStatus.QUEUED.value, JobRow.cancel_requested.is_(False),
+                        JobRow.queue.in_(list(queues)))
+                 .order_by(JobRow.priority.desc(), JobRow.created_at).limit(limit))
+            return [(job_id, op, params or {}) for job_id, op, params in s.execute(q)]
+
     # ---- jobs: workers
     def _claimed(self, s: Session, job_id: str) -> JobRecord:
         row = s.get(JobRow, job_id)

@@ -1,0 +1,182 @@
+"""The HTTPS job control remote agents talk to (engine/control_http.py is the client; jobs/agents.py the logic).
+
+    POST /v1/agent/register                      agent token: declare resources, learn lease timings
+    POST /v1/agent/claim                         agent token: long-poll for a job of the given queues
+    POST /v1/agent/jobs/{id}/renew               job token: renew the lease -> {owned, cancel_requested}
+    GET  /v1/agent/jobs/{id}/cancel              job token: {cancel_requested}
+    POST /v1/agent/jobs/{id}/progress            job token: fraction + stage -> {cancel_requested}
+    POST /v1/agent/jobs/{id}/notes               job token: facts about how it ran (encoder, GPU, ...)
+    POST /v1/agent/jobs/{id}/finish              job token: terminal state; outputs committed here
+    POST /v1/agent/jobs/{id}/release             job token: no verdict (host crashed): retry elsewhere
+    GET  /v1/agent/jobs/{id}/files/{file_id}     job token: one of the job's uploaded inputs
+    PUT  /v1/agent/jobs/{id}/outputs/{filename}  job token: one output, to a temporary key of this attempt
+
+Tokens go as `Authorization: Bearer`. The long poll asks the database once per interval, each time in its
+own short session: no connection is held while it waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, RedirectResponse
+from pydantic import BaseModel, Field
+
+from reelforge.api.auth import extract_key
+from reelforge.engine.control import JobStatus
+from reelforge.errors import PayloadTooLarge, UserError
+from reelforge.jobs.agents import AgentJobs, JobGrant
+
+router = APIRouter(prefix="/v1/agent", tags=["agents"])
+POLL_INTERVAL_S = 0.25
+
+
+class Register(BaseModel):
+    resources: dict[str, Any] = Field(default_factory=dict)
+
+
+class Claim(BaseModel):
+    worker_id: str = Field(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_.:-]+$")
+    queues: list[str] = Field(default_factory=list, max_length=20)
+    resources: dict[str, Any] = Field(default_factory=dict)
+    wait_s: float = Field(default=20.0, ge=0, le=60)
+
+
+class ProgressIn(BaseModel):
+    fraction: float = Field(ge=0, le=1)
+    stage: str | None = Field(default=None, max_length=200)
+
+
+class NotesIn(BaseModel):
+    values: dict[str, Any]
+
+
+class FinishIn(BaseModel):
+    status: Literal["succeeded", "failed", "cancelled", "timed_out"]
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class ReleaseIn(BaseModel):
+    error: dict[str, Any]
+    refund: bool = False
+
+
+def _agents(request: Request) -> AgentJobs:
+    agents: AgentJobs = request.app.state.agents
+    return agents
+
+
+async def _grant(request: Request, job_id: str) -> JobGrant:
+    return await run_in_threadpool(_agents(request).grant, extract_key(request), job_id)
+
+
+@router.post("/register", summary="An agent declares its resources")
+async def register(body: Register, request: Request) -> dict[str, Any]:
+    agents = _agents(request)
+    agent = await run_in_threadpool(agents.authenticate, extract_key(request))
+    return await run_in_threadpool(agents.register, agent, body.resources)
+
+
+@router.post("/claim", summary="Long-poll for a job", response_model=None)
+async def claim(body: Claim, request: Request) -> dict[str, Any] | Response:
+    agents = _agents(request)
+    presence = request.app.state.services.engine.presence
+    token = extract_key(request)
+    deadline = time.monotonic() + body.wait_s
+    while True:
+        agent = await run_in_threadpool(agents.authenticate, token)  # revoked -> 401 at once, even mid-poll
+        queues = agents.allowed_queues(agent, body.queues)
+        presence.seen(queues)
+        envelope = await run_in_threadpool(agents.claim, agent, body.worker_id, queues, body.resources)
+        if envelope is not None:
+            return {"job": envelope}
+        if time.monotonic() >= deadline or await request.is_disconnected():
+            return Response(status_code=204)
+        await asyncio.sleep(POLL_INTERVAL_S)
+
+
+@router.post("/jobs/{job_id}/renew")
+async def renew(job_id: str, request: Request) -> dict[str, Any]:
+    grant = await _grant(request, job_id)
+    lease = await run_in_threadpool(_agents(request).renew, grant)
+    return {"owned": lease.owned, "cancel_requested": lease.cancel_requested}
+
+
+@router.get("/jobs/{job_id}/cancel")
+async def cancel_requested(job_id: str, request: Request) -> dict[str, Any]:
+    grant = await _grant(request, job_id)
+    return {"cancel_requested": await run_in_threadpool(_agents(request).cancel_requested, grant)}
+
+
+@router.post("/jobs/{job_id}/progress")
+async def progress(job_id: str, body: ProgressIn, request: Request) -> dict[str, Any]:
+    grant = await _grant(request, job_id)
+    cancel = await run_in_threadpool(_agents(request).progress, grant, body.fraction, body.stage)
+    return {"cancel_requested": cancel}
+
+
+@router.post("/jobs/{job_id}/notes", status_code=204)
+async def notes(job_id: str, body: NotesIn, request: Request) -> Response:
+    grant = await _grant(request, job_id)
+    await run_in_threadpool(_agents(request).note, grant, body.values)
+    return Response(status_code=204)
+
+
+@router.post("/jobs/{job_id}/finish")
+async def finish(job_id: str, body: FinishIn, request: Request) -> dict[str, Any]:
+    grant = await _grant(request, job_id)
+    ok = await run_in_threadpool(_agents(request).finish, grant, JobStatus(body.status), body.result, body.error)
+    return {"ok": ok}
+
+
+@router.post("/jobs/{job_id}/release")
+async def release(job_id: str, body: ReleaseIn, request: Request) -> dict[str, Any]:
+    grant = await _grant(request, job_id)
+    status = await run_in_threadpool(_agents(request).release, grant, body.error, body.refund)
+    return {"status": status.value}
+
+
+@router.get("/jobs/{job_id}/files/{file_id}", response_model=None)
+async def input_file(job_id: str, file_id: str, request: Request) -> FileResponse | RedirectResponse:
+    agents = _agents(request)
+    grant = await _grant(request, job_id)
+    key, filename = await run_in_threadpool(agents.input_file, grant, file_id)
+    local = agents.storage.local_path(key)
+    if local is not None:
+        return FileResponse(local, filename=filename)
+    url = agents.storage.url(key, filename=filename)
+    if not url:
+        raise UserError("This input cannot be served.", code="input_unavailable")
+    return RedirectResponse(url, status_code=307)
+
+
+@router.put("/jobs/{job_id}/outputs/{filename}")
+async def upload_output(job_id: str, filename: str, request: Request) -> dict[str, Any]:
+    agents = _agents(request)
+    grant = await _grant(request, job_id)
+    key = await run_in_threadpool(agents.upload_key, grant, filename)
+    settings = request.app.state.settings
+    cap = settings.limits.max_upload_bytes
+    tmp_dir = settings.work_dir / "agent-uploads"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / uuid.uuid4().hex
+    try:
+        size = 0
+        with tmp.open("wb") as fh:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > cap:
+                    raise PayloadTooLarge(f"The output is larger than the limit of {cap} bytes.",
+                                          code="output_too_large")
+                fh.write(chunk)
+        ctype = request.headers.get("content-type") or None
+        obj = await run_in_threadpool(agents.storage.put_file, tmp, key, ctype)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"size": obj.size, "sha256": obj.sha256}

@@ -1,0 +1,59 @@
+"""Which backend takes a queue's jobs: `compute.queue_backends` maps a queue to an ordered list, e.g.
+{"gpu": ["agent", "local"]}. The first backend that is available takes the job:
+
+    agent   remote `reelforge agent`s pull jobs over HTTPS (api/routes_agents.py); available while one has
+            asked for this queue within `compute.agent_alive_s`
+    local   the embedded executor's slots (engine/local.py)
+    celery  the broker's workers
+
+A queue not in the table is the configured executor's, as before. So with the local executor and
+gpu = ["agent", "local"], the local slots leave gpu jobs to the agents while any agent is polling, and take
+them when none has been seen for a while; with gpu = ["agent"], never.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Collection
+
+from reelforge.config import Settings
+from reelforge.engine.routing import configured_queues
+
+
+class AgentPresence:
+    """When an agent last asked for each queue (in this API process: agents long-poll it)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def seen(self, queues: Collection[str]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for q in queues:
+                self._seen[q] = now
+
+    def alive(self, queue: str, within_s: float) -> bool:
+        with self._lock:
+            at = self._seen.get(queue)
+        return at is not None and time.monotonic() - at <= within_s
+
+
+def backend_for(settings: Settings, queue: str, presence: AgentPresence) -> str:
+    """The backend that should take this queue's jobs right now."""
+    chain = settings.compute.queue_backends.get(queue)
+    if not chain:
+        return settings.compute.executor
+    for backend in chain:
+        if backend != "agent" or presence.alive(queue, settings.compute.agent_alive_s):
+            return backend
+    return chain[-1]  # none available: the last one's (agents still get them when they come back)
+
+
+def local_queues(settings: Settings, presence: AgentPresence) -> list[str] | None:
+    """The queues the embedded executor's slots claim from; None: every queue (no table)."""
+    if not settings.compute.queue_backends:
+        return None
+    names = [*configured_queues(settings), *settings.compute.queue_backends]
+    return [q for q in dict.fromkeys(names) if backend_for(settings, q, presence) == "local"]

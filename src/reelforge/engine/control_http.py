@@ -1,0 +1,255 @@
+"""JobControl over HTTPS: what a remote agent (`reelforge agent`, engine/agent.py) runs jobs through.
+
+The same Runner and JobHost as the service's own workers; only the seam differs. Claims long-poll the API
+with the agent token (api/routes_agents.py); every report on a claimed job goes with that job's own token
+from its envelope (jobs/agents.py), which can do nothing but report on that one job. Inputs are read by
+URL (storage/url_files.py, in the job host); outputs are PUT to the API by `uploads` (a Storage the Runner
+stores outputs through) and committed by the service when the job finishes.
+
+Network trouble never kills a job by itself: a renewal that cannot reach the API keeps the job running
+(the service requeues it if the lease really runs out, and a late finish is then refused); a 401 — the
+agent's token was revoked — stops the job at once and marks this control `refused`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Collection, Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from reelforge.engine.control import ClaimedJob, JobStatus, Lease, QueuedJob, StorageRef
+from reelforge.storage.base import StoredObject, guess_content_type
+from reelforge.storage.url_files import NoStorage
+
+log = logging.getLogger("reelforge.agent")
+CHUNK = 1024 * 1024
+
+
+class AgentRefused(Exception):
+    """The API refused this agent's token (revoked or unknown): the agent must stop."""
+
+
+class HttpControl:
+    """engine.control.JobControl for a worker that holds only an agent token."""
+
+    def __init__(self, api: str, token: str, *, wait_s: float = 20.0, timeout_s: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.api = api.rstrip("/")
+        self.wait_s = wait_s
+        self.client = httpx.Client(base_url=self.api, timeout=timeout_s, trust_env=False, transport=transport,
+                                   headers={"User-Agent": "ReelForge-agent/1"})
+        self._agent_auth = {"Authorization": f"Bearer {token}"}
+        self._envelopes: dict[str, dict[str, Any]] = {}
+        self._cancels: set[str] = set()
+        self._lock = threading.Lock()
+        self.refused: str | None = None  # why the API refused this agent, once it has
+        self.uploads = JobUploads(self)
+        self.resources: dict[str, Any] = {}
+
+    def close(self) -> None:
+        self.client.close()
+
+    # ---- agent-token calls
+    def register(self, resources: dict[str, Any]) -> dict[str, Any]:
+        self.resources = resources
+        resp = self.client.post("/v1/agent/register", json={"resources": resources}, headers=self._agent_auth)
+        self._check_agent(resp)
+        resp.raise_for_status()
+        info: dict[str, Any] = resp.json()
+        return info
+
+    def claim(self, job_id: str, worker_id: str) -> ClaimedJob | None:
+        return None  # agents are given jobs by the service (claim_next); they never pick one by id
+
+    def claim_next(self, worker_id: str, queues: Collection[str] | None = None, *,
+                   wait_s: float | None = None) -> ClaimedJob | None:
+        wait = self.wait_s if wait_s is None else wait_s
+        body = {"worker_id": worker_id, "queues": list(queues or []), "resources": self.resources, "wait_s": wait}
+        try:
+            resp = self.client.post("/v1/agent/claim", json=body, headers=self._agent_auth,
+                                    timeout=httpx.Timeout(wait + 30.0))
+        except httpx.TransportError as exc:
+            log.warning("claim: cannot reach %s (%s)", self.api, exc)
+            time.sleep(min(2.0, max(wait, 0.1)))
+            return None
+        self._check_agent(resp)
+        if resp.status_code == 204:
+            return None
+        if resp.status_code >= 500:
+            log.warning("claim: the API answered %s", resp.status_code)
+            time.sleep(1.0)
+            return None
+        resp.raise_for_status()
+        env = resp.json()["job"]
+        with self._lock:
+            self._envelopes[env["job_id"]] = env
+        files = {fid: StorageRef(f["key"], self._absolute(f["url"])) for fid, f in env["files"].items()}
+        return ClaimedJob(id=env["job_id"], op=env["op"], params=env["params"], tenant=env["tenant"],
+                          queue=env["queue"], priority=env["priority"], attempts=env["attempt"],
+                          max_attempts=env["max_attempts"], timeout_s=float(env["timeout_s"]), files=files,
+                          access={"api": self.api, "token": env["token"]})
+
+    # ---- job-token calls
+    def renew(self, job: ClaimedJob, worker_id: str) -> Lease:
+        resp = self._job_call("POST", job.id, "renew")
+        if resp is None:
+            return Lease(True, job.id in self._cancels)  # unreachable: keep working, the lease decides
+        if resp.status_code in (401, 403, 404):
+            return Lease(False, False)
+        data = resp.json()
+        return Lease(bool(data["owned"]), bool(data["cancel_requested"]))
+
+    def cancel_requested(self, job: ClaimedJob) -> bool:
+        if job.id in self._cancels:
+            return True
+        resp = self._job_call("GET", job.id, "cancel")
+        if resp is None or resp.status_code != 200:
+            return False
+        return self._saw_cancel(job.id, resp.json().get("cancel_requested"))
+
+    def progress(self, job: ClaimedJob, worker_id: str, fraction: float, stage: str | None) -> None:
+        resp = self._job_call("POST", job.id, "progress", json={"fraction": max(0.0, min(1.0, fraction)),
+                                                                "stage": stage})
+        if resp is not None and resp.status_code == 200:
+            self._saw_cancel(job.id, resp.json().get("cancel_requested"))
+
+    def note(self, job: ClaimedJob, values: dict[str, Any]) -> None:
+        self._job_call("POST", job.id, "notes", json={"values": values})
+
+    def finish(self, job: ClaimedJob, worker_id: str, status: JobStatus, *, result: dict[str, Any] | None = None,
+               error: dict[str, Any] | None = None) -> bool:
+        resp = self._job_call("POST", job.id, "finish", retries=5,
+                              json={"status": status.value, "result": result, "error": error})
+        self._forget(job.id)
+        return resp is not None and resp.status_code == 200 and bool(resp.json().get("ok"))
+
+    def release(self, job: ClaimedJob, worker_id: str, error: dict[str, Any], *, refund: bool = False) -> JobStatus:
+        resp = self._job_call("POST", job.id, "release", retries=5, json={"error": error, "refund": refund})
+        self._forget(job.id)
+        if resp is None or resp.status_code != 200:
+            return JobStatus.QUEUED  # the service requeues it when the lease runs out
+        return JobStatus(resp.json()["status"])
+
+    # ---- inside
+    def envelope(self, job_id: str) -> dict[str, Any]:
+        with self._lock:
+            return self._envelopes[job_id]
+
+    def _absolute(self, url: str) -> str:
+        return url if url.startswith(("http://", "https://")) else f"{self.api}{url}"
+
+    def _saw_cancel(self, job_id: str, flag: Any) -> bool:
+        if flag:
+            self._cancels.add(job_id)
+        return bool(flag)
+
+    def _forget(self, job_id: str) -> None:
+        with self._lock:
+            self._envelopes.pop(job_id, None)
+            self._cancels.discard(job_id)
+
+    def _check_agent(self, resp: httpx.Response) -> None:
+        if resp.status_code in (401, 403):
+            try:
+                message = resp.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = resp.text[:200]
+            self.refused = message
+            raise AgentRefused(message)
+
+    def _job_call(self, method: str, job_id: str, what: str, *, retries: int = 1,
+                  **kwargs: Any) -> httpx.Response | None:
+        """A call with the job's token; None when the API could not be reached. A 401 means the agent's
+        token was revoked: this control is marked refused (the agent stops after this job)."""
+        try:
+            env = self.envelope(job_id)
+        except KeyError:
+            return None
+        headers = {"Authorization": f"Bearer {env['token']}"}
+        for attempt in range(retries):
+            try:
+                resp = self.client.request(method, f"/v1/agent/jobs/{job_id}/{what}", headers=headers, **kwargs)
+            except httpx.TransportError as exc:
+                log.warning("%s %s: cannot reach the API (%s)", what, job_id, exc)
+                if attempt + 1 < retries:
+                    time.sleep(min(8.0, 0.5 * 2 ** attempt))
+                continue
+            if resp.status_code == 401:
+                self.refused = "The API refused this agent's token."
+            if resp.status_code >= 500 and attempt + 1 < retries:
+                time.sleep(min(8.0, 0.5 * 2 ** attempt))
+                continue
+            return resp
+        return None
+
+    def upload(self, job_id: str, path: Path, content_type: str) -> dict[str, Any]:
+        env = self.envelope(job_id)
+        headers = {"Authorization": f"Bearer {env['token']}", "Content-Type": content_type,
+                   "Content-Length": str(path.stat().st_size)}
+
+        def body() -> Iterable[bytes]:
+            with path.open("rb") as fh:
+                while chunk := fh.read(CHUNK):
+                    yield chunk
+
+        last: Exception | None = None
+        for attempt in range(4):
+            try:
+                resp = self.client.put(f"{env['uploads']}{path.name}", content=body(), headers=headers,
+                                       timeout=httpx.Timeout(30.0, write=300.0, read=300.0))
+            except httpx.TransportError as exc:
+                last = exc
+                time.sleep(0.5 * 2 ** attempt)
+                continue
+            if resp.status_code >= 500:
+                last = RuntimeError(f"HTTP {resp.status_code}")
+                time.sleep(0.5 * 2 ** attempt)
+                continue
+            if resp.status_code >= 400:
+                raise RuntimeError(f"the service refused the output {path.name} (HTTP {resp.status_code}: "
+                                   f"{resp.text[:200]})")
+            data: dict[str, Any] = resp.json()
+            return data
+        raise RuntimeError(f"the output {path.name} could not be uploaded ({last})")
+
+
+class JobUploads(NoStorage):
+    """The Runner's output storage on an agent: `jobs/<id>/<name>` goes to the API's upload route of that
+    job (a temporary key the service commits on finish). Nothing else is stored here."""
+
+    def __init__(self, control: HttpControl) -> None:
+        self.control = control
+
+    def put_file(self, src: Path, key: str, content_type: str | None = None) -> StoredObject:
+        parts = key.split("/")
+        if len(parts) != 3 or parts[0] != "jobs":
+            raise ValueError(f"an agent stores only job outputs, not {key!r}")
+        digest = hashlib.sha256()
+        with src.open("rb") as fh:
+            while chunk := fh.read(CHUNK):
+                digest.update(chunk)
+        ctype = guess_content_type(key, content_type)
+        answer = self.control.upload(parts[1], src, ctype)
+        size = src.stat().st_size
+        if answer.get("size") != size or answer.get("sha256") != digest.hexdigest():
+            raise RuntimeError(f"the output {src.name} arrived damaged ({answer.get('size')} of {size} bytes)")
+        return StoredObject(key=key, size=size, content_type=ctype, sha256=digest.hexdigest())
+
+
+class NoBacklog:
+    """An agent schedules nothing: the service requeues its lost jobs."""
+
+    def reclaim_expired(self) -> list[tuple[str, JobStatus]]:
+        return []
+
+    def queued(self, limit: int = 1000) -> list[QueuedJob]:
+        return []
+
+    def find(self, job_id: str) -> QueuedJob | None:
+        return None

@@ -1,0 +1,297 @@
+"""The service side of remote agents (`reelforge agent`): tokens, claims, job envelopes, committed outputs.
+
+An agent authenticates with an agent token (store_agents.py: worker role, queue-scoped, hashed). When it
+claims a job it gets an *envelope* — everything the job needs and nothing more:
+
+    op, params, attempt, timeout_s, deadline       what to run and until when
+    files    {file id: {key, url}}                 each uploaded input as a presigned GET (S3) or a path on
+                                                   the API that serves that one file to that one job
+    uploads  a path on the API where each output is PUT (to a temporary key of this attempt)
+    token    a job token: HMAC-signed (job, attempt, worker, expiry); it can report on that one job only,
+             and only while the agent's own token is valid (revoking it stops the job's reports at once)
+
+Outputs are committed only on finish: each uploaded temporary object is copied to the job's output key
+and checked against the size and SHA-256 the agent reported; a missing or different one fails the job.
+Every call goes through DatabaseControl, so webhooks, leases and retries are those of any other worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from reelforge.config import Settings
+from reelforge.engine.control import ClaimedJob, JobStatus, Lease
+from reelforge.errors import AuthError, Conflict, NotFound, ReelForgeError, UserError
+from reelforge.jobs.control import DatabaseControl
+from reelforge.jobs.store import Stores
+from reelforge.jobs.store_agents import AgentTokenRecord
+from reelforge.ops.registry import get_operation
+from reelforge.ops.resources import Resources
+from reelforge.refs import file_ids_in
+from reelforge.storage.base import Storage, StoredObject
+
+UPLOAD_PREFIX = "agent-uploads"
+_FILENAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
+CANDIDATES = 20  # queued jobs looked at per claim when choosing one whose resources fit the agent
+
+
+class QueueNotAllowed(ReelForgeError):
+    http_status = 403
+
+
+@dataclass(frozen=True)
+class AgentResources:
+    """What an agent declared at registration (detected on its machine, or given on its command line)."""
+
+    gpu_name: str | None = None
+    vram_gb: float = 0.0
+    cuda: str | None = None
+    nvenc_sessions: int = 0  # 0: no NVENC
+    cpu_cores: int = 1
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> AgentResources:
+        d = data or {}
+        return cls(gpu_name=d.get("gpu_name") or None, vram_gb=float(d.get("vram_gb") or 0),
+                   cuda=d.get("cuda") or None, nvenc_sessions=int(d.get("nvenc_sessions") or 0),
+                   cpu_cores=max(1, int(d.get("cpu_cores") or 1)))
+
+    def fits(self, need: Resources) -> bool:
+        """A job goes only where it can run: a GPU-required op needs a GPU with enough memory; ops that
+        merely prefer a GPU run anywhere (on the CPU where there is none)."""
+        if need.gpu == "required":
+            return self.gpu_name is not None and self.vram_gb >= need.vram_gb
+        return True
+
+
+@dataclass(frozen=True)
+class JobGrant:
+    """What a valid job token says: this worker may report on this attempt of this job."""
+
+    job_id: str
+    attempt: int
+    worker_id: str
+    agent_id: str
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def check_filename(name: str) -> str:
+    if not _FILENAME.match(name) or ".." in name:
+        raise UserError(f"Output file name {name[:60]!r} is not allowed (letters, digits, '.', '_', '-').",
+                        code="invalid_output_name")
+    return name
+
+
+class AgentJobs:
+    def __init__(self, settings: Settings, stores: Stores, storage: Storage, control: DatabaseControl) -> None:
+        self.settings = settings
+        self.stores = stores
+        self.storage = storage
+        self.control = control
+        self._key = hashlib.sha256(b"reelforge-agent-job-token:" + settings.resolved_webhook_secret().encode()).digest()
+
+    # ---- agent tokens
+    def authenticate(self, token: str | None) -> AgentTokenRecord:
+        agent = self.stores.agents.agent_for_token(token) if token else None
+        if agent is None:
+            raise AuthError("The agent token is not valid (unknown or revoked).", code="invalid_agent_token")
+        return agent
+
+    def register(self, agent: AgentTokenRecord, resources: dict[str, Any]) -> dict[str, Any]:
+        declared = AgentResources.from_dict(resources)
+        self.stores.agents.seen(agent.id, {**declared.__dict__})
+        return {"agent_id": agent.id, "name": agent.name, "queues": list(agent.queues),
+                "lease_ttl_s": self.settings.compute.lease_ttl_s, "heartbeat_s": self.settings.compute.heartbeat_s}
+
+    def allowed_queues(self, agent: AgentTokenRecord, asked: Iterable[str]) -> list[str]:
+        asked = list(dict.fromkeys(asked))
+        refused = [q for q in asked if q not in agent.queues]
+        if refused:
+            raise QueueNotAllowed(f"This agent token may not take jobs of queue(s) {', '.join(refused)} "
+                                  f"(allowed: {', '.join(agent.queues)}).", code="queue_not_allowed")
+        return asked or list(agent.queues)
+
+    def worker_prefix(self, agent: AgentTokenRecord) -> str:
+        return f"agent:{agent.id}:"
+
+    # ---- claims
+    def claim(self, agent: AgentTokenRecord, worker_id: str, queues: list[str],
+              resources: dict[str, Any]) -> dict[str, Any] | None:
+        """Claim one queued job of these queues whose op's resources fit the agent; its envelope, or None."""
+        if not worker_id.startswith(self.worker_prefix(agent)):
+            worker_id = f"{self.worker_prefix(agent)}{worker_id}"[:100]
+        fit = AgentResources.from_dict(resources)
+        for job_id, op, params in self.stores.jobs.queued_candidates(queues, CANDIDATES):
+            try:
+                need = get_operation(op).resources_for(params)
+            except Exception:
+                continue  # an op this service no longer knows: its own workers fail it with a sentence
+            if not fit.fits(need):
+                continue
+            job = self.control.claim(job_id, worker_id)
+            if job is not None:
+                self.control.note(job, {"backend": "agent", "agent": agent.name, "agent_id": agent.id,
+                                        "worker": worker_id, "gpu": fit.gpu_name, "cuda": fit.cuda})
+                return self.envelope(job, worker_id, agent)
+        return None
+
+    def envelope(self, job: ClaimedJob, worker_id: str, agent: AgentTokenRecord) -> dict[str, Any]:
+        now = time.time()
+        deadline = now + job.timeout_s
+        token = self._sign(job.id, job.attempts, worker_id, deadline + self.settings.compute.lease_ttl_s + 300)
+        files = {}
+        for fid, ref in job.files.items():
+            # S3: a presigned GET; local storage: the API serves this one file to this one job's token
+            url = ref.url if ref.url and ref.url.startswith(("http://", "https://")) else \
+                f"/v1/agent/jobs/{job.id}/files/{fid}"
+            files[fid] = {"key": ref.key, "url": url}
+        return {"job_id": job.id, "op": job.op, "params": job.params, "tenant": job.tenant, "queue": job.queue,
+                "priority": job.priority, "attempt": job.attempts, "max_attempts": job.max_attempts,
+                "timeout_s": job.timeout_s, "deadline": deadline, "worker_id": worker_id, "token": token,
+                "files": files, "uploads": f"/v1/agent/jobs/{job.id}/outputs/"}
+
+    # ---- job tokens
+    def _sign(self, job_id: str, attempt: int, worker_id: str, expires: float) -> str:
+        body = _b64(f"{job_id}|{attempt}|{worker_id}|{int(expires)}".encode())
+        sig = hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()
+        return f"rfj.{body}.{sig}"
+
+    def grant(self, token: str | None, job_id: str) -> JobGrant:
+        """The job token's grant for this job; AuthError when it is forged, expired, for another job, or its
+        agent's token was revoked."""
+        bad = AuthError("The job token is not valid for this job.", code="invalid_job_token")
+        if not token or not token.startswith("rfj."):
+            raise bad
+        try:
+            _, body, sig = token.split(".")
+            if not hmac.compare_digest(sig, hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()):
+                raise bad
+            jid, attempt, worker_id, expires = _unb64(body).decode().split("|")
+        except (ValueError, UnicodeDecodeError):
+            raise bad from None
+        if jid != job_id or float(expires) < time.time():
+            raise bad
+        agent_id = worker_id.split(":")[1] if worker_id.startswith("agent:") else ""
+        agent = self.stores.agents.get(agent_id)
+        if agent is None or agent.revoked:
+            raise AuthError("The agent's token was revoked.", code="invalid_agent_token")
+        return JobGrant(job_id, int(attempt), worker_id, agent_id)
+
+    def _job(self, grant: JobGrant) -> ClaimedJob | None:
+        """The job as the granted attempt knows it, or None when that attempt no longer owns it."""
+        rec = self.stores.jobs.get_job(grant.job_id)
+        if rec is None or rec.status != JobStatus.RUNNING or rec.lease_owner != grant.worker_id \
+                or rec.attempts != grant.attempt:
+            return None
+        return ClaimedJob(id=rec.id, op=rec.op, params=rec.params, tenant=rec.tenant, queue=rec.queue,
+                          priority=rec.priority, attempts=rec.attempts, max_attempts=rec.max_attempts,
+                          timeout_s=rec.timeout_s)
+
+    def _owned(self, grant: JobGrant) -> ClaimedJob:
+        job = self._job(grant)
+        if job is None:
+            raise Conflict("This worker no longer owns the job (its lease ran out or it ended).",
+                           code="job_not_owned")
+        return job
+
+    # ---- reports (each answers whether a cancel was asked, so the agent learns it with no extra call)
+    def renew(self, grant: JobGrant) -> Lease:
+        job = self._job(grant)
+        if job is None:
+            return Lease(False, self.stores.jobs.cancel_requested(grant.job_id))
+        return self.control.renew(job, grant.worker_id)
+
+    def cancel_requested(self, grant: JobGrant) -> bool:
+        return self.stores.jobs.cancel_requested(grant.job_id)
+
+    def progress(self, grant: JobGrant, fraction: float, stage: str | None) -> bool:
+        job = self._job(grant)
+        if job is not None:
+            self.control.progress(job, grant.worker_id, fraction, stage)
+        return self.cancel_requested(grant)
+
+    def note(self, grant: JobGrant, values: dict[str, Any]) -> None:
+        job = self._job(grant)
+        if job is not None:
+            self.control.note(job, values)
+
+    def release(self, grant: JobGrant, error: dict[str, Any], refund: bool) -> JobStatus:
+        job = self._job(grant)
+        self._drop_uploads(grant)
+        if job is None:
+            rec = self.stores.jobs.get_job(grant.job_id)
+            return rec.status if rec is not None else JobStatus.FAILED
+        return self.control.release(job, grant.worker_id, error, refund=refund)
+
+    def finish(self, grant: JobGrant, status: JobStatus, result: dict[str, Any] | None,
+               error: dict[str, Any] | None) -> bool:
+        job = self._job(grant)
+        if job is None:  # a late duplicate completion: ignored, and its uploads with it
+            self._drop_uploads(grant)
+            return False
+        if status == JobStatus.SUCCEEDED:
+            try:
+                outputs = self._commit(grant, (result or {}).get("outputs") or {})
+            except UserError as exc:
+                self._drop_uploads(grant)
+                return self.control.finish(job, grant.worker_id, JobStatus.FAILED, error=exc.to_dict())
+            result = {"outputs": outputs, "data": (result or {}).get("data") or {}}
+        self._drop_uploads(grant)
+        return self.control.finish(job, grant.worker_id, status, result=result, error=error)
+
+    # ---- files
+    def input_file(self, grant: JobGrant, file_id: str) -> tuple[str, str]:
+        """(storage key, filename) of an uploaded input this job's params name, for this job's tenant."""
+        job = self._owned(grant)
+        if file_id not in file_ids_in(job.params):
+            raise NotFound(f"Input file {file_id!r} was not found.", code="input_not_found")
+        rec = self.stores.files.get_file(file_id, job.tenant)
+        if rec is None:
+            raise NotFound(f"Input file {file_id!r} was not found.", code="input_not_found")
+        return rec.storage_key, rec.filename
+
+    def upload_key(self, grant: JobGrant, filename: str) -> str:
+        self._owned(grant)
+        return f"{UPLOAD_PREFIX}/{grant.job_id}/{grant.attempt}/{check_filename(filename)}"
+
+    def _commit(self, grant: JobGrant, outputs: dict[str, Any]) -> dict[str, Any]:
+        committed: dict[str, Any] = {}
+        for name, meta in outputs.items():
+            filename = check_filename(str((meta or {}).get("filename") or ""))
+            temp = f"{UPLOAD_PREFIX}/{grant.job_id}/{grant.attempt}/{filename}"
+            if not self.storage.exists(temp):
+                raise UserError(f"Output {name!r} was reported but never uploaded.", code="output_incomplete")
+            obj = self._copy(temp, f"jobs/{grant.job_id}/{filename}", meta.get("content_type"))
+            if obj.size != meta.get("size") or obj.sha256 != meta.get("sha256"):
+                self.storage.delete(obj.key)
+                raise UserError(f"Output {name!r} arrived incomplete ({obj.size} bytes, the worker reported "
+                                f"{meta.get('size')}).", code="output_incomplete")
+            committed[name] = {"key": obj.key, "filename": filename, "size": obj.size,
+                               "content_type": obj.content_type, "sha256": obj.sha256}
+        return committed
+
+    def _copy(self, src: str, dest: str, content_type: str | None) -> StoredObject:
+        local = self.storage.local_path(src)
+        if local is not None:
+            return self.storage.put_file(local, dest, content_type)
+        with self.storage.open_read(src) as fh:
+            chunks = iter(lambda: fh.read(1024 * 1024), b"")
+            return self.storage.put_stream(chunks, dest, max_bytes=self.settings.limits.max_upload_bytes,
+                                           content_type=content_type)
+
+    def _drop_uploads(self, grant: JobGrant) -> None:
+        self.storage.delete_prefix(f"{UPLOAD_PREFIX}/{grant.job_id}/{grant.attempt}/")

@@ -1,0 +1,81 @@
+"""Agent tokens: what a remote worker (`reelforge agent`) authenticates with. Only a hash is stored; the
+plaintext is shown once. A token has the worker role only (claim and report on jobs of its queues; no
+job submission, no file listing) and is refused as soon as it is revoked (looked up on every request).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import or_, select, update
+
+from reelforge.jobs.db import _Store, rowcount
+from reelforge.jobs.models import AgentTokenRow
+
+TOKEN_PREFIX = "rfa_"
+
+
+@dataclass(frozen=True)
+class AgentTokenRecord:
+    id: str
+    name: str
+    queues: tuple[str, ...]
+    created_at: float
+    revoked: bool
+    last_seen_at: float | None
+    resources: dict[str, Any] | None
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _record(row: AgentTokenRow) -> AgentTokenRecord:
+    return AgentTokenRecord(row.id, row.name, tuple(row.queues or ()), row.created_at, row.revoked,
+                            row.last_seen_at, row.resources)
+
+
+class AgentsStore(_Store):
+    def create_token(self, name: str, queues: list[str]) -> tuple[str, AgentTokenRecord]:
+        plaintext = f"{TOKEN_PREFIX}{secrets.token_urlsafe(32)}"
+        row = AgentTokenRow(id=f"agt_{uuid.uuid4().hex[:12]}", name=name, token_hash=_hash(plaintext),
+                            queues=list(queues), created_at=time.time(), revoked=False)
+        with self.session() as s, s.begin():
+            s.add(row)
+        return plaintext, _record(row)
+
+    def agent_for_token(self, plaintext: str) -> AgentTokenRecord | None:
+        """The live (not revoked) agent token with this plaintext, else None."""
+        with self.session() as s:
+            row = s.scalar(select(AgentTokenRow).where(AgentTokenRow.token_hash == _hash(plaintext),
+                                                       AgentTokenRow.revoked.is_(False)))
+            return _record(row) if row else None
+
+    def get(self, agent_id: str) -> AgentTokenRecord | None:
+        with self.session() as s:
+            row = s.get(AgentTokenRow, agent_id)
+            return _record(row) if row else None
+
+    def list_tokens(self) -> list[AgentTokenRecord]:
+        with self.session() as s:
+            return [_record(r) for r in s.scalars(select(AgentTokenRow).order_by(AgentTokenRow.created_at))]
+
+    def revoke(self, id_or_name: str) -> int:
+        """Revoke the token with this id (or every token with this name); the count revoked."""
+        with self.session() as s, s.begin():
+            res = s.execute(update(AgentTokenRow).where(or_(AgentTokenRow.id == id_or_name,
+                                                            AgentTokenRow.name == id_or_name))
+                            .values(revoked=True))
+            return rowcount(res)
+
+    def seen(self, agent_id: str, resources: dict[str, Any] | None = None) -> None:
+        values: dict[str, Any] = {"last_seen_at": time.time()}
+        if resources is not None:
+            values["resources"] = resources
+        with self.session() as s, s.begin():
+            s.execute(update(AgentTokenRow).where(AgentTokenRow.id == agent_id).values(**values))
