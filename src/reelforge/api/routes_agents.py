@@ -7,6 +7,7 @@
     POST /v1/agent/jobs/{id}/progress            job token: fraction + stage -> {cancel_requested}
     POST /v1/agent/jobs/{id}/notes               job token: facts about how it ran (encoder, GPU, ...)
     POST /v1/agent/jobs/{id}/finish              job token: terminal state; outputs committed here
+    POST /v1/agent/jobs/{id}/interrupted         job token: the agent is stopping (the attempt will not count)
     POST /v1/agent/jobs/{id}/release             job token: no verdict (host crashed): retry elsewhere
     GET  /v1/agent/jobs/{id}/files/{file_id}     job token: one of the job's uploaded inputs
     PUT  /v1/agent/jobs/{id}/outputs/{filename}  job token: one output, to a temporary key of this attempt
@@ -133,6 +134,13 @@ async def finish(job_id: str, body: FinishIn, request: Request) -> dict[str, Any
     grant = await _grant(request, job_id)
     ok = await run_in_threadpool(_agents(request).finish, grant, JobStatus(body.status), body.result, body.error)
     return {"ok": ok}
+
+
+@router.post("/jobs/{job_id}/interrupted", status_code=204)
+async def interrupted(job_id: str, request: Request) -> Response:
+    grant = await _grant(request, job_id)
+    await run_in_threadpool(_agents(request).interrupted, grant)
+    return Response(status_code=204)
 
 
 @router.post("/jobs/{job_id}/release")

@@ -130,10 +130,13 @@ class Agent:
                     self._stop.set()
         finally:
             self._stop.set()
-            for host in self._hosts:
-                host.close()  # a job still running is released by its slot (refund: we are stopping)
+            # each slot's runner sees `stopping`: it marks its job interrupted, kills the host and gives the
+            # job back without spending an attempt; a slot still stuck after that has its host killed here
+            deadline = time.monotonic() + 20
             for t in threads:
-                t.join(timeout=10)
+                t.join(timeout=max(0.1, deadline - time.monotonic()))
+            for host in self._hosts:
+                host.close()
             self.control.close()
         return EXIT_REFUSED if self.control.refused else 0
 

@@ -136,6 +136,9 @@ class HttpControl:
             return JobStatus.QUEUED  # the service requeues it when the lease runs out
         return JobStatus(resp.json()["status"])
 
+    def interrupted(self, job: ClaimedJob, worker_id: str) -> None:
+        self._job_call("POST", job.id, "interrupted")
+
     # ---- inside
     def envelope(self, job_id: str) -> dict[str, Any]:
         with self._lock:

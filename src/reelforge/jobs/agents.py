@@ -229,6 +229,11 @@ class AgentJobs:
         if job is not None:
             self.control.note(job, values)
 
+    def interrupted(self, grant: JobGrant) -> None:
+        job = self._job(grant)
+        if job is not None:
+            self.control.interrupted(job, grant.worker_id)
+
     def release(self, grant: JobGrant, error: dict[str, Any], refund: bool) -> JobStatus:
         job = self._job(grant)
         self._drop_uploads(grant)
