@@ -180,22 +180,21 @@ def main() -> None:
                     "-t", "1", str(tmp / "in.mp4")], check=True)
     load_start = os.getloadavg()[0]
 
-    # reference: the bare stack, same uvicorn, same load generator, every level
+    # Per level: the reference (the bare stack, same uvicorn, same load generator), then ReelForge with
+    # embedded defaults (access log off, as behind a reverse proxy that logs). Interleaved, so that a shared
+    # machine's load drifting over the run weighs on both sides of each ratio alike.
     ref, ref_url = start_reference(tmp)
     ref_res: dict[int, dict] = {}
+    res: dict[int, dict] = {}
+    depth: dict[int, str] = {}
+    (tmp / "ref_ids.txt").write_text("x\n")
     try:
-        (tmp / "ref_ids.txt").write_text("x\n")
         for n in levels:
             ref_res[n] = measure(ref_url, n, args.seconds, {"op": "probe", "params": {}}, tmp / "ref_ids.txt", tmp)
+            res[n], depth[n] = measure_reelforge(tmp, n, args.seconds, tmp / "in.mp4")
     finally:
         ref.terminate()
         ref.wait()
-
-    # ReelForge with embedded defaults (access log off, as behind a reverse proxy that logs)
-    res: dict[int, dict] = {}
-    depth: dict[int, str] = {}
-    for n in levels:
-        res[n], depth[n] = measure_reelforge(tmp, n, args.seconds, tmp / "in.mp4")
 
     print(f"clients={args.clients} seconds={args.seconds} cores={os.cpu_count()} "
           f"load={load_start:.2f} -> {os.getloadavg()[0]:.2f}")

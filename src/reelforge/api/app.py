@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from reelforge import __version__
 from reelforge.api.auth import KeyCache
+from reelforge.api.dbcalls import make_limiter
 from reelforge.api.errors import error_response, install_error_handlers
 from reelforge.api.openapi import install_openapi
 from reelforge.api.routes_agents import router as agents_router
@@ -165,6 +166,7 @@ def create_app(settings: Settings | None = None, *,
         app.state.batcher = SubmitBatcher(services.stores.jobs, executor.submit)
         app.state.jobs = services.job_service(executor, batcher=app.state.batcher)
         app.state.metrics_registry = registry
+        app.state.db_limiter = make_limiter()
         executor.start()
         try:
             yield

@@ -11,8 +11,8 @@ import threading
 import time
 
 from fastapi import Request
-from fastapi.concurrency import run_in_threadpool
 
+from reelforge.api.dbcalls import run_db
 from reelforge.errors import AuthError
 from reelforge.jobs.store_keys import KeysStore
 
@@ -62,7 +62,7 @@ async def _tenant(request: Request, required: bool) -> str:
     if key:
         found, tenant = state.keys.cached(key)
         if not found:
-            tenant = await run_in_threadpool(state.keys.tenant, key)
+            tenant = await run_db(request, state.keys.tenant, key)
         if tenant is None:
             raise AuthError("The API key is not valid.", code="invalid_api_key")
         return tenant

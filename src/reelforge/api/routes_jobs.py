@@ -11,9 +11,10 @@ from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from reelforge.api.auth import current_tenant
+from reelforge.api.dbcalls import run_db
 from reelforge.api.schemas import JobCreate, JobList, JobView, job_view
 from reelforge.errors import NotFound
 from reelforge.jobs.service import JobService
@@ -48,10 +49,12 @@ def list_jobs(request: Request, tenant: Tenant,
 
 
 @router.get("/{job_id}", response_model=JobView, summary="A job's status, progress and result")
-async def get_job(job_id: str, request: Request, tenant: Tenant) -> JobView:
+async def get_job(job_id: str, request: Request, tenant: Tenant) -> Response:
+    # the hottest read (clients poll it): the store read on the API's small database pool, and the view
+    # serialised once (returning the model would have FastAPI validate it again against JobView)
     service = _service(request)
-    job, attempts = await run_in_threadpool(service.get_with_attempts, tenant, job_id)
-    return job_view(job, service.output_url, attempts)
+    job, attempts = await run_db(request, service.get_with_attempts, tenant, job_id)
+    return Response(job_view(job, service.output_url, attempts).model_dump_json(), media_type="application/json")
 
 
 @router.post("/{job_id}/cancel", response_model=JobView, summary="Cancel a queued or running job")
