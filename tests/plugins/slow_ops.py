@@ -19,7 +19,8 @@ class SlowParams(Params):
     marker: str = Field(default="slow", pattern=r"^[a-z0-9_-]{1,40}$")
 
 
-@operation("test_slow", params=SlowParams, summary="Test-only: a real-time paced ffmpeg encode.", timeout_s=60)
+@operation("test_slow", params=SlowParams, summary="Test-only: a real-time paced ffmpeg encode.", timeout_s=60,
+           example={"seconds": 2.0, "marker": "example"})
 def run(params: SlowParams, ctx: OpContext) -> OpResult:
     out = ctx.output_path(f"slow-{params.marker}", ".mp4")
     run_ffmpeg(["-re", "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate=10:duration={params.seconds}",

@@ -20,6 +20,7 @@ from reelforge.api.routes_files import router as files_router
 from reelforge.api.routes_jobs import router as jobs_router
 from reelforge.api.routes_system import StoreCollector
 from reelforge.api.routes_system import router as system_router
+from reelforge.api.routes_ui import install_ui
 from reelforge.config import Settings
 from reelforge.engine.executor import Executor, make_executor
 from reelforge.engine.routing import check_routes
@@ -182,6 +183,7 @@ def create_app(settings: Settings | None = None, *,
                     "Authenticate with `X-API-Key` (not needed on 127.0.0.1). Errors are always "
                     "`{\"error\": {\"code\", \"message\"}}`.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # served by routes_ui with local assets, not from a CDN
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -190,6 +192,7 @@ def create_app(settings: Settings | None = None, *,
     app.include_router(files_router)
     app.include_router(system_router)
     app.include_router(agents_router)
+    install_ui(app)
     # uploads (users' files, agents' outputs) have their own, larger cap
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes,
                        exempt_prefixes=("/v1/files", "/v1/agent/jobs/"))

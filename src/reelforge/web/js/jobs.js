@@ -1,0 +1,134 @@
+// The jobs list: filters (status, op, time), search by id, pages (the API's `before` cursor), and live
+// progress of the running jobs on the page over the job events stream.
+import { api, streamEvents } from "./api.js";
+import { h, badge, when, seconds, pct, progressBar, errorBlock, STATUSES, TERMINAL, flash } from "./dom.js";
+
+const LIVE_STREAMS = 4;  // a browser opens ~6 connections per origin: leave room for the page's own requests
+const SINCE = { "": "Any time", "3600": "Last hour", "86400": "Last 24 hours", "604800": "Last 7 days" };
+
+export async function renderJobs(main, query, ctx) {
+  const status = query.get("status") || "";
+  const op = query.get("op") || "";
+  const since = query.get("since") || "";
+  const before = query.get("before") || "";
+  const cursors = (query.get("pages") || "").split(",").filter(Boolean);  // the `before` of newer pages
+
+  const ops = await ctx.ops();
+  const form = h("form", { class: "card filters", role: "search", "aria-label": "Filter jobs", onsubmit: (e) => {
+    e.preventDefault();
+    const f = new FormData(form);
+    const q = new URLSearchParams();
+    for (const k of ["status", "op", "since"]) if (f.get(k)) q.set(k, f.get(k));
+    const cb = f.get("created_before");
+    if (cb) q.set("before", String(new Date(cb).getTime() / 1000));
+    location.hash = `#/jobs?${q}`;
+  } },
+    field("Status", h("select", { id: "f-status", name: "status" }, h("option", { value: "" }, "Any status"),
+      STATUSES.map((s) => h("option", { value: s, selected: s === status }, s.replace("_", " "))))),
+    field("Operation", h("select", { id: "f-op", name: "op" }, h("option", { value: "" }, "Any operation"),
+      ops.map((o) => h("option", { value: o.name, selected: o.name === op }, o.name)))),
+    field("Created", h("select", { id: "f-since", name: "since" },
+      Object.entries(SINCE).map(([v, t]) => h("option", { value: v, selected: v === since }, t)))),
+    field("Created before", h("input", { id: "f-created_before", name: "created_before", type: "datetime-local",
+      value: before ? localInput(Number(before)) : "" })),
+    h("div", {}, h("button", { type: "submit" }, "Apply filters")),
+  );
+  const search = h("form", { class: "card filters", role: "search", "aria-label": "Find a job by id",
+    onsubmit: async (e) => {
+      e.preventDefault();
+      const id = search.querySelector("input").value.trim();
+      if (!id) return;
+      try {
+        await api(`/v1/jobs/${encodeURIComponent(id)}`);
+        location.hash = `#/job/${encodeURIComponent(id)}`;
+      } catch (err) {
+        flash(`${err.code}: ${err.message}`, true);
+      }
+    } },
+    field("Job id", h("input", { id: "f-job-id", type: "search", placeholder: "job_…", autocomplete: "off" })),
+    h("div", {}, h("button", { type: "submit", class: "secondary" }, "Open job")),
+  );
+
+  const params = new URLSearchParams({ limit: String(ctx.pageSize) });
+  if (status) params.append("status", status);
+  if (op) params.set("op", op);
+  if (before) params.set("before", before);
+  const page = await api(`/v1/jobs?${params}`);
+  const floor = since ? Date.now() / 1000 - Number(since) : null;
+  const jobs = floor ? page.jobs.filter((j) => Date.parse(j.created_at) / 1000 >= floor) : page.jobs;
+  const more = page.next_before && !(floor && jobs.length < page.jobs.length);
+
+  const tbody = h("tbody", {}, jobs.map(row));
+  const table = h("div", { class: "table-wrap" }, h("table", { class: "jobs" },
+    h("caption", { class: "hint table-caption" }, `${jobs.length} job(s) on this page`),
+    h("thead", {}, h("tr", {}, ["Job", "Op", "Status", "Progress", "Stage / error", "Created", "Duration"]
+      .map((t) => h("th", { scope: "col" }, t)))),
+    tbody));
+  if (!jobs.length) tbody.append(h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No jobs match these filters.")));
+
+  const nav = h("div", { class: "actions", role: "navigation", "aria-label": "Pages" });
+  if (cursors.length || before) {
+    const prev = new URLSearchParams(query);
+    const back = cursors.slice(0, -1);
+    const target = cursors.length ? cursors[cursors.length - 1] : "";
+    if (target && target !== "-") prev.set("before", target); else prev.delete("before");
+    if (back.length) prev.set("pages", back.join(",")); else prev.delete("pages");
+    nav.append(h("a", { class: "button secondary", href: `#/jobs?${prev}`, id: "newer" }, "← Newer"));
+  }
+  if (more) {
+    const next = new URLSearchParams(query);
+    next.set("before", String(page.next_before));
+    next.set("pages", [...cursors, before || "-"].join(","));
+    nav.append(h("a", { class: "button secondary", href: `#/jobs?${next}`, id: "older" }, "Older →"));
+  }
+
+  main.replaceChildren(h("h1", {}, "Jobs"), form, search, table, nav);
+
+  // live progress: the first running/queued jobs on the page follow their event stream; when any ends, or
+  // every 10 s, the page is read again so new jobs and ended ones show
+  let live = 0;
+  for (const job of jobs) {
+    if (TERMINAL.has(job.status) || live >= LIVE_STREAMS) continue;
+    live++;
+    const tr = tbody.querySelector(`tr[data-job="${CSS.escape(job.id)}"]`);
+    streamEvents(job.id, (event, data) => {
+      update(tr, data);
+      if (event === "done") ctx.refreshSoon();
+    }, ctx.signal).catch(() => {});
+  }
+  ctx.every(10000, () => ctx.refreshSoon());
+}
+
+function field(label, control) {
+  return h("div", {}, h("label", { for: control.id }, label), control);
+}
+
+function localInput(ts) {
+  const d = new Date(ts * 1000);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+function row(job) {
+  return h("tr", { "data-job": job.id, "data-status": job.status },
+    h("td", { class: "id mono", "data-label": "Job" }, h("a", { href: `#/job/${encodeURIComponent(job.id)}` }, job.id)),
+    h("td", { "data-label": "Op" }, job.op),
+    h("td", { "data-label": "Status", class: "cell-status" }, badge(job.status)),
+    h("td", { "data-label": "Progress", class: "cell-progress" }, progressBar(job.progress, `Progress of ${job.id}`),
+      " ", h("span", { class: "pct" }, pct(job.progress))),
+    h("td", { "data-label": job.error ? "Error" : "Stage", class: "cell-stage" },
+      job.error ? errorBlock(job.error, job.stage) : (job.stage || "—")),
+    h("td", { "data-label": "Created" }, when(job.created_at)),
+    h("td", { "data-label": "Duration" }, seconds(job.duration_s)),
+  );
+}
+
+function update(tr, data) {
+  if (!tr) return;
+  tr.dataset.status = data.status;
+  tr.querySelector(".cell-status").replaceChildren(badge(data.status));
+  tr.querySelector(".cell-progress progress").value = Math.round((data.progress || 0) * 100);
+  tr.querySelector(".cell-progress .pct").textContent = pct(data.progress);
+  const stage = tr.querySelector(".cell-stage");
+  stage.replaceChildren(data.error ? errorBlock(data.error, data.stage) : (data.stage || "—"));
+}

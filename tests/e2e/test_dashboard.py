@@ -1,0 +1,342 @@
+"""The web dashboard (/ui) and the docs pages driven in Debian's chromium, headless, through Playwright.
+
+A real `reelforge serve` (embedded executor, SQLite, job hosts, ffmpeg) with API keys required; the browser
+may reach nothing but loopback (every other request is aborted and recorded, and the tests assert there was
+none). The dashboard only uses the public /v1 API, so this embedded configuration also stands for the
+Celery one (same routes, same answers). Screenshots go to test-artifacts/dashboard/ (git-ignored).
+
+No browser is downloaded: `playwright` drives /usr/bin/chromium (scripts/ensure-system-deps.sh installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.integration.service import REPO, Service, wait_job
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (scripts/ensure-system-deps.sh)")
+
+ARTIFACTS = REPO / "test-artifacts" / "dashboard"
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+FPS = 10  # tests/plugins/slow_ops.py encodes at 10 frames/s: "within a frame" is 0.1 s
+
+
+def make_key(svc: Service, name: str) -> str:
+    res = svc.cli("keys", "create", "--name", name)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, str, str]]:
+    svc = Service(tmp_path_factory.mktemp("ui") / "data", REELFORGE_API_KEYS_REQUIRED="true")
+    key, other = make_key(svc, "editor"), make_key(svc, "other")
+    svc.start()
+    yield svc, key, other
+    svc.stop()
+
+
+@pytest.fixture(scope="module")
+def service(keyed: tuple[Service, str, str]) -> Service:
+    return keyed[0]
+
+
+@pytest.fixture(scope="module")
+def key(keyed: tuple[Service, str, str]) -> str:
+    return keyed[1]
+
+
+class Browser:
+    """One chromium for the module; every request is recorded, non-loopback ones are aborted."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        self.blocked: list[str] = []
+        self.errors: list[str] = []
+        self.contexts: list[Any] = []
+        self._pw = sync_api.sync_playwright().start()
+        self.browser = self._pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                                args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+
+    def page(self, width: int = 1280, height: int = 900) -> Any:
+        context = self.browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+        context.route("**/*", self._route)
+        self.contexts.append(context)
+        page = context.new_page()
+        page.on("request", lambda r: self.requests.append(r.url))
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        return page
+
+    def _route(self, route: Any) -> None:
+        url = route.request.url
+        host = urlsplit(url).hostname or ""
+        if url.startswith(("blob:", "data:")) or host in LOOPBACK:
+            route.continue_()
+        else:
+            self.blocked.append(url)
+            route.abort("blockedbyclient")
+
+    def close_pages(self) -> None:
+        for context in self.contexts:
+            context.close()
+        self.contexts.clear()
+
+    def close(self) -> None:
+        self.browser.close()
+        self._pw.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    b = Browser()
+    yield b
+    b.close()
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_loopback(browser: Browser, key: str) -> Iterator[None]:
+    yield
+    browser.close_pages()
+    assert browser.blocked == [], f"the page tried to reach the network: {browser.blocked}"
+    assert not [u for u in browser.requests if key in u], "the API key appeared in a URL"
+
+
+def shot(page: Any, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def open_ui(browser: Browser, service: Service, key: str, route: str = "#/jobs", **size: int) -> Any:
+    """Open the dashboard and enter the key (asked once per browser session)."""
+    page = browser.page(**size)
+    page.goto(f"{service.url}/ui/{route}")
+    dialog = page.locator("#key-dialog")
+    dialog.wait_for(state="visible")
+    page.get_by_label("Key", exact=True).fill(key)
+    page.get_by_role("button", name="Save").click()
+    page.locator("#key-button", has_text="set").wait_for()
+    assert page.evaluate("sessionStorage.getItem('reelforge.apiKey')") == key
+    rendered(page)
+    return page
+
+
+def ffprobe_duration(data: bytes, tmp: Path) -> float:
+    path = tmp / "out.mp4"
+    path.write_bytes(data)
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(json.loads(out)["format"]["duration"])
+
+
+def until(page: Any, js: str, timeout: float = 30) -> Any:
+    """Poll a JS expression until it is truthy (page.wait_for_function evaluates strings, which the
+    dashboard's Content-Security-Policy rightly refuses; evaluate() of a function is not affected)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = page.evaluate(f"() => {js}")
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {js}; the page shows: {page.inner_text('main')[:2000]}")
+        time.sleep(0.1)
+
+
+def rendered(page: Any) -> None:
+    """Wait until the dashboard has drawn the view of the current URL."""
+    until(page, "!document.querySelector('main').dataset.rendering && "
+                "document.querySelector('main').dataset.view === location.hash")
+
+
+def job_id_of(page: Any) -> str:
+    page.wait_for_url(re.compile(r".*#/job/job_[0-9a-f]+$"))
+    rendered(page)
+    return page.locator("#job-id").inner_text()
+
+
+def test_submit_example_from_form_watch_progress_and_play_the_video(browser, service, key, tmp_path):
+    page = open_ui(browser, service, key, "#/submit/probe")
+    # the form is generated from GET /v1/ops and seeded with the op's shipped example
+    example = httpx.get(f"{service.url}/v1/ops", headers={"X-API-Key": key}).json()
+    probe = next(o for o in example["ops"] if o["name"] == "probe")
+    assert page.get_by_label(re.compile("^Input")).input_value() == probe["example"]["input"]
+    page.get_by_label("Operation", exact=True).select_option("test_slow")
+    page.wait_for_url(re.compile(r".*#/submit/test_slow$"))
+    rendered(page)
+    assert page.get_by_label(re.compile("^Seconds")).input_value() == "2"
+    assert page.get_by_label(re.compile("^Marker")).input_value() == "example"
+    # every control of the form has a label (accessibility)
+    unlabelled = page.evaluate("""[...document.querySelectorAll('main input, main select, main textarea')]
+        .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.id)""")
+    assert unlabelled == []
+    shot(page, "01-submit-form")
+    page.get_by_role("button", name="Submit job").click()
+    job_id = job_id_of(page)
+
+    seen: list[int] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        seen.append(page.locator("#job-status progress").evaluate("p => p.value"))
+        if seen[-1] >= 100 and page.locator("#job-status [data-status=succeeded]").count():
+            break
+        if len(seen) == 15:
+            shot(page, "02-job-running")
+        time.sleep(0.1)
+    values = [page.locator("#job-status progress").evaluate("p => p.value")]
+    assert values[-1] == 100, seen
+    assert page.locator("#job-pct").inner_text() == "100%"
+    assert any(0 < v < 100 for v in seen), f"no live progress between 0 and 100 was shown: {sorted(set(seen))}"
+
+    video = page.locator("#outputs video")
+    video.wait_for()
+    until(page, "document.querySelector('#outputs video').readyState >= 1")
+    duration = video.evaluate("v => v.duration")
+    job = httpx.get(f"{service.url}/v1/jobs/{job_id}", headers={"X-API-Key": key}).json()
+    data = httpx.get(f"{service.url}/v1/jobs/{job_id}/outputs/video", headers={"X-API-Key": key}).content
+    assert abs(duration - ffprobe_duration(data, tmp_path)) <= 1 / FPS
+    assert job["status"] == "succeeded"
+    # it plays: the position moves
+    video.evaluate("v => { v.muted = true; return v.play(); }")
+    until(page, "document.querySelector('#outputs video').currentTime > 0.2", timeout=15)
+    shot(page, "03-job-succeeded-video")
+
+    # the download is the same bytes as the API's
+    with page.expect_download() as dl:
+        page.get_by_role("button", name=re.compile("^Download")).click()
+    assert Path(dl.value.path()).read_bytes() == data
+
+    # the list shows it, and a filter on another status hides it
+    page.get_by_role("link", name="Jobs", exact=True).click()
+    rendered(page)
+    row = page.locator(f"tr[data-job='{job_id}']")
+    row.wait_for()
+    assert row.get_attribute("data-status") == "succeeded"
+    page.get_by_label("Status").select_option("failed")
+    page.get_by_role("button", name="Apply filters").click()
+    page.wait_for_url(re.compile(r".*status=failed"))
+    rendered(page)
+    assert page.locator(f"tr[data-job='{job_id}']").count() == 0
+    shot(page, "04-jobs-filtered")
+
+
+def test_cancel_a_long_job(browser, service, key):
+    page = open_ui(browser, service, key, "#/submit/test_slow")
+    page.get_by_label(re.compile("^Seconds")).fill("120")
+    page.get_by_label(re.compile("^Marker")).fill("uicancel")
+    page.get_by_role("button", name="Submit job").click()
+    job_id = job_id_of(page)
+    page.locator("#job-status [data-status=running]").wait_for(timeout=60_000)
+    until(page, "document.querySelector('#job-status progress').value > 0", timeout=60)
+    shot(page, "05-long-job-running")
+    page.get_by_role("button", name="Cancel").click()
+    page.locator("#job-status [data-status=cancelled]").wait_for(timeout=30_000)
+    page.locator("#job-error .err-code", has_text="cancelled").wait_for()
+    with service.client(key) as client:
+        assert wait_job(client, job_id, timeout=30)["status"] == "cancelled"
+    assert page.get_by_role("button", name="Retry").is_enabled()
+    shot(page, "06-long-job-cancelled")
+
+
+def test_failed_job_shows_its_error_code_and_sentence(browser, service, key, tmp_path):
+    not_media = tmp_path / "notes.mp4"
+    not_media.write_bytes(b"this is not a video\n" * 2000)
+    page = open_ui(browser, service, key, "#/submit/probe")
+    page.get_by_label("File", exact=True).set_input_files(str(not_media))
+    page.get_by_label("Put its id into").select_option("input")
+    page.get_by_role("button", name="Upload").click()
+    until(page, "!/^Uploading/.test(document.querySelector('#upload-result').textContent)")
+    assert page.locator("#upload-id").count(), page.locator("#upload-result").inner_text()
+    file_id = page.locator("#upload-id").inner_text()
+    assert page.locator("#upload-progress").evaluate("p => p.value") == 100
+    assert page.get_by_label(re.compile("^Input")).input_value() == file_id
+    shot(page, "07-uploaded")
+    page.get_by_role("button", name="Submit job").click()
+    job_id = job_id_of(page)
+    with service.client(key) as client:
+        job = wait_job(client, job_id)
+    assert job["status"] == "failed" and job["error"]["code"]
+    page.locator("#job-error .err-code").wait_for(timeout=30_000)
+    assert page.locator("#job-error .err-code").inner_text() == job["error"]["code"]
+    assert page.locator("#job-error .err-message").inner_text() == job["error"]["message"]
+    shot(page, "08-job-failed")
+    # the list shows the code too
+    page.goto(f"{service.url}/ui/#/jobs?status=failed")
+    rendered(page)
+    page.locator(f"tr[data-job='{job_id}'] .err-code", has_text=job["error"]["code"]).wait_for()
+
+
+def test_a_tenant_sees_only_its_jobs(browser, keyed):
+    service, key, other = keyed
+    with service.client(other) as client:
+        theirs = client.post("/v1/jobs", json={"op": "test_slow", "params": {"seconds": 0.5}}).json()["id"]
+    page = open_ui(browser, service, key)
+    page.locator("table.jobs tbody tr").first.wait_for()
+    assert page.locator(f"tr[data-job='{theirs}']").count() == 0
+    page.get_by_label("Job id").fill(theirs)
+    page.get_by_role("button", name="Open job").click()
+    page.locator("#flash.bad", has_text="job_not_found").wait_for()
+
+
+def test_phone_width_and_keyboard(browser, service, key):
+    page = open_ui(browser, service, key, width=390, height=844)
+    page.locator("table.jobs tbody tr").first.wait_for()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "09-jobs-phone")
+    page.goto(f"{service.url}/ui/#/system")
+    rendered(page)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "10-system-phone")
+    # keyboard: the first Tab lands on the skip link, which moves focus to the content
+    page.goto(f"{service.url}/ui/#/jobs")
+    page.reload()
+    rendered(page)
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "f-status"
+
+
+def test_workers_and_capacity(browser, service, key):
+    page = open_ui(browser, service, key, "#/system")
+    page.locator("#queues tr[data-queue=cpu]").wait_for()
+    assert "test_slow" in page.locator("#queues tr[data-queue=cpu]").inner_text()
+    assert page.locator("#capacity-empty").is_visible()
+    assert "local" in page.locator("main").inner_text()
+    shot(page, "11-system")
+
+
+@pytest.mark.parametrize("path,ready", [("/docs", ".swagger-ui .opblock-tag"), ("/redoc", ".redoc-wrap .menu-content")])
+def test_docs_render_without_network(browser, service, path, ready):
+    page = browser.page()
+    page.goto(f"{service.url}{path}")
+    page.locator(ready).first.wait_for(timeout=30_000)
+    assert "Submit a job" in page.locator("body").inner_text()
+    # nothing but loopback was asked for (the page's CSP refuses ReDoc's logo from cdn.redoc.ly before any
+    # request is made; the autouse fixture checks that the network saw nothing else)
+    shot(page, f"12-docs{path.replace('/', '-')}")
+
+
+def test_ui_files_are_package_data():
+    """The wheel carries the dashboard: every file under web/ matches a package-data pattern."""
+    import tomllib
+
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["reelforge"]
+    web = REPO / "src" / "reelforge"
+    files = [p.relative_to(web) for p in (web / "web").rglob("*") if p.is_file()]
+    assert files and all(any(f.match(pat) for pat in patterns) for f in files), files
+    assert shutil.which("chromium") or CHROMIUM.exists()
