@@ -65,6 +65,12 @@ class AgentProc:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
 
+    def wait_registered(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while "registered" not in self.output() and time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.output()
+            time.sleep(0.1)
+
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
 
@@ -236,3 +242,52 @@ def test_a_revoked_token_is_refused_at_once_even_mid_job(stack: Service, tmp_pat
         # the job is not lost: back in the queue for another agent once its lease runs out
         assert wait_job(c, job["id"], timeout=20, until={"queued"})["attempts"] == 1
         assert c.post(f"/v1/jobs/{job['id']}/cancel").status_code in (200, 202)
+
+
+def test_jobs_go_only_to_agents_whose_resources_fit(stack: Service, tmp_path: Path) -> None:
+    with stack.client() as c:
+        job = submit(c, "test_needs_gpu", {})
+        assert job["queue"] == "gpu"
+        with agent(stack, tmp_path, "box-cpu", "--gpu-name", "", "--vram-gb", "0", "--idle-exit", "0.05") as small:
+            assert small.proc.wait(timeout=30) == 0  # found nothing it can run, went idle, exited
+        assert c.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued"
+        with agent(stack, tmp_path, "box-big", "--gpu-name", "Test GPU 16G", "--vram-gb", "16",
+                   "--cuda", "12.4", "--nvenc-sessions", "3") as big:
+            done = wait_done(c, job["id"], big, timeout=60)
+        assert done["status"] == "succeeded", done
+        assert done["notes"]["agent"] == "box-big" and done["notes"]["gpu"] == "Test GPU 16G"
+        assert done["notes"]["cuda"] == "12.4"
+        listed = stack.cli("agents", "token", "list").stdout
+        assert "box-big" in listed and "Test GPU 16G" in listed
+
+
+def test_a_stopped_agent_gives_its_job_back_without_spending_an_attempt(stack: Service, tmp_path: Path) -> None:
+    with stack.client() as c:
+        job = submit(c, "test_slow", {"seconds": 60, "marker": "agentterm"})
+        with agent(stack, tmp_path, "box-term") as box:
+            wait_running(c, job["id"], "agentterm")
+            os.killpg(box.proc.pid, signal.SIGTERM)
+            assert box.proc.wait(timeout=30) == 0, box.output()
+        back = wait_job(c, job["id"], timeout=10, until={"queued"})
+        assert back["attempts"] == 0  # the attempt was given back: a stop is not the job's fault
+        assert pids_with("agentterm") == []
+        assert c.post(f"/v1/jobs/{job['id']}/cancel").status_code in (200, 202)
+
+
+def test_a_queue_mapped_to_agent_then_local_runs_locally_when_no_agent_is_around(tmp_path: Path) -> None:
+    svc = Service(tmp_path / "data", REELFORGE_QUEUE_BACKENDS=json.dumps({"cpu": ["agent", "local"]}),
+                  REELFORGE_AGENT_ALIVE_S="2")
+    svc.start()
+    try:
+        with svc.client() as c:
+            first = submit(c, "test_slow", {"seconds": 0.5})
+            assert wait_job(c, first["id"], timeout=60)["status"] == "succeeded"  # no agent: local slots
+            assert "backend" not in c.get(f"/v1/jobs/{first['id']}").json()["notes"]
+            with agent(svc, tmp_path, "box-fallback") as box:
+                box.wait_registered()
+                time.sleep(0.5)  # the agent is polling now: the local slots leave cpu to it
+                second = submit(c, "test_slow", {"seconds": 0.5})
+                done = wait_done(c, second["id"], box, timeout=60)
+            assert done["status"] == "succeeded" and done["notes"]["agent"] == "box-fallback"
+    finally:
+        svc.stop()

@@ -12,6 +12,7 @@ from reelforge.media.ffmpeg import run_ffmpeg
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import Params
 from reelforge.ops.registry import operation
+from reelforge.ops.resources import Resources
 
 
 class SlowParams(Params):
@@ -41,3 +42,13 @@ def host_facts(params: HostFactsParams, ctx: OpContext) -> OpResult:
     database = sorted(m for m in sys.modules if m.split(".")[0] in ("sqlalchemy", "alembic", "psycopg", "psycopg2")
                       or m.startswith("reelforge.jobs"))
     return OpResult(outputs={}, data={"database_modules": database})
+
+
+class NeedsGpuParams(Params):
+    pass
+
+
+@operation("test_needs_gpu", params=NeedsGpuParams, summary="Test-only: declares it needs a 12 GB GPU.",
+           resources=Resources(gpu="required", vram_gb=12.0), timeout_s=30)
+def needs_gpu(params: NeedsGpuParams, ctx: OpContext) -> OpResult:
+    return OpResult(outputs={}, data={"ran": True})

@@ -144,8 +144,11 @@ class AgentJobs:
                 continue
             job = self.control.claim(job_id, worker_id)
             if job is not None:
+                rec = self.stores.jobs.get_job(job_id)
+                delay = round(time.time() - rec.created_at, 3) if rec is not None else None
                 self.control.note(job, {"backend": "agent", "agent": agent.name, "agent_id": agent.id,
-                                        "worker": worker_id, "gpu": fit.gpu_name, "cuda": fit.cuda})
+                                        "worker": worker_id, "gpu": fit.gpu_name, "cuda": fit.cuda,
+                                        "queue_delay_s": delay})
                 return self.envelope(job, worker_id, agent)
         return None
 
