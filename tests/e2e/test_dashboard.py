@@ -271,6 +271,9 @@ def test_failed_job_shows_its_error_code_and_sentence(browser, service, key, tmp
     page.locator("#job-error .err-code").wait_for(timeout=30_000)
     assert page.locator("#job-error .err-code").inner_text() == job["error"]["code"]
     assert page.locator("#job-error .err-message").inner_text() == job["error"]["message"]
+    # and the stage it failed in (the job's own stage is now "failed")
+    assert job["error"]["stage"] not in ("failed", None)
+    assert f"(stage: {job['error']['stage']})" in page.locator("#job-error").inner_text()
     shot(page, "08-job-failed")
     # the list shows the code too
     page.goto(f"{service.url}/ui/#/jobs?status=failed")

@@ -48,6 +48,16 @@ def test_one_aggregate_alone_on_its_own_database(tmp_path: Path) -> None:
     db.dispose()
 
 
+def test_a_failed_job_keeps_the_stage_it_failed_in(stores: Stores) -> None:
+    job_id = new_job(stores.jobs)
+    assert stores.jobs.claim(job_id, "w", 30) is not None
+    stores.jobs.update_progress(job_id, "w", 0.4, "encoding")
+    assert stores.jobs.finish(job_id, "w", JobStatus.FAILED, error={"code": "ffmpeg_failed", "message": "It broke."})
+    job = stores.jobs.get_job(job_id)
+    assert job is not None and job.stage == "failed"
+    assert job.error == {"code": "ffmpeg_failed", "message": "It broke.", "stage": "encoding"}
+
+
 def test_jobs_claim_is_compare_and_set(stores: Stores) -> None:
     job_id = new_job(stores.jobs)
     won: list[str] = []

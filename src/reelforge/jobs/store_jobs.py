@@ -261,6 +261,11 @@ class JobsStore(_Store):
         if status == JobStatus.SUCCEEDED:
             values["progress"] = 1.0
         with self.session() as s, s.begin():
+            if error is not None and "stage" not in error:
+                # the job's stage becomes its final status: the error keeps the stage it failed in
+                stage = s.scalar(select(JobRow.stage).where(JobRow.id == job_id))
+                if stage:
+                    values["error"] = {**error, "stage": stage}
             res = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.lease_owner == worker_id,
                                                  JobRow.status == JobStatus.RUNNING.value).values(**values))
             return rowcount(res) == 1

@@ -14,7 +14,7 @@ export async function renderSystem(main, ctx) {
   const checks = health?.checks || {};
   const executor = typeof checks.executor === "object" ? checks.executor : {};
   const service = h("section", { class: "card", "aria-labelledby": "svc-h" }, h("h2", { id: "svc-h" }, "Service"),
-    health ? kv([["Status", health.status], ...Object.entries(checks).map(([k, v]) => [k, text(v)]),
+    health ? kv([["Status", health.status], ...Object.entries(checks).filter(([k]) => k !== "executor").map(([k, v]) => [k, text(v)]),
       ["Free disk", health.disk?.free_bytes !== undefined ? `${bytes(health.disk.free_bytes)}${health.disk.low ? " (low)" : ""}` : text(health.disk)]])
       : h("p", { class: "error-text" }, "The health check did not answer."));
 
