@@ -110,3 +110,26 @@ def test_worker_killed_mid_job_is_retried_by_another_worker(stack: Service):
             done = wait_job(c, job["id"], timeout=90)
     assert done["status"] == "succeeded", done
     assert done["attempts"] == 2
+
+
+def test_sigterm_to_a_worker_mid_job_gives_the_attempt_back(stack: Service):
+    """A graceful worker stop (SIGTERM, as at a deploy) stops the running job and sends it back to the
+    queue without spending an attempt; the next worker runs it to the end."""
+    marker = f"cterm{uuid.uuid4().hex[:6]}"
+    with stack.client() as c:
+        with worker(stack) as first:
+            job = c.post("/v1/jobs", json={"op": "test_slow", "params": {"seconds": 6, "marker": marker}}).json()
+            deadline = time.monotonic() + 60
+            while not pids_with(f"comment={marker}") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert pids_with(f"comment={marker}")
+            assert c.get(f"/v1/jobs/{job['id']}").json()["attempts"] == 1
+            os.killpg(first.pid, signal.SIGTERM)
+            first.wait(timeout=30)
+        queued = c.get(f"/v1/jobs/{job['id']}").json()
+        assert queued["status"] == "queued" and queued["attempts"] == 0, queued
+        assert not pids_with(f"comment={marker}")
+        with worker(stack):
+            done = wait_job(c, job["id"], timeout=90)
+    assert done["status"] == "succeeded", done
+    assert done["attempts"] == 1, done
