@@ -109,8 +109,12 @@ class ComputeSettings(_Group):
     # queue -> ordered backends that take its jobs, e.g. {"gpu": ["agent", "local"]}: remote agents
     # (`reelforge agent`) take gpu jobs; the local slots take them only while no agent has asked for that
     # queue within agent_alive_s. A queue not named here is taken by the configured executor.
-    queue_backends: dict[str, list[Literal["local", "celery", "agent"]]] = Field(default_factory=dict)
+    queue_backends: dict[str, list[Literal["local", "celery", "agent", "runpod"]]] = Field(default_factory=dict)
     agent_alive_s: float = Field(default=30.0, gt=0)
+    # the `runpod` backend: a RunPod serverless endpoint whose handler runs job envelopes (deploy/runpod/)
+    runpod_endpoint_id: str = ""
+    runpod_api_key: Secret = SecretStr("")
+    runpod_base_url: str = "https://api.runpod.ai/v2"
     max_attempts: int = Field(default=3, ge=1)
     lease_ttl_s: float = Field(default=20.0, gt=1)
     heartbeat_s: float = Field(default=2.0, gt=0)
@@ -203,6 +207,8 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "worker_queues": ("compute", "worker_queues"), "op_routes": ("compute", "op_routes"),
     "max_attempts": ("compute", "max_attempts"),
     "queue_backends": ("compute", "queue_backends"), "agent_alive_s": ("compute", "agent_alive_s"),
+    "runpod_endpoint_id": ("compute", "runpod_endpoint_id"), "runpod_api_key": ("compute", "runpod_api_key"),
+    "runpod_base_url": ("compute", "runpod_base_url"),
     "lease_ttl_s": ("compute", "lease_ttl_s"), "heartbeat_s": ("compute", "heartbeat_s"),
     "max_timeout_s": ("compute", "max_timeout_s"), "threads_per_job": ("compute", "threads_per_job"),
     "step_cache_max_gb": ("compute", "step_cache_max_gb"),

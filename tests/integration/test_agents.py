@@ -31,7 +31,7 @@ FORBIDDEN = ("DATABASE", "BROKER", "REDIS", "S3_", "AWS_", "CELERY", "POSTGRES",
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     svc = Service(tmp_path_factory.mktemp("agents") / "data", REELFORGE_WHISPER_MODEL="packaged:tiny.en",
                   REELFORGE_DEVICE="cpu",
-                  REELFORGE_QUEUE_BACKENDS=json.dumps({"cpu": ["agent"], "gpu": ["agent"]}))
+                  REELFORGE_QUEUE_BACKENDS=json.dumps({"cpu": ["agent"], "gpu": ["agent"]}), REELFORGE_LEASE_TTL_S="5")
     svc.start()
     yield svc
     svc.stop()
@@ -216,7 +216,8 @@ def test_a_killed_agents_job_is_retried_on_a_second_agent(stack: Service, tmp_pa
         with agent(stack, tmp_path, "box-b") as second:
             done = wait_done(c, job["id"], second, timeout=90)
             assert done["status"] == "succeeded", (done, second.output())
-        assert done["attempts"] == 2 and done["notes"]["agent"] == "box-b"
+        # (>= 2: on a loaded test machine a renewal can miss the short test lease and cost one more try)
+        assert done["attempts"] >= 2 and done["notes"]["agent"] == "box-b"
         assert done["notes"]["last_worker_error"]["code"] == "worker_lost"
 
 
@@ -282,7 +283,7 @@ def test_a_queue_mapped_to_agent_then_local_runs_locally_when_no_agent_is_around
         with svc.client() as c:
             first = submit(c, "test_slow", {"seconds": 0.5})
             assert wait_job(c, first["id"], timeout=60)["status"] == "succeeded"  # no agent: local slots
-            assert "backend" not in c.get(f"/v1/jobs/{first['id']}").json()["notes"]
+            assert c.get(f"/v1/jobs/{first['id']}").json()["notes"]["backend"] == "local"
             with agent(svc, tmp_path, "box-fallback") as box:
                 box.wait_registered()
                 time.sleep(0.5)  # the agent is polling now: the local slots leave cpu to it

@@ -164,15 +164,25 @@ def create_app(settings: Settings | None = None, *,
         app.state.executor = executor
         app.state.keys = KeyCache(services.stores.keys)
         app.state.agents = AgentJobs(settings, services.stores, services.storage, services.control)
+        remote = None
+        if settings.compute.runpod_endpoint_id and any("runpod" in chain
+                                                       for chain in settings.compute.queue_backends.values()):
+            from reelforge.jobs.runpod_backend import RunPodBackend
+
+            remote = RunPodBackend(settings, services.stores, app.state.agents, services.engine.presence)
         app.state.batcher = SubmitBatcher(services.stores.jobs, executor.submit)
         app.state.jobs = services.job_service(executor, batcher=app.state.batcher)
         app.state.metrics_registry = registry
         app.state.db_limiter = make_limiter()
         executor.start()
+        if remote is not None:
+            remote.start()
         try:
             yield
         finally:
             app.state.batcher.close()
+            if remote is not None:
+                remote.stop()
             executor.stop()
             services.close()
 

@@ -184,3 +184,18 @@ def install_signal_handlers(agent: Agent) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def run_envelope(settings: Settings, api: str, envelope: dict[str, Any]) -> dict[str, Any]:
+    """Run one job from its envelope and report through the job token only (a RunPod or Modal handler's
+    body: the provider hands the envelope over, no agent token exists there). Returns the final status."""
+    control = HttpControl(api)
+    host = JobHost(settings)
+    try:
+        job = control.adopt(envelope)
+        services = Services(settings, control.uploads, control, NoBacklog())
+        status = Runner(services).run_claimed(job, host, envelope["worker_id"])
+        return {"job_id": job.id, "status": status.value}
+    finally:
+        host.close()
+        control.close()

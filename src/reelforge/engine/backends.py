@@ -3,6 +3,8 @@
 
     agent   remote `reelforge agent`s pull jobs over HTTPS (api/routes_agents.py); available while one has
             asked for this queue within `compute.agent_alive_s`
+    runpod  a RunPod serverless endpoint (jobs/runpod_backend.py); available when configured and not
+            marked down after a failure (unreachable, key refused, 5xx beyond the retries)
     local   the embedded executor's slots (engine/local.py)
     celery  the broker's workers
 
@@ -26,6 +28,7 @@ class AgentPresence:
 
     def __init__(self) -> None:
         self._seen: dict[str, float] = {}
+        self._down: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
     def seen(self, queues: Collection[str]) -> None:
@@ -39,6 +42,17 @@ class AgentPresence:
             at = self._seen.get(queue)
         return at is not None and time.monotonic() - at <= within_s
 
+    def mark_down(self, backend: str, for_s: float, why: str) -> None:
+        """A remote backend failed (unreachable, refused the key, 5xx): skip it for a while."""
+        with self._lock:
+            self._down[backend] = (time.monotonic() + for_s, why)
+
+    def down(self, backend: str) -> str | None:
+        """Why this backend is being skipped now, or None."""
+        with self._lock:
+            until, why = self._down.get(backend, (0.0, ""))
+        return why if time.monotonic() < until else None
+
 
 def backend_for(settings: Settings, queue: str, presence: AgentPresence) -> str:
     """The backend that should take this queue's jobs right now."""
@@ -46,8 +60,11 @@ def backend_for(settings: Settings, queue: str, presence: AgentPresence) -> str:
     if not chain:
         return settings.compute.executor
     for backend in chain:
-        if backend != "agent" or presence.alive(queue, settings.compute.agent_alive_s):
-            return backend
+        if backend == "agent" and not presence.alive(queue, settings.compute.agent_alive_s):
+            continue
+        if backend == "runpod" and (not settings.compute.runpod_endpoint_id or presence.down("runpod")):
+            continue
+        return backend
     return chain[-1]  # none available: the last one's (agents still get them when they come back)
 
 

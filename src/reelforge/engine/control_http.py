@@ -38,7 +38,7 @@ class AgentRefused(Exception):
 class HttpControl:
     """engine.control.JobControl for a worker that holds only an agent token."""
 
-    def __init__(self, api: str, token: str, *, wait_s: float = 20.0, timeout_s: float = 30.0,
+    def __init__(self, api: str, token: str = "", *, wait_s: float = 20.0, timeout_s: float = 30.0,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.api = api.rstrip("/")
         self.wait_s = wait_s
@@ -86,7 +86,11 @@ class HttpControl:
             time.sleep(1.0)
             return None
         resp.raise_for_status()
-        env = resp.json()["job"]
+        return self.adopt(resp.json()["job"])
+
+    def adopt(self, env: dict[str, Any]) -> ClaimedJob:
+        """The claimed job of an envelope the service handed out (by a claim here, or through a provider
+        such as RunPod, whose handler gets the envelope as its input)."""
         with self._lock:
             self._envelopes[env["job_id"]] = env
         files = {fid: StorageRef(f["key"], self._absolute(f["url"])) for fid, f in env["files"].items()}

@@ -125,6 +125,11 @@ class LocalExecutor(Executor):
                     self._pending_wake = max(0, self._pending_wake - 1)
                 continue
             self._busy[index] = job.id
+            if self.services.settings.compute.queue_backends:  # several backends: say which one ran it
+                try:
+                    self.services.control.note(job, {"backend": "local", "worker": worker_id})
+                except Exception:
+                    log.exception("could not note the backend of %s", job.id)
             if self._stop.is_set():  # claimed while the shutdown began: give it back untouched
                 self._give_back(job, worker_id)
                 self._busy.pop(index, None)

@@ -130,8 +130,9 @@ class AgentJobs:
 
     # ---- claims
     def claim(self, agent: AgentTokenRecord, worker_id: str, queues: list[str],
-              resources: dict[str, Any]) -> dict[str, Any] | None:
-        """Claim one queued job of these queues whose op's resources fit the agent; its envelope, or None."""
+              resources: dict[str, Any], *, record: bool = True) -> dict[str, Any] | None:
+        """Claim one queued job of these queues whose op's resources fit the agent; its envelope, or None.
+        `record`: note on the job which agent took it (a backend that may still hand it back notes later)."""
         if not worker_id.startswith(self.worker_prefix(agent)):
             worker_id = f"{self.worker_prefix(agent)}{worker_id}"[:100]
         fit = AgentResources.from_dict(resources)
@@ -143,6 +144,8 @@ class AgentJobs:
             if not fit.fits(need):
                 continue
             job = self.control.claim(job_id, worker_id)
+            if job is not None and not record:
+                return self.envelope(job, worker_id, agent)
             if job is not None:
                 rec = self.stores.jobs.get_job(job_id)
                 delay = round(time.time() - rec.created_at, 3) if rec is not None else None
@@ -237,7 +240,7 @@ class AgentJobs:
         if job is not None:
             self.control.interrupted(job, grant.worker_id)
 
-    def release(self, grant: JobGrant, error: dict[str, Any], refund: bool) -> JobStatus:
+    def release(self, grant: JobGrant, error: dict[str, Any], refund: bool = False) -> JobStatus:
         job = self._job(grant)
         self._drop_uploads(grant)
         if job is None:

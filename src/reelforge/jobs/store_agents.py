@@ -79,3 +79,16 @@ class AgentsStore(_Store):
             values["resources"] = resources
         with self.session() as s, s.begin():
             s.execute(update(AgentTokenRow).where(AgentTokenRow.id == agent_id).values(**values))
+
+    def ensure_builtin(self, agent_id: str, name: str, queues: list[str]) -> AgentTokenRecord:
+        """The identity a service-side backend (e.g. RunPod) claims and reports under. Its token is random
+        and never shown (the backend signs job tokens directly); revoking it stops that backend."""
+        with self.session() as s, s.begin():
+            row = s.get(AgentTokenRow, agent_id)
+            if row is None:
+                row = AgentTokenRow(id=agent_id, name=name, token_hash=_hash(secrets.token_urlsafe(32)),
+                                    queues=list(queues), created_at=time.time(), revoked=False)
+                s.add(row)
+            elif not row.revoked:
+                row.queues = list(queues)
+            return _record(row)

@@ -1,0 +1,194 @@
+"""The `runpod` backend for real: `reelforge serve` sends jobs to a local fake of RunPod's serverless REST API,
+whose "workers" run the real handler body (engine/agent.py run_envelope) on the envelope they are given,
+reporting to the service over HTTP with the job token only. A fake that is down -> the job runs locally.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reelforge.engine.runpod_worker import handler
+from tests.integration.service import Service, free_port, wait_job
+
+KEY = "rp_key_for_tests"
+
+
+@dataclass
+class FakeRunPod:
+    workdir: Path
+    url: str = ""
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hold: bool = False  # jobs stay IN_QUEUE (no worker free)
+    fail_next: int = 0  # this many jobs end FAILED without running (a worker crash on RunPod)
+    cancels: list[str] = field(default_factory=list)
+
+    def start_job(self, job_id: str, payload: dict[str, Any]) -> None:
+        job = self.jobs[job_id]
+        if self.fail_next:
+            self.fail_next -= 1
+            job.update(status="FAILED", error="worker exited with code 137", delayTime=200)
+            return
+        if self.hold:
+            return
+
+        def work() -> None:  # what RunPod does: call the worker image's handler with the job's input
+            job.update(status="IN_PROGRESS", delayTime=300)
+            out = handler({"id": job_id, "input": payload})
+            job.update(status="COMPLETED", output=out, executionTime=1000)
+
+        threading.Thread(target=work, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeRunPod]:
+    state = FakeRunPod(tmp_path_factory.mktemp("runpod"))
+    # the worker image's environment: a data folder for its work, the test ops; nothing else
+    env = pytest.MonkeyPatch()
+    env.setenv("REELFORGE_DATA_DIR", str(state.workdir))
+    env.setenv("REELFORGE_PLUGINS", "tests.plugins.slow_ops")
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def answer(self, code: int, body: Any) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self.route()
+
+        def do_POST(self) -> None:
+            self.route()
+
+        def route(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            if self.headers.get("Authorization") != f"Bearer {KEY}":
+                return self.answer(401, {"error": "Unauthorized"})
+            parts = self.path.split("/")[3:]  # /v2/<endpoint>/...
+            if parts == ["run"]:
+                job_id = f"rp-{uuid.uuid4().hex[:8]}"
+                state.jobs[job_id] = {"id": job_id, "status": "IN_QUEUE"}
+                state.start_job(job_id, body["input"])
+                return self.answer(200, {"id": job_id, "status": "IN_QUEUE"})
+            if len(parts) == 2 and parts[1] in state.jobs:
+                job = state.jobs[parts[1]]
+                if parts[0] == "cancel":
+                    state.cancels.append(parts[1])
+                    if job["status"] in ("IN_QUEUE", "IN_PROGRESS"):
+                        job["status"] = "CANCELLED"
+                return self.answer(200, dict(job))
+            return self.answer(404, {"error": "not found"})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/v2"
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    yield state
+    server.shutdown()
+    server.server_close()
+    env.undo()
+
+
+def runpod_service(data_dir: Path, base_url: str) -> Service:
+    return Service(data_dir, REELFORGE_QUEUE_BACKENDS=json.dumps({"cpu": ["runpod", "local"]}),
+                   REELFORGE_RUNPOD_ENDPOINT_ID="ep1", REELFORGE_RUNPOD_API_KEY=KEY,
+                   REELFORGE_RUNPOD_BASE_URL=base_url)
+
+
+@pytest.fixture(scope="module")
+def stack(fake: FakeRunPod, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    svc = runpod_service(tmp_path_factory.mktemp("rp-service") / "data", fake.url)
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+def submit(c: httpx.Client, op: str, params: dict[str, Any]) -> dict[str, Any]:
+    resp = c.post("/v1/jobs", json={"op": op, "params": params})
+    assert resp.status_code == 202, resp.text
+    return dict(resp.json())
+
+
+def test_a_job_runs_on_runpod_and_reports_with_its_job_token(stack: Service, fake: FakeRunPod,
+                                                              tmp_path: Path) -> None:
+    with stack.client() as c:
+        job = submit(c, "test_slow", {"seconds": 1, "marker": "runpodok"})
+        done = wait_job(c, job["id"], timeout=90)
+        assert done["status"] == "succeeded", done
+        assert done["notes"]["backend"] == "runpod" and done["notes"]["remote_id"] in fake.jobs
+        resp = c.get(f"/v1/jobs/{job['id']}/outputs/video")
+        assert resp.status_code == 200
+        (tmp_path / "v.mp4").write_bytes(resp.content)
+    info = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_format", "-of", "json", str(tmp_path / "v.mp4")],
+                                     check=True, capture_output=True, text=True).stdout)
+    assert float(info["format"]["duration"]) == pytest.approx(1.0, abs=0.15)
+    listed = stack.cli("agents", "token", "list").stdout
+    assert "agt_runpod" in listed  # the backend's identity: visible, revocable
+
+
+def test_a_cancel_reaches_a_job_runpod_still_queues(stack: Service, fake: FakeRunPod) -> None:
+    fake.hold = True
+    try:
+        with stack.client() as c:
+            job = submit(c, "test_slow", {"seconds": 1, "marker": "runpodheld"})
+            deadline = time.monotonic() + 30
+            while c.get(f"/v1/jobs/{job['id']}").json()["status"] != "running" and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(1.5)
+            remote_id = c.get(f"/v1/jobs/{job['id']}").json()["notes"]["remote_id"]
+            started = time.monotonic()
+            assert c.post(f"/v1/jobs/{job['id']}/cancel").status_code in (200, 202)
+            done = wait_job(c, job["id"], timeout=10)
+            assert done["status"] == "cancelled", done
+            assert time.monotonic() - started < 5
+            assert remote_id in fake.cancels
+    finally:
+        fake.hold = False
+
+
+def test_a_job_that_dies_on_runpod_is_retried(stack: Service, fake: FakeRunPod) -> None:
+    fake.fail_next = 1
+    with stack.client() as c:
+        job = submit(c, "test_slow", {"seconds": 0.5, "marker": "runpodretry"})
+        done = wait_job(c, job["id"], timeout=90)
+    assert done["status"] == "succeeded", done
+    assert done["attempts"] == 2
+    assert done["notes"]["last_worker_error"]["code"] == "remote_failed"
+    assert "137" in done["notes"]["last_worker_error"]["message"]
+
+
+def test_the_handler_refuses_input_that_is_no_envelope() -> None:
+    assert "envelope" in handler({"id": "x", "input": {"prompt": "hi"}})["error"]
+
+
+def test_runpod_down_falls_back_to_local_and_says_why(tmp_path: Path) -> None:
+    svc = runpod_service(tmp_path / "data", f"http://127.0.0.1:{free_port()}/v2")  # nothing listens there
+    svc.start()
+    try:
+        with svc.client() as c:
+            job = submit(c, "test_slow", {"seconds": 0.5, "marker": "runpoddown"})
+            done = wait_job(c, job["id"], timeout=90)
+        assert done["status"] == "succeeded", done
+        assert done["attempts"] == 1  # the refused hand-over did not spend an attempt
+        why = done["notes"]["last_worker_error"]
+        assert why["code"] == "backend_unavailable" and "RunPod" in why["message"]
+        assert done["notes"]["backend"] == "local"  # it ran on the service's own slots
+    finally:
+        svc.stop()
