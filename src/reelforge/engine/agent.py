@@ -63,23 +63,30 @@ def _nvenc_sessions(gpu_name: str) -> int:
 
 
 def detect_resources() -> Resources:
+    """This machine's CPU cores and, when `nvidia-smi` answers, its first GPU."""
     found = Resources(cpu_cores=os.cpu_count() or 1)
     if shutil.which("nvidia-smi") is None:
         return found
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
-        head = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=10).stdout
+        query = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout
+        banner = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return found
-    first = out.strip().splitlines()[0] if out.strip() else ""
-    if not first:
+    return parse_nvidia_smi(query, banner, found)
+
+
+def parse_nvidia_smi(query: str, banner: str, found: Resources) -> Resources:
+    """`query`: `nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits` (one line per GPU,
+    memory in MiB); `banner`: plain `nvidia-smi`, whose header names the CUDA version the driver supports."""
+    first = query.strip().splitlines()[0] if query.strip() else ""
+    name, sep, mem = first.rpartition(",")
+    if not sep or not name.strip():
         return found
-    name, _, mem = first.rpartition(",")
     found.gpu_name = name.strip()
     with contextlib.suppress(ValueError):
         found.vram_gb = round(float(mem.strip()) / 1024, 1)
-    cuda = re.search(r"CUDA Version:\s*([\d.]+)", head)
+    cuda = re.search(r"CUDA Version:\s*([\d.]+)", banner)
     found.cuda = cuda.group(1) if cuda else None
     found.nvenc_sessions = _nvenc_sessions(found.gpu_name)
     return found

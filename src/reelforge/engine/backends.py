@@ -8,7 +8,8 @@
     local   the embedded executor's slots (engine/local.py)
     celery  the broker's workers
 
-A queue not in the table is the configured executor's, as before. So with the local executor and
+A queue not in the table is the configured executor's, as before. With the Celery executor, a queue whose
+list does not name "celery" is never sent to the broker (engine/celery_executor.py). So with the local executor and
 gpu = ["agent", "local"], the local slots leave gpu jobs to the agents while any agent is polling, and take
 them when none has been seen for a while; with gpu = ["agent"], never.
 """

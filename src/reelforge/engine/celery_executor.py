@@ -40,6 +40,9 @@ class CeleryExecutor(Executor):
             self._thread.join(timeout=5)
 
     def _send(self, job: QueuedJob) -> None:
+        chain = self.services.settings.compute.queue_backends.get(job.queue)
+        if chain and "celery" not in chain:
+            return  # agents or RunPod take this queue (engine/backends.py); the broker never sees it
         try:
             self.app.send_task(TASK_NAME, args=[job.id], queue=job.queue,
                                priority=max(0, min(9, job.priority)))
