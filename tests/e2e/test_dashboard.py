@@ -208,6 +208,10 @@ def test_submit_example_from_form_watch_progress_and_play_the_video(browser, ser
     data = httpx.get(f"{service.url}/v1/jobs/{job_id}/outputs/video", headers={"X-API-Key": key}).content
     assert abs(duration - ffprobe_duration(data, tmp_path)) <= 1 / FPS
     assert job["status"] == "succeeded"
+    # the stage timeline: the runner noted each stage, the page shows them with durations
+    assert "encoding" in [name for name, _at in job["notes"]["stages"]]
+    encoding = page.locator("#stages li[data-stage=encoding]").inner_text()
+    assert re.fullmatch(r"encoding \d+\.\d s", encoding), encoding
     # it plays: the position moves
     video.evaluate("v => { v.muted = true; return v.play(); }")
     until(page, "document.querySelector('#outputs video').currentTime > 0.2", timeout=15)
@@ -312,6 +316,13 @@ def test_phone_width_and_keyboard(browser, service, key):
     assert page.evaluate("document.activeElement.id") == "main"
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "f-status"
+    # the list is read again every 10 s: what is being typed in a filter keeps its value and the focus
+    page.get_by_label("Job id").fill("job_typing")
+    before = page.locator("#job-results table").evaluate("t => (t.dataset.gen = 'old')")
+    until(page, "!document.querySelector('#job-results table').dataset.gen", timeout=20)  # a new table
+    assert before == "old"
+    assert page.evaluate("document.activeElement.id") == "f-job-id"
+    assert page.get_by_label("Job id").input_value() == "job_typing"
 
 
 def test_workers_and_capacity(browser, service, key):

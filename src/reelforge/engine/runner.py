@@ -56,6 +56,9 @@ def _remove(workdir: Path) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
+MAX_STAGES = 50  # a stage timeline longer than this keeps its first entries
+
+
 class Runner:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -82,6 +85,7 @@ class Runner:
         workdir = settings.work_dir / job.id / f"attempt-{job.attempts}"
 
         written_at, written_stage = 0.0, None
+        stages: list[list[Any]] = []  # [stage, seconds since this attempt started]: the job's stage timeline
 
         def on_progress(fraction: float, stage: str | None) -> None:
             nonlocal written_at, written_stage
@@ -89,6 +93,9 @@ class Runner:
             if stage != written_stage or now - written_at >= 0.5:
                 written_at, written_stage = now, stage
                 control.progress(job, worker_id, fraction, stage)
+            if stage and (not stages or stages[-1][0] != stage) and len(stages) < MAX_STAGES:
+                stages.append([stage[:200], round(now - started, 3)])
+                control.note(job, {"stages": stages})  # a few writes per job: only when the stage changes
 
         def on_note(values: dict[str, Any]) -> None:
             control.note(job, values)

@@ -43,6 +43,7 @@ async function route(moveFocus = true) {
     else a.removeAttribute("aria-current");
   }
   const scrollY = window.scrollY;
+  const focusedId = moveFocus ? null : document.activeElement?.id;  // a redraw keeps the keyboard focus
   main.dataset.rendering = "1";  // tests (and assistive tech via aria-busy) know when a view is complete
   main.setAttribute("aria-busy", "true");
   current?.close();
@@ -54,7 +55,10 @@ async function route(moveFocus = true) {
     else await renderJobs(main, query, ctx);
     document.title = `${main.querySelector("h1")?.textContent || "Dashboard"} · ReelForge`;
     if (moveFocus) { main.focus({ preventScroll: true }); window.scrollTo(0, 0); }
-    else window.scrollTo(0, scrollY);
+    else {
+      window.scrollTo(0, scrollY);
+      if (focusedId) document.getElementById(focusedId)?.focus({ preventScroll: true });
+    }
   } catch (err) {
     if (err.name === "AbortError") return;
     main.replaceChildren(h("h1", {}, "Something went wrong"),
@@ -81,6 +85,11 @@ function updateKeyButton() {
 }
 
 document.getElementById("key-button").addEventListener("click", () => keyDialog());
+// the skip link moves focus without touching the hash (the hash is the route)
+document.querySelector(".skip").addEventListener("click", (e) => {
+  e.preventDefault();
+  document.getElementById("main").focus();
+});
 document.getElementById("key-dialog").addEventListener("close", () => {
   const dialog = document.getElementById("key-dialog");
   sessionStorage.setItem("reelforge.keyAsked", "1");

@@ -66,13 +66,14 @@ function draw(main, job, ctx) {
     job.finished_at ? h("li", {}, `${job.status} ${when(job.finished_at)}`) : null);
 
   const notes = { ...job.notes };
+  const stages = stageTimeline(job);
   const facts = h("section", { class: "card", "aria-labelledby": "facts-h" }, h("h2", { id: "facts-h" }, "Details"),
-    timeline,
+    timeline, stages,
     kv([["Operation", job.op], ["Queue", job.queue], ["Priority", job.priority],
       ["Attempts", `${job.attempts} of ${job.max_attempts}`], ["Timeout", seconds(job.timeout_s)],
       ["Encoder", job.encoder || notes.encoder || "—"], ["Device", job.device || notes.device || "—"],
       ["Backend", notes.backend || notes.executor || "—"], ["Cost", notes.cost ?? "not known"],
-      ...Object.entries(notes).filter(([k]) => !["encoder", "device", "backend", "executor", "cost"].includes(k))
+      ...Object.entries(notes).filter(([k]) => !["encoder", "device", "backend", "executor", "cost", "stages"].includes(k))
         .map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)])]));
 
   const params = h("section", { class: "card", "aria-labelledby": "params-h" }, h("h2", { id: "params-h" }, "Params"),
@@ -100,6 +101,18 @@ function draw(main, job, ctx) {
   main.replaceChildren(h("p", {}, h("a", { href: "#/jobs" }, "← All jobs")),
     h("h1", {}, h("span", { class: "mono", id: "job-id" }, job.id), " ", h("span", { class: "hint" }, job.op)),
     status, h("div", { class: "grid2" }, facts, params), outputs, hooks);
+}
+
+// notes.stages: [[stage, seconds since the attempt started], ...] written by the runner when the stage changes
+function stageTimeline(job) {
+  const stages = Array.isArray(job.notes?.stages) ? job.notes.stages : [];
+  if (!stages.length) return null;
+  const end = TERMINAL.has(job.status) ? job.duration_s : null;
+  return h("div", {}, h("h3", {}, "Stages"), h("ol", { class: "timeline stages", id: "stages", "aria-label": "Stages with durations" },
+    stages.map(([name, at], i) => {
+      const next = i + 1 < stages.length ? stages[i + 1][1] : end;
+      return h("li", { "data-stage": name }, `${name} `, h("span", { class: "hint" }, next !== null && next !== undefined ? seconds(Math.max(0, next - at)) : "…"));
+    })));
 }
 
 function kv(rows) {

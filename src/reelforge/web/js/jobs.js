@@ -49,54 +49,69 @@ export async function renderJobs(main, query, ctx) {
     h("div", {}, h("button", { type: "submit", class: "secondary" }, "Open job")),
   );
 
-  const params = new URLSearchParams({ limit: String(ctx.pageSize) });
-  if (status) params.append("status", status);
-  if (op) params.set("op", op);
-  if (before) params.set("before", before);
-  const page = await api(`/v1/jobs?${params}`);
-  const floor = since ? Date.now() / 1000 - Number(since) : null;
-  const jobs = floor ? page.jobs.filter((j) => Date.parse(j.created_at) / 1000 >= floor) : page.jobs;
-  const more = page.next_before && !(floor && jobs.length < page.jobs.length);
+  // the list is read again every 10 s and when a followed job ends; only the table and the page links are
+  // replaced then, so a filter being edited keeps its value and the keyboard focus
+  const results = h("div", { id: "job-results", "aria-live": "off" });
+  let streams = null;
+  let pending = null;
+  const load = async () => {
+    const params = new URLSearchParams({ limit: String(ctx.pageSize) });
+    if (status) params.append("status", status);
+    if (op) params.set("op", op);
+    if (before) params.set("before", before);
+    const page = await api(`/v1/jobs?${params}`, { signal: ctx.signal });
+    const floor = since ? Date.now() / 1000 - Number(since) : null;
+    const jobs = floor ? page.jobs.filter((j) => Date.parse(j.created_at) / 1000 >= floor) : page.jobs;
+    const more = page.next_before && !(floor && jobs.length < page.jobs.length);
 
-  const tbody = h("tbody", {}, jobs.map(row));
-  const table = h("div", { class: "table-wrap" }, h("table", { class: "jobs" },
-    h("caption", { class: "hint table-caption" }, `${jobs.length} job(s) on this page`),
-    h("thead", {}, h("tr", {}, ["Job", "Op", "Status", "Progress", "Stage / error", "Created", "Duration"]
-      .map((t) => h("th", { scope: "col" }, t)))),
-    tbody));
-  if (!jobs.length) tbody.append(h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No jobs match these filters.")));
+    const tbody = h("tbody", {}, jobs.map(row));
+    const table = h("div", { class: "table-wrap" }, h("table", { class: "jobs" },
+      h("caption", { class: "hint table-caption" }, `${jobs.length} job(s) on this page`),
+      h("thead", {}, h("tr", {}, ["Job", "Op", "Status", "Progress", "Stage / error", "Created", "Duration"]
+        .map((t) => h("th", { scope: "col" }, t)))),
+      tbody));
+    if (!jobs.length) tbody.append(h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No jobs match these filters.")));
 
-  const nav = h("div", { class: "actions", role: "navigation", "aria-label": "Pages" });
-  if (cursors.length || before) {
-    const prev = new URLSearchParams(query);
-    const back = cursors.slice(0, -1);
-    const target = cursors.length ? cursors[cursors.length - 1] : "";
-    if (target && target !== "-") prev.set("before", target); else prev.delete("before");
-    if (back.length) prev.set("pages", back.join(",")); else prev.delete("pages");
-    nav.append(h("a", { class: "button secondary", href: `#/jobs?${prev}`, id: "newer" }, "← Newer"));
-  }
-  if (more) {
-    const next = new URLSearchParams(query);
-    next.set("before", String(page.next_before));
-    next.set("pages", [...cursors, before || "-"].join(","));
-    nav.append(h("a", { class: "button secondary", href: `#/jobs?${next}`, id: "older" }, "Older →"));
-  }
+    const nav = h("div", { class: "actions", role: "navigation", "aria-label": "Pages" });
+    if (cursors.length || before) {
+      const prev = new URLSearchParams(query);
+      const back = cursors.slice(0, -1);
+      const target = cursors.length ? cursors[cursors.length - 1] : "";
+      if (target && target !== "-") prev.set("before", target); else prev.delete("before");
+      if (back.length) prev.set("pages", back.join(",")); else prev.delete("pages");
+      nav.append(h("a", { class: "button secondary", href: `#/jobs?${prev}`, id: "newer" }, "← Newer"));
+    }
+    if (more) {
+      const next = new URLSearchParams(query);
+      next.set("before", String(page.next_before));
+      next.set("pages", [...cursors, before || "-"].join(","));
+      nav.append(h("a", { class: "button secondary", href: `#/jobs?${next}`, id: "older" }, "Older →"));
+    }
+    const focused = results.contains(document.activeElement) ? document.activeElement.id : null;
+    results.replaceChildren(table, nav);
+    if (focused) document.getElementById(focused)?.focus();
 
-  main.replaceChildren(h("h1", {}, "Jobs"), form, search, table, nav);
-
-  // live progress: the first running/queued jobs on the page follow their event stream; when any ends, or
-  // every 10 s, the page is read again so new jobs and ended ones show
-  let live = 0;
-  for (const job of jobs) {
-    if (TERMINAL.has(job.status) || live >= LIVE_STREAMS) continue;
-    live++;
-    const tr = tbody.querySelector(`tr[data-job="${CSS.escape(job.id)}"]`);
-    streamEvents(job.id, (event, data) => {
-      update(tr, data);
-      if (event === "done") ctx.refreshSoon();
-    }, ctx.signal).catch(() => {});
-  }
-  ctx.every(10000, () => ctx.refreshSoon());
+    // live progress: the first running/queued jobs on the page follow their event stream
+    streams?.abort();
+    streams = new AbortController();
+    ctx.signal.addEventListener("abort", () => streams.abort(), { once: true });
+    let live = 0;
+    for (const job of jobs) {
+      if (TERMINAL.has(job.status) || live >= LIVE_STREAMS) continue;
+      live++;
+      const tr = tbody.querySelector(`tr[data-job="${CSS.escape(job.id)}"]`);
+      streamEvents(job.id, (event, data) => {
+        update(tr, data);
+        if (event === "done") again();
+      }, streams.signal).catch(() => {});
+    }
+  };
+  const again = () => {
+    if (!pending) pending = setTimeout(() => { pending = null; load().catch(() => {}); }, 300);
+  };
+  await load();
+  main.replaceChildren(h("h1", {}, "Jobs"), form, search, results);
+  ctx.every(10000, again);
 }
 
 function field(label, control) {
