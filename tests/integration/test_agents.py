@@ -181,6 +181,9 @@ def test_an_agent_without_credentials_runs_probe_kenburns_and_transcription(stac
         # the agent's job host loaded no database code, and the agent made no database of its own
         assert done[facts["id"]]["result"]["data"]["database_modules"] == []
         assert not list(box.data_dir.rglob("reelforge.db*"))
+        metrics = c.get("/metrics").text
+        assert 'reelforge_jobs_started_remote_total{backend="agent",queue="gpu"} 1.0' in metrics
+        assert 'reelforge_remote_queue_delay_seconds_count{backend="agent"}' in metrics
         # outputs were committed: no temporary agent uploads remain in the service's storage
         assert not list((stack.data_dir / "storage").glob("agent-uploads/*/*/*"))
 

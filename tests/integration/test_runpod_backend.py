@@ -141,6 +141,8 @@ def test_a_job_runs_on_runpod_and_reports_with_its_job_token(stack: Service, fak
     assert float(info["format"]["duration"]) == pytest.approx(1.0, abs=0.15)
     listed = stack.cli("agents", "token", "list").stdout
     assert "agt_runpod" in listed  # the backend's identity: visible, revocable
+    metrics = httpx.get(f"{stack.url}/metrics", timeout=10).text
+    assert 'reelforge_jobs_started_remote_total{backend="runpod",queue="cpu"}' in metrics
 
 
 def test_a_cancel_reaches_a_job_runpod_still_queues(stack: Service, fake: FakeRunPod) -> None:

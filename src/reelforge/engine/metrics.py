@@ -10,3 +10,10 @@ JOB_DURATION = Histogram(
 )
 JOB_FINISHED = Counter("reelforge_jobs_finished_total", "Jobs finished by this process", ["op", "status"])
 JOBS_SUBMITTED = Counter("reelforge_jobs_submitted_total", "Jobs accepted by this API process", ["op"])
+# remote work as the service sees it (agents and RunPod): claims by backend, time jobs waited before one
+JOBS_STARTED_REMOTE = Counter("reelforge_jobs_started_remote_total", "Jobs handed to remote backends by this API "
+                              "process", ["backend", "queue"])
+REMOTE_QUEUE_DELAY = Histogram(
+    "reelforge_remote_queue_delay_seconds", "Time from submit to a remote backend's claim (agents), or RunPod's "
+    "own queue time (cold starts included)", ["backend"], buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
+)

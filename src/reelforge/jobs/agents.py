@@ -28,6 +28,7 @@ from typing import Any
 
 from reelforge.config import Settings
 from reelforge.engine.control import ClaimedJob, JobStatus, Lease
+from reelforge.engine.metrics import JOBS_STARTED_REMOTE, REMOTE_QUEUE_DELAY
 from reelforge.errors import AuthError, Conflict, NotFound, ReelForgeError, UserError
 from reelforge.jobs.control import DatabaseControl
 from reelforge.jobs.store import Stores
@@ -152,6 +153,9 @@ class AgentJobs:
                 self.control.note(job, {"backend": "agent", "agent": agent.name, "agent_id": agent.id,
                                         "worker": worker_id, "gpu": fit.gpu_name, "cuda": fit.cuda,
                                         "queue_delay_s": delay})
+                JOBS_STARTED_REMOTE.labels(backend="agent", queue=job.queue).inc()
+                if delay is not None:
+                    REMOTE_QUEUE_DELAY.labels(backend="agent").observe(delay)
                 return self.envelope(job, worker_id, agent)
         return None
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from reelforge.config import Settings
 from reelforge.engine.backends import AgentPresence, backend_for
 from reelforge.engine.control import JobStatus
+from reelforge.engine.metrics import JOBS_STARTED_REMOTE, REMOTE_QUEUE_DELAY
 from reelforge.engine.runpod import RunPodClient, RunPodError, RunPodNotFound, RunPodUnavailable
 from reelforge.jobs.agents import AgentJobs, JobGrant
 from reelforge.jobs.store import Stores
@@ -96,6 +97,7 @@ class RunPodBackend:
         self.agents.note(grant, {"backend": "runpod", "remote_id": remote.id,
                                  "endpoint": self.settings.compute.runpod_endpoint_id})
         self._running[env["job_id"]] = _Remote(grant, remote.id)
+        JOBS_STARTED_REMOTE.labels(backend="runpod", queue=env["queue"]).inc()
         return True
 
     def _watch(self) -> None:
@@ -124,6 +126,8 @@ class RunPodBackend:
             self._running.pop(job_id, None)
             self.agents.note(remote.grant, {"runpod_status": status.status, "queue_delay_s": status.delay_s,
                                             "execution_s": status.execution_s})
+            if status.delay_s is not None:
+                REMOTE_QUEUE_DELAY.labels(backend="runpod").observe(status.delay_s)
             if status.status == "CANCELLED" and lease.cancel_requested:
                 self.agents.finish(remote.grant, JobStatus.CANCELLED, None,
                                    {"code": "cancelled", "message": "The job was cancelled."})
@@ -137,6 +141,8 @@ class RunPodBackend:
             status = self.client.status(remote.remote_id)
         except RunPodError:
             return
+        if status.delay_s is not None:
+            REMOTE_QUEUE_DELAY.labels(backend="runpod").observe(status.delay_s)
         rec = self.stores.jobs.get_job(remote.grant.job_id)
         if rec is not None:
             self.stores.jobs.add_notes(rec.id, {"runpod_status": status.status, "queue_delay_s": status.delay_s,
