@@ -297,6 +297,26 @@ def test_a_tenant_sees_only_its_jobs(browser, keyed):
     page.locator("#flash.bad", has_text="job_not_found").wait_for()
 
 
+def test_pages_older_and_newer(browser, service, key):
+    with service.client(key) as client:
+        for _ in range(3):
+            assert client.post("/v1/jobs", json={"op": "test_slow", "params": {"seconds": 0.2}}).status_code == 202
+        newest = [j["id"] for j in client.get("/v1/jobs", params={"limit": 4}).json()["jobs"]]
+    page = open_ui(browser, service, key, "#/jobs?limit=2")
+
+    def shown() -> list[str]:
+        return page.locator("table.jobs tbody tr[data-job]").evaluate_all("rows => rows.map(r => r.dataset.job)")
+
+    assert shown() == newest[:2]
+    assert page.locator("#newer").count() == 0
+    page.locator("#older").click()
+    rendered(page)
+    assert shown() == newest[2:4]
+    page.locator("#newer").click()
+    rendered(page)
+    assert shown() == newest[:2]
+
+
 def test_phone_width_and_keyboard(browser, service, key):
     page = open_ui(browser, service, key, width=390, height=844)
     page.locator("table.jobs tbody tr").first.wait_for()

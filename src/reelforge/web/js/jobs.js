@@ -11,6 +11,7 @@ export async function renderJobs(main, query, ctx) {
   const op = query.get("op") || "";
   const since = query.get("since") || "";
   const before = query.get("before") || "";
+  const limit = Math.min(200, Math.max(1, Number(query.get("limit")) || ctx.pageSize));  // the API's bounds
   const cursors = (query.get("pages") || "").split(",").filter(Boolean);  // the `before` of newer pages
 
   const ops = await ctx.ops();
@@ -55,7 +56,7 @@ export async function renderJobs(main, query, ctx) {
   let streams = null;
   let pending = null;
   const load = async () => {
-    const params = new URLSearchParams({ limit: String(ctx.pageSize) });
+    const params = new URLSearchParams({ limit: String(limit) });
     if (status) params.append("status", status);
     if (op) params.set("op", op);
     if (before) params.set("before", before);
