@@ -120,6 +120,9 @@ class ComputeSettings(_Group):
     heartbeat_s: float = Field(default=2.0, gt=0)
     max_timeout_s: float = Field(default=6 * 3600.0, gt=0)
     threads_per_job: int = Field(default=2, ge=1)  # bounds BLAS/ONNX/CT2 threads inside a job
+    # niceness of job hosts (and the ffmpeg they start): media work yields the CPU to the API process on a
+    # shared machine, so status reads and submits stay fast while every slot encodes; 0 = same as the API
+    job_nice: int = Field(default=10, ge=0, le=19)
     # pipeline step cache (data_dir/cache/steps): least recently used results are removed beyond this size
     # or age; checked after a result is stored, at most once a minute per process
     step_cache_max_gb: float = Field(default=20.0, ge=0)
@@ -211,6 +214,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "runpod_base_url": ("compute", "runpod_base_url"),
     "lease_ttl_s": ("compute", "lease_ttl_s"), "heartbeat_s": ("compute", "heartbeat_s"),
     "max_timeout_s": ("compute", "max_timeout_s"), "threads_per_job": ("compute", "threads_per_job"),
+    "job_nice": ("compute", "job_nice"),
     "step_cache_max_gb": ("compute", "step_cache_max_gb"),
     "step_cache_max_age_days": ("compute", "step_cache_max_age_days"),
     "storage": ("storage", "backend"),  # a string; a mapping under the same name is the whole group

@@ -6,6 +6,8 @@ kill its process, and see what really happens to the ffmpeg child.
 
 from __future__ import annotations
 
+import os
+
 from pydantic import Field
 
 from reelforge.media.ffmpeg import run_ffmpeg
@@ -41,7 +43,7 @@ def host_facts(params: HostFactsParams, ctx: OpContext) -> OpResult:
 
     database = sorted(m for m in sys.modules if m.split(".")[0] in ("sqlalchemy", "alembic", "psycopg", "psycopg2")
                       or m.startswith("reelforge.jobs"))
-    return OpResult(outputs={}, data={"database_modules": database})
+    return OpResult(outputs={}, data={"database_modules": database, "nice": os.nice(0)})
 
 
 class NeedsGpuParams(Params):

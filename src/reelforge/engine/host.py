@@ -241,6 +241,8 @@ def host_main(settings_data: dict[str, Any], conn: Connection, cancel: Any) -> N
     threading.Thread(target=_die_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     settings = Settings.from_handover(settings_data)  # secrets included: the child is ours
     _limit_threads(settings.compute.threads_per_job)
+    if settings.compute.job_nice:
+        os.nice(settings.compute.job_nice)  # inherited by every ffmpeg and model thread of the host
     from reelforge.engine.services import HostServices
     from reelforge.ops.registry import load_plugins
 
