@@ -1,0 +1,60 @@
+"""An agent with no storage credentials against a service on S3 storage (moto's server on loopback): its
+job reads the uploaded input through a presigned GET straight from the bucket, its output goes through
+the API to a temporary key, and the service commits it into the bucket on finish."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.integration.service import Service
+from tests.integration.test_agents import agent, ffprobe, submit, upload, wait_done
+
+moto_server = pytest.importorskip("moto.server")
+
+
+@pytest.fixture(scope="module")
+def s3_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, str, str]]:
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    bucket = f"rf-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket=bucket)
+    svc = Service(tmp_path_factory.mktemp("s3agents") / "data", REELFORGE_STORAGE="s3",
+                  REELFORGE_S3_ENDPOINT_URL=endpoint, REELFORGE_S3_BUCKET=bucket, REELFORGE_S3_PREFIX="rf/",
+                  REELFORGE_S3_ACCESS_KEY_ID="testing", REELFORGE_S3_SECRET_ACCESS_KEY="testing",
+                  REELFORGE_QUEUE_BACKENDS=json.dumps({"cpu": ["agent"], "gpu": ["agent"]}))
+    svc.start()
+    yield svc, endpoint, bucket
+    svc.stop()
+    server.stop()
+
+
+def test_an_agent_reads_presigned_inputs_and_its_outputs_are_committed_to_the_bucket(
+        s3_stack: tuple[Service, str, str], tmp_path: Path, make_video) -> None:
+    svc, endpoint, bucket = s3_stack
+    with svc.client() as c:
+        video = upload(c, make_video(duration=1.0, size="320x240", fps=25))
+        job = submit(c, "loop", {"input": video, "duration_s": 2.5, "mode": "forward"})
+        with agent(svc, tmp_path, "box-s3") as box:
+            assert not [k for k in box.env if "S3" in k or "AWS" in k]
+            done = wait_done(c, job["id"], box, timeout=120)
+        assert done["status"] == "succeeded", (done, box.output())
+        out = done["result"]["outputs"]["video"]
+        assert out["url"].startswith(endpoint) and "Signature" in out["url"]
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert f"rf/{out['key']}" in keys
+    assert not [k for k in keys if "agent-uploads" in k]  # the temporary upload was committed and removed
+    local = tmp_path / "out.mp4"
+    s3.download_file(bucket, f"rf/{out['key']}", str(local))
+    assert abs(float(ffprobe(local)["format"]["duration"]) - 2.5) < 0.1
+    assert local.stat().st_size == out["size"]
