@@ -335,14 +335,21 @@ def retry(job_id: str, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> Non
 
 
 # ------------------------------------------------------------------ keys
-def _store() -> Any:
-    from reelforge.jobs.store import Database, KeysStore
+def _database() -> Any:
+    """The service's database, migrated: the keys and agent-token commands write to it directly."""
+    from reelforge.jobs.store import Database
 
     settings = _load_settings()
     settings.ensure_dirs()
     db = Database(settings.service.database_url.get_secret_value())
     db.migrate()
-    return KeysStore(db)
+    return db
+
+
+def _store() -> Any:
+    from reelforge.jobs.store import KeysStore
+
+    return KeysStore(_database())
 
 
 @keys_app.command("create")
@@ -375,13 +382,9 @@ def keys_revoke(key_id: str) -> None:
 
 # ------------------------------------------------------------------ agent tokens
 def _agents_store() -> Any:
-    from reelforge.jobs.store import AgentsStore, Database
+    from reelforge.jobs.store import AgentsStore
 
-    settings = _load_settings()
-    settings.ensure_dirs()
-    db = Database(settings.service.database_url.get_secret_value())
-    db.migrate()
-    return AgentsStore(db)
+    return AgentsStore(_database())
 
 
 @agent_tokens_app.command("create")
