@@ -11,11 +11,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,48 +26,15 @@ from reelforge.jobs.service import JobCreate, JobService
 from reelforge.jobs.services import JobServices
 from reelforge.jobs.store import JobRecord
 from reelforge.ops.registry import load_plugins
+from tests.webhook_receiver import Hooks, webhook_receiver
 
 NO_DATABASE = "postgresql://nobody@127.0.0.1:1/absent"  # port 1: nothing listens, a connect would fail
 
 
-@dataclass
-class Hooks:
-    url: str
-    got: list[dict[str, Any]] = field(default_factory=list)
-
-    def types(self, job_id: str) -> list[str]:
-        return [e["type"] for e in self.got if e["job_id"] == job_id]
-
-    def wait_for(self, job_id: str, kind: str, timeout: float = 10) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for e in list(self.got):
-                if e["job_id"] == job_id and e["type"] == kind:
-                    return e
-            time.sleep(0.02)
-        raise AssertionError(f"no {kind} for {job_id}: {self.got}")
-
-
 @pytest.fixture
 def hooks() -> Iterator[Hooks]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    state = Hooks(url=f"http://127.0.0.1:{server.server_address[1]}/hook")
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            state.got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))))
-            self.send_response(204)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    server.RequestHandlerClass = Handler
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with webhook_receiver() as receiver:
+        yield receiver
 
 
 @dataclass
@@ -156,7 +120,7 @@ def test_a_job_host_with_no_database_runs_a_job_end_to_end(parent: Parent, hooks
     assert abs(float(info["format"]["duration"]) - 2.5) < 0.1
 
     # the webhook events came from the control side: running on claim, the terminal one on finish
-    final = hooks.wait_for(job.id, "job.succeeded")
+    final = hooks.wait_for("job.succeeded", job.id)
     assert final["result"]["outputs"]["video"]["key"] == meta["key"]
     assert hooks.types(job.id)[0] == "job.running"
 
@@ -191,5 +155,5 @@ def test_a_job_out_of_attempts_tells_its_webhook(parent: Parent, hooks: Hooks) -
         claimed = control.claim(job.id, "worker-1")
         assert claimed is not None
     assert control.release(claimed, "worker-1", {"code": "worker_lost", "message": "gone."}) == JobStatus.FAILED
-    event = hooks.wait_for(job.id, "job.failed")
+    event = hooks.wait_for("job.failed", job.id)
     assert event["error"]["code"] == "worker_lost" and "Gave up" in event["error"]["message"]

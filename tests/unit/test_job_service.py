@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +18,7 @@ from reelforge.jobs.states import JobStatus
 from reelforge.jobs.store import JobRecord, Stores
 from reelforge.jobs.webhooks import WebhookSender
 from reelforge.storage import make_storage
+from tests.webhook_receiver import Hooks, webhook_receiver
 
 FILE_A = "file_" + "a" * 32
 
@@ -40,41 +37,10 @@ class Executor:
         self.cancelled.append(job_id)
 
 
-@dataclass
-class Hooks:
-    url: str
-    got: list[dict[str, Any]] = field(default_factory=list)
-
-    def wait_for(self, kind: str, timeout: float = 10) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for body in self.got:
-                if body["type"] == kind:
-                    return body
-            time.sleep(0.02)
-        raise AssertionError(f"no {kind} webhook; got {self.got}")
-
-
 @pytest.fixture
 def hooks() -> Iterator[Hooks]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    state = Hooks(url=f"http://127.0.0.1:{server.server_address[1]}/hook")
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            state.got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))))
-            self.send_response(204)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    server.RequestHandlerClass = Handler
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with webhook_receiver() as receiver:
+        yield receiver
 
 
 @dataclass
