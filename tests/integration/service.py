@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,25 @@ def pids_with(marker: str, program: str = "ffmpeg") -> list[int]:
 def parent_pid(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat[stat.rindex(")") + 2:].split()[1])
+
+
+@contextlib.contextmanager
+def moto_bucket() -> Any:
+    """moto's S3 server on a loopback port with one fresh bucket; yields the REELFORGE_* settings that point
+    a service at it (storage s3, endpoint, bucket, prefix rf/, test credentials)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        bucket = f"rf-{uuid.uuid4().hex[:10]}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                     aws_secret_access_key="testing").create_bucket(Bucket=bucket)
+        yield {"REELFORGE_STORAGE": "s3", "REELFORGE_S3_ENDPOINT_URL": endpoint, "REELFORGE_S3_BUCKET": bucket,
+               "REELFORGE_S3_PREFIX": "rf/", "REELFORGE_S3_ACCESS_KEY_ID": "testing",
+               "REELFORGE_S3_SECRET_ACCESS_KEY": "testing"}
+    finally:
+        server.stop()

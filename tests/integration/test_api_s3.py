@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import boto3
 import httpx
 import pytest
 
-from tests.integration.service import Service, wait_job
+from tests.integration.service import Service, moto_bucket, wait_job
 
 moto_server = pytest.importorskip("moto.server")
 
 
 @pytest.fixture(scope="module")
 def s3_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, str, str]]:
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    bucket = f"rf-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(Bucket=bucket)
-    svc = Service(tmp_path_factory.mktemp("s3svc") / "data", REELFORGE_STORAGE="s3",
-                  REELFORGE_S3_ENDPOINT_URL=endpoint, REELFORGE_S3_BUCKET=bucket, REELFORGE_S3_PREFIX="rf/",
-                  REELFORGE_S3_ACCESS_KEY_ID="testing", REELFORGE_S3_SECRET_ACCESS_KEY="testing")
-    svc.start()
-    yield svc, endpoint, bucket
-    svc.stop()
-    server.stop()
+    with moto_bucket() as env:
+        svc = Service(tmp_path_factory.mktemp("s3svc") / "data", **env)
+        svc.start()
+        yield svc, env["REELFORGE_S3_ENDPOINT_URL"], env["REELFORGE_S3_BUCKET"]
+        svc.stop()
 
 
 def test_outputs_land_in_the_bucket_with_presigned_urls(s3_service, make_video):
