@@ -314,24 +314,25 @@ def list_jobs(status: Annotated[str | None, typer.Option(help="Filter by status"
     out.print(table)
 
 
+def _job_action(job_id: str, action: str, url: str, api_key: str | None) -> None:
+    """POST /v1/jobs/{id}/{action} and print the job the service answers with."""
+    try:
+        with _client(url, api_key) as client:
+            _print_job(_check(client.post(f"/v1/jobs/{job_id}/{action}")))
+    except httpx.TransportError as exc:
+        raise _connect_error(url, exc) from None
+
+
 @app.command()
 def cancel(job_id: str, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> None:
     """Cancel a queued or running job."""
-    try:
-        with _client(url, api_key) as client:
-            _print_job(_check(client.post(f"/v1/jobs/{job_id}/cancel")))
-    except httpx.TransportError as exc:
-        raise _connect_error(url, exc) from None
+    _job_action(job_id, "cancel", url, api_key)
 
 
 @app.command()
 def retry(job_id: str, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> None:
     """Run a failed, cancelled or timed-out job again, as a new job (printed)."""
-    try:
-        with _client(url, api_key) as client:
-            _print_job(_check(client.post(f"/v1/jobs/{job_id}/retry")))
-    except httpx.TransportError as exc:
-        raise _connect_error(url, exc) from None
+    _job_action(job_id, "retry", url, api_key)
 
 
 # ------------------------------------------------------------------ keys
