@@ -9,10 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.service import Service
+from tests.integration.service import Service, cli_timeout
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-pytestmark = pytest.mark.slow
+MAX_WAIT_S = 600  # what one example may take on a loaded machine (the CLI stops waiting after this)
+WAIT_ARGS = ("--wait", "--max-wait", str(MAX_WAIT_S))
+# the test's own limit follows from the CLI call's (which follows from MAX_WAIT_S), plus the module's media
+# and server start-up for the first test
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(cli_timeout(WAIT_ARGS) + 120)]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +32,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory):
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.json")))
 def test_example_runs_to_success(workspace, name: str):
     folder, svc = workspace
-    res = svc.cli("submit", str(folder / name), "--wait", "--max-wait", "600")
+    res = svc.cli("submit", str(folder / name), *WAIT_ARGS)
     assert res.returncode == 0, res.stderr[-2000:]
     job = json.loads(res.stdout)
     assert job["status"] == "succeeded"

@@ -17,6 +17,24 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
+# a CLI call's own work besides waiting for a job: interpreter start and imports, uploads of "@path" inputs,
+# the submit and the final read (generous: the suite runs on a loaded two-core machine)
+CLI_OVERHEAD_S = 120.0
+CLI_DEFAULT_MAX_WAIT_S = 3600.0  # `reelforge submit/status --wait` without --max-wait (src/reelforge/cli.py)
+
+
+def cli_timeout(args: tuple[str, ...] | list[str]) -> float:
+    """The subprocess limit for `reelforge *args`, following from the work asked for: a call that waits for
+    a job may take its --max-wait (the CLI's default when not given) plus the CLI's own overhead."""
+    if "--wait" not in args:
+        return CLI_OVERHEAD_S
+    max_wait = CLI_DEFAULT_MAX_WAIT_S
+    for i, arg in enumerate(args):
+        if arg == "--max-wait" and i + 1 < len(args):
+            max_wait = float(args[i + 1])
+        elif arg.startswith("--max-wait="):
+            max_wait = float(arg.partition("=")[2])
+    return max_wait + CLI_OVERHEAD_S
 
 
 def free_port() -> int:
@@ -75,7 +93,8 @@ class Service:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "reelforge.cli", *args], env={**self.env,
-                              "REELFORGE_URL": self.url}, capture_output=True, text=True, timeout=120)
+                              "REELFORGE_URL": self.url}, capture_output=True, text=True,
+                              timeout=cli_timeout(args))
 
     def client(self, key: str | None = None) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"X-API-Key": key} if key else {}, timeout=30)
