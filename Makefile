@@ -4,6 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SYSDEPS := .sysdeps-stamp
+# torch for the `generate` extra, installed before it: on these machines `torch==2.13.0` is the CPU wheel on disk
+# (pip's find-links); an unpinned torch would pull a multi-GB CUDA build. GPU images: see deploy/Dockerfile.gpu.
+TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: run test lint bench clean sysdeps install
 
@@ -18,7 +21,8 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip wheel
 
 $(STAMP): pyproject.toml requirements-nodeps.txt | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q '$(TORCH_SPEC)'
+	$(BIN)/pip install -q -e '.[dev,generate]'
 	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
 	@touch $(STAMP)
 
