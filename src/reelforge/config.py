@@ -103,6 +103,8 @@ class ComputeSettings(_Group):
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     broker_url: SecretUrl = SecretStr("redis://127.0.0.1:6379/0")  # may carry a password
     worker_queues: str = "cpu,gpu"  # queues a `reelforge worker` consumes by default
+    # Celery task events (sent/received/started/succeeded per task): what Flower and Celery exporters read
+    celery_task_events: bool = True
     # op -> queue overrides, e.g. {"overlay.engine=rvm": "gpu-24g", "build": "gpu"} (reelforge.engine.routing);
     # ops not named go to "gpu" when they prefer a GPU, else "cpu"
     op_routes: dict[str, str] = Field(default_factory=dict)
@@ -208,6 +210,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "public_url": ("service", "public_url"), "plugins": ("service", "plugins"),
     "executor": ("compute", "executor"), "workers": ("compute", "workers"), "broker_url": ("compute", "broker_url"),
     "worker_queues": ("compute", "worker_queues"), "op_routes": ("compute", "op_routes"),
+    "celery_task_events": ("compute", "celery_task_events"),
     "max_attempts": ("compute", "max_attempts"),
     "queue_backends": ("compute", "queue_backends"), "agent_alive_s": ("compute", "agent_alive_s"),
     "runpod_endpoint_id": ("compute", "runpod_endpoint_id"), "runpod_api_key": ("compute", "runpod_api_key"),

@@ -1,9 +1,30 @@
-"""Scale-out execution on Celery: one task, `reelforge.run_job(job_id)`, run through the same Runner.
+"""Scale-out execution on Celery: one task per operation, `reelforge.op.<op>(job_id)`, run through the same
+Runner.
 
-Worker side only. Delivery guarantees: acks_late + reject_on_worker_lost + prefetch 1, and a broker
-visibility timeout above the longest job timeout so a long job is not redelivered while it runs. A worker
-that dies without a word is detected by its expired lease (the API's reclaimer requeues and resends the
-job); a duplicate delivery is harmless because claiming is compare-and-set on the job row.
+Worker side (and the broker layout both sides share). Delivery guarantees: acks_late +
+reject_on_worker_lost + prefetch 1, and a broker visibility timeout above the longest job timeout so a long
+job is not redelivered while it runs. A worker that dies without a word is detected by its expired lease
+(the API's reclaimer requeues and resends the job); a duplicate delivery is harmless because claiming is
+compare-and-set on the job row.
+
+Task names: one per op (`reelforge.op.transcribe`, ...), so Flower, `celery events` and Celery exporters
+count and time each op on its own; every task does the same thing (claim the job, run it). The old single
+name `reelforge.run_job` stays registered, so messages queued by an older API still run.
+
+Queues: each queue (`cpu`, `gpu`, every `op_routes` target) is bound to a direct exchange of its own name.
+
+Priority ("higher runs first", -10..10 on the API) is mapped onto the broker's own scale, 0..9:
+- Redis (kombu's transport): 0 is the *highest*; each queue is split into ten sub-lists
+  (`priority_steps` 0..9) that the worker reads from highest first; our 10 -> 0, -10 -> 9.
+- RabbitMQ (AMQP): 9 is the highest; queues are declared with `x-max-priority: 9`; our 10 -> 9, -10 -> 0.
+  A queue declared by an older version without `x-max-priority` must be deleted once (RabbitMQ refuses to
+  redeclare a queue with other arguments: PRECONDITION_FAILED).
+With prefetch 1 a worker holds no reserved backlog, so a high-priority job submitted later is the next one
+taken. The embedded executor claims from the job store by priority, then age.
+
+`celery -A reelforge.engine.celery_app inspect registered` (and `celery events`, Flower) load the module's
+`app` (alias `celery`): made on first access from the environment's settings, with no job control, so it
+can inspect and send but refuses to start a worker (start those with `reelforge worker`).
 """
 
 from __future__ import annotations
@@ -17,8 +38,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
-from celery.signals import worker_shutting_down
-from kombu import Queue
+from celery.signals import worker_init, worker_shutting_down
+from kombu import Exchange, Queue
 
 from reelforge.config import Settings
 from reelforge.engine.routing import CPU_QUEUE, configured_queues
@@ -28,13 +49,54 @@ if TYPE_CHECKING:
     from reelforge.engine.services import Services
 
 log = logging.getLogger("reelforge.celery")
-TASK_NAME = "reelforge.run_job"
+TASK_NAME = "reelforge.run_job"  # the single task name before one per op (kept for queued messages)
+TASK_PREFIX = "reelforge.op."
+MAX_BROKER_PRIORITY = 9  # 0..9 on both brokers (RabbitMQ: x-max-priority; Redis: ten priority steps)
+API_PRIORITY_MIN, API_PRIORITY_MAX = -10, 10
+
+
+def task_name(op: str) -> str:
+    """The Celery task name of an op's jobs: `reelforge.op.<op>`."""
+    return f"{TASK_PREFIX}{op}"
+
+
+def is_redis(broker_url: str) -> bool:
+    return broker_url.split("://", 1)[0].lower() in {"redis", "rediss", "redis+socket", "sentinel"}
+
+
+def broker_priority(priority: int, broker_url: str) -> int:
+    """The API's priority (-10..10, higher runs first) on the broker's scale (0..9). Redis: 0 is the highest;
+    AMQP: 9 is the highest. Order is kept: a higher API priority never maps to a later place."""
+    p = max(API_PRIORITY_MIN, min(API_PRIORITY_MAX, int(priority)))
+    step = round((p - API_PRIORITY_MIN) * MAX_BROKER_PRIORITY / (API_PRIORITY_MAX - API_PRIORITY_MIN))
+    return MAX_BROKER_PRIORITY - step if is_redis(broker_url) else step
+
+
+def broker_queue(name: str) -> Queue:
+    """A queue bound to a direct exchange of its own name, priorities on (x-max-priority for AMQP; kombu's
+    Redis transport ignores queue arguments and uses priority_steps)."""
+    return Queue(name, Exchange(name, type="direct"), routing_key=name,
+                 queue_arguments={"x-max-priority": MAX_BROKER_PRIORITY})
+
+
+def send_job(app: Celery, job_id: str, op: str, queue: str, priority: int) -> None:
+    """Send a job's task: its op's task name, its queue, its priority on the broker's scale."""
+    app.send_task(task_name(op), args=[job_id], queue=queue, routing_key=queue, exchange=queue,
+                  priority=broker_priority(priority, app.conf.broker_url or ""))
 
 
 def make_celery(settings: Settings, services_factory: Callable[[], Services] | None = None) -> Celery:
     """The Celery app. A worker passes `services_factory` (job control and storage, from its composition
     root, cli.py); the API side only sends tasks and passes none."""
-    app = Celery("reelforge", broker=settings.compute.broker_url.get_secret_value(), set_as_current=False)
+    from reelforge.ops.registry import load_all, load_plugins
+
+    broker = settings.compute.broker_url.get_secret_value()
+    app = Celery("reelforge", broker=broker, set_as_current=False)
+    transport: dict[str, Any] = {"visibility_timeout": int(settings.compute.max_timeout_s + 600)}
+    if is_redis(broker):
+        # ten sub-lists per queue, read highest (0) first; several queues are read by priority, not round robin
+        transport.update(priority_steps=list(range(MAX_BROKER_PRIORITY + 1)), sep=":",
+                         queue_order_strategy="priority")
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -43,12 +105,18 @@ def make_celery(settings: Settings, services_factory: Callable[[], Services] | N
         task_serializer="json",
         accept_content=["json"],
         task_default_queue=CPU_QUEUE,
+        task_default_exchange=CPU_QUEUE,
+        task_default_routing_key=CPU_QUEUE,
+        task_default_priority=broker_priority(0, broker),
+        task_queue_max_priority=MAX_BROKER_PRIORITY,
         # cpu, gpu, every queue op_routes names and the ones this worker consumes (names are free strings)
-        task_queues=[Queue(q) for q in configured_queues(settings)],
-        broker_transport_options={"visibility_timeout": int(settings.compute.max_timeout_s + 600)},
+        task_queues=[broker_queue(q) for q in configured_queues(settings)],
+        broker_transport_options=transport,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        worker_send_task_events=False,
+        # task events (received/started/succeeded per task name): what Flower and Celery exporters read
+        worker_send_task_events=settings.compute.celery_task_events,
+        task_send_sent_event=settings.compute.celery_task_events,
     )
     state = _WorkerState(settings, services_factory)
 
@@ -59,12 +127,33 @@ def make_celery(settings: Settings, services_factory: Callable[[], Services] | N
 
     worker_shutting_down.connect(shutting_down, weak=False)
 
-    @app.task(name=TASK_NAME)
+    def refuse_without_control(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is app and state.factory is None:
+            raise SystemExit("This Celery app has no job control (it is the one `celery -A "
+                             "reelforge.engine.celery_app` loads for inspect/events/Flower); start workers with "
+                             "`reelforge worker`.")
+
+    worker_init.connect(refuse_without_control, weak=False)
+
     def run_job(job_id: str) -> str:
         return state.run(app, job_id)
 
+    app.task(name=TASK_NAME, shared=False)(run_job)
+    load_plugins(settings.service.plugins)
+    for op in sorted(load_all()):
+        app.task(name=task_name(op), shared=False)(_op_task(run_job, op))
+
     app.reelforge_state = state
     return app
+
+
+def _op_task(run: Callable[[str], str], op: str) -> Callable[[str], str]:
+    def task(job_id: str) -> str:
+        return run(job_id)
+
+    task.__name__ = task.__qualname__ = f"op_{op.replace('.', '_').replace('-', '_')}"
+    task.__doc__ = f"Run a queued `{op}` job (claim it, run it in a job host, store its outputs)."
+    return task
 
 
 class _WorkerState:
@@ -107,7 +196,20 @@ class _WorkerState:
             return "skipped"  # already done, cancelled, or owned by a live worker
         status = Runner(services).run_claimed(
             job, self.host(), worker_id,
-            on_requeue=lambda j: app.send_task(TASK_NAME, args=[j.id], queue=j.queue),
+            on_requeue=lambda j: send_job(app, j.id, j.op, j.queue, j.priority),
             stopping=self.stopping.is_set,
         )
         return status.value
+
+
+_module_app: Celery | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """`app` / `celery`: what `celery -A reelforge.engine.celery_app ...` loads (made on first use)."""
+    global _module_app
+    if name in ("app", "celery"):
+        if _module_app is None:
+            _module_app = make_celery(Settings())
+        return _module_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""API side of the Celery path: send a task per job; requeue jobs whose worker vanished."""
+"""API side of the Celery path: send a task per job (its op's task name, its priority on the broker's scale:
+engine/celery_app.py); requeue jobs whose worker vanished."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 import threading
 from typing import Any
 
-from reelforge.engine.celery_app import TASK_NAME, make_celery
+from reelforge.engine.celery_app import make_celery, send_job
 from reelforge.engine.control import QueuedJob
 from reelforge.engine.executor import Executor
 from reelforge.engine.services import Services
@@ -44,8 +45,7 @@ class CeleryExecutor(Executor):
         if chain and "celery" not in chain:
             return  # agents or RunPod take this queue (engine/backends.py); the broker never sees it
         try:
-            self.app.send_task(TASK_NAME, args=[job.id], queue=job.queue,
-                               priority=max(0, min(9, job.priority)))
+            send_job(self.app, job.id, job.op, job.queue, job.priority)
         except Exception as exc:  # the job stays queued; the reclaimer/restart sends it again
             raise ServiceUnavailable(f"The job queue (broker) is unreachable: {exc}.",
                                      code="broker_unavailable") from exc

@@ -84,6 +84,9 @@ class QueuedJob(Protocol):
     def id(self) -> str: ...
 
     @property
+    def op(self) -> str: ...
+
+    @property
     def queue(self) -> str: ...
 
     @property
