@@ -194,6 +194,9 @@ class ModelSettings(_Group):
     # whisper model for word timings of a known script (tts, align, build): "auto" = packaged:tiny.en for
     # English (the words are known, only their times are needed: 2x faster than base), else whisper_model
     align_model: str = "auto"
+    # whisper models a job may pick by name (`transcribe` param `model`): name -> packaged:... or a local
+    # CTranslate2 folder; "base" and "tiny.en" (the packaged ones) are always offered
+    whisper_models: dict[str, str] = Field(default_factory=dict)
     model_cache_dir: Path | None = None  # default data_dir/models
     kokoro_voices: Path | None = None  # a Kokoro voices file (e.g. voices-v1.0.bin) for the kokoro engine
 
@@ -240,6 +243,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "device": ("media", "device"), "nvenc": ("media", "nvenc"), "nvenc_max_sessions": ("media", "nvenc_max_sessions"),
     "font_dir": ("media", "font_dir"),
     "whisper_model": ("models", "whisper_model"), "align_model": ("models", "align_model"),
+    "whisper_models": ("models", "whisper_models"),
     "model_cache_dir": ("models", "model_cache_dir"), "kokoro_voices": ("models", "kokoro_voices"),
 }
 

@@ -158,6 +158,14 @@ def _check_media_ref(value: str, info: ValidationInfo) -> str:
         )
     if kind == "url":
         check_url_syntax(value, allow_private=bool(ctx.get("allow_private")))
+    if kind == "s3" and "s3_bucket" in ctx:
+        bucket = parse_ref(value).bucket
+        if not ctx["s3_bucket"]:
+            raise ValueError("s3:// inputs need S3 storage; this service stores files locally (upload the file "
+                             "or pass a URL)")
+        if bucket != ctx["s3_bucket"]:
+            raise ValueError(f"s3://{bucket}/... is not the configured bucket {ctx['s3_bucket']!r}; this "
+                             "service reads only its own bucket (pass a presigned URL for other buckets)")
     return value
 
 

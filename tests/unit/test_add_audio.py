@@ -112,3 +112,61 @@ def test_plan_builds_escaped_graph(make_video, make_audio):
 def test_bad_params(bad):
     with pytest.raises(ValidationError):
         AddAudioParams(**{"video": "v", "audio": "a", **bad})
+
+
+def tone_level(samples: np.ndarray, rate: int, freq: float) -> float:
+    """Amplitude of one frequency in a window (the added track and the video's sound differ in pitch)."""
+    t = np.arange(samples.size) / rate
+    return float(2 * abs(np.dot(samples, np.exp(-2j * np.pi * freq * t))) / samples.size)
+
+
+def test_loop_video_with_b_frames_ends_with_the_audio(ctx, tmp_path, make_audio):
+    # x264's default preset uses B-frames: a stream copy cut mid-loop would run ~3 frames past the audio
+    video = tmp_path / "b.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=24:duration=1", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", str(video))
+    assert (probe(video).video.b_frames or 0) > 0
+    audio = make_audio(duration=2.3, name="voice.wav")
+    result = OP.run(AddAudioParams(video=str(video), audio=str(audio), fit="loop_video"), ctx)
+    out = result.outputs["video"]
+    assert not result.data["video_copied"]
+    assert abs(duration(out, "v:0") - 2.3) <= 1 / 24 + 1e-6
+    assert abs(duration(out) - 2.3) <= 1 / 24 + 1e-6
+
+
+@pytest.mark.parametrize("duck", ["added", "original"])
+def test_ducking_lowers_one_track_while_the_other_sounds(ctx, tmp_path, aac_audio, duck):
+    # the video's own sound (440 Hz) plays only in its first half; the added track (880 Hz) plays throughout
+    video = tmp_path / "talk.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25:duration=4", "-f", "lavfi",
+           "-i", "sine=frequency=440:duration=4:sample_rate=48000,volume=volume=0:enable='gte(t,2)'",
+           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(video))
+    added = aac_audio(4.0, freq=880)
+    if duck == "added":
+        result = OP.run(AddAudioParams(video=str(video), audio=str(added), mode="mix", duck="added"), ctx)
+        speech, rate = audio_samples(result.outputs["video"]), 8000
+        during, after = speech[int(0.8 * rate):int(1.8 * rate)], speech[int(2.8 * rate):int(3.8 * rate)]
+        # the added 880 Hz track is at least 10 dB lower while the video's sound plays than after it stops
+        assert tone_level(during, rate, 880) < tone_level(after, rate, 880) / 3.16
+        assert tone_level(during, rate, 440) > 0.1  # the video's own sound is untouched
+    else:
+        result = OP.run(AddAudioParams(video=str(video), audio=str(added), mode="mix", duck="original"), ctx)
+        mixed, rate = audio_samples(result.outputs["video"]), 8000
+        during = mixed[int(0.8 * rate):int(1.8 * rate)]
+        plain = OP.run(AddAudioParams(video=str(video), audio=str(added), mode="mix"), ctx)
+        undone = audio_samples(plain.outputs["video"])[int(0.8 * rate):int(1.8 * rate)]
+        # the video's 440 Hz sound is lowered under the added track, which itself keeps its level
+        assert tone_level(during, rate, 440) < tone_level(undone, rate, 440) / 3.16
+        assert tone_level(during, rate, 880) > 0.8 * tone_level(undone, rate, 880)
+
+
+def test_duck_needs_mix_mode():
+    with pytest.raises(ValidationError, match="duck needs mode 'mix'"):
+        AddAudioParams(video="v", audio="a", duck="added")
+
+
+def test_mix_onto_a_silent_video_says_so(ctx, make_video, aac_audio):
+    video = make_video(duration=1.0, audio=False)
+    result = OP.run(AddAudioParams(video=str(video), audio=str(aac_audio(1.0)), mode="mix"), ctx)
+    assert not result.data["mixed"]
+    assert "no audio track" in ctx.notes["mix"]

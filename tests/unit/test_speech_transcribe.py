@@ -152,3 +152,44 @@ def test_cancel_stops_the_job(speech_wav: Path, mod_settings: Settings, tmp_path
     ctx = new_ctx(tmp_path, mod_settings, is_cancelled=lambda: True)
     with pytest.raises(JobCancelled):
         op.run(op.params_model(input=str(speech_wav)), ctx)
+
+
+def test_a_job_picks_its_whisper_model_by_name(speech_wav: Path, mod_settings: Settings, tmp_path: Path) -> None:
+    from reelforge.ops.params import submit_context
+
+    op = get_operation("transcribe")
+    # the service's own model is unusable here: the job's choice is what runs
+    settings = mod_settings.replace(whisper_model="/nonexistent/whisper",
+                                    whisper_models={"fast": "packaged:tiny.en"})
+    ctx = submit_context(settings)
+    assert op.params_model.model_validate({"input": "https://example.com/a.wav", "model": "tiny.en"}, context=ctx).model
+    with pytest.raises(ValidationError, match=r"unknown whisper model 'large-v3'.*base, tiny.en.*fast"):
+        op.params_model.model_validate({"input": "https://example.com/a.wav", "model": "large-v3"}, context=ctx)
+    with pytest.raises(ValidationError, match="unknown whisper model '/models/x'"):  # never a path
+        op.params_model.model_validate({"input": "https://example.com/a.wav", "model": "/models/x"}, context=ctx)
+    job_ctx = new_ctx(tmp_path, settings)
+    res = op.run(op.params_model(input=str(speech_wav), model="fast", word_timestamps=False), job_ctx)
+    assert "beach" in res.data["text"].lower() and job_ctx.notes["whisper_model"] == "packaged:tiny.en"
+
+
+def test_segments_srt_cues_are_two_lines_of_at_most_42_characters() -> None:
+    from reelforge.captions import Word
+    from reelforge.models.whisper import Segment, Transcript
+    from reelforge.ops.transcribe import readable_subs, segments_subs, transcript_words
+
+    long_text = ("this is a rather long segment that whisper produced in one piece and that would not fit "
+                 "on a screen in two lines of subtitles at all")
+    tokens = long_text.split()
+    words = tuple(Word(t, i * 0.3, i * 0.3 + 0.25) for i, t in enumerate(tokens))
+    second = (Word("Next.", 9.0, 9.4),)
+    segments = (Segment(0.0, words[-1].end, long_text, words), Segment(9.0, 9.4, "Next.", second))
+    transcript = Transcript(segments=segments, language="en", language_probability=1.0, duration=10.0, device="cpu",
+                            compute_type="int8", batched=False, loaded_model=False)
+    breaks: set[int] = set()
+    subs = readable_subs(transcript_words(transcript, segments_subs(transcript), breaks), breaks)
+    assert len(long_text) > 96 and len(subs) >= 2
+    for event in subs:
+        lines = event.plaintext.split("\n")
+        assert len(lines) <= 2 and all(len(line) <= 42 for line in lines), lines
+    assert " ".join(e.plaintext.replace("\n", " ") for e in subs) == long_text + " Next."
+    assert subs[-1].plaintext == "Next." and subs[-1].start == 9000  # a cue never spans two segments

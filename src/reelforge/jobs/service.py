@@ -37,6 +37,7 @@ from reelforge.errors import Conflict, InputError, InvalidParams, NotFound, inva
 from reelforge.jobs.events import job_event
 from reelforge.jobs.states import JobStatus
 from reelforge.jobs.store import JobRecord
+from reelforge.ops.params import submit_context
 from reelforge.ops.registry import get_operation
 from reelforge.refs import file_ids_in
 from reelforge.storage.urlguard import check_url_syntax
@@ -110,8 +111,7 @@ class JobService:
         settings = self.settings
         op = get_operation(body.op)
         try:
-            params = op.params_model.model_validate(
-                body.params, context={"source": "api", "allow_private": settings.limits.fetch_allow_private})
+            params = op.params_model.model_validate(body.params, context=submit_context(settings))
         except ValidationError as exc:
             raise invalid_params(exc) from None
         except InvalidParams as exc:  # raised by an op's own checks (e.g. a pipeline's graph): same shape

@@ -88,6 +88,17 @@ def _resolve(spec: str, cache_dir: Path) -> Path:
         code="model_unavailable")
 
 
+# the packaged models, offered to jobs by their short names
+BUILTIN_JOB_MODELS = {"base": "packaged:base", "tiny.en": "packaged:tiny.en"}
+
+
+def job_models(settings: Settings) -> dict[str, str]:
+    """The whisper models a job may choose by name -> the spec `whisper_model` would hold for it.
+
+    Only names, never paths: a job choosing a folder would let clients make the service read any path."""
+    return {**BUILTIN_JOB_MODELS, **{spec: spec for spec in PACKAGED}, **settings.models.whisper_models}
+
+
 def resolve_model_path(settings: Settings) -> Path:
     """The local folder of `settings.models.whisper_model` (joining split packaged weights on first use)."""
     assert settings.models.model_cache_dir is not None

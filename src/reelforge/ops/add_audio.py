@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from reelforge.errors import MediaError
 from reelforge.media.encoders import Quality, encode_with_fallback
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
-from reelforge.media.filters import filter_expr
+from reelforge.media.filters import filter_expr, sidechain_duck
 from reelforge.media.limits import check_duration_limit, probe_input
 from reelforge.media.probe import MediaInfo, require_audio, require_video
 from reelforge.ops.context import OpContext, OpResult
@@ -41,9 +41,19 @@ class AddAudioParams(Params):
     video_volume: float = Field(1.0, ge=0, le=8, description="mix mode: gain of the video's own audio")
     fade_in_s: float = Field(0.0, ge=0, le=60)
     fade_out_s: float = Field(0.0, ge=0, le=60)
+    duck: Literal["none", "added", "original"] = Field(
+        "none", description="mix mode: 'added' lowers the added track while the video's own sound plays "
+        "(music under a talking video); 'original' lowers the video's sound while the added track plays "
+        "(narration over footage)")
     loudness_lufs: float | None = Field(None, ge=-70, le=-5, description="EBU R128 integrated loudness target")
     audio_bitrate: Literal["96k", "128k", "160k", "192k", "256k", "320k"] = "192k"
     quality: Quality = "standard"  # only used when the video must be re-encoded
+
+    @model_validator(mode="after")
+    def _duck(self) -> AddAudioParams:
+        if self.duck != "none" and self.mode != "mix":
+            raise ValueError("duck needs mode 'mix' (with 'replace' there is only one track)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -83,11 +93,24 @@ def plan_add_audio(params: AddAudioParams, video: MediaInfo, audio: MediaInfo) -
             chain.append(filter_expr("afade", t="out", st=max(0.0, duration - params.fade_out_s),
                                      d=params.fade_out_s))
         chain.append("apad")  # silence after the end; atrim below cuts to the output length
-        parts = [f"[1:a]{','.join(chain)}[new]"]
+        # ducking: one track is the key (split off before the mix) that lowers the other one
+        key = {"added": "orig", "original": "new"}.get(params.duck) if mix else None
+        ducked = {"orig": "new", "new": "orig"}.get(key or "")
+
+        def label(name: str) -> str:  # where a track's own chain ends: the key is split first
+            return f"{name}0" if name == key else name
+
+        parts = [f"[1:a]{','.join(chain)}[{label('new')}]"]
         last = "new"
         if mix:
-            parts.append(f"[0:a]{norm},{filter_expr('volume', volume=params.video_volume)},apad[orig]")
-            parts.append(f"[orig][new]{filter_expr('amix', inputs=2, duration='longest', normalize=0)}[mixed]")
+            parts.append(f"[0:a]{norm},{filter_expr('volume', volume=params.video_volume)},apad[{label('orig')}]")
+            mixed = {"orig": "orig", "new": "new"}
+            if key and ducked:
+                parts.append(f"[{key}0]asplit=2[{key}][key]")
+                parts.append(sidechain_duck(ducked, "key", f"{ducked}d"))
+                mixed[ducked] = f"{ducked}d"
+            parts.append(f"[{mixed['orig']}][{mixed['new']}]"
+                         f"{filter_expr('amix', inputs=2, duration='longest', normalize=0)}[mixed]")
             last = "mixed"
         tail = [filter_expr("atrim", end=round(duration, 6))]
         if params.loudness_lufs is not None:
@@ -96,8 +119,13 @@ def plan_add_audio(params: AddAudioParams, video: MediaInfo, audio: MediaInfo) -
                      filter_expr("aresample", osr=48000), filter_expr("aformat", channel_layouts="stereo")]
         parts.append(f"[{last}]{','.join(tail)}[aout]")
         graph = ";".join(parts)
-    return AudioPlan(duration_s=duration, copy_video=v.codec in MP4_VIDEO_CODECS, copy_audio=copy_audio,
-                     loop_video=params.fit == "loop_video" and video.duration_s < duration,
+    loop_video = params.fit == "loop_video" and video.duration_s < duration
+    # A stream copy can only end on a decodable frame: with B-frames the last packets before the cut (in
+    # decode order) show up to a few frames past it (measured 0.12 s over on a looped x264 clip). A looped
+    # video is cut mid-loop by design, so it is re-encoded to end within one frame of the audio.
+    exact_cut = loop_video and (v.b_frames or 0) > 0
+    return AudioPlan(duration_s=duration, copy_video=v.codec in MP4_VIDEO_CODECS and not exact_cut,
+                     copy_audio=copy_audio, loop_video=loop_video,
                      loop_audio=params.fit == "loop_audio" and audio.duration_s < duration, mix=mix,
                      filter_complex=graph)
 
@@ -131,6 +159,8 @@ def run(params: AddAudioParams, ctx: OpContext) -> OpResult:
     video = probe_input(video_path, ctx.settings, params.video, "video")
     audio = probe_input(audio_path, ctx.settings, params.audio, "audio")
     plan = plan_add_audio(params, video, audio)
+    if params.mode == "mix" and not plan.mix:
+        ctx.note(mix="the video has no audio track: the added audio is the only track")
     if plan.duration_s <= 0:
         raise MediaError("The video or the audio has no duration.", code="empty_media")
     check_duration_limit(plan.duration_s, ctx.settings, "The output")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from reelforge.media.codecs import DEFAULT_VIDEO_ARGS
-from reelforge.media.filters import filter_expr
+from reelforge.media.filters import filter_expr, sidechain_duck
 from reelforge.media.frame_rate import rate_arg
 from reelforge.media.frame_size import even
 from reelforge.media.probe import MediaInfo
@@ -154,9 +154,7 @@ def plan_compose(inp: ComposeInputs, out: Path, *, size: tuple[int, int], fps: f
         idx += 1
         if music.duck:
             chains.append(f"{narration},asplit=2[narr][key]")
-            # about -24 dB of gain reduction while the narration speaks; back up within ~0.4 s of a pause
-            chains.append("[music][key]sidechaincompress=threshold=0.01:ratio=20:attack=20:release=400:"
-                          "makeup=1[ducked]")
+            chains.append(sidechain_duck("music", "key", "ducked"))
             chains.append("[narr][ducked]amix=inputs=2:duration=first:normalize=0,"
                           f"atrim=end={num(d)}[aout]")
         else:
