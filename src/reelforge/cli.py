@@ -1,4 +1,5 @@
-"""The `reelforge` command: serve | worker | agent | submit | status | list | cancel | retry | keys | agents.
+"""The `reelforge` command: serve | worker | agent | submit | status | list | cancel | retry | keys | agents |
+webhooks.
 
 submit/status/list/cancel/retry talk to a running service over HTTP (REELFORGE_URL, REELFORGE_API_KEY);
 serve/worker/keys act on this machine with the settings from the environment / REELFORGE_CONFIG.
@@ -32,6 +33,9 @@ agent_tokens_app = typer.Typer(help="Agent tokens: worker role only, scoped to q
                                no_args_is_help=True)
 agents_app.add_typer(agent_tokens_app, name="token")
 app.add_typer(agents_app, name="agents")
+webhooks_app = typer.Typer(help="Webhooks: replay a job's events, the secret receivers verify with.",
+                           no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
 console = Console(stderr=True)
 out = Console()
 
@@ -424,6 +428,28 @@ def agent_token_revoke(token_id: Annotated[str, typer.Argument(help="The token's
         console.print(f"[red]No agent token {token_id}[/red]")
         raise typer.Exit(2)
     console.print(f"Revoked {token_id}")
+
+
+# ------------------------------------------------------------------ webhooks
+@webhooks_app.command("replay")
+def webhooks_replay(job_id: str, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> None:
+    """Send a job's webhook events again (each with its own webhook-id, the retry schedule from the start)."""
+    try:
+        with _client(url, api_key) as client:
+            data = _check(client.post(f"/v1/jobs/{job_id}/webhooks/replay"))
+    except httpx.TransportError as exc:
+        raise _connect_error(url, exc) from None
+    console.print(f"Replaying {data['replayed']} webhook event(s) of {data['job_id']}.")
+    out.print(json.dumps(data))
+
+
+@webhooks_app.command("secret")
+def webhooks_secret() -> None:
+    """Print the webhook secret in the Standard Webhooks form (whsec_...) for receivers (this machine's
+    settings: REELFORGE_WEBHOOK_SECRET or DATA_DIR/webhook_secret)."""
+    from reelforge.jobs.webhooks import standard_secret
+
+    out.print(standard_secret(_load_settings().resolved_webhook_secret()), soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover

@@ -180,6 +180,26 @@ class SecuritySettings(_Group):
     api_keys_required: bool | None = None  # None: required unless bound to loopback
     metrics_require_key: bool | None = None  # None: /metrics needs a key exactly when API keys are required
     webhook_secret: Secret = SecretStr("")  # default: generated once into data_dir/webhook_secret
+    # while rotating: the secret receivers had before; every webhook is then signed with both (two signatures)
+    webhook_secret_previous: Secret = SecretStr("")
+
+
+class WebhookSettings(_Group):
+    """Webhook delivery (jobs/webhooks.py)."""
+
+    # seconds to wait before each retry of an event the receiver did not take (after the first try); when
+    # they are spent the event is given up on. 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: about 28 h in all
+    retry_schedule: list[float] = Field(default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0,
+                                                                 36000.0], min_length=1, max_length=50)
+    retry_jitter: float = Field(default=0.2, ge=0, le=1)  # each wait is spread by up to +-this fraction
+    timeout_s: float = Field(default=10.0, gt=0)  # one delivery request
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _non_negative(cls, schedule: list[float]) -> list[float]:
+        if any(s < 0 for s in schedule):
+            raise ValueError("webhook_retry_schedule: waits are seconds >= 0")
+        return schedule
 
 
 class MediaSettings(_Group):
@@ -203,7 +223,7 @@ class ModelSettings(_Group):
 
 GROUPS: dict[str, type[_Group]] = {
     "service": ServiceSettings, "compute": ComputeSettings, "storage": StorageSettings, "limits": LimitSettings,
-    "security": SecuritySettings, "media": MediaSettings, "models": ModelSettings,
+    "security": SecuritySettings, "webhooks": WebhookSettings, "media": MediaSettings, "models": ModelSettings,
 }
 
 # The one table: flat name (keyword argument, REELFORGE_<NAME>, top-level TOML key) -> (group, field).
@@ -240,6 +260,9 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "min_subtitle_cues": ("limits", "min_subtitle_cues"), "min_subtitle_chars": ("limits", "min_subtitle_chars"),
     "api_keys_required": ("security", "api_keys_required"), "webhook_secret": ("security", "webhook_secret"),
     "metrics_require_key": ("security", "metrics_require_key"),
+    "webhook_secret_previous": ("security", "webhook_secret_previous"),
+    "webhook_retry_schedule": ("webhooks", "retry_schedule"), "webhook_retry_jitter": ("webhooks", "retry_jitter"),
+    "webhook_timeout_s": ("webhooks", "timeout_s"),
     "device": ("media", "device"), "nvenc": ("media", "nvenc"), "nvenc_max_sessions": ("media", "nvenc_max_sessions"),
     "font_dir": ("media", "font_dir"),
     "whisper_model": ("models", "whisper_model"), "align_model": ("models", "align_model"),
@@ -388,6 +411,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
 
@@ -500,10 +524,12 @@ class Settings(BaseSettings):
             return secret
         path = self.service.data_dir / "webhook_secret"
         if not path.exists():
+            import base64
             import secrets
 
             self.service.data_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_hex(32))
+            # the Standard Webhooks form: whsec_ + base64 of 32 random bytes (the signing key)
+            path.write_text("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
             path.chmod(0o600)
         return path.read_text().strip()
 

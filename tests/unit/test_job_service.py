@@ -57,7 +57,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     settings.ensure_dirs()
     stores = Stores.open(f"sqlite:///{tmp_path / 'jobs.db'}", migrate=True)
     webhooks = WebhookSender(settings, stores.webhooks.record_webhook_attempt, outbox=stores.webhooks,
-                             backoff_base_s=0.01)
+                             schedule=[0.01])
     executor = Executor()
     service = JobService(settings, stores, storage=make_storage(settings), webhooks=webhooks, executor=executor)
     yield World(service, stores, executor, settings)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from reelforge.config import Settings
-from reelforge.jobs.webhooks import WebhookSender, sign, verify
+from reelforge.jobs.webhooks import WebhookSender, sign, standard_secret, verify
 
 SECRET = "whsec-test-secret"
 
@@ -27,7 +27,9 @@ class Received:
     signature: str
     content_type: str
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
     status: int = 0  # what the receiver answered
+    at: float = 0.0
 
     @property
     def json(self) -> dict[str, Any]:
@@ -40,6 +42,7 @@ class Receiver:
 
     port: int
     answer: Callable[[Received, int], int] = lambda _r, _n: 204
+    retry_after: str = "0"  # sent with 429 and 503 answers
     got: list[Received] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -68,7 +71,8 @@ def receiver() -> Iterator[Receiver]:
             got = Received(event=self.headers.get("X-ReelForge-Event", ""),
                            timestamp=self.headers.get("X-ReelForge-Timestamp", ""),
                            signature=self.headers.get("X-ReelForge-Signature", ""),
-                           content_type=self.headers.get("Content-Type", ""), body=body)
+                           content_type=self.headers.get("Content-Type", ""), body=body,
+                           headers=dict(self.headers.items()), at=time.monotonic())
             key = f"{got.json.get('job_id')}/{got.event}"
             with state.lock:
                 state.counts[key] = state.counts.get(key, 0) + 1
@@ -78,8 +82,8 @@ def receiver() -> Iterator[Receiver]:
             with state.lock:
                 state.got.append(got)
             self.send_response(status)
-            if status == 429:
-                self.send_header("Retry-After", "0")
+            if status in (429, 503):
+                self.send_header("Retry-After", state.retry_after)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -109,8 +113,16 @@ def local_settings(settings: Settings) -> Settings:
 
 
 def make_sender(settings: Settings, attempts: Attempts, **kw: Any) -> WebhookSender:
-    kw.setdefault("backoff_base_s", 0.01)
+    kw.setdefault("schedule", [0.01] * 4)
+    kw.setdefault("jitter", 0)
     return WebhookSender(settings, attempts, **kw)
+
+
+def standard_verify(secret: str, got: Received) -> dict[str, Any]:
+    """What a receiver built on the `standardwebhooks` library does with the request (raises if not ours)."""
+    from standardwebhooks.webhooks import Webhook
+
+    return Webhook(standard_secret(secret)).verify(got.body, got.headers)
 
 
 def event(job_id: str, kind: str, **extra: Any) -> dict[str, Any]:
@@ -140,7 +152,11 @@ def test_delivery_is_signed(local_settings: Settings, receiver: Receiver) -> Non
     assert got.event == "job.succeeded" and got.content_type == "application/json"
     assert got.signature.startswith("v1=")
     assert verify(SECRET, got.timestamp, got.body, got.signature)
-    assert got.json == payload
+    assert got.json == {"id": got.headers["webhook-id"], **payload}
+    assert got.headers["webhook-id"].startswith("evt_")
+    assert got.headers["webhook-signature"].startswith("v1,")
+    assert standard_verify(SECRET, got) == got.json
+    assert got.headers["webhook-timestamp"] == got.timestamp
     assert attempts.rows == [("job-1", {"event": "job.succeeded", "url": receiver.url, "attempt": 1,
                                         "status_code": 204, "at": attempts.rows[0][1]["at"]})]
     assert abs(attempts.rows[0][1]["at"] - time.time()) < 60  # unix seconds, as the job store keeps them
@@ -157,13 +173,15 @@ def test_retries_after_server_errors_then_succeeds(local_settings: Settings, rec
     assert [r["status_code"] for r in rows] == [500, 500, 429, 200]
     assert len({r.body for r in receiver.got}) == 1  # the same body every time...
     assert all(verify(SECRET, r.timestamp, r.body, r.signature) for r in receiver.got)  # ...each signed
+    assert len({r.headers["webhook-id"] for r in receiver.got}) == 1  # one event id across its retries
+    assert all(standard_verify(SECRET, r) for r in receiver.got)
 
 
 def test_gives_up_after_max_attempts_and_on_final_statuses(local_settings: Settings,
                                                            receiver: Receiver) -> None:
     receiver.answer = lambda r, _n: 503 if r.json["job_id"] == "down" else 410
     attempts = Attempts()
-    sender = make_sender(local_settings, attempts, max_attempts=3)
+    sender = make_sender(local_settings, attempts, schedule=[0.01, 0.01])
     sender.send("down", receiver.url, event("down", "succeeded"), kind="succeeded")
     sender.send("gone", receiver.url, event("gone", "succeeded"), kind="succeeded")
     assert sender.close(timeout=20)
@@ -176,7 +194,7 @@ def test_connection_errors_are_retried_and_recorded(local_settings: Settings) ->
         probe.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{probe.getsockname()[1]}/hook"  # nobody listens once closed
     attempts = Attempts()
-    sender = make_sender(local_settings, attempts, max_attempts=3)
+    sender = make_sender(local_settings, attempts, schedule=[0.01, 0.01])
     sender.send("job-3", url, event("job-3", "succeeded"), kind="succeeded")
     assert sender.close(timeout=20)
     assert [a["attempt"] for _j, a in attempts.rows] == [1, 2, 3]
@@ -221,8 +239,8 @@ def test_progress_is_throttled_and_terminal_comes_last(local_settings: Settings,
 
 def test_each_jobs_events_arrive_in_order_despite_retries(local_settings: Settings,
                                                           receiver: Receiver) -> None:
-    # Every job's first event fails twice; its later events queue behind it instead of overtaking it.
-    receiver.answer = lambda r, nth: 502 if r.event == "job.running" and nth <= 2 else 200
+    # Every job's terminal event fails twice; it is retried and still arrives after the job's earlier events.
+    receiver.answer = lambda r, nth: 502 if r.event == "job.succeeded" and nth <= 2 else 200
     attempts = Attempts()
     sender = make_sender(local_settings, attempts, progress_interval_s=0, workers=3)
     jobs = [f"job-{i}" for i in range(6)]
@@ -238,6 +256,61 @@ def test_each_jobs_events_arrive_in_order_despite_retries(local_settings: Settin
         seen = [(r.event, r.json.get("progress")) for r in receiver.delivered() if r.json["job_id"] == job]
         assert seen == [("job.running", None), ("job.progress", 0.0), ("job.progress", 1 / 3),
                         ("job.progress", 2 / 3), ("job.succeeded", None)]
+        assert receiver.counts[f"{job}/job.succeeded"] == 3
+
+
+def test_a_waiting_running_event_gives_way_to_the_terminal_one(local_settings: Settings,
+                                                               receiver: Receiver) -> None:
+    receiver.answer = lambda r, _nth: 503 if r.event == "job.running" else 200
+    attempts = Attempts()
+    sender = make_sender(local_settings, attempts, schedule=[30])
+    sender.send("job-r", receiver.url, event("job-r", "running"), kind="running")
+    deadline = time.monotonic() + 10
+    while not attempts.rows and time.monotonic() < deadline:  # tried once, now waiting 30 s for its retry
+        time.sleep(0.02)
+    sender.send("job-r", receiver.url, event("job-r", "succeeded"), kind="succeeded")
+    assert sender.close(timeout=10)  # nothing left waiting: the running event was superseded
+    assert [(a["event"], a["status_code"]) for a in attempts.for_event("job.running")] == [("job.running", 503)]
+    assert [r.event for r in receiver.delivered()] == ["job.succeeded"]
+
+
+def test_retry_after_is_honoured(local_settings: Settings, receiver: Receiver) -> None:
+    receiver.answer = lambda _r, nth: 503 if nth == 1 else 204
+    receiver.retry_after = "1"
+    sender = make_sender(local_settings, Attempts(), schedule=[0.01])
+    sender.send("job-ra", receiver.url, event("job-ra", "succeeded"), kind="succeeded")
+    assert sender.close(timeout=10)
+    first, second = receiver.got
+    assert second.at - first.at >= 0.95  # the receiver's 1 s, not the schedule's 10 ms
+
+
+def test_the_schedule_is_jittered_and_spent(local_settings: Settings) -> None:
+    sender = make_sender(local_settings, Attempts(), schedule=[5, 300, 1800], jitter=0.2)
+    try:
+        waits = [sender._delay(1, None) for _ in range(200)]
+        assert all(4.0 <= w <= 6.0 for w in waits) and len(set(waits)) > 100  # type: ignore[operator]
+        assert 240 <= sender._delay(2, None) <= 360  # type: ignore[operator]
+        assert sender._delay(4, None) is None  # three retries, then given up
+        assert sender._delay(1, 600.0) == 600.0  # Retry-After asks for longer: honoured
+        assert sender._delay(1, 10**6) == 1800.0  # ... up to the longest wait of the schedule
+    finally:
+        sender.close(timeout=1)
+
+
+def test_rotation_signs_with_both_secrets(local_settings: Settings, receiver: Receiver) -> None:
+    new = "whsec_" + "bmV3LXNlY3JldC1ieXRlcy0wMTIzNDU2Nzg5YWJjZGVm"
+    sender = make_sender(local_settings, Attempts(), secret=new, previous_secret=SECRET)
+    sender.send("job-rot", receiver.url, event("job-rot", "succeeded"), kind="succeeded")
+    assert sender.close(timeout=10)
+    [got] = receiver.got
+    assert len(got.headers["webhook-signature"].split(" ")) == 2
+    assert standard_verify(new, got) and standard_verify(SECRET, got)  # receivers on either secret accept it
+    assert verify(new, got.timestamp, got.body, got.signature) and verify(SECRET, got.timestamp, got.body,
+                                                                          got.signature)
+    from standardwebhooks.webhooks import WebhookVerificationError
+
+    with pytest.raises(WebhookVerificationError):
+        standard_verify("whsec_b3RoZXI=", got)
 
 
 def test_a_failing_progress_event_gives_way_to_newer_events(local_settings: Settings,
@@ -252,7 +325,7 @@ def test_a_failing_progress_event_gives_way_to_newer_events(local_settings: Sett
 
     receiver.answer = answer
     attempts = Attempts()
-    sender = make_sender(local_settings, attempts, backoff_base_s=30)
+    sender = make_sender(local_settings, attempts, schedule=[30])
     sender.send("job-6", receiver.url, event("job-6", "progress", progress=0.5), kind="progress")
     sender.send("job-6", receiver.url, event("job-6", "succeeded"), kind="succeeded")
     terminal_queued.set()
@@ -266,7 +339,7 @@ def test_close_stops_accepting_and_a_failing_recorder_does_not_stop_delivery(
     def broken_recorder(_job: str, _attempt: dict[str, Any]) -> None:
         raise RuntimeError("store down")
 
-    sender = WebhookSender(local_settings, broken_recorder, backoff_base_s=0.01)
+    sender = WebhookSender(local_settings, broken_recorder, schedule=[0.01])
     assert sender.send("job-7", receiver.url, event("job-7", "running"), kind="running")
     assert sender.send("job-7", receiver.url, event("job-7", "succeeded"), kind="succeeded")
     assert sender.close(timeout=10)
@@ -318,16 +391,17 @@ def outbox_rows(store: Any) -> list[Any]:
         return list(s.scalars(select(WebhookOutboxRow).order_by(WebhookOutboxRow.id)))
 
 
-def test_terminal_events_are_kept_in_the_outbox_until_delivered(local_settings: Settings, receiver: Receiver,
+def test_state_events_are_kept_in_the_outbox_until_delivered(local_settings: Settings, receiver: Receiver,
                                                                 store: Any) -> None:
     sender = make_sender(local_settings, Attempts(), outbox=store)
     sender.send("job-o1", receiver.url, event("job-o1", "running"), kind="running")
     sender.send("job-o1", receiver.url, event("job-o1", "succeeded"), kind="succeeded")
     assert sender.close(timeout=10)
     assert [r.event for r in receiver.delivered()] == ["job.running", "job.succeeded"]
-    [row] = outbox_rows(store)  # only the terminal event is kept
-    assert (row.job_id, row.event_type, row.outcome) == ("job-o1", "job.succeeded", "delivered")
-    assert row.done_at is not None and outbox_pending(store) == []
+    rows = outbox_rows(store)  # the state events are kept (progress events are not)
+    assert [(r.job_id, r.event_type, r.outcome) for r in rows] == [("job-o1", "job.running", "delivered"),
+                                                                   ("job-o1", "job.succeeded", "delivered")]
+    assert all(r.done_at is not None for r in rows) and outbox_pending(store) == []
 
 
 def test_a_killed_senders_terminal_event_is_sent_by_the_next_process(
@@ -383,12 +457,13 @@ time.sleep(60)
 def test_a_closing_sender_hands_undelivered_events_to_the_next_one(local_settings: Settings, receiver: Receiver,
                                                                    store: Any) -> None:
     receiver.answer = lambda _got, _nth: 503  # the receiver is down while the first process stops
-    sender = make_sender(local_settings, Attempts(), outbox=store, max_attempts=50, backoff_base_s=0.2)
+    sender = make_sender(local_settings, Attempts(), outbox=store, schedule=[0.2] * 50)
     sender.send("job-o3", receiver.url, event("job-o3", "failed"), kind="failed")
     time.sleep(0.3)
     assert not sender.close(timeout=0.2)  # still retrying: not drained
     [pending] = outbox_pending(store)
-    assert pending.claimed_until == 0.0  # claim given up: no waiting for it to run out
+    # let go at its retry time (no waiting for a hold to run out), its attempts counted for the next sender
+    assert pending.claimed_until < time.time() + 0.5 and pending.attempts >= 1
     receiver.answer = lambda _got, _nth: 204
     nxt = make_sender(local_settings, Attempts(), outbox=store, recover_every_s=3600)
     deadline = time.monotonic() + 10  # its start-up pass takes the event (no 30 s wait, no claim to expire)
@@ -397,3 +472,17 @@ def test_a_closing_sender_hands_undelivered_events_to_the_next_one(local_setting
     assert nxt.close(timeout=10)
     assert [r.event for r in receiver.delivered()] == ["job.failed"]
     assert outbox_rows(store)[0].outcome == "delivered"
+
+
+def test_replay_sends_a_jobs_kept_events_again(local_settings: Settings, receiver: Receiver, store: Any) -> None:
+    sender = make_sender(local_settings, Attempts(), outbox=store)
+    sender.send("job-rp", receiver.url, event("job-rp", "running"), kind="running")
+    sender.send("job-rp", receiver.url, event("job-rp", "succeeded"), kind="succeeded")
+    deadline = time.monotonic() + 10
+    while len(receiver.delivered()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first = [(r.event, r.headers["webhook-id"]) for r in receiver.delivered()]
+    assert sender.replay("job-rp") == 2
+    assert sender.close(timeout=10)
+    assert [(r.event, r.headers["webhook-id"]) for r in receiver.delivered()] == first + first  # same ids
+    assert all(row.outcome == "delivered" for row in outbox_rows(store))

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response, Streamin
 
 from reelforge.api.auth import current_tenant
 from reelforge.api.dbcalls import run_db
-from reelforge.api.schemas import JobCreate, JobList, JobView, job_view
+from reelforge.api.schemas import JobCreate, JobList, JobView, WebhookReplay, job_view
 from reelforge.errors import NotFound
 from reelforge.jobs.service import JobService
 from reelforge.jobs.states import JobStatus
@@ -71,6 +71,15 @@ def retry_job(job_id: str, request: Request, tenant: Tenant) -> JobView:
     service = _service(request)
     job, _created = service.retry(tenant, job_id)
     return job_view(job, service.output_url)
+
+
+@router.post("/{job_id}/webhooks/replay", status_code=202, response_model=WebhookReplay,
+             summary="Send the job's webhook events again",
+             description="Every job state event still kept (7 days) is delivered again, with its own `webhook-id` "
+                         "and the retry schedule from the start; when none is kept, the job's terminal event "
+                         "anew. 409 `no_webhook` for a job without a `webhook_url`.")
+def replay_webhooks(job_id: str, request: Request, tenant: Tenant) -> WebhookReplay:
+    return WebhookReplay(job_id=job_id, replayed=_service(request).replay_webhooks(tenant, job_id))
 
 
 @router.get("/{job_id}/events", summary="Server-sent events with the job's progress until it ends")

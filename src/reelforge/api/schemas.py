@@ -80,3 +80,8 @@ class FileView(BaseModel):
 def file_view(rec: FileRecord, url: str) -> FileView:
     return FileView(id=rec.id, filename=rec.filename, content_type=rec.content_type, size=rec.size,
                     sha256=rec.sha256, created_at=iso(rec.created_at), url=url)
+
+
+class WebhookReplay(BaseModel):
+    job_id: str
+    replayed: int = Field(description="events queued for delivery again (0: the job has had none yet)")

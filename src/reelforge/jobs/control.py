@@ -53,7 +53,8 @@ class DatabaseControl:
 
     def progress(self, job: ClaimedJob, worker_id: str, fraction: float, stage: str | None) -> None:
         self.jobs.update_progress(job.id, worker_id, fraction, stage)
-        self._send(job.id, job_event(job, "job.progress", progress=round(fraction, 4), stage=stage), "progress")
+        self._send(job.id, job_event(job, "job.progress", status="running", progress=round(fraction, 4),
+                                     stage=stage), "progress")
 
     def note(self, job: ClaimedJob, values: dict[str, Any]) -> None:
         self.jobs.add_notes(job.id, values)
@@ -100,7 +101,7 @@ class DatabaseControl:
         job = ClaimedJob(id=rec.id, op=rec.op, params=rec.params, tenant=rec.tenant, queue=rec.queue,
                          priority=rec.priority, attempts=rec.attempts, max_attempts=rec.max_attempts,
                          timeout_s=rec.timeout_s, files=self._resolve_files(rec))
-        self._send(rec.id, job_event(rec, "job.running", attempt=rec.attempts), "state")
+        self._send(rec.id, job_event(rec, "job.running", status="running", attempt=rec.attempts), "state")
         return job
 
     def _resolve_files(self, rec: JobRecord) -> dict[str, StorageRef]:

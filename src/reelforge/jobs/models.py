@@ -91,11 +91,14 @@ class WebhookAttemptRow(Base):
 
 
 class WebhookOutboxRow(Base):
-    """A terminal webhook event until it is delivered or given up on. A sender holds a row by pushing
-    `claimed_until` ahead; a row whose claim ran out (its sender died) is picked up by any process."""
+    """A job state webhook event (job.running and terminal ones) until it is delivered or given up on. A
+    sender holds a row by pushing `claimed_until` ahead (while it waits for a retry: to the retry's time plus
+    its claim); a row whose claim ran out (its sender died, or let it go at shutdown) is picked up by any
+    process, which carries on the retry schedule from `attempts`."""
 
     __tablename__ = "webhook_outbox"
-    __table_args__ = (Index("ix_webhook_outbox_pending", "done_at", "claimed_until"),)
+    __table_args__ = (Index("ix_webhook_outbox_pending", "done_at", "claimed_until"),
+                      Index("ix_webhook_outbox_job", "job_id", "id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(String(40))
@@ -106,7 +109,8 @@ class WebhookOutboxRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
     claimed_until: Mapped[float] = mapped_column(Float)
     done_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)  # delivered | failed
+    outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)  # delivered | failed | superseded
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AgentTokenRow(Base):

@@ -203,6 +203,22 @@ class JobService:
             JOBS_SUBMITTED.labels(op=job.op).inc()
         return job, created
 
+    # ---- webhooks
+    def replay_webhooks(self, tenant: str | None, job_id: str) -> int:
+        """Send the job's webhook events again (an operator's replay, e.g. after a receiver was down longer
+        than the retry schedule): every state event still kept (7 days), each with its own id and its
+        schedule from the start; when none is kept any more, the job's terminal event anew. How many."""
+        job = self.get(tenant, job_id)
+        if not job.webhook_url:
+            raise Conflict(f"Job {job_id} has no webhook_url; there are no events to replay.", code="no_webhook")
+        count = self.webhooks.replay(job_id)
+        if count == 0 and job.status.terminal:
+            sent = self.webhooks.send(job.id, job.webhook_url, job_event(
+                job, f"job.{job.status.value}", status=job.status.value, result=job.result, error=job.error),
+                kind="state")
+            count = int(sent)
+        return count
+
     # ---- read
     def get(self, tenant: str | None, job_id: str) -> JobRecord:
         job = self.jobs.get_job(job_id, tenant)

@@ -1,7 +1,9 @@
-"""Webhook delivery records: every attempt (shown on the job) and the outbox of terminal events.
+"""Webhook delivery records: every attempt (shown on the job) and the outbox of job state events.
 
-The outbox keeps a terminal event until it is delivered, so a sender that crashed is resent by the next
-process (jobs/webhooks.py implements the delivery; this is its durable half, the `Outbox` protocol).
+The outbox keeps a job.running or terminal event until it is delivered (or its retry schedule is spent), so
+an event whose sender stopped or crashed is sent by the next process, carrying on the schedule from the
+attempts it had (jobs/webhooks.py implements the delivery; this is its durable half, the `Outbox` protocol).
+An operator's replay puts a job's events back in it (`outbox_replay`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,19 @@ class WebhooksStore(_Store):
             s.execute(update(WebhookOutboxRow).where(WebhookOutboxRow.id == item_id)
                       .values(done_at=time.time(), outcome=outcome[:20]))
 
+    def outbox_defer(self, item_id: int, attempts: int, until: float) -> None:
+        """After a failed attempt: count it, and hold the row until `until` (its retry time + the claim)."""
+        with self.session() as s, s.begin():
+            s.execute(update(WebhookOutboxRow).where(WebhookOutboxRow.id == item_id, WebhookOutboxRow.done_at.is_(None))
+                      .values(attempts=attempts, claimed_until=until))
+
+    def outbox_replay(self, job_id: str) -> int:
+        """Every kept event of the job due again now, its schedule from the start (an operator's replay);
+        returns how many."""
+        with self.session() as s, s.begin():
+            return rowcount(s.execute(update(WebhookOutboxRow).where(WebhookOutboxRow.job_id == job_id)
+                                      .values(done_at=None, outcome=None, attempts=0, claimed_until=0.0)))
+
     def outbox_release(self, item_ids: Iterable[int]) -> None:
         """Give up claims (a sender shutting down) so the next process sends them at once."""
         ids = list(item_ids)
@@ -73,7 +88,7 @@ class WebhooksStore(_Store):
                     r = s.get(WebhookOutboxRow, item_id)
                     assert r is not None
                     claimed.append({"id": r.id, "job_id": r.job_id, "url": r.url, "event_type": r.event_type,
-                                    "kind": r.kind, "body": r.body.encode()})
+                                    "kind": r.kind, "body": r.body.encode(), "attempts": r.attempts or 0})
         return claimed
 
     def outbox_prune(self, older_than_s: float) -> int:
