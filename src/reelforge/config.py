@@ -219,6 +219,16 @@ class ModelSettings(_Group):
     whisper_models: dict[str, str] = Field(default_factory=dict)
     model_cache_dir: Path | None = None  # default data_dir/models
     kokoro_voices: Path | None = None  # a Kokoro voices file (e.g. voices-v1.0.bin) for the kokoro engine
+    # folders of extra voices: Piper's <name>.onnx + <name>.onnx.json, Kokoro voices files (*.bin, *.npz)
+    voice_dirs: list[Path] = Field(default_factory=list)
+
+    @field_validator("voice_dirs", mode="before")
+    @classmethod
+    def _voice_dirs(cls, v: Any) -> Any:
+        if isinstance(v, str):  # an environment variable: a JSON list, or folders separated by ':' or ','
+            v = v.strip()
+            return json.loads(v) if v.startswith("[") else [p for p in re.split(r"[:,]", v) if p.strip()]
+        return v
 
 
 GROUPS: dict[str, type[_Group]] = {
@@ -268,6 +278,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "whisper_model": ("models", "whisper_model"), "align_model": ("models", "align_model"),
     "whisper_models": ("models", "whisper_models"),
     "model_cache_dir": ("models", "model_cache_dir"), "kokoro_voices": ("models", "kokoro_voices"),
+    "voice_dirs": ("models", "voice_dirs"),
 }
 
 # every group field has exactly one flat name (so every setting keeps its old spelling); a new setting goes
@@ -326,7 +337,9 @@ def _from_text(group: str, field: str, value: str) -> Any:
     if value == "" and info.default is None:
         return None
     if get_origin(info.annotation) in (dict, list) or info.annotation in (dict, list):
-        return json.loads(value)
+        # a list may also be written plainly (VOICE_DIRS=/a:/b): its field's validator splits it
+        return value if get_origin(info.annotation) is list and not value.lstrip().startswith("[") \
+            else json.loads(value)
     return value
 
 

@@ -138,4 +138,5 @@ def list_ops(request: Request) -> OpList:
 def list_voices(request: Request) -> dict[str, Any]:
     from reelforge.models.tts import list_voices as voices
 
-    return {"voices": voices(request.app.state.settings.models.kokoro_voices)}
+    models = request.app.state.settings.models
+    return {"voices": voices(models.kokoro_voices, models.voice_dirs)}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +22,7 @@ import numpy as np
 from reelforge.config import Settings
 from reelforge.errors import InvalidParams
 from reelforge.models import tts_espeak, tts_kokoro, tts_piper
+from reelforge.models.text_language import detect_language
 
 ENGINES: dict[str, ModuleType] = {"piper": tts_piper, "kokoro": tts_kokoro, "espeak": tts_espeak}
 ENGINE_NAMES = tuple(ENGINES)
@@ -30,13 +31,13 @@ FADE_S = 0.008
 SILENCE_THRESHOLD = 0.01  # of full scale; below it a sample counts as silence when trimming
 
 
-def list_voices(voices_file: Path | None = None) -> list[dict[str, Any]]:
-    """Every engine's voices (GET /v1/voices). Engines whose package is missing are left out."""
+def list_voices(kokoro_voices: Path | None = None, voice_dirs: Sequence[Path] = ()) -> list[dict[str, Any]]:
+    """Every engine's voices with the languages each speaks (GET /v1/voices); missing engines are left out."""
     out: list[dict[str, Any]] = []
-    out += tts_piper.list_voices()
+    out += tts_piper.list_voices(voice_dirs)
     # a missing or broken optional package must not break the listing of the others
     with contextlib.suppress(Exception):
-        out += tts_kokoro.list_voices(voices_file)
+        out += tts_kokoro.list_voices(kokoro_voices, voice_dirs)
     out += tts_espeak.list_voices()
     return out
 
@@ -46,37 +47,85 @@ class VoiceRequest:
     engine: str
     voice: str
     language: str
+    note: str | None = None  # why this voice, when the job named none
 
 
-def resolve_voice(engine: str, voice: str | None, language: str | None,
-                  voices_file: Path | None = None) -> VoiceRequest:
-    """Check engine/voice/language against what exists; InvalidParams lists the alternatives."""
+def resolve_voice(engine: str, voice: str | None, language: str | None, voices_file: Path | None = None, *,
+                  text: str | None = None, voice_dirs: Sequence[Path] = (),
+                  kokoro_voices: Path | None = None) -> VoiceRequest:
+    """Check engine/voice/language against what exists; InvalidParams lists the alternatives.
+
+    With neither voice nor language, `text` (when given: at run time) decides the language, and the
+    default voice is one that speaks it."""
     if engine not in ENGINES:
         raise InvalidParams(f"Unknown TTS engine {engine!r}. Available: {', '.join(ENGINE_NAMES)}.",
                             code="unknown_engine", details={"available": list(ENGINE_NAMES)})
     lang = (language or "").strip().lower().replace("_", "-") or None
+    detected = detect_language(text) if text is not None and voice is None and lang is None else None
     if engine == "piper":
-        v = tts_piper.VOICE_ALIASES.get(voice or tts_piper.DEFAULT_VOICE)
-        if v is None:
-            raise _unknown("voice", voice, "piper", list(tts_piper.VOICE_ALIASES))
-        resolved = tts_piper.LANGUAGE_ALIASES.get(lang or "en-us")
-        if resolved is None:
-            raise _unknown("language", language, "piper", list(tts_piper.LANGUAGES))
-        return VoiceRequest(engine, v, resolved)
+        return _piper_voice(voice, lang, detected, voice_dirs)
     if engine == "kokoro":
-        resolved = tts_kokoro.LANGUAGE_ALIASES.get(lang or "en-us")
-        if resolved is None:
-            raise _unknown("language", language, "kokoro", list(tts_kokoro.LANGUAGES))
-        names = tts_kokoro.voice_names(tts_kokoro.voices_file_for(voices_file))
-        v = voice or ("af_heart" if "af_heart" in names else names[0] if names else tts_kokoro.DEFAULT_VOICE)
-        if v not in names:
-            raise _unknown("voice", voice, "kokoro", list(names))
-        return VoiceRequest(engine, v, resolved)
+        return _kokoro_voice(voice, lang, detected, tts_kokoro.voice_sources(voices_file, kokoro_voices, voice_dirs))
     codes = tts_espeak.languages()
+    if voice is None and lang is None and detected in codes:
+        return VoiceRequest(engine, detected, detected, note=f"the text reads as {detected}")
     v = voice or lang or tts_espeak.DEFAULT_VOICE
     if v not in codes:
         raise _unknown("voice" if voice else "language", voice or language, "espeak", codes)
     return VoiceRequest(engine, v, v)
+
+
+def _piper_voice(voice: str | None, lang: str | None, detected: str | None,
+                 dirs: Sequence[Path]) -> VoiceRequest:
+    if voice is not None:
+        found = tts_piper.find_voice(voice, dirs)
+        if found is None:
+            raise _unknown("voice", voice, "piper", [v["voice"] for v in tts_piper.list_voices(dirs)])
+        if lang is not None and tts_piper.normalise_language(lang).split("-")[0] != found.family:
+            raise InvalidParams(f"The piper voice {voice!r} speaks {found.language}, not {lang}.",
+                                code="unknown_language", details={"available": [found.language]})
+        return VoiceRequest("piper", voice, found.language)
+    wanted = lang or detected
+    found = tts_piper.voice_for_language(wanted, dirs) if wanted else None
+    if found is None and lang is not None:
+        languages = sorted({v.language for v in tts_piper.all_voices(dirs)})
+        raise _unknown("language", lang, "piper", languages)
+    if found is None:
+        default = tts_piper.find_voice(tts_piper.DEFAULT_VOICE, dirs) or next(iter(tts_piper.all_voices(dirs)), None)
+        if default is None:
+            raise InvalidParams("No Piper voice is installed.", code="model_unavailable")
+        note = f"no piper voice speaks {detected}; using {default.name}" if detected else None
+        return VoiceRequest("piper", _piper_name(default), default.language, note=note)
+    note = f"the text reads as {detected}: {found.name} speaks {found.language}" if detected else None
+    return VoiceRequest("piper", _piper_name(found), found.language, note=note)
+
+
+def _piper_name(voice: tts_piper.PiperVoiceFiles) -> str:
+    return tts_piper.DEFAULT_VOICE if voice.source == "packaged" else voice.name
+
+
+def _kokoro_voice(voice: str | None, lang: str | None, detected: str | None,
+                  sources: Sequence[tuple[str, Path]]) -> VoiceRequest:
+    wanted = lang or (tts_kokoro.LANGUAGE_ALIASES.get(detected) if detected else None)
+    resolved = tts_kokoro.LANGUAGE_ALIASES.get(wanted or "en-us")
+    if resolved is None:
+        if lang is not None:
+            raise _unknown("language", lang, "kokoro", list(tts_kokoro.LANGUAGES))
+        resolved = "en-us"  # the text's language is one kokoro cannot phonemize
+    names = tts_kokoro.all_voice_names(sources)
+    if voice is not None:
+        if voice not in names:
+            raise _unknown("voice", voice, "kokoro", names)
+        return VoiceRequest("kokoro", voice, resolved)
+    chosen = tts_kokoro.voice_for_language(resolved, names)
+    if chosen is not None:
+        return VoiceRequest("kokoro", chosen, resolved)
+    fallback = tts_kokoro.DEFAULT_VOICE if tts_kokoro.DEFAULT_VOICE in names else (names[0] if names else None)
+    if fallback is None:
+        raise InvalidParams("No Kokoro voice is installed.", code="model_unavailable")
+    return VoiceRequest("kokoro", fallback, resolved,
+                        note=f"no kokoro voice made for {resolved} is installed; {fallback} reads it with an "
+                             "accent (add a voices file such as voices-v1.0.bin to VOICE_DIRS)")
 
 
 def _unknown(what: str, value: str | None, engine: str, available: list[str]) -> InvalidParams:
@@ -197,7 +246,9 @@ def synthesize_text(text: str, req: VoiceRequest, *, speed: float, settings: Set
     return join_pieces(pieces, pause_s, texts=sentences)
 
 
-def is_warm(engine: str, settings: Settings) -> bool:
-    mod = ENGINES[engine]
-    check = getattr(mod, "is_warm", None)
+def is_warm(req: VoiceRequest, settings: Settings) -> bool:
+    if req.engine == "piper":
+        voice = tts_piper.find_voice(req.voice, settings.models.voice_dirs)
+        return voice is not None and tts_piper.is_warm(settings, voice)
+    check = getattr(ENGINES[req.engine], "is_warm", None)
     return True if check is None else bool(check(settings))

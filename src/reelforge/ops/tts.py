@@ -13,16 +13,16 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from reelforge.captions.words import write_words_json
+from reelforge.config import Settings
 from reelforge.errors import InvalidParams, ProcessingError
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
 from reelforge.models import tts as tts_models
-from reelforge.models import tts_kokoro
 from reelforge.ops.align import align_spoken
 from reelforge.ops.context import OpContext, OpResult
-from reelforge.ops.params import MediaRef, Params
+from reelforge.ops.params import MediaRef, Params, context_settings
 from reelforge.ops.registry import operation
 from reelforge.ops.resources import Resources
 
@@ -50,16 +50,28 @@ class TTSParams(Params):
         return v
 
     @model_validator(mode="after")
-    def _voice(self) -> TTSParams:
+    def _voice(self, info: ValidationInfo) -> TTSParams:
         if self.voices_file is not None and self.engine != "kokoro":
             raise ValueError("voices_file is only used by the kokoro engine")
-        if self.engine == "kokoro" and (self.voices_file or tts_kokoro.configured_voices_file()):
+        if self.engine == "kokoro" and self.voices_file:
             return self  # the voice list is in a file only readable at run time
+        settings = context_settings(info)
+        if settings is not None and not voices_readable_here(settings):
+            return self  # the API host lacks the voice folders its workers have: the worker checks
         try:
-            tts_models.resolve_voice(self.engine, self.voice, self.language)
+            # the text's language is not detected here: the submit path stays fast, the worker decides
+            tts_models.resolve_voice(self.engine, self.voice, self.language,
+                                     voice_dirs=settings.models.voice_dirs if settings else (),
+                                     kokoro_voices=settings.models.kokoro_voices if settings else None)
         except InvalidParams as exc:
             raise ValueError(exc.message) from exc
         return self
+
+
+def voices_readable_here(settings: Settings) -> bool:
+    models = settings.models
+    folders = [*models.voice_dirs, *([models.kokoro_voices] if models.kokoro_voices else [])]
+    return all(p.exists() for p in folders)
 
 
 def encode_args(src: Path, dst: Path, fmt: str, sample_rate: int) -> list[str]:
@@ -91,13 +103,17 @@ def write_wav(audio: np.ndarray, rate: int, path: Path) -> Path:
 )
 def run(params: TTSParams, ctx: OpContext) -> OpResult:
     voices_file = ctx.fetch(params.voices_file) if params.voices_file else None
-    req = tts_models.resolve_voice(params.engine, params.voice, params.language, voices_file)
+    models = ctx.settings.models
+    req = tts_models.resolve_voice(params.engine, params.voice, params.language, voices_file, text=params.text,
+                                   voice_dirs=models.voice_dirs, kokoro_voices=models.kokoro_voices)
     sentences = tts_models.split_sentences(params.text)
     if not sentences:
         raise InvalidParams("The text has nothing to speak.", code="empty_text")
-    if not tts_models.is_warm(req.engine, ctx.settings):
+    if not tts_models.is_warm(req, ctx.settings):
         ctx.stage("loading_model", 0.0)
-    ctx.note(tts_engine=req.engine, tts_voice=req.voice)
+    ctx.note(tts_engine=req.engine, tts_voice=req.voice, tts_language=req.language)
+    if req.note:
+        ctx.note(tts_voice_choice=req.note)
     synth_end = 0.6 if params.word_timings else 0.9
 
     def on_sentence(done: int, total: int) -> None:
