@@ -96,6 +96,9 @@ class ServiceSettings(_Group):
     access_log: bool = True  # uvicorn's per-request log line
     public_url: str = ""  # base URL clients use to reach the API (for local file URLs); default from host/port
     plugins: str = ""  # comma-separated modules with extra @operation()s, imported by API and job hosts
+    # the earlier API's front door (api/legacy_seed004.py, /overlay): a call waits this long for its job,
+    # then answers 504 with the job id (the job keeps running; GET /job/{id} has the result)
+    legacy_sync_wait_s: float = Field(default=300.0, ge=0)
 
 
 class ComputeSettings(_Group):
@@ -149,6 +152,24 @@ class StorageSettings(_Group):
     s3_secret_access_key: Secret = SecretStr("")
     s3_presign_expiry_s: int = Field(default=86400, ge=60)
     s3_public_base_url: str = ""  # e.g. a CDN or R2 public domain; outputs then get plain URLs
+    # where outputs a client names (the earlier API's path + output_filename) land, under the prefix above;
+    # one folder per tenant ({tenant}), never the service's own jobs/ or uploads/ (storage/delivery.py)
+    delivery_root: str = "delivered/{tenant}/"
+
+    @field_validator("delivery_root")
+    @classmethod
+    def _delivery_root(cls, v: str) -> str:
+        root = v.strip()
+        root = root if root.endswith("/") else root + "/"
+        parts = root[:-1].split("/")
+        if root.startswith("/") or "\\" in root or any(p in ("", ".", "..") for p in parts):
+            raise ValueError("delivery_root must be a relative folder such as 'delivered/{tenant}/'")
+        if parts.count("{tenant}") != 1 or "{tenant}" in parts[0] or root.count("{tenant}") != 1:
+            raise ValueError("delivery_root must hold '{tenant}' once, as a folder after the first one "
+                             "(e.g. 'delivered/{tenant}/'): every tenant gets its own folder")
+        if parts[0] in ("jobs", "uploads", "agent-uploads", ".partial"):
+            raise ValueError(f"delivery_root must not start in the service's own folder {parts[0]!r}")
+        return root
 
 
 class LimitSettings(_Group):
@@ -241,6 +262,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "host": ("service", "host"), "port": ("service", "port"), "data_dir": ("service", "data_dir"),
     "database_url": ("service", "database_url"), "access_log": ("service", "access_log"),
     "public_url": ("service", "public_url"), "plugins": ("service", "plugins"),
+    "legacy_sync_wait_s": ("service", "legacy_sync_wait_s"),
     "executor": ("compute", "executor"), "workers": ("compute", "workers"), "broker_url": ("compute", "broker_url"),
     "worker_queues": ("compute", "worker_queues"), "op_routes": ("compute", "op_routes"),
     "celery_task_events": ("compute", "celery_task_events"),
@@ -258,6 +280,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "s3_prefix": ("storage", "s3_prefix"), "s3_region": ("storage", "s3_region"),
     "s3_access_key_id": ("storage", "s3_access_key_id"), "s3_secret_access_key": ("storage", "s3_secret_access_key"),
     "s3_presign_expiry_s": ("storage", "s3_presign_expiry_s"), "s3_public_base_url": ("storage", "s3_public_base_url"),
+    "delivery_root": ("storage", "delivery_root"),
     "max_body_bytes": ("limits", "max_body_bytes"), "max_upload_bytes": ("limits", "max_upload_bytes"),
     "max_fetch_bytes": ("limits", "max_fetch_bytes"), "fetch_timeout_s": ("limits", "fetch_timeout_s"),
     "fetch_allow_private": ("limits", "fetch_allow_private"),

@@ -14,6 +14,8 @@ from reelforge import __version__
 from reelforge.api.auth import KeyCache
 from reelforge.api.dbcalls import make_limiter
 from reelforge.api.errors import error_response, install_error_handlers
+from reelforge.api.legacy_seed003 import router as seed003_router
+from reelforge.api.legacy_seed004 import router as seed004_router
 from reelforge.api.openapi import install_openapi
 from reelforge.api.routes_agents import router as agents_router
 from reelforge.api.routes_files import router as files_router
@@ -202,6 +204,8 @@ def create_app(settings: Settings | None = None, *,
     app.include_router(files_router)
     app.include_router(system_router)
     app.include_router(agents_router)
+    app.include_router(seed004_router)  # the users' earlier API: /video/*, /transcribe, /job/{id}
+    app.include_router(seed003_router)  # the earlier overlay service: /overlay
     install_ui(app)
     # uploads (users' files, agents' outputs) have their own, larger cap
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes,

@@ -68,6 +68,13 @@ class ClaimedJob:
     # token}, sent as a Bearer header only to URLs under `api` (never to a presigned URL). Empty on the
     # service's own workers, whose hosts read storage directly.
     access: dict[str, str] = field(default_factory=dict)
+    # output name -> the storage key it is committed under (chosen at submit, e.g. a front door's
+    # path/filename under the tenant's delivery root); every other output goes to jobs/<id>/<filename>
+    output_keys: dict[str, str] = field(default_factory=dict)
+
+    def output_key(self, name: str, filename: str) -> str:
+        """Where output `name` (written locally as `filename`) is stored."""
+        return self.output_keys.get(name) or f"jobs/{self.id}/{filename}"
 
     def host_payload(self, workdir: str) -> dict[str, Any]:
         """The one message a job host gets for this job (plain data: it crosses a process boundary)."""

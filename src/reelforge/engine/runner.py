@@ -236,15 +236,17 @@ class Runner:
         stored: dict[str, Any] = {}
         for name, local in outputs.items():
             path = Path(local)
-            key = f"jobs/{job.id}/{path.name}"
+            key = job.output_key(name, path.name)
             ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             obj = self.services.storage.put_file(path, key, ctype)
-            stored[name] = {"key": obj.key, "filename": path.name, "size": obj.size,
+            stored[name] = {"key": obj.key, "filename": key.rsplit("/", 1)[-1], "size": obj.size,
                             "content_type": obj.content_type, "sha256": obj.sha256}
         return stored
 
     def _delete_outputs(self, job: ClaimedJob) -> None:
         try:
             self.services.storage.delete_prefix(f"jobs/{job.id}/")
+            for key in job.output_keys.values():
+                self.services.storage.delete(key)
         except Exception:
             log.exception("could not delete outputs of cancelled job %s", job.id)

@@ -209,7 +209,7 @@ class AgentJobs:
             return None
         return ClaimedJob(id=rec.id, op=rec.op, params=rec.params, tenant=rec.tenant, queue=rec.queue,
                           priority=rec.priority, attempts=rec.attempts, max_attempts=rec.max_attempts,
-                          timeout_s=rec.timeout_s)
+                          timeout_s=rec.timeout_s, output_keys=rec.output_keys)
 
     def _owned(self, grant: JobGrant) -> ClaimedJob:
         job = self._job(grant)
@@ -260,7 +260,7 @@ class AgentJobs:
             return False
         if status == JobStatus.SUCCEEDED:
             try:
-                outputs = self._commit(grant, (result or {}).get("outputs") or {})
+                outputs = self._commit(grant, job, (result or {}).get("outputs") or {})
             except UserError as exc:
                 self._drop_uploads(grant)
                 return self.control.finish(job, grant.worker_id, JobStatus.FAILED, error=exc.to_dict())
@@ -283,19 +283,20 @@ class AgentJobs:
         self._owned(grant)
         return f"{UPLOAD_PREFIX}/{grant.job_id}/{grant.attempt}/{check_filename(filename)}"
 
-    def _commit(self, grant: JobGrant, outputs: dict[str, Any]) -> dict[str, Any]:
+    def _commit(self, grant: JobGrant, job: ClaimedJob, outputs: dict[str, Any]) -> dict[str, Any]:
         committed: dict[str, Any] = {}
         for name, meta in outputs.items():
             filename = check_filename(str((meta or {}).get("filename") or ""))
             temp = f"{UPLOAD_PREFIX}/{grant.job_id}/{grant.attempt}/{filename}"
             if not self.storage.exists(temp):
                 raise UserError(f"Output {name!r} was reported but never uploaded.", code="output_incomplete")
-            obj = self._copy(temp, f"jobs/{grant.job_id}/{filename}", meta.get("content_type"))
+            key = job.output_key(name, filename)
+            obj = self._copy(temp, key, meta.get("content_type"))
             if obj.size != meta.get("size") or obj.sha256 != meta.get("sha256"):
                 self.storage.delete(obj.key)
                 raise UserError(f"Output {name!r} arrived incomplete ({obj.size} bytes, the worker reported "
                                 f"{meta.get('size')}).", code="output_incomplete")
-            committed[name] = {"key": obj.key, "filename": filename, "size": obj.size,
+            committed[name] = {"key": obj.key, "filename": key.rsplit("/", 1)[-1], "size": obj.size,
                                "content_type": obj.content_type, "sha256": obj.sha256}
         return committed
 

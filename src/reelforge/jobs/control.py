@@ -100,7 +100,7 @@ class DatabaseControl:
             self._hooks[rec.id] = rec.webhook_url
         job = ClaimedJob(id=rec.id, op=rec.op, params=rec.params, tenant=rec.tenant, queue=rec.queue,
                          priority=rec.priority, attempts=rec.attempts, max_attempts=rec.max_attempts,
-                         timeout_s=rec.timeout_s, files=self._resolve_files(rec))
+                         timeout_s=rec.timeout_s, files=self._resolve_files(rec), output_keys=rec.output_keys)
         self._send(rec.id, job_event(rec, "job.running", status="running", attempt=rec.attempts), "state")
         return job
 

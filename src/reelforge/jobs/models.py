@@ -49,6 +49,9 @@ class JobRow(Base):
     notes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # output name -> storage key chosen at submit (a front door's path/filename, under the tenant's delivery
+    # root); outputs not named here are stored under jobs/<id>/
+    output_keys: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
 
 
 class FileRow(Base):

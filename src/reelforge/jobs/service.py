@@ -40,6 +40,7 @@ from reelforge.jobs.store import JobRecord
 from reelforge.ops.params import submit_context
 from reelforge.ops.registry import get_operation
 from reelforge.refs import file_ids_in
+from reelforge.storage.delivery import delivery_key
 from reelforge.storage.urlguard import check_url_syntax
 
 if TYPE_CHECKING:
@@ -64,6 +65,10 @@ class JobCreate(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0, description="Overrides the op's default timeout")
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200,
                                         description="A repeat with the same key returns the first job")
+    output_paths: dict[str, str] | None = Field(
+        default=None, max_length=100,
+        description="Where named outputs land: output name -> relative path such as `Project/videos/a.mp4`, "
+                    "under this tenant's delivery folder (`storage.delivery_root`); others go to jobs/<id>/")
 
     @field_validator("timeout_s")
     @classmethod
@@ -106,7 +111,7 @@ class JobService:
 
     # ---- submit
     def prepare(self, tenant: str, body: JobCreate, *, idempotency_key: str | None = None,
-                notes: dict[str, Any] | None = None) -> PreparedJob:
+                notes: dict[str, Any] | None = None, output_keys: dict[str, str] | None = None) -> PreparedJob:
         """Everything about a submission that needs no database: params, webhook, timeout, the row."""
         settings = self.settings
         op = get_operation(body.op)
@@ -131,10 +136,24 @@ class JobService:
             tenant=tenant, op=op.name, params=stored, queue=queue_for(op, stored, settings), timeout_s=timeout,
             max_attempts=settings.compute.max_attempts, priority=body.priority, webhook_url=body.webhook_url,
             idempotency_key=body.idempotency_key or idempotency_key,
+            output_keys=output_keys if output_keys is not None else self.output_keys(tenant, body.output_paths),
         )
         if notes:
             values["notes"] = dict(notes)
         return PreparedJob(values, tuple(dict.fromkeys(file_ids_in(body.params))))
+
+    def output_keys(self, tenant: str, paths: dict[str, str] | None) -> dict[str, str]:
+        """Clients' output paths as storage keys under the tenant's delivery root (storage/delivery.py)."""
+        keys: dict[str, str] = {}
+        for name, path in (paths or {}).items():
+            try:
+                keys[name] = delivery_key(self.settings.storage.delivery_root, tenant, path)
+            except ValueError as exc:
+                raise InvalidParams(f"Invalid value at output_paths.{name}: {exc}.", code="invalid_output_path",
+                                    details=[{"path": f"output_paths.{name}", "message": str(exc)}]) from None
+        if len(set(keys.values())) != len(keys):
+            raise InvalidParams("Two outputs name the same output path.", code="invalid_output_path")
+        return keys
 
     def check_files(self, tenant: str, file_ids: Sequence[str]) -> None:
         """Every uploaded file a job names must be this tenant's (another tenant's reads as missing)."""
@@ -145,10 +164,11 @@ class JobService:
             if file_id not in owned:
                 raise InputError(f"No uploaded file {file_id!r}.", code="input_not_found")
 
-    async def submit_async(self, tenant: str, body: JobCreate, *,
-                           idempotency_key: str | None = None) -> tuple[JobRecord, bool]:
-        """submit() for an event loop: database work on threads, the insert group-committed."""
-        prepared = self.prepare(tenant, body, idempotency_key=idempotency_key)
+    async def submit_async(self, tenant: str, body: JobCreate, *, idempotency_key: str | None = None,
+                           notes: dict[str, Any] | None = None) -> tuple[JobRecord, bool]:
+        """submit() for an event loop: database work on threads, the insert group-committed. `notes`: facts a
+        front door records on the new job (e.g. what the client asked for that maps onto something else)."""
+        prepared = self.prepare(tenant, body, idempotency_key=idempotency_key, notes=notes)
         if prepared.file_ids:
             await anyio.to_thread.run_sync(self.check_files, tenant, prepared.file_ids)
         if self.batcher is not None:
@@ -196,7 +216,7 @@ class JobService:
                            "retried.", code="job_not_retryable")
         body = JobCreate(op=old.op, params=old.params, webhook_url=old.webhook_url, priority=old.priority,
                          timeout_s=old.timeout_s, idempotency_key=f"retry-of:{old.id}")
-        prepared = self.prepare(tenant, body, notes={"retry_of": old.id})
+        prepared = self.prepare(tenant, body, notes={"retry_of": old.id}, output_keys=old.output_keys)
         self.check_files(tenant, prepared.file_ids)
         job, created = self._insert(prepared.values)
         if created:
@@ -225,6 +245,10 @@ class JobService:
         if job is None:
             raise _not_found(job_id)
         return job
+
+    def by_idempotency_key(self, tenant: str, key: str) -> JobRecord | None:
+        """The tenant's job submitted with this idempotency key (front doors name groups of jobs this way)."""
+        return self.jobs.find_by_idempotency_key(tenant, key)
 
     def find(self, tenant: str | None, job_id: str) -> JobRecord | None:
         """get() without the NotFound: for pollers that stop quietly when a job disappears."""

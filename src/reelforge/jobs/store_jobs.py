@@ -62,6 +62,7 @@ class JobRecord:
     notes: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    output_keys: dict[str, str] = field(default_factory=dict)  # output name -> storage key (see JobRow)
 
     @classmethod
     def from_row(cls, row: Any) -> JobRecord:
@@ -75,6 +76,7 @@ class JobRecord:
             max_attempts=row.max_attempts, lease_owner=row.lease_owner,
             lease_expires_at=row.lease_expires_at, cancel_requested=bool(row.cancel_requested),
             notes=row.notes or {}, result=row.result, error=row.error,
+            output_keys=getattr(row, "output_keys", None) or {},
         )
 
 
@@ -103,7 +105,8 @@ class JobsStore(_Store):
             existing = self.find_by_idempotency_key(values["tenant"], key)
             if existing is None:
                 raise
-            if existing.op != values["op"] or existing.params != values["params"]:
+            if existing.op != values["op"] or existing.params != values["params"] \
+                    or existing.output_keys != (values.get("output_keys") or {}):
                 raise Conflict(
                     "This idempotency_key was already used for a different job.", code="idempotency_conflict"
                 ) from None
@@ -113,7 +116,8 @@ class JobsStore(_Store):
     @staticmethod
     def new_job_values(*, tenant: str, op: str, params: dict[str, Any], queue: str, timeout_s: float,
                        max_attempts: int, priority: int = 0, webhook_url: str | None = None,
-                       idempotency_key: str | None = None) -> dict[str, Any]:
+                       idempotency_key: str | None = None,
+                       output_keys: dict[str, str] | None = None) -> dict[str, Any]:
         now = time.time()
         return {
             "id": new_job_id(), "tenant": tenant, "op": op, "params": params, "queue": queue,
@@ -122,6 +126,7 @@ class JobsStore(_Store):
             "created_at": now, "updated_at": now, "started_at": None, "finished_at": None, "attempts": 0,
             "max_attempts": max_attempts, "lease_owner": None, "lease_expires_at": None,
             "cancel_requested": False, "notes": {}, "result": None, "error": None,
+            "output_keys": dict(output_keys) if output_keys else None,
         }
 
     def insert_jobs(self, batch: list[dict[str, Any]]) -> list[JobRecord]:

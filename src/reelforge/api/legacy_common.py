@@ -1,0 +1,163 @@
+"""What the earlier API's front doors share (api/legacy_seed004.py, api/legacy_seed003.py): their error
+shape, the bounded synchronous wait, the async mode, and RunPod-style job statuses.
+
+The users' earlier orchestrator answered each call only when its result was ready. These routes do the
+same, but bounded: they submit through JobService (the one submit path), then wait up to
+`service.legacy_sync_wait_s` for the job(s) to end. A call that runs longer gets a 504 carrying the job id
+(the job keeps running; GET /job/{id} has the result later). `?async=true` or `Prefer: respond-async`
+returns 202 with the job id at once; `Prefer: wait=N` shortens the wait for one call (RFC 7240).
+
+Errors are the earlier API's `{"error": <reason phrase>, "message": <sentence>}` (with `code`, the HTTP
+status, and `error_code`, ours), so its clients' error handling keeps working; a request the service's
+own validation refuses (422 elsewhere) is a 400 here, as it was there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any, cast
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from reelforge.api.auth import current_tenant
+from reelforge.api.dbcalls import run_db
+from reelforge.errors import InvalidParams, ReelForgeError, UnknownOperation
+from reelforge.jobs.service import JobService
+from reelforge.jobs.states import JobStatus
+from reelforge.jobs.store import JobRecord
+
+RUNPOD_STATUS = {JobStatus.QUEUED: "IN_QUEUE", JobStatus.RUNNING: "IN_PROGRESS",
+                 JobStatus.SUCCEEDED: "COMPLETED", JobStatus.FAILED: "FAILED",
+                 JobStatus.CANCELLED: "CANCELLED", JobStatus.TIMED_OUT: "TIMED_OUT"}
+_WAIT_RE = re.compile(r"(?:^|[;,\s])wait\s*=\s*([0-9]+(?:\.[0-9]+)?)")
+
+
+class LegacyError(Exception):
+    """A refusal in the earlier API's words: HTTP status + sentence."""
+
+    def __init__(self, status: int, message: str, code: str = "bad_request") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+
+
+def error_response(status: int, message: str, code: str | None = None,
+                   extra: dict[str, Any] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": HTTPStatus(status).phrase, "message": message, "code": status}
+    if code:
+        body["error_code"] = code
+    return JSONResponse({**body, **(extra or {})}, status_code=status)
+
+
+def from_domain(exc: ReelForgeError) -> JSONResponse:
+    status = 400 if isinstance(exc, InvalidParams | UnknownOperation) else exc.http_status
+    return error_response(status, exc.message, exc.code)
+
+
+def service(request: Request) -> JobService:
+    return cast(JobService, request.app.state.jobs)
+
+
+async def tenant_of(request: Request) -> str:
+    return await current_tenant(request)  # AuthError -> 401 in the legacy shape (caught by the routes)
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise LegacyError(400, "The request body must be JSON.") from None
+    if not isinstance(body, dict):
+        raise LegacyError(400, "The request body must be a JSON object.")
+    return body
+
+
+def wants_async(request: Request) -> bool:
+    flag = request.query_params.get("async", "").strip().lower()
+    return flag in ("1", "true", "yes") or "respond-async" in request.headers.get("prefer", "").lower()
+
+
+def wait_budget(request: Request) -> float:
+    limit = float(request.app.state.settings.service.legacy_sync_wait_s)
+    m = _WAIT_RE.search(request.headers.get("prefer", "").lower())
+    return min(limit, float(m.group(1))) if m else limit
+
+
+async def wait_for(request: Request, tenant: str, ids: Sequence[str], budget_s: float) -> list[JobRecord]:
+    """The jobs, once every one has ended or `budget_s` has passed (whichever comes first)."""
+    svc = service(request)
+    deadline = time.monotonic() + budget_s
+    delay = 0.05
+    while True:
+        jobs = await run_db(request, _get_all, svc, tenant, list(ids))
+        left = deadline - time.monotonic()
+        if all(j.status.terminal for j in jobs) or left <= 0 or await request.is_disconnected():
+            return jobs
+        await asyncio.sleep(min(delay, left))
+        delay = min(delay * 1.5, 1.0)
+
+
+def _get_all(svc: JobService, tenant: str, ids: list[str]) -> list[JobRecord]:
+    return [svc.get(tenant, job_id) for job_id in ids]
+
+
+def overall_status(jobs: Sequence[JobRecord]) -> JobStatus:
+    """One status for a group of jobs: while any runs, running (queued when none has started); once all have
+    ended, the first failure in the order failed, timed out, cancelled; else succeeded."""
+    statuses = {j.status for j in jobs}
+    if not all(s.terminal for s in statuses):
+        return JobStatus.QUEUED if statuses == {JobStatus.QUEUED} else JobStatus.RUNNING
+    for s in (JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED):
+        if s in statuses:
+            return s
+    return JobStatus.SUCCEEDED
+
+
+def iso_ms(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
+
+
+def timing(jobs: Sequence[JobRecord]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(execution, stats-timing) in the earlier API's terms: wall time from the first start to the last end,
+    delayTime = queue wait before the first start, executionTime = that wall time (milliseconds)."""
+    created = min(j.created_at for j in jobs)
+    starts = [j.started_at for j in jobs if j.started_at is not None]
+    ends = [j.finished_at for j in jobs if j.finished_at is not None]
+    start = min(starts) if starts else created
+    end = max(ends) if ends else time.time()
+    ms = max(0, round((end - start) * 1000))
+    execution = {"startTime": iso_ms(start), "endTime": iso_ms(end), "durationMs": ms,
+                 "durationSeconds": round(ms / 1000, 3)}
+    return execution, {"delayTime": max(0, round((start - created) * 1000)), "executionTime": ms}
+
+
+def pending_response(job_id: str, jobs: Sequence[JobRecord], *, accepted: bool, waited_s: float) -> JSONResponse:
+    """202 for async mode; 504 when the bounded wait ran out. Both carry the id to poll."""
+    status = RUNPOD_STATUS[overall_status(jobs)]
+    links = {"jobId": job_id, "status": status, "statusUrl": f"/job/{job_id}", "cancelUrl": f"/job/{job_id}/cancel"}
+    if accepted:
+        return JSONResponse({"code": 202, "message": f"Job accepted; poll GET /job/{job_id} for its result.",
+                             **links}, status_code=202, headers={"Preference-Applied": "respond-async",
+                                                                  "Location": f"/job/{job_id}"})
+    return error_response(504, f"The job is still running after {waited_s:g} s. It goes on: poll GET /job/{job_id} "
+                               f"for its result, or POST /job/{job_id}/cancel to stop it.", "still_running", links)
+
+
+def failed_response(job_id: str, jobs: Sequence[JobRecord]) -> JSONResponse:
+    """A job that ended without its outputs: its own error sentence, with the id."""
+    status = overall_status(jobs)
+    bad = next((j for j in jobs if j.status == status), jobs[0])
+    err = bad.error or {}
+    http = {JobStatus.CANCELLED: 409, JobStatus.TIMED_OUT: 504}.get(status, 500)
+    message = err.get("message") or f"The job ended {status.value}."
+    return error_response(http, message, err.get("code") or status.value,
+                          {"jobId": job_id, "status": RUNPOD_STATUS[status]})
