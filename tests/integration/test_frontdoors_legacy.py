@@ -168,7 +168,8 @@ def test_async_mode_returns_the_job_id_at_once(svc, media):
             "output_filename": "a.mp4"}
     with service.client() as c:
         first = c.post("/video/addaudio", params={"async": "true"}, json=body)
-        second = c.post("/video/addaudio", headers={"Prefer": "respond-async"}, json={**body, "output_filename": "b.mp4"})
+        second = c.post("/video/addaudio", headers={"Prefer": "respond-async"},
+                        json={**body, "output_filename": "b.mp4"})
         for r in (first, second):
             assert r.status_code == 202, r.text
             assert r.json()["status"] in ("IN_QUEUE", "IN_PROGRESS") and r.json()["statusUrl"].startswith("/job/")
