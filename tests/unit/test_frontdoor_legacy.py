@@ -89,6 +89,13 @@ def test_seed004_bodies_become_native_jobs() -> None:
     first = jobs[0][0].params
     assert (first["size"], first["fps"], first["zoom"]) == ("1920x1080", 24, 0.324)
     assert first["images"][0]["duration_s"] == 6.48
+    [(asr, notes)] = seed004.transcribe_jobs({"audio_url": "https://e.com/a.mp3", "path": "T", "model": "tiny.en"},
+                                             {"base", "tiny.en"})
+    assert asr.params["model"] == "tiny.en" and asr.output_paths == {
+        "segments_srt": "T/segments.srt", "captions": "T/karaoke.ass", "words": "T/words.json"}
+    [(asr, notes)] = seed004.transcribe_jobs({"audio_url": "https://e.com/a.mp3", "path": "T", "model": "turbo"},
+                                             {"base"})
+    assert "model" not in asr.params and "not offered" in notes["seed004"]["model_note"]
     [(audio, _)] = seed004.addaudio_jobs({"url_video": "https://e.com/v.mp4", "url_audio": "https://e.com/a.mp3",
                                           "path": "P/", "output_filename": "x.mp4"})
     assert audio.params["fit"] == "shortest"

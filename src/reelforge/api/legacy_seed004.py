@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -51,6 +51,7 @@ from reelforge.errors import NotFound, ReelForgeError
 from reelforge.jobs.service import JobCreate, JobService
 from reelforge.jobs.states import JobStatus
 from reelforge.jobs.store import JobRecord
+from reelforge.models.whisper import job_models
 
 router = APIRouter(tags=["earlier API (seed 004)"])
 
@@ -105,7 +106,9 @@ def addaudio_jobs(body: dict[str, Any]) -> list[tuple[JobCreate, dict[str, Any]]
     return [(job, _notes("addaudio"))]
 
 
-def transcribe_jobs(body: dict[str, Any]) -> list[tuple[JobCreate, dict[str, Any]]]:
+def transcribe_jobs(body: dict[str, Any], offered: Collection[str] = ()) -> list[tuple[JobCreate, dict[str, Any]]]:
+    """`offered`: the whisper model names a job may pick here; another `model` (the earlier API took any of
+    tiny .. large-v3, turbo) runs the service's default model, and the job's notes say so."""
     audio = _text(body, "audio_url") or _text(body, "url_audio")
     path = _text(body, "path")
     if audio is None or path is None:
@@ -119,11 +122,18 @@ def transcribe_jobs(body: dict[str, Any]) -> list[tuple[JobCreate, dict[str, Any
     model = body.get("model")
     if model is not None and (not isinstance(model, str) or len(model) > 64):
         raise LegacyError(400, "model must be a model name such as 'base' or 'large-v3'")
+    extra: dict[str, Any] = {}
+    if model:
+        extra["model_requested"] = model
+        if model.strip() in offered:
+            params["model"] = model.strip()
+        else:
+            extra["model_note"] = (f"whisper model {model!r} is not offered here; the service's default ran "
+                                   "(notes.whisper_model)")
     folder = _folder(path)
     job = JobCreate(op="transcribe", params=params,
                     output_paths={name: folder + filename for name, filename in TRANSCRIBE_FILES.items()})
-    # the service runs its configured whisper model (notes.whisper_model); what the client asked is kept
-    return [(job, _notes("transcribe", **({"model_requested": model} if model else {})))]
+    return [(job, _notes("transcribe", **extra))]
 
 
 def img2vid_jobs(body: dict[str, Any], group: str) -> list[tuple[JobCreate, dict[str, Any]]]:
@@ -181,7 +191,8 @@ def envelope(svc: JobService, job_id: str, jobs: list[JobRecord]) -> dict[str, A
         body["files"] = {"segments": {"srt": _url(svc, first, "segments_srt")},
                          "karaoke": {"ass": _url(svc, first, "captions")},
                          "words": {"json": _url(svc, first, "words")}}
-        body["model"] = {"requested": _meta(first).get("model_requested"), "used": first.notes.get("whisper_model")}
+        body["model"] = {"requested": _meta(first).get("model_requested"), "used": first.notes.get("whisper_model"),
+                         "note": _meta(first).get("model_note")}
     elif kind in ("caption", "addaudio"):
         body["video_url"] = _url(svc, first, "video")
     else:  # a job submitted some other way: every output's URL
@@ -241,7 +252,8 @@ async def video_addaudio(request: Request) -> JSONResponse:
 
 @router.post("/transcribe", summary="Audio to segments.srt, karaoke.ass and words.json (earlier API)")
 async def transcribe(request: Request) -> JSONResponse:
-    return await _submit(request, lambda body, _g: transcribe_jobs(body))
+    offered = job_models(request.app.state.settings)
+    return await _submit(request, lambda body, _g: transcribe_jobs(body, offered))
 
 
 def member_jobs(svc: JobService, tenant: str, job_id: str) -> list[JobRecord]:
