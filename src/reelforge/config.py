@@ -232,8 +232,8 @@ class MediaSettings(_Group):
 
 class ModelSettings(_Group):
     whisper_model: str = "packaged:base"  # packaged:base | packaged:tiny.en | a local CTranslate2 folder
-    # whisper model for word timings of a known script (tts, align, build): "auto" = packaged:tiny.en for
-    # English (the words are known, only their times are needed: 2x faster than base), else whisper_model
+    # whisper model for word timings of a known script: "auto" = packaged:tiny.en to force-align English tts
+    # output (its sentence spans are known: 2x faster than base), else whisper_model (align, given narration)
     align_model: str = "auto"
     # whisper models a job may pick by name (`transcribe` param `model`): name -> packaged:... or a local
     # CTranslate2 folder; "base" and "tiny.en" (the packaged ones) are always offered

@@ -154,3 +154,30 @@ def test_forced_alignment_matches_transcription_and_snaps_to_sentences(tmp_path:
     diffs = [abs(a.start - b.start) for a, b in zip(forced.words, heard.words, strict=True)]
     print("forced vs transcribed start difference, median", float(np.median(diffs)))
     assert float(np.median(diffs)) < 0.1
+
+
+def test_word_boundaries_sit_in_the_pauses_heard(tmp_path: Path) -> None:
+    """examples/align.json: no word spans a pause, the words either side of one end and start at its
+    edges, and no word has zero length (tiny.en once gave 'with' a zero-length span past a pause)."""
+    from reelforge.captions.pauses import find_pauses
+    from reelforge.models.whisper import SAMPLE_RATE
+    from tests.unit.video_helpers import audio_samples
+
+    script = "Welcome to ReelForge. Captions show this script verbatim, with the times it was really spoken."
+    wav = tmp_path / "narration.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), "--stdin"], input=script.encode(),
+                   check=True)
+    pauses = find_pauses(audio_samples(wav, SAMPLE_RATE), SAMPLE_RATE)
+    assert len(pauses) == 2  # after "ReelForge." and after "verbatim,"
+    for model in ("packaged:tiny.en", "packaged:base"):  # a small model's drift is corrected too
+        settings = Settings(data_dir=tmp_path / "data", whisper_model=model, device="cpu")
+        op = get_operation("align")
+        res = op.run(op.params_model(audio=str(wav), script=script, language="en"),
+                     OpContext.for_test(tmp_path / f"work-{model[-4:]}", settings))
+        words = [Word(**w) for w in res.data["words"]]
+        assert all(w.end - w.start >= 0.05 for w in words), words
+        for pause in pauses:
+            assert not any(w.start < pause.start - 0.02 and w.end > pause.end + 0.02 for w in words)
+            before = next(w for w in words if w.text in ("ReelForge.", "verbatim,") and abs(w.end - pause.start) < 0.03)
+            after = words[words.index(before) + 1]
+            assert abs(after.start - pause.end) < 0.03, (before, after, pause)

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from reelforge.captions.align import Alignment, align_words, script_words
+from reelforge.captions.pauses import find_pauses, snap_to_pauses
 from reelforge.captions.words import Word, write_words_json
 from reelforge.config import Settings
 from reelforge.errors import MediaError
@@ -62,11 +63,16 @@ def whisper_language(language: str | None) -> str | None:
     return language.strip().lower().replace("_", "-").split("-")[0] or None
 
 
-def alignment_settings(settings: Settings, lang: str | None) -> Settings:
-    """Settings whose whisper_model is the one to align with (see Settings.align_model)."""
+def alignment_settings(settings: Settings, lang: str | None, *, forced: bool = True) -> Settings:
+    """Settings whose whisper_model is the one to align with (see Settings.align_model).
+
+    `auto`: tiny.en for forced alignment of English whose sentence spans are known (tts output: the
+    windows fix where each sentence is, the model only places words inside), else the transcription
+    model: audio of unknown layout is aligned by transcribing it, and a smaller model than transcribe's
+    would time the words worse than transcribe does."""
     model = settings.models.align_model.strip()
     if model == "auto":
-        model = "packaged:tiny.en" if lang == "en" else settings.models.whisper_model
+        model = "packaged:tiny.en" if lang == "en" and forced else settings.models.whisper_model
     return settings if model == settings.models.whisper_model else settings.replace(whisper_model=model)
 
 
@@ -86,7 +92,7 @@ def align_audio(path: Path, script: str, ctx: OpContext, *, language: str | None
     audio, duration = _decode_checked(path, ctx, probe_input(path, ctx.settings, kind="audio"),
                                       (lo, lo + (hi - lo) * 0.1))
     lang = whisper_language(language)
-    settings = alignment_settings(ctx.settings, lang)
+    settings = alignment_settings(ctx.settings, lang, forced=False)
     if lang not in whisper_languages() or (choose_whisper(settings).english_only and lang != "en"):
         # unknown to whisper, or an English-only model: let it detect; the heard times are still usable
         lang = None
@@ -95,7 +101,13 @@ def align_audio(path: Path, script: str, ctx: OpContext, *, language: str | None
                                   TranscribeOptions(language=lang, word_timestamps=True, vad=True,
                                                     beam_size=1, batched=duration >= BATCHED_MIN_DURATION_S),
                                   ctx, span=(lo + (hi - lo) * 0.1, hi))
-    return align_words(script, transcript.words, duration)
+    return heard_pauses(align_words(script, transcript.words, duration), audio)
+
+
+def heard_pauses(alignment: Alignment, audio: Any) -> Alignment:
+    """The alignment with its word boundaries moved into the pauses of the audio (captions/pauses.py)."""
+    words = snap_to_pauses(alignment.words, find_pauses(audio, SAMPLE_RATE))
+    return Alignment(words, alignment.matched, alignment.total)
 
 
 def sentence_windows(sentences: Sequence[tuple[str, float, float]], duration_s: float,
@@ -161,7 +173,7 @@ def align_spoken(path: Path, sentences: Sequence[tuple[str, float, float]], scri
         try:
             words = force_align(audio, windows, alignment_settings(ctx.settings, lang), language=lang, ctx=ctx,
                                 span=(lo + (hi - lo) * 0.1, hi))
-            return snap_to_sentences(align_words(script, words, duration), sentences)
+            return snap_to_sentences(heard_pauses(align_words(script, words, duration), audio), sentences)
         except (RuntimeError, ValueError) as exc:  # e.g. a converted model without alignment heads
             log.warning("forced alignment failed (%s); aligning by transcription", exc)
     return align_audio(path, script, ctx, language=language, span=span)
