@@ -228,6 +228,7 @@ class MediaSettings(_Group):
     nvenc: Literal["auto", "off"] = "auto"
     nvenc_max_sessions: int = Field(default=3, ge=1)
     font_dir: Path | None = None  # fonts for captions/text (default: DejaVu from fonts-dejavu-core)
+    chromium_path: Path = Path("/usr/bin/chromium")  # renders `render`'s html assets (Debian's chromium)
 
 
 class ModelSettings(_Group):
@@ -297,7 +298,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "webhook_retry_schedule": ("webhooks", "retry_schedule"), "webhook_retry_jitter": ("webhooks", "retry_jitter"),
     "webhook_timeout_s": ("webhooks", "timeout_s"),
     "device": ("media", "device"), "nvenc": ("media", "nvenc"), "nvenc_max_sessions": ("media", "nvenc_max_sessions"),
-    "font_dir": ("media", "font_dir"),
+    "font_dir": ("media", "font_dir"), "chromium_path": ("media", "chromium_path"),
     "whisper_model": ("models", "whisper_model"), "align_model": ("models", "align_model"),
     "whisper_models": ("models", "whisper_models"),
     "model_cache_dir": ("models", "model_cache_dir"), "kokoro_voices": ("models", "kokoro_voices"),

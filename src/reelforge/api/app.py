@@ -20,6 +20,7 @@ from reelforge.api.openapi import install_openapi
 from reelforge.api.routes_agents import router as agents_router
 from reelforge.api.routes_files import router as files_router
 from reelforge.api.routes_jobs import router as jobs_router
+from reelforge.api.routes_shotstack import router as shotstack_router
 from reelforge.api.routes_system import StoreCollector
 from reelforge.api.routes_system import router as system_router
 from reelforge.api.routes_ui import install_ui
@@ -206,6 +207,7 @@ def create_app(settings: Settings | None = None, *,
     app.include_router(agents_router)
     app.include_router(seed004_router)  # the users' earlier API: /video/*, /transcribe, /job/{id}
     app.include_router(seed003_router)  # the earlier overlay service: /overlay
+    app.include_router(shotstack_router)
     install_ui(app)
     # uploads (users' files, agents' outputs) have their own, larger cap
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes,

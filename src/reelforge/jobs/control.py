@@ -14,8 +14,9 @@ from typing import Any
 
 from reelforge.config import Settings
 from reelforge.engine.control import ClaimedJob, JobStatus, Lease, QueuedJob, StorageRef
-from reelforge.jobs.events import job_event
+from reelforge.jobs.events import job_event, sends_progress, terminal_event
 from reelforge.jobs.store import JobRecord, Stores
+from reelforge.jobs.urls import output_urls
 from reelforge.jobs.webhooks import WebhookSender
 from reelforge.refs import file_ids_in
 from reelforge.storage.base import Storage
@@ -30,7 +31,8 @@ class DatabaseControl:
         self.files = stores.files
         self.storage = storage
         self.webhooks = webhooks
-        self._hooks: dict[str, str | None] = {}  # webhook_url of each job claimed here, until it ends
+        # (webhook_url, webhook_format) of each job claimed here, until it ends
+        self._hooks: dict[str, tuple[str | None, str | None]] = {}
         self._lock = threading.Lock()
 
     # ---- JobControl
@@ -97,7 +99,7 @@ class DatabaseControl:
     # ---- inside
     def _claimed(self, rec: JobRecord) -> ClaimedJob:
         with self._lock:
-            self._hooks[rec.id] = rec.webhook_url
+            self._hooks[rec.id] = (rec.webhook_url, rec.notes.get("webhook_format"))
         job = ClaimedJob(id=rec.id, op=rec.op, params=rec.params, tenant=rec.tenant, queue=rec.queue,
                          priority=rec.priority, attempts=rec.attempts, max_attempts=rec.max_attempts,
                          timeout_s=rec.timeout_s, files=self._resolve_files(rec), output_keys=rec.output_keys)
@@ -110,29 +112,35 @@ class DatabaseControl:
         keys = self.files.storage_keys(file_ids_in(rec.params), rec.tenant)
         return {fid: StorageRef(key, self.storage.url(key)) for fid, key in keys.items()}
 
-    def _webhook_url(self, job_id: str) -> str | None:
+    def _webhook(self, job_id: str) -> tuple[str | None, str | None]:
+        """(webhook_url, webhook_format) of a job."""
         with self._lock:
             if job_id in self._hooks:
                 return self._hooks[job_id]
         rec = self.jobs.get_job(job_id)
-        return rec.webhook_url if rec is not None else None
+        return (rec.webhook_url, rec.notes.get("webhook_format")) if rec is not None else (None, None)
 
     def _forget(self, job_id: str) -> None:
         with self._lock:
             self._hooks.pop(job_id, None)
 
     def _send(self, job_id: str, event: dict[str, Any], kind: str) -> None:
-        url = self._webhook_url(job_id)
-        if url:
+        url, fmt = self._webhook(job_id)
+        if url and sends_progress(fmt):
             self.webhooks.send(job_id, url, event, kind=kind)
 
     def _terminal(self, job: ClaimedJob | JobRecord, status: JobStatus, result: dict[str, Any] | None,
                   error: dict[str, Any] | None) -> None:
-        url = self._webhook_url(job.id)
+        url, fmt = self._webhook(job.id)
         self._forget(job.id)
-        if url:
-            self.webhooks.send(job.id, url, job_event(job, f"job.{status.value}", status=status.value,
-                                                      result=result, error=error), kind="state")
+        if not url:
+            return
+        row = None
+        if fmt is not None:  # a foreign format wants the row's times and owner
+            row = job if isinstance(job, JobRecord) else self.jobs.get_job(job.id)
+        event = terminal_event(job, status.value, result, error, webhook_format=fmt, row=row,
+                               urls=output_urls(self.settings, self.storage, job.id, result) if row else None)
+        self.webhooks.send(job.id, url, event, kind="state" if fmt is None else status.value)
 
     def _terminal_from_row(self, job_id: str) -> None:
         rec = self.jobs.get_job(job_id)

@@ -34,9 +34,10 @@ from reelforge.config import Settings
 from reelforge.engine.metrics import JOBS_SUBMITTED
 from reelforge.engine.routing import queue_for
 from reelforge.errors import Conflict, InputError, InvalidParams, NotFound, invalid_params
-from reelforge.jobs.events import job_event
+from reelforge.jobs.events import terminal_event
 from reelforge.jobs.states import JobStatus
 from reelforge.jobs.store import JobRecord
+from reelforge.jobs.urls import output_url
 from reelforge.ops.params import submit_context
 from reelforge.ops.registry import get_operation
 from reelforge.refs import file_ids_in
@@ -204,8 +205,9 @@ class JobService:
             self.executor.cancel(job_id)
         elif job.status == JobStatus.CANCELLED and job.webhook_url and job.started_at is None:
             # no worker ever held this job, so no job control will send its terminal event
-            self.webhooks.send(job.id, job.webhook_url, job_event(job, "job.cancelled", status="cancelled",
-                                                                  result=None, error=job.error), kind="state")
+            fmt = job.notes.get("webhook_format")
+            event = terminal_event(job, "cancelled", None, job.error, row=job, webhook_format=fmt)
+            self.webhooks.send(job.id, job.webhook_url, event, kind="state" if fmt is None else "cancelled")
         return job
 
     def retry(self, tenant: str, job_id: str) -> tuple[JobRecord, bool]:
@@ -274,5 +276,4 @@ class JobService:
 
     def output_url(self, job: JobRecord, name: str, meta: dict[str, Any]) -> str:
         """Where a client downloads an output: the storage's own URL (S3) or this service's route."""
-        direct = self.storage.url(meta["key"], filename=meta.get("filename"))
-        return direct or f"{self.settings.service.public_url}/v1/jobs/{job.id}/outputs/{name}"
+        return output_url(self.settings, self.storage, job.id, name, meta)

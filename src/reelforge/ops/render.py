@@ -12,6 +12,7 @@ from reelforge.errors import InputError, InvalidParams, MediaError
 from reelforge.media.codecs import DEFAULT_VIDEO_ARGS
 from reelforge.media.encoders import encode_with_fallback
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
+from reelforge.media.html import HtmlPicture, render_html
 from reelforge.media.limits import check_duration_limit, check_frame_pixels
 from reelforge.media.limits import probe_input as probe_within_limits
 from reelforge.media.probe import MediaInfo
@@ -20,7 +21,7 @@ from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.registry import operation
 from reelforge.ops.resources import ENCODES
 from reelforge.pipelines.render_plan import ClipKey, RenderPlan, plan_render
-from reelforge.pipelines.timeline import CaptionAsset, RenderParams
+from reelforge.pipelines.timeline import CaptionAsset, HtmlAsset, RenderParams
 
 _NAMED = {"white": (255, 255, 255), "black": (0, 0, 0), "red": (255, 0, 0), "green": (0, 128, 0),
           "lime": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0), "cyan": (0, 255, 255),
@@ -157,12 +158,27 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
                 captions[(ti, ci)] = caption_file(clip.asset, clip.start, clip.length, (out_w, out_h), src,
                                                   work / f"captions_{ti}_{ci}.ass", where, ctx.settings)
 
+    html_images: dict[ClipKey, Path] = {}
+    for ti, track in enumerate(tl.tracks):
+        for ci, clip in enumerate(track.clips):
+            if isinstance(clip.asset, HtmlAsset):
+                ctx.check_cancelled()
+                a = clip.asset
+                picture = HtmlPicture(a.html, a.css, a.width or out_w, a.height or out_h, a.background, a.position)
+                try:
+                    html_images[(ti, ci)] = render_html(picture, ctx.settings.service.data_dir / "cache" / "html",
+                                                        ctx.settings.media.chromium_path)
+                except MediaError as exc:
+                    where = f"timeline.tracks[{ti}].clips[{ci}].asset"
+                    raise MediaError(f"{where}: {exc.message}", code=exc.code, details={"path": where}) from None
+
     ext = "." + output.format
     out = ctx.output_path("render", ext)
 
     def plan_for(video_args: tuple[str, ...] | None = None) -> RenderPlan:
         return plan_render(params, media, out=out, workdir=work, captions=captions,
-                           video_args=video_args or DEFAULT_VIDEO_ARGS, fonts_dir=ctx.settings.media.font_dir)
+                           video_args=video_args or DEFAULT_VIDEO_ARGS, fonts_dir=ctx.settings.media.font_dir,
+                           html_images=html_images)
 
     plan = plan_for()
     check_duration_limit(plan.duration_s, ctx.settings, "The timeline")
@@ -176,7 +192,25 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
     else:
         run_ffmpeg(plan.args, ctx, duration_s=plan.duration_s, span=(0.05, 1.0), stage="rendering")
     ensure_file_output(out, "render")
+    outputs = {"render": out}
+    final_w, final_h = output.final_size
+    stills = [("poster", output.poster, 1.0)]
+    if output.thumbnail is not None:
+        stills.append(("thumbnail", output.thumbnail.at, output.thumbnail.scale))
+    for name, at, scale in stills:
+        if at is None:
+            continue
+        if output.format in ("mp3", "jpg", "png"):
+            raise InvalidParams(f"output.{name}: a {output.format} render has no frames to take a {name} from.",
+                                code="no_frames", details={"path": f"output.{name}"})
+        still = ctx.output_path(name, ".jpg")
+        at = min(at, max(0.0, plan.duration_s - 1 / output.fps))
+        run_ffmpeg(["-ss", f"{at:.3f}", "-i", str(out), "-frames:v", "1", "-vf",
+                    f"scale={max(2, round(final_w * scale))}:{max(2, round(final_h * scale))}", "-q:v", "3",
+                    "-update", "1", str(still)], ctx, stage=f"writing the {name}")
+        ensure_file_output(still, name)
+        outputs[name] = still
     ctx.progress(1.0)
-    return OpResult(outputs={"render": out},
+    return OpResult(outputs=outputs,
                     data={"duration_s": round(plan.duration_s, 3), "format": output.format,
-                          "size": [out_w, out_h], "fps": output.fps, "audio": plan.has_audio})
+                          "size": [final_w, final_h], "fps": output.fps, "audio": plan.has_audio})

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 from reelforge.errors import InvalidParams, MediaError
@@ -25,12 +26,29 @@ from reelforge.media.filters import filter_expr
 from reelforge.media.frame_rate import parse_rate, rate_arg
 from reelforge.media.frame_size import even
 from reelforge.media.probe import MediaInfo
-from reelforge.pipelines.timeline import MAX_TIMELINE_S, Clip, RenderParams, TextAsset
+from reelforge.pipelines.timeline import MAX_TIMELINE_S, Clip, Crop, RenderParams, TextAsset
 
 SLIDE_GROW = 1.1  # slide effects enlarge the clip so its moving edge stays outside the frame
 ZOOM_RANGE = 0.2  # zoomIn goes 1.0 -> 1.2, zoomOut 1.2 -> 1.0
+SPEED = {"slow": 0.5, "normal": 1.0, "fast": 2.0}  # effect_speed: how much motion over the clip
+DRIFT = 0.05  # drift transitions move the clip by this fraction of the output size while it fades
+ZOOM_TRANSITION = 0.5  # the zoom transition goes 1.5 -> 1 (in) and 1 -> 1.5 (out) while it fades
 _XFADE = {"wipeLeft": "wipeleft", "wipeRight": "wiperight", "wipeUp": "wipeup", "wipeDown": "wipedown",
-          "slideLeft": "slideleft", "slideRight": "slideright", "slideUp": "slideup", "slideDown": "slidedown"}
+          "slideLeft": "slideleft", "slideRight": "slideright", "slideUp": "slideup", "slideDown": "slidedown",
+          "smoothLeft": "smoothleft", "smoothRight": "smoothright", "smoothUp": "smoothup",
+          "smoothDown": "smoothdown"}
+_DRIFT = {"driftLeft": (-1, 0), "driftRight": (1, 0), "driftUp": (0, -1), "driftDown": (0, 1)}
+# the clip filters: colour and blur looks, each a fixed filter chain on the clip's picture
+LOOKS: dict[str, list[str]] = {
+    "blur": ["gblur=sigma=6"],
+    "boost": ["eq=contrast=1.25:saturation=1.6"],
+    "contrast": ["eq=contrast=1.6"],
+    "darken": ["eq=brightness=-0.25"],
+    "greyscale": ["hue=s=0"],
+    "lighten": ["eq=brightness=0.25"],
+    "muted": ["eq=saturation=0.45:contrast=0.9"],
+    "negative": ["negate"],
+}
 ClipKey = tuple[int, int]  # (track index, clip index) as in the JSON
 
 
@@ -61,20 +79,34 @@ def clip_length(clip: Clip, info: MediaInfo | None, where: str) -> float:
     return rest
 
 
+def slide_grow(clip: Clip) -> float:
+    """How much a slide effect enlarges the clip (1.0 without one): more for a faster slide."""
+    if not (clip.effect and clip.effect.startswith("slide")):
+        return 1.0
+    return 1 + (SLIDE_GROW - 1) * SPEED[clip.effect_speed]
+
+
+def cropped_size(crop: Crop | None, src_w: int, src_h: int) -> tuple[int, int]:
+    if crop is None:
+        return src_w, src_h
+    return (max(2, even(src_w * (1 - crop.left - crop.right))), max(2, even(src_h * (1 - crop.top - crop.bottom))))
+
+
 def fitted_size(clip: Clip, src_w: int, src_h: int, out_w: int, out_h: int) -> tuple[int, int, int, int]:
     """(scaled w, h, shown w, h): the size the source is scaled to, and after `crop` fitting."""
+    grow = slide_grow(clip)
+    if clip.fit == "stretch":
+        w, h = even(out_w * clip.scale * grow), even(out_h * clip.scale * grow)
+        return w, h, w, h
     if clip.fit in ("cover", "crop"):
         k = max(out_w / src_w, out_h / src_h)
     elif clip.fit == "contain":
         k = min(out_w / src_w, out_h / src_h)
     else:
         k = 1.0
-    k *= clip.scale
-    if clip.effect in ("slideLeft", "slideRight", "slideUp", "slideDown"):
-        k *= SLIDE_GROW
+    k *= clip.scale * grow
     w, h = even(src_w * k), even(src_h * k)
     if clip.fit == "crop":
-        grow = SLIDE_GROW if clip.effect and clip.effect.startswith("slide") else 1.0
         return w, h, min(w, even(out_w * clip.scale * grow)), min(h, even(out_h * clip.scale * grow))
     return w, h, w, h
 
@@ -94,14 +126,32 @@ def overlay_xy(clip: Clip, start: float, length: float, out_w: int, out_h: int,
     y = f"{ay}+{num(clip.offset.y * out_h)}" if not text_layer else "0"
     if clip.effect and clip.effect.startswith("slide"):
         p = f"clip((t-{num(start)})/{num(length)},0,1)"
-        amp_x = (layer_w - layer_w / SLIDE_GROW) / 2 if not text_layer else out_w * 0.05
-        amp_y = (layer_h - layer_h / SLIDE_GROW) / 2 if not text_layer else out_h * 0.05
+        grow = slide_grow(clip)
+        amp_x = (layer_w - layer_w / grow) / 2 if not text_layer else out_w * 0.05 * SPEED[clip.effect_speed]
+        amp_y = (layer_h - layer_h / grow) / 2 if not text_layer else out_h * 0.05 * SPEED[clip.effect_speed]
         move = {"slideLeft": (amp_x, 0.0), "slideRight": (-amp_x, 0.0), "slideUp": (0.0, amp_y),
                 "slideDown": (0.0, -amp_y)}[clip.effect]
         if move[0]:
             x += f"+{num(move[0])}*(1-2*{p})"
         if move[1]:
             y += f"+{num(move[1])}*(1-2*{p})"
+    tr = clip.transition
+    for side, kind in (("in", tr.in_ if tr else None), ("out", tr.out if tr else None)):
+        if tr is None or kind not in _DRIFT:
+            continue
+        dx, dy = _DRIFT[kind]
+        if side == "in":  # arrives moving in its direction: from -direction*amp to 0
+            d = tr.in_s
+            p = f"(1-clip((t-{num(start)})/{num(d)},0,1))"
+            sign = -1
+        else:  # leaves moving in its direction: from 0 to +direction*amp
+            d = tr.out_s
+            p = f"clip((t-{num(start + length - d)})/{num(d)},0,1)"
+            sign = 1
+        if dx:
+            x += f"+{num(sign * dx * DRIFT * out_w)}*{p}"
+        if dy:
+            y += f"+{num(sign * dy * DRIFT * out_h)}*{p}"
     return x, y
 
 
@@ -113,16 +163,36 @@ _TEXT_ANCHORS: dict[str, tuple[str, str]] = {
 }
 
 
+_WEIGHT = {"normal": "", "bold": ":weight=bold", "light": ":weight=light"}
+
+
+def font_pattern(asset: TextAsset) -> str:
+    """A fontconfig pattern: the family and its weight (escaped with the rest of the drawtext options)."""
+    return asset.font + _WEIGHT[asset.weight]
+
+
+_BOX_X = {"left": "0", "center": "(w-text_w)/2", "right": "w-text_w"}
+_BOX_Y = {"top": "0", "center": "(h-text_h)/2", "bottom": "h-text_h"}
+
+
 def drawtext_filter(asset: TextAsset, clip: Clip, text_file: Path, out_w: int, out_h: int) -> str:
+    if asset.width is not None:  # box mode: aligned inside the box; the box is placed like a picture
+        return filter_expr(
+            "drawtext", textfile=text_file, expansion="none", font=font_pattern(asset), fontsize=asset.size,
+            fontcolor=asset.colour, line_spacing=asset.line_spacing or None,
+            box=asset.box, boxcolor=asset.box_colour if asset.box else None,
+            boxborderw=asset.box_padding if asset.box else None,
+            x=_BOX_X[asset.align], y=_BOX_Y[asset.valign])
     margin = num(round(out_h * 0.05))
     ax, ay = _TEXT_ANCHORS[clip.position]
     return filter_expr(
         "drawtext",
         textfile=text_file,
         expansion="none",
-        font=asset.font,
+        font=font_pattern(asset),
         fontsize=round(asset.size * clip.scale),
         fontcolor=asset.colour,
+        line_spacing=asset.line_spacing or None,
         box=asset.box,
         boxcolor=asset.box_colour if asset.box else None,
         boxborderw=asset.box_padding if asset.box else None,
@@ -154,20 +224,23 @@ class _Graph:
 
 def plan_render(params: RenderParams, media: Mapping[str, MediaInfo], *, out: Path, workdir: Path,
                 captions: Mapping[ClipKey, Path] | None = None, video_args: Sequence[str] = DEFAULT_VIDEO_ARGS,
-                fonts_dir: Path | None = None, max_duration_s: float = MAX_TIMELINE_S) -> RenderPlan:
+                fonts_dir: Path | None = None, max_duration_s: float = MAX_TIMELINE_S,
+                html_images: Mapping[ClipKey, Path] | None = None) -> RenderPlan:
     """The ffmpeg arguments rendering `params` to `out`.
 
     `media` maps every asset/soundtrack `src` to its probe; `captions` maps each caption clip to a
-    prepared .ass file already on the output's clock; text clips' files are returned in `text_files`.
+    prepared .ass file already on the output's clock; `html_images` each html clip to its rendered
+    transparent PNG (of the asset's width x height); text clips' files are returned in `text_files`.
     """
     tl = params.timeline
     lengths = clip_lengths(params, media)
     total = timeline_duration(params, lengths, max_duration_s)
-    plan = _RenderGraph(params, media, total, workdir=workdir, captions=captions or {}, fonts_dir=fonts_dir)
+    plan = _RenderGraph(params, media, total, workdir=workdir, captions=captions or {}, fonts_dir=fonts_dir,
+                        html_images=html_images or {}, lengths=lengths)
     # bottom track first, so the first track ends up on top
     for ti in reversed(range(len(tl.tracks))):
         for ci, clip in enumerate(tl.tracks[ti].clips):
-            if clip.start < total:
+            if clip.start < total and clip.asset.type != "luma":
                 plan.add_clip((ti, ci), clip, min(lengths[(ti, ci)], total - clip.start))
     plan.add_soundtrack()
     return plan.finish(out, video_args)
@@ -209,16 +282,21 @@ class _RenderGraph:
     """The filter graph of one render, built clip by clip: picture and sound per clip, then the outputs."""
 
     def __init__(self, params: RenderParams, media: Mapping[str, MediaInfo], total: float, *, workdir: Path,
-                 captions: Mapping[ClipKey, Path], fonts_dir: Path | None) -> None:
+                 captions: Mapping[ClipKey, Path], fonts_dir: Path | None, html_images: Mapping[ClipKey, Path],
+                 lengths: Mapping[ClipKey, float]) -> None:
         self.tl, self.output = params.timeline, params.output
         self.media, self.total = media, total
         self.workdir, self.captions, self.fonts_dir = workdir, captions, fonts_dir
+        self.html_images, self.lengths = html_images, lengths
         self.out_w, self.out_h = self.output.frame_size
         self.rate = parse_rate(self.output.fps)
         self.rate_s = rate_arg(self.rate)
         self.fmt = self.output.format
         self.want_video = self.fmt not in ("mp3",)
-        self.want_audio = self.fmt in ("mp4", "webm", "mp3")
+        self.want_audio = self.fmt in ("mp4", "webm", "mp3") and not self.output.mute
+        if self.fmt == "mp3" and self.output.mute:
+            raise InvalidParams("A muted mp3 would be empty.", code="nothing_audible",
+                                details={"path": "output.mute"})
         self.g = _Graph()
         self.text_files: dict[Path, str] = {}
         self.audio_labels: list[str] = []
@@ -247,10 +325,13 @@ class _RenderGraph:
             return
         if asset.type == "text":
             layer = self._text_layer(asset, clip, key, length)
+        elif asset.type == "html":
+            layer = self._html_layer(clip, key, length)
         else:
             assert info is not None and input_idx is not None
             layer = self._media_layer(clip, info, input_idx, length, where)
-        self._composite(clip, layer, length, text_layer=asset.type == "text")
+        full_frame_text = asset.type == "text" and asset.width is None
+        self._composite(key, clip, layer, length, text_layer=full_frame_text)
 
     def _add_clip_input(self, clip: Clip, info: MediaInfo, length: float) -> int:
         if clip.asset.type == "image":
@@ -260,8 +341,13 @@ class _RenderGraph:
     # ---- sound
     def _add_clip_sound(self, clip: Clip, info: MediaInfo, input_idx: int, length: float, where: str) -> None:
         volume = getattr(clip.asset, "volume", 1.0)
+        fade_in = max(clip.fade_in, getattr(clip.asset, "audio_fade_in", 0.0))
+        fade_out = max(clip.fade_out, getattr(clip.asset, "audio_fade_out", 0.0))
+        if fade_in + fade_out > length:
+            raise InvalidParams(f"{where}: the sound's fades ({fade_in + fade_out:g} s) are longer than the clip "
+                                f"({length:g} s)", code="fades_too_long", details={"path": where})
         if info.audio is not None:
-            self.audio_labels.append(_audio_chain(self.g, f"{input_idx}:a", volume, clip.fade_in, clip.fade_out,
+            self.audio_labels.append(_audio_chain(self.g, f"{input_idx}:a", volume, fade_in, fade_out,
                                                   length, clip.start))
         elif clip.asset.type == "audio":
             raise MediaError(f"{where}.asset.src has no audio stream.", code="no_audio_stream")
@@ -285,6 +371,9 @@ class _RenderGraph:
                    if len(self.audio_labels) > 1 else ["anull"])
             self.g.chain(self.audio_labels, [*mix, f"apad=whole_dur={num(self.total)}",
                                              f"atrim=end={num(self.total)}"], "aout")
+        if has_audio and self.output.range is not None:
+            start, end = self._range()
+            self.g.chain(["aout"], [f"atrim=start={num(start)}:end={num(end)}", "asetpts=PTS-STARTPTS"], "aout_r")
         if self.fmt == "mp3" and not has_audio:
             raise InvalidParams("An mp3 render needs at least one audible clip or a soundtrack.",
                                 code="nothing_audible", details={"path": "output.format"})
@@ -301,16 +390,39 @@ class _RenderGraph:
         text_file = self.workdir / f"text_{key[0]}_{key[1]}.txt"
         self.text_files[text_file] = asset.text
         w, h = self.out_w, self.out_h
-        return _Layer([], [filter_expr("color", c="black@0", s=f"{w}x{h}", r=self.rate_s, d=num(length)),
-                           "format=yuva420p", drawtext_filter(asset, clip, text_file, w, h)], w, h)
+        colour = "black@0"
+        if asset.width is not None and asset.height is not None:
+            w, h = even(asset.width * clip.scale), even(asset.height * clip.scale)
+            colour = asset.background or colour
+            asset = asset.model_copy(update={"size": max(4, round(asset.size * clip.scale))})
+        return _Layer([], [filter_expr("color", c=colour, s=f"{w}x{h}", r=self.rate_s, d=num(length)),
+                           "format=yuva420p", drawtext_filter(asset, clip, text_file, self.out_w, self.out_h)],
+                      w, h)
+
+    def _html_layer(self, clip: Clip, key: ClipKey, length: float) -> _Layer:
+        """The rendered page (source pixels, times `scale`)."""
+        asset = clip.asset
+        assert asset.type == "html"
+        w, h = asset.width or self.out_w, asset.height or self.out_h
+        idx = self.g.add_input(["-loop", "1", "-framerate", self.rate_s, "-t", num(length), "-i",
+                                str(self.html_images[key])])
+        filters = [f"fps={self.rate_s}", "setpts=PTS-STARTPTS", "format=rgba"]
+        if clip.scale != 1:
+            w, h = even(w * clip.scale), even(h * clip.scale)
+            filters.append(f"scale={w}:{h}")
+        return _Layer([f"{idx}:v"], [*filters, "setsar=1"], w, h)
 
     def _media_layer(self, clip: Clip, info: MediaInfo, input_idx: int, length: float, where: str) -> _Layer:
         """A video or image source, fitted to the output (and held on its last frame if it ends early)."""
         video = info.video
         if video is None or not video.width or not video.height:
             raise MediaError(f"{where}.asset.src has no picture.", code="no_video_stream")
-        scaled_w, scaled_h, layer_w, layer_h = fitted_size(clip, video.width, video.height, self.out_w, self.out_h)
+        crop = getattr(clip.asset, "crop", None)
+        src_w, src_h = cropped_size(crop, video.width, video.height)
+        scaled_w, scaled_h, layer_w, layer_h = fitted_size(clip, src_w, src_h, self.out_w, self.out_h)
         filters = [f"fps={self.rate_s}", "setpts=PTS-STARTPTS"]
+        if crop is not None:
+            filters.append(f"crop={src_w}:{src_h}:{even(video.width * crop.left)}:{even(video.height * crop.top)}")
         available = info.duration_s - getattr(clip.asset, "trim", 0.0)
         if clip.asset.type == "video" and available < length - 0.02:
             filters.append(f"tpad=stop_mode=clone:stop_duration={num(length - available + 0.1)}")
@@ -321,11 +433,12 @@ class _RenderGraph:
 
     def _look(self, clip: Clip, layer: _Layer, length: float) -> list[str]:
         """Zoom effect, length, opacity and fades of a layer, on the output's time base."""
-        filters: list[str] = []
+        filters: list[str] = list(LOOKS[clip.filter]) if clip.filter else []
         if clip.effect in ("zoomIn", "zoomOut"):
             frames = max(1, round(length * float(self.rate)))
-            z = (f"1+{num(ZOOM_RANGE)}*on/{frames}" if clip.effect == "zoomIn"
-                 else f"{num(1 + ZOOM_RANGE)}-{num(ZOOM_RANGE)}*on/{frames}")
+            zr = ZOOM_RANGE * SPEED[clip.effect_speed]
+            z = (f"1+{num(zr)}*on/{frames}" if clip.effect == "zoomIn"
+                 else f"{num(1 + zr)}-{num(zr)}*on/{frames}")
             filters += ["format=yuva420p",
                         filter_expr("zoompan", z=z, x="iw/2-(iw/zoom/2)", y="ih/2-(ih/zoom/2)", d=1,
                                     s=f"{layer.width}x{layer.height}", fps=self.rate_s)]
@@ -339,11 +452,13 @@ class _RenderGraph:
         filters.append(f"settb=expr={self.rate.denominator}/{self.rate.numerator}")
         return filters
 
-    def _composite(self, clip: Clip, layer: _Layer, length: float, *, text_layer: bool) -> None:
-        """The layer with its look and transitions, shifted to the clip's start, overlaid on the picture."""
+    def _composite(self, key: ClipKey, clip: Clip, layer: _Layer, length: float, *, text_layer: bool) -> None:
+        """The layer with its look, mattes and transitions, shifted to the clip's start, overlaid on the
+        picture."""
         g = self.g
         label = g.chain(layer.source, [*layer.filters, *self._look(clip, layer, length)], g.label("c"))
-        label = _transitions(g, clip, label, length, layer.width, layer.height, self.rate_s)
+        label = self._luma_mattes(key, clip, label, length, layer)
+        label = _transitions(g, clip, label, length, layer.width, layer.height, self.rate)
         label = g.chain([label], [f"setpts=PTS-STARTPTS+{num(clip.start)}/TB"], g.label("p"))
         x, y = overlay_xy(clip, clip.start, length, self.out_w, self.out_h, layer.width, layer.height,
                           text_layer=text_layer)
@@ -351,14 +466,71 @@ class _RenderGraph:
             "overlay", x=x, y=y, eof_action="pass",
             enable=f"between(t,{num(clip.start)},{num(clip.start + length)})")], g.label("v"))
 
+    def _luma_mattes(self, key: ClipKey, clip: Clip, label: str, length: float, layer: _Layer) -> str:
+        """Multiply the layer's alpha by every luma clip of its track that overlaps it (white elsewhere)."""
+        g, w, h = self.g, layer.width, layer.height
+        mattes: list[tuple[str, float, float]] = []
+        for li, luma in enumerate(self.tl.tracks[key[0]].clips):
+            if luma.asset.type != "luma":
+                continue
+            l_start, l_len = luma.start, self.lengths[(key[0], li)]
+            off, end = max(0.0, l_start - clip.start), min(length, l_start + l_len - clip.start)
+            if end - off <= 1e-6:
+                continue
+            info = self.media[luma.asset.src]
+            if info.video is None:
+                raise MediaError(f"timeline.tracks[{key[0]}].clips[{li}].asset.src has no picture.",
+                                 code="no_video_stream")
+            skip = max(0.0, clip.start - l_start)  # the part of the matte before the clip starts
+            if info.is_image:
+                idx = g.add_input(["-loop", "1", "-framerate", self.rate_s, "-t", num(end - off), "-i", info.path])
+            else:
+                idx = g.add_input(["-ss", num(luma.asset.trim + skip), "-t", num(end - off), "-i", info.path])
+            matte = g.chain([f"{idx}:v"], [f"fps={self.rate_s}", "setpts=PTS-STARTPTS", f"scale={w}:{h}", "setsar=1",
+                                           "format=yuv420p", f"setpts=PTS-STARTPTS+{num(off)}/TB"], g.label("lm"))
+            mattes.append((matte, off, end))
+        if not mattes:
+            return label
+        mask = g.chain([], [filter_expr("color", c="white", s=f"{w}x{h}", r=self.rate_s, d=num(length)),
+                            "format=yuv420p", "setsar=1"], g.label("mw"))
+        for matte, off, end in mattes:
+            mask = g.chain([mask, matte], [filter_expr("overlay", eof_action="pass",
+                                                       enable=f"between(t,{num(off)},{num(end)})"),
+                                           "format=yuv420p"], g.label("mw"))
+        # the matte went through limited-range yuv: white is 235, so stretch it back to 0..255 opacity
+        grey = g.chain([mask], ["extractplanes=y", filter_expr("lut", c0="clip((val-16)*255/219,0,255)")],
+                       g.label("mg"))
+        c1, c2 = g.label("ms"), g.label("ms")
+        g.chains.append(f"[{label}]split[{c1}][{c2}]")
+        alpha = g.chain([c2], ["alphaextract"], g.label("ma"))
+        both = g.chain([alpha, grey], ["blend=all_mode=multiply"], g.label("mb"))
+        return g.chain([c1, both], ["alphamerge"], g.label("mm"))
+
+    def _range(self) -> tuple[float, float]:
+        rng = self.output.range
+        assert rng is not None
+        if rng.start >= self.total:
+            raise InvalidParams(f"output.range.start ({rng.start:g} s) is not before the end of the timeline "
+                                f"({self.total:g} s).", code="range_outside", details={"path": "output.range.start"})
+        end = self.total if rng.length is None else min(self.total, rng.start + rng.length)
+        return rng.start, end
+
     # ---- outputs
     def _video_output(self, video_args: Sequence[str]) -> tuple[list[str], list[str]]:
         """(maps, codec args) of the picture: the format's last filters and its encoder."""
         g, fmt, rate = self.g, self.fmt, self.rate
+        if self.output.range is not None:
+            start, end = self._range()
+            self.cur = g.chain([self.cur], [f"trim=start={num(start)}:end={num(end)}", "setpts=PTS-STARTPTS"],
+                               g.label("v"))
+        if self.output.scale_to:
+            fw, fh = self.output.final_size
+            self.cur = g.chain([self.cur], [f"scale={fw}:{fh}", "setsar=1"], g.label("v"))
         tail = ["format=yuv420p"]
         if fmt in ("jpg", "png"):
-            at = self.output.poster_at if self.output.poster_at is not None else self.total / 2
-            at = min(at, max(0.0, self.total - 1 / float(rate)))
+            total = self.out_duration
+            at = self.output.poster_at if self.output.poster_at is not None else total / 2
+            at = min(at, max(0.0, total - 1 / float(rate)))
             tail = [f"trim=start={num(at)}", "setpts=PTS-STARTPTS",
                     "format=rgb24" if fmt == "png" else "format=yuvj420p"]
         if fmt == "gif":
@@ -373,7 +545,7 @@ class _RenderGraph:
         elif fmt == "webm":
             codec = [*vp9_args(self.output.quality), "-r", self.rate_s]
         elif fmt == "gif":
-            codec = ["-loop", "0"]
+            codec = ["-loop", "0" if self.output.repeat else "-1"]
         else:
             codec = ["-frames:v", "1", "-update", "1", *(["-q:v", "2"] if fmt == "jpg" else [])]
         return ["-map", "[vout]"], codec
@@ -385,16 +557,23 @@ class _RenderGraph:
         if self.want_video:
             maps, codec_args = self._video_output(video_args)
         if has_audio:
-            maps += ["-map", "[aout]"]
+            maps += ["-map", "[aout_r]" if self.output.range is not None else "[aout]"]
             codec_args += {"mp4": list(AAC_ARGS), "webm": list(OPUS_ARGS),
                            "mp3": ["-c:a", "libmp3lame", "-q:a", "2"]}[self.fmt]
         args = [arg for inp in self.g.inputs for arg in inp]
         args += ["-filter_complex", ";".join(self.g.chains), *maps, *codec_args]
         if self.fmt not in ("jpg", "png"):
-            args += ["-t", num(self.total)]
+            args += ["-t", num(self.out_duration)]
         args.append(str(out))
-        return RenderPlan(args=args, duration_s=self.total, text_files=self.text_files, has_audio=has_audio,
+        return RenderPlan(args=args, duration_s=self.out_duration, text_files=self.text_files, has_audio=has_audio,
                           has_video=self.want_video)
+
+    @property
+    def out_duration(self) -> float:
+        if self.output.range is None:
+            return self.total
+        start, end = self._range()
+        return end - start
 
 
 def _audio_chain(g: _Graph, src: str, volume: float, fade_in: float, fade_out: float, length: float,
@@ -411,17 +590,29 @@ def _audio_chain(g: _Graph, src: str, volume: float, fade_in: float, fade_out: f
     return g.chain([src], filters, g.label("a"))
 
 
-def _transitions(g: _Graph, clip: Clip, layer: str, length: float, w: int, h: int, rate_s: str) -> str:
-    """In/out transitions against whatever is below: fade on the alpha, wipes/slides through xfade with a
-    transparent frame of the same size."""
+def _transitions(g: _Graph, clip: Clip, layer: str, length: float, w: int, h: int, rate: Fraction) -> str:
+    """In/out transitions against whatever is below: fade on the alpha (drift moves the clip while it fades,
+    see overlay_xy; zoom scales it), wipes/slides through xfade with a transparent frame of the same size."""
     tr = clip.transition
     if tr is None:
         return layer
-    d = tr.duration
+    rate_s = rate_arg(rate)
     for side, kind in (("in", tr.in_), ("out", tr.out)):
         if kind is None:
             continue
-        if kind == "fade":
+        d = tr.in_s if side == "in" else tr.out_s
+        if kind == "zoom":
+            n = max(1, round(d * rate))
+            if side == "in":
+                z = f"if(lt(on,{n}),1+{num(ZOOM_TRANSITION)}*(1-on/{n}),1)"
+            else:
+                m = round((length - d) * rate)
+                z = f"if(gt(on,{m}),1+{num(ZOOM_TRANSITION)}*(on-{m})/{n},1)"
+            layer = g.chain([layer], [filter_expr("zoompan", z=z, x="iw/2-(iw/zoom/2)", y="ih/2-(ih/zoom/2)", d=1,
+                                                  s=f"{w}x{h}", fps=rate_s), "format=yuva420p",
+                                      f"settb=expr={rate.denominator}/{rate.numerator}"],
+                            g.label("t"))
+        if kind == "fade" or kind == "zoom" or kind in _DRIFT:
             st = 0.0 if side == "in" else length - d
             layer = g.chain([layer], [f"fade=t={side}:st={num(st)}:d={num(d)}:alpha=1"], g.label("t"))
             continue

@@ -33,10 +33,13 @@ FONT_RE = re.compile(r"^[A-Za-z0-9 ._-]{1,64}$")
 
 Position = Literal["center", "top", "bottom", "left", "right", "topLeft", "topRight", "bottomLeft",
                    "bottomRight"]
-Fit = Literal["cover", "contain", "crop", "none"]
+Fit = Literal["cover", "contain", "crop", "none", "stretch"]
 Effect = Literal["zoomIn", "zoomOut", "slideLeft", "slideRight", "slideUp", "slideDown"]
+Speed = Literal["slow", "normal", "fast"]
 TransitionKind = Literal["fade", "wipeLeft", "wipeRight", "wipeUp", "wipeDown", "slideLeft", "slideRight",
-                         "slideUp", "slideDown"]
+                         "slideUp", "slideDown", "smoothLeft", "smoothRight", "smoothUp", "smoothDown",
+                         "driftLeft", "driftRight", "driftUp", "driftDown", "zoom"]
+Look = Literal["blur", "boost", "contrast", "darken", "greyscale", "lighten", "muted", "negative"]
 Seconds = Annotated[float, Field(ge=0, le=MAX_TIMELINE_S, allow_inf_nan=False)]
 
 
@@ -61,16 +64,56 @@ class _Model(BaseModel):
 
 
 # ---- assets
+class Crop(_Model):
+    """Fractions of the source cut away from each side before the clip is fitted."""
+
+    top: float = Field(default=0.0, ge=0, le=1)
+    bottom: float = Field(default=0.0, ge=0, le=1)
+    left: float = Field(default=0.0, ge=0, le=1)
+    right: float = Field(default=0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _something_left(self) -> Crop:
+        if self.top + self.bottom > 0.98 or self.left + self.right > 0.98:
+            raise ValueError("a crop must leave at least 2% of the source in each direction")
+        return self
+
+
 class VideoAsset(_Model):
     type: Literal["video"]
     src: MediaRef
     trim: Seconds = Field(default=0.0, description="Seconds cut from the start of the source.")
     volume: float = Field(default=1.0, ge=0, le=4, description="Volume of the video's own sound (0: mute).")
+    crop: Crop | None = None
+    audio_fade_in: float = Field(default=0.0, ge=0, le=60, description="Fade the sound (only) in, s.")
+    audio_fade_out: float = Field(default=0.0, ge=0, le=60, description="Fade the sound (only) out, s.")
 
 
 class ImageAsset(_Model):
     type: Literal["image"]
     src: MediaRef
+    crop: Crop | None = None
+
+
+class LumaAsset(_Model):
+    """A luma matte: not drawn itself; its brightness is the opacity of the clips of the same track that it
+    overlaps in time (white shows them, black hides them). Outside its time the clips are unmasked."""
+
+    type: Literal["luma"]
+    src: MediaRef
+    trim: Seconds = 0.0
+
+
+class HtmlAsset(_Model):
+    """HTML + CSS rendered once by a headless browser into a transparent picture of width x height."""
+
+    type: Literal["html"]
+    html: str = Field(min_length=1, max_length=100_000)
+    css: str = Field(default="", max_length=100_000)
+    width: int | None = Field(default=None, ge=1, le=4096, description="Default: the output's width.")
+    height: int | None = Field(default=None, ge=1, le=4096, description="Default: the output's height.")
+    background: Colour | None = Field(default=None, description="Default: transparent.")
+    position: Position = Field(default="center", description="Where the content sits inside its box.")
 
 
 class AudioAsset(_Model):
@@ -90,6 +133,20 @@ class TextAsset(_Model):
     box: bool = Field(default=False, description="Draw a box behind the text.")
     box_colour: Colour = Field(default="#000000A0")
     box_padding: int = Field(default=12, ge=0, le=200)
+    width: int | None = Field(default=None, ge=1, le=8192, description="A box of this size (with height) "
+                              "placed like a picture, the text aligned inside it; default: the whole frame.")
+    height: int | None = Field(default=None, ge=1, le=8192)
+    background: Colour | None = Field(default=None, description="Box mode: the box's colour (default clear).")
+    align: Literal["left", "center", "right"] = Field(default="center", description="Box mode: horizontal.")
+    valign: Literal["top", "center", "bottom"] = Field(default="center", description="Box mode: vertical.")
+    line_spacing: int = Field(default=0, ge=-200, le=1000, description="Extra pixels between lines.")
+    weight: Literal["normal", "bold", "light"] = "normal"
+
+    @model_validator(mode="after")
+    def _box_mode(self) -> TextAsset:
+        if (self.width is None) != (self.height is None):
+            raise ValueError("give a text box both width and height, or neither")
+        return self
 
     @field_validator("text")
     @classmethod
@@ -136,19 +193,30 @@ class CaptionAsset(_Model):
         return self
 
 
-Asset = Annotated[VideoAsset | ImageAsset | AudioAsset | TextAsset | CaptionAsset, Field(discriminator="type")]
+Asset = Annotated[VideoAsset | ImageAsset | AudioAsset | TextAsset | CaptionAsset | LumaAsset | HtmlAsset,
+                  Field(discriminator="type")]
 
 
 # ---- clips
 class Offset(_Model):
-    x: float = Field(default=0.0, ge=-2, le=2, description="Fraction of the output width, + is right.")
-    y: float = Field(default=0.0, ge=-2, le=2, description="Fraction of the output height, + is down.")
+    x: float = Field(default=0.0, ge=-10, le=10, description="Fraction of the output width, + is right.")
+    y: float = Field(default=0.0, ge=-10, le=10, description="Fraction of the output height, + is down.")
 
 
 class Transition(_Model):
     in_: TransitionKind | None = Field(default=None, alias="in")
     out: TransitionKind | None = None
     duration: float = Field(default=0.5, gt=0, le=10)
+    in_duration: float | None = Field(default=None, gt=0, le=10, description="Default: duration.")
+    out_duration: float | None = Field(default=None, gt=0, le=10, description="Default: duration.")
+
+    @property
+    def in_s(self) -> float:
+        return self.in_duration or self.duration
+
+    @property
+    def out_s(self) -> float:
+        return self.out_duration or self.duration
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -160,7 +228,8 @@ class Clip(_Model):
         default=None, description="Seconds on screen; omitted for video/audio: the rest of the source.")
     fit: Fit = Field(default="cover", description="cover: fill the frame keeping aspect (overflow hidden); "
                                                   "contain: fit inside; crop: fill then crop to the frame; "
-                                                  "none: source pixels.")
+                                                  "stretch: exactly the frame, aspect not kept; none: source "
+                                                  "pixels.")
     scale: float = Field(default=1.0, gt=0, le=10, description="Multiplies the fitted size.")
     position: Position = "center"
     offset: Offset = Field(default_factory=Offset)
@@ -168,22 +237,25 @@ class Clip(_Model):
     fade_in: float = Field(default=0.0, ge=0, le=60, description="Fade from transparent (or silent), s.")
     fade_out: float = Field(default=0.0, ge=0, le=60)
     effect: Effect | None = Field(default=None, description="Motion over the clip's length.")
+    effect_speed: Speed = Field(default="normal", description="slow: half the motion, fast: double.")
+    filter: Look | None = Field(default=None, description="A colour or blur filter on the clip's picture.")
     transition: Transition | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Clip:
         kind = self.asset.type
-        if self.length is None and kind not in ("video", "audio"):
+        if self.length is None and kind not in ("video", "audio", "luma"):
             raise ValueError(f"a {kind} clip needs a 'length'")
         if self.length is not None:
             if self.fade_in + self.fade_out > self.length + 1e-9:
                 raise ValueError("fade_in + fade_out must not exceed the clip's length")
             if self.transition is not None:
-                used = (self.transition.in_ is not None) + (self.transition.out is not None)
-                if used * self.transition.duration > self.length + 1e-9:
+                tr = self.transition
+                used = (tr.in_s if tr.in_ is not None else 0.0) + (tr.out_s if tr.out is not None else 0.0)
+                if used > self.length + 1e-9:
                     raise ValueError("the clip is too short for its transitions")
-        if kind in ("audio", "caption") and (self.effect or self.transition):
-            raise ValueError(f"a {kind} clip cannot have an effect or a transition")
+        if kind in ("audio", "caption", "luma") and (self.effect or self.transition or self.filter):
+            raise ValueError(f"a {kind} clip cannot have an effect, a filter or a transition")
         return self
 
     @property
@@ -215,6 +287,17 @@ class Timeline(_Model):
 OutputFormat = Literal["mp4", "webm", "gif", "mp3", "jpg", "png"]
 
 
+class OutputRange(_Model):
+    start: Seconds = 0.0
+    length: Annotated[float, Field(gt=0, le=MAX_TIMELINE_S, allow_inf_nan=False)] | None = Field(
+        default=None, description="Default: to the end of the timeline.")
+
+
+class Thumbnail(_Model):
+    at: Seconds = 0.0
+    scale: float = Field(default=0.25, gt=0, le=1, description="Of the output size.")
+
+
 class Output(_Model):
     format: OutputFormat = "mp4"
     size: str = Field(default="1280x720", description="WIDTHxHEIGHT or a preset: 1080p, 720p, "
@@ -223,6 +306,21 @@ class Output(_Model):
     quality: Quality = "standard"
     poster_at: Seconds | None = Field(default=None, description="jpg/png: the frame at this time "
                                                                 "(default: the middle).")
+    range: OutputRange | None = Field(default=None, description="Render only this part of the timeline.")
+    scale_to: str | None = Field(default=None, description="Lay out at `size`, then scale the result to "
+                                                           "this WIDTHxHEIGHT (or preset).")
+    mute: bool = Field(default=False, description="No sound in the output.")
+    repeat: bool = Field(default=True, description="gif: loop forever (false: play once).")
+    poster: Seconds | None = Field(default=None, description="Also write a `poster` jpg of the frame at this "
+                                                             "time (output size).")
+    thumbnail: Thumbnail | None = Field(default=None, description="Also write a small `thumbnail` jpg.")
+
+    @field_validator("scale_to")
+    @classmethod
+    def _check_scale_to(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_frame_size(v)
+        return v
 
     @field_validator("size")
     @classmethod
@@ -233,6 +331,10 @@ class Output(_Model):
     @property
     def frame_size(self) -> tuple[int, int]:
         return parse_frame_size(self.size)
+
+    @property
+    def final_size(self) -> tuple[int, int]:
+        return parse_frame_size(self.scale_to) if self.scale_to else self.frame_size
 
 
 class RenderParams(Params):
@@ -254,6 +356,8 @@ class RenderParams(Params):
                 if clip.end is not None and clip.end > MAX_TIMELINE_S:
                     raise _invalid(f"the clip ends at {clip.end:.0f} s, after the {MAX_TIMELINE_S:.0f} s "
                                    "limit of a timeline", f"{path}.length", "timeline_too_long")
+                if clip.asset.type == "luma":  # a matte lies over the clips it masks
+                    continue
                 if last_i >= 0 and clip.start < last_end - 1e-6:
                     raise _invalid(f"the clip starts at {clip.start} s, before clips[{last_i}] of the same "
                                    f"track ends ({last_end} s); put overlapping clips on separate tracks",

@@ -1,0 +1,1 @@
+"""Foreign request formats translated onto the native ops (one module per format)."""
