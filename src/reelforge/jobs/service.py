@@ -37,7 +37,7 @@ from reelforge.errors import Conflict, InputError, InvalidParams, NotFound, inva
 from reelforge.jobs.events import terminal_event
 from reelforge.jobs.states import JobStatus
 from reelforge.jobs.store import JobRecord
-from reelforge.jobs.urls import output_url
+from reelforge.jobs.urls import output_url, output_urls
 from reelforge.ops.params import submit_context
 from reelforge.ops.registry import get_operation
 from reelforge.refs import file_ids_in
@@ -235,9 +235,11 @@ class JobService:
             raise Conflict(f"Job {job_id} has no webhook_url; there are no events to replay.", code="no_webhook")
         count = self.webhooks.replay(job_id)
         if count == 0 and job.status.terminal:
-            sent = self.webhooks.send(job.id, job.webhook_url, job_event(
-                job, f"job.{job.status.value}", status=job.status.value, result=job.result, error=job.error),
-                kind="state")
+            fmt = job.notes.get("webhook_format")
+            event = terminal_event(job, job.status.value, job.result, job.error, webhook_format=fmt, row=job,
+                                   urls=output_urls(self.settings, self.storage, job.id, job.result))
+            sent = self.webhooks.send(job.id, job.webhook_url, event,
+                                      kind="state" if fmt is None else job.status.value)
             count = int(sent)
         return count
 
