@@ -18,7 +18,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import boto3
+import cv2
 import httpx
+import numpy as np
 import pytest
 
 from tests.conftest import ffmpeg
@@ -26,6 +28,20 @@ from tests.integration.service import Service, moto_bucket
 
 pytest.importorskip("moto.server")
 ROOT = "rf/delivered/local/"  # S3_PREFIX rf/ + delivery_root delivered/{tenant}/ (no key: tenant "local")
+
+
+def drawn_person(w: int = 320, h: int = 180) -> np.ndarray:
+    """A cartoon head and shoulders on a plain wall (BGR): enough of a person for the segmentation models."""
+    img = np.full((h, w, 3), (200, 210, 220), np.uint8)
+    cx = w // 2
+    cv2.ellipse(img, (cx, h + 10), (int(w * 0.28), int(h * 0.45)), 0, 180, 360, (40, 60, 150), -1)  # shirt
+    cv2.rectangle(img, (cx - 12, int(h * 0.55)), (cx + 12, int(h * 0.7)), (120, 160, 210), -1)  # neck
+    cv2.ellipse(img, (cx, int(h * 0.38)), (int(h * 0.15), int(h * 0.2)), 0, 0, 360, (130, 170, 225), -1)  # face
+    cv2.ellipse(img, (cx, int(h * 0.27)), (int(h * 0.16), int(h * 0.12)), 0, 180, 360, (30, 30, 40), -1)  # hair
+    for dx in (-10, 10):
+        cv2.circle(img, (cx + dx, int(h * 0.36)), 3, (20, 20, 20), -1)
+    cv2.ellipse(img, (cx, int(h * 0.47)), (9, 4), 0, 0, 180, (60, 60, 160), -1)
+    return img
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -40,7 +56,8 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=24:duration=2", "-f", "lavfi", "-i",
            "sine=frequency=440:duration=2:sample_rate=48000", "-c:v", "libx264", "-preset", "ultrafast",
            "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(d / "video.mp4"))
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=10:duration=1", "-c:v", "libx264", "-preset",
+    cv2.imwrite(str(d / "person.png"), drawn_person())
+    ffmpeg("-loop", "1", "-framerate", "10", "-i", str(d / "person.png"), "-t", "1", "-c:v", "libx264", "-preset",
            "ultrafast", "-pix_fmt", "yuv420p", str(d / "head.mp4"))
     ffmpeg("-f", "lavfi", "-i", "sine=frequency=220:duration=1:sample_rate=48000", str(d / "audio.wav"))
     for i, src in enumerate(("testsrc2", "smptebars"), start=1):
@@ -240,9 +257,27 @@ def test_seed003_overlay_call_gives_a_transparent_overlay(svc, media, tmp_path):
     path.write_bytes(httpx.get(out["overlay_url"]).content)
     stream = probe(path.read_bytes(), tmp_path, "o.mov")["streams"][0]
     assert stream["codec_name"] == "prores" and stream["pix_fmt"].startswith("yuva")
-    # the circle's bounding box: transparent corners, and the frame has alpha values (not one flat plane)
+    # the circle's bounding box: the person opaque in the middle, the wall and the corners transparent
     w, h = stream["width"], stream["height"]
     raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo",
                           "-pix_fmt", "rgba", "-"], capture_output=True, check=True).stdout
-    alpha = raw[3::4]
-    assert len(alpha) == w * h and alpha[0] == 0 and alpha[-1] == 0
+    alpha = np.frombuffer(raw, np.uint8)[3::4].reshape(h, w)
+    assert alpha[h // 2, w // 2] > 200 and alpha[0, 0] == 0 and alpha[-1, -1] == 0
+    assert alpha[h // 2, 2] == 0  # the wall beside the head, inside the circle's box
+    assert 0.1 < (alpha > 128).mean() < 0.9
+
+
+def test_each_tenant_delivers_into_its_own_folder(svc, media):
+    service, _s3, _bucket = svc
+    made = service.cli("keys", "create", "--name", "alice")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip().splitlines()[-1]
+    body = {"url_video": f"{media}/video.mp4", "url_audio": f"{media}/audio.wav", "path": "Project/",
+            "output_filename": "same-name.mp4"}
+    with service.client(key) as alice, service.client() as local:
+        r = alice.post("/video/addaudio", json=body)
+        assert r.status_code == 200, r.text
+        assert key_of(r.json()["video_url"]) == "rf/delivered/alice/Project/same-name.mp4"
+        job_id = r.json()["stats"]["jobId"]
+        assert local.get(f"/job/{job_id}").status_code == 404  # another tenant's id reads as missing
+        assert local.post(f"/job/{job_id}/cancel").status_code == 404
