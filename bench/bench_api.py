@@ -164,7 +164,8 @@ def measure_reelforge(tmp: Path, clients: int, seconds: int, media: Path) -> tup
     finally:
         svc.stop()
         shutil.rmtree(data, ignore_errors=True)
-    depth = next((ln.split()[-1] for ln in queued.splitlines() if ln.startswith("reelforge_queue_depth")), "?")
+    depths = [float(ln.split()[-1]) for ln in queued.splitlines() if ln.startswith("reelforge_queue_depth{")]
+    depth = str(int(sum(depths))) if depths else "?"
     return res, depth
 
 

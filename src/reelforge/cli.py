@@ -123,6 +123,9 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address (default f
 @app.command()
 def worker(queues: Annotated[str | None, typer.Option(help="Comma-separated queues, e.g. gpu or cpu,gpu")] = None,
            concurrency: Annotated[int | None, typer.Option(help="Jobs at a time (default: compute.workers)")] = None,
+           metrics_port: Annotated[int | None, typer.Option(
+               help="Serve this worker's Prometheus /metrics on this port (default: worker_metrics_port; 0: none)",
+           )] = None,
            ) -> None:
     """Start a Celery worker (scale-out mode) that runs jobs from the given queues."""
     from reelforge.config import redact_url
@@ -136,6 +139,12 @@ def worker(queues: Annotated[str | None, typer.Option(help="Comma-separated queu
     n = concurrency or settings.compute.workers
     broker = redact_url(settings.compute.broker_url.get_secret_value())
     console.print(f"ReelForge worker: queues={q} concurrency={n} broker={broker}")
+    port = settings.compute.worker_metrics_port if metrics_port is None else metrics_port
+    if port:
+        from reelforge.engine.metrics import serve_metrics
+
+        bound = serve_metrics(port, settings.compute.worker_metrics_host)
+        console.print(f"Metrics: http://{settings.compute.worker_metrics_host}:{bound}/metrics")
     celery.worker_main(["worker", "--loglevel=INFO", f"--queues={q}", f"--concurrency={n}", "--pool=threads",
                         "--without-gossip", "--without-mingle"])
 

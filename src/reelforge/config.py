@@ -108,6 +108,9 @@ class ComputeSettings(_Group):
     worker_queues: str = "cpu,gpu"  # queues a `reelforge worker` consumes by default
     # Celery task events (sent/received/started/succeeded per task): what Flower and Celery exporters read
     celery_task_events: bool = True
+    # a `reelforge worker`'s own /metrics (job durations, queue waits, webhooks, GPUs); 0 = none
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container Prometheus scrapes from outside
     # op -> queue overrides, e.g. {"overlay.engine=rvm": "gpu-24g", "build": "gpu"} (reelforge.engine.routing);
     # ops not named go to "gpu" when they prefer a GPU, else "cpu"
     op_routes: dict[str, str] = Field(default_factory=dict)
@@ -267,6 +270,8 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "executor": ("compute", "executor"), "workers": ("compute", "workers"), "broker_url": ("compute", "broker_url"),
     "worker_queues": ("compute", "worker_queues"), "op_routes": ("compute", "op_routes"),
     "celery_task_events": ("compute", "celery_task_events"),
+    "worker_metrics_port": ("compute", "worker_metrics_port"),
+    "worker_metrics_host": ("compute", "worker_metrics_host"),
     "max_attempts": ("compute", "max_attempts"),
     "queue_backends": ("compute", "queue_backends"), "agent_alive_s": ("compute", "agent_alive_s"),
     "runpod_endpoint_id": ("compute", "runpod_endpoint_id"), "runpod_api_key": ("compute", "runpod_api_key"),

@@ -36,11 +36,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 
 @contextlib.contextmanager
-def worker(svc: Service, queues: str = "cpu,gpu") -> Iterator[subprocess.Popen[bytes]]:
+def worker(svc: Service, queues: str = "cpu,gpu", *args: str,
+           env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     log = (svc.data_dir.parent / f"worker-{uuid.uuid4().hex[:6]}.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "reelforge.cli", "worker", "--queues", queues,
-                             "--concurrency", "1"], env=svc.env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                             "--concurrency", "1", *args], env={**svc.env, **(env or {})}, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield proc
     finally:

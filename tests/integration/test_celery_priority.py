@@ -26,6 +26,7 @@ import redis
 from tests.integration.pg import temp_database
 from tests.integration.service import Service, free_port, wait_job
 from tests.integration.test_celery_postgres import worker
+from tests.metrics_check import check_exposition
 
 pytestmark = pytest.mark.services
 REDIS_DB = 7  # test_celery_postgres uses 11, test_celery_routing 13
@@ -98,12 +99,25 @@ def flower(svc: Service, port: int) -> Iterator[subprocess.Popen[bytes]]:
             proc.wait()
 
 
-def test_celery_inspect_and_flower_see_one_task_per_op(stack: Service):
+def test_celery_inspect_flower_and_the_workers_metrics(stack: Service, tmp_path):
     if "amqp" in stack.env["REELFORGE_BROKER_URL"]:
         pytest.skip("the celery tools are checked once, on Redis")
-    with stack.client() as c, worker(stack, queues=QUEUE):
+    metrics_port = free_port()
+    multiproc = tmp_path / "prom"  # prometheus_client's multiprocess mode: the worker's metrics in files there
+    multiproc.mkdir()
+    with stack.client() as c, worker(stack, QUEUE, f"--metrics-port={metrics_port}",
+                                     env={"PROMETHEUS_MULTIPROC_DIR": str(multiproc)}):
         job = c.post("/v1/jobs", json={"op": "subtitles", "params": {"words": WORDS}}).json()
         assert wait_job(c, job["id"], timeout=120)["status"] == "succeeded"  # the worker is up
+
+        # the worker's own /metrics: what it ran (durations vanish in Celery mode otherwise), valid per promtool
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        samples = check_exposition(text)
+        assert ({"op": "subtitles", "status": "succeeded"}, 1.0) in samples["reelforge_jobs_finished_total"]
+        assert any(lb.get("op") == "subtitles" for lb, _ in samples["reelforge_job_duration_seconds_count"])
+        assert ({"queue": QUEUE}, 1.0) in samples["reelforge_queue_wait_seconds_count"]
+        api = check_exposition(c.get("/metrics").text)
+        assert ({"queue": QUEUE}, 0.0) in api["reelforge_queue_depth"]
         inspect = subprocess.run([sys.executable, "-m", "celery", "-A", "reelforge.engine.celery_app", "inspect",
                                   "registered", "--json", "--timeout=5"], env=stack.env, capture_output=True,
                                  text=True, timeout=60)

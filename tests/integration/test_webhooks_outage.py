@@ -17,6 +17,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.integration.service import Service, wait_job
+from tests.metrics_check import check_exposition
 
 SECRET = "whsec_" + "aG9va3MtdGVzdC1zZWNyZXQtMzItYnl0ZXMtbG9uZyEh"
 DEFAULT_SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 36000]
@@ -139,6 +140,13 @@ def test_standard_webhooks_and_a_receiver_down_for_10_minutes_across_a_restart(t
             assert cli.returncode == 0, cli.stderr
             receiver.wait(job["id"], "job.succeeded", count=3)
             assert c.post("/v1/jobs/job_doesnotexist/webhooks/replay").status_code == 404
+            # the API's metrics, valid per promtool: webhook outcomes, HTTP requests by route, queue waits
+            samples = check_exposition(c.get("/metrics").text)
+        got = {(lb["event"], lb["status"]): v for lb, v in samples["reelforge_webhook_deliveries_total"]}
+        assert got[("job.succeeded", "delivered")] >= 3  # the recovered try and two replays (this process)
+        assert any(lb == {"route": "/v1/jobs/{job_id}/webhooks/replay", "method": "POST", "status": "202"}
+                   for lb, _ in samples["reelforge_http_requests_total"])
+        assert ({"op": "subtitles", "status": "succeeded"}, 1.0) in samples["reelforge_jobs"]
         secret = svc.cli("webhooks", "secret")
         assert secret.returncode == 0 and secret.stdout.strip() == SECRET
     finally:

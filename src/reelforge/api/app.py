@@ -16,6 +16,7 @@ from reelforge.api.dbcalls import make_limiter
 from reelforge.api.errors import error_response, install_error_handlers
 from reelforge.api.legacy_seed003 import router as seed003_router
 from reelforge.api.legacy_seed004 import router as seed004_router
+from reelforge.api.metrics_http import HttpMetrics
 from reelforge.api.openapi import install_openapi
 from reelforge.api.routes_agents import router as agents_router
 from reelforge.api.routes_files import router as files_router
@@ -26,7 +27,8 @@ from reelforge.api.routes_system import router as system_router
 from reelforge.api.routes_ui import install_ui
 from reelforge.config import Settings
 from reelforge.engine.executor import Executor, make_executor
-from reelforge.engine.routing import check_routes
+from reelforge.engine.metrics import GpuCollector
+from reelforge.engine.routing import check_routes, configured_queues
 from reelforge.engine.services import Services
 from reelforge.errors import ReelForgeError
 from reelforge.jobs.agents import AgentJobs
@@ -162,7 +164,8 @@ def create_app(settings: Settings | None = None, *,
         check_routes(settings)  # an op_routes entry naming no operation stops start-up
         executor = (executor_factory or make_executor)(services.engine)
         registry = CollectorRegistry()
-        registry.register(StoreCollector(services.stores.jobs))
+        registry.register(StoreCollector(services.stores.jobs, configured_queues(settings)))
+        registry.register(GpuCollector())
         app.state.services = services
         app.state.executor = executor
         app.state.keys = KeyCache(services.stores.keys)
@@ -212,4 +215,5 @@ def create_app(settings: Settings | None = None, *,
     # uploads (users' files, agents' outputs) have their own, larger cap
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes,
                        exempt_prefixes=("/v1/files", "/v1/agent/jobs/"))
+    app.add_middleware(HttpMetrics)  # outermost: every answer counted, 413s and errors included
     return app

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, Field
 
 from reelforge.api.auth import metrics_access
 from reelforge.config import Settings
 from reelforge.diskspace import free_bytes
+from reelforge.engine.metrics import process_registry
 from reelforge.engine.routing import queue_for, routes
 from reelforge.media.ffmpeg import have_ffmpeg
 from reelforge.ops.registry import Operation, load_all
@@ -54,28 +57,39 @@ def _disk(settings: Any) -> dict[str, Any]:
 
 
 class StoreCollector:
-    """Job counts by op and state, and queue depth, read from the store at scrape time (all processes)."""
+    """Job counts by op and status, and each queue's depth and oldest waiting job, read from the store at
+    scrape time (they count every process's jobs, so only the API exports them)."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, queues: Iterable[str] = ()) -> None:
         self.store = store
+        self.queues = list(queues)  # always shown, 0 when empty
 
     def collect(self) -> Any:
         counts = self.store.counts_by_status()
-        jobs = GaugeMetricFamily("reelforge_jobs", "Jobs in the store by op and state", labels=["op", "state"])
-        depth = 0
+        jobs = GaugeMetricFamily("reelforge_jobs", "Jobs in the store by op and status", labels=["op", "status"])
         for (op, status), n in sorted(counts.items()):
             jobs.add_metric([op, status], n)
-            if status == "queued":
-                depth += n
         yield jobs
-        yield GaugeMetricFamily("reelforge_queue_depth", "Jobs waiting to run", value=depth)
+        depths = {q: (0, None) for q in self.queues}
+        depths.update(self.store.queue_depths())
+        depth = GaugeMetricFamily("reelforge_queue_depth", "Jobs waiting to run, by queue", labels=["queue"])
+        oldest = GaugeMetricFamily("reelforge_queue_oldest_seconds", "Age of the oldest job waiting in the "
+                                   "queue (0 when none waits)", labels=["queue"])
+        now = time.time()
+        for queue, (n, created) in sorted(depths.items()):
+            depth.add_metric([queue], n)
+            oldest.add_metric([queue], max(0.0, now - created) if created else 0.0)
+        yield depth
+        yield oldest
 
 
 @router.get("/metrics", summary="Prometheus metrics (needs a key when `metrics_require_key`)",
             response_class=Response, dependencies=[Depends(metrics_access)])
 def metrics(request: Request) -> Response:
+    """This process's metrics (with PROMETHEUS_MULTIPROC_DIR: every process's on this machine, workers
+    included), the job store's counts and queue depths, and this machine's GPUs (docs/METRICS.md)."""
     registry: CollectorRegistry = request.app.state.metrics_registry
-    body = generate_latest(REGISTRY) + generate_latest(registry)
+    body = generate_latest(process_registry()) + generate_latest(registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 

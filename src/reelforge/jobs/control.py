@@ -9,11 +9,13 @@ event whenever a job ends — finished by its worker, failed after its last atte
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Collection
 from typing import Any
 
 from reelforge.config import Settings
 from reelforge.engine.control import ClaimedJob, JobStatus, Lease, QueuedJob, StorageRef
+from reelforge.engine.metrics import QUEUE_WAIT
 from reelforge.jobs.events import job_event, sends_progress, terminal_event
 from reelforge.jobs.store import JobRecord, Stores
 from reelforge.jobs.urls import output_urls
@@ -98,6 +100,8 @@ class DatabaseControl:
 
     # ---- inside
     def _claimed(self, rec: JobRecord) -> ClaimedJob:
+        if rec.attempts <= 1 and rec.created_at:  # the first claim: how long it waited in its queue
+            QUEUE_WAIT.labels(queue=rec.queue).observe(max(0.0, time.time() - rec.created_at))
         with self._lock:
             self._hooks[rec.id] = (rec.webhook_url, rec.notes.get("webhook_format"))
         job = ClaimedJob(id=rec.id, op=rec.op, params=rec.params, tenant=rec.tenant, queue=rec.queue,

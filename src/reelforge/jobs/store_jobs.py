@@ -166,6 +166,13 @@ class JobsStore(_Store):
             rows = s.execute(select(JobRow.op, JobRow.status, func.count()).group_by(JobRow.op, JobRow.status))
             return {(op, st): n for op, st, n in rows}
 
+    def queue_depths(self) -> dict[str, tuple[int, float | None]]:
+        """queue -> (queued jobs, created_at of the oldest): what /metrics shows per queue."""
+        with self.session() as s:
+            rows = s.execute(select(JobRow.queue, func.count(), func.min(JobRow.created_at))
+                             .where(JobRow.status == JobStatus.QUEUED.value).group_by(JobRow.queue))
+            return {queue: (n, oldest) for queue, n, oldest in rows}
+
     def queued_ids(self, limit: int = 1000) -> list[str]:
         with self.session() as s:
             q = (select(JobRow.id).where(JobRow.status == JobStatus.QUEUED.value)

@@ -57,14 +57,14 @@ function kv(rows) {
   return h("dl", { class: "kv" }, rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))]));
 }
 
-// reelforge_jobs{op="x",state="y"} n  ->  {"x|y": n}
+// reelforge_jobs{op="x",status="y"} n  ->  {"x|y": n}
 function parseMetrics(body) {
   const out = {};
   for (const line of String(body).split("\n")) {
     const m = line.match(/^reelforge_jobs\{([^}]*)\}\s+([0-9.eE+-]+)/);
     if (!m) continue;
     const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-    out[`${labels.op}|${labels.state}`] = Number(m[2]);
+    out[`${labels.op}|${labels.status ?? labels.state}`] = Number(m[2]);
   }
   return out;
 }
