@@ -105,3 +105,25 @@ def test_caption_asset_burns_the_srt(ctx: OpContext, tmp_path: Path) -> None:
          "length": 1}]}]}, "output": {"format": "jpg", "size": {"width": W, "height": H}}}
     img = pixels(render(ctx, e).outputs["render"], (W, H))
     assert (img[H // 2:] > 200).all(axis=2).sum() > 20  # white caption text in the lower half
+
+
+def test_timeline_fonts_are_drawn_from_their_files(ctx: OpContext, tmp_path: Path) -> None:
+    bold = tmp_path / "face.ttf"  # a font file that names itself "DejaVu Sans": its Bold cut
+    bold.write_bytes(Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf").read_bytes())
+
+    def text_edit(**timeline: Any) -> dict[str, Any]:
+        return {"timeline": {"background": "#000000", **timeline, "tracks": [{"clips": [
+            {"asset": {"type": "text", "text": "Wide", "font": {"family": "DejaVu Sans", "size": 40}}, "start": 0,
+             "length": 1}]}]}, "output": {"format": "png", "size": {"width": W, "height": H}}}
+
+    plain = pixels(render(ctx, text_edit()).outputs["render"], (W, H))
+    heavy = pixels(render(ctx, text_edit(fonts=[{"src": str(bold)}])).outputs["render"], (W, H))
+    assert (heavy > 200).all(axis=2).sum() > 1.3 * (plain > 200).all(axis=2).sum()
+    missing = text_edit(fonts=[{"src": str(bold)}])
+    missing["timeline"]["tracks"][0]["clips"][0]["asset"]["font"]["family"] = "Nope Sans"
+    with pytest.raises(Exception, match=r"timeline.tracks\[0\].clips\[0\].asset.font: no font family 'Nope Sans'"):
+        render(ctx, missing)
+    junk = tmp_path / "junk.ttf"
+    junk.write_bytes(b"not a font")
+    with pytest.raises(Exception, match=r"timeline.fonts\[0\]: not a font file"):
+        render(ctx, text_edit(fonts=[{"src": str(junk)}]))

@@ -106,7 +106,7 @@ def test_title_text_html_and_soundtrack() -> None:
      "timeline.tracks[0].clips[0].opacity"),
     (lambda e: e["output"].update(format="bmp"), "output.format"),
     (lambda e: e["output"].update(destinations=[{"provider": "mux"}]), "output.destinations[0].provider"),
-    (lambda e: e["timeline"].update(fonts=[{"src": SRC}]), "timeline.fonts"),
+    (lambda e: e["timeline"].update(fonts=[{"src": SRC, "family": "X"}]), "timeline.fonts[0].family"),
     (lambda e: e["timeline"].update(wobble=1), "timeline.wobble"),
 ])
 def test_unsupported_fields_are_refused_by_name(mutate: Any, field: str) -> None:

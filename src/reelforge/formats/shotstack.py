@@ -279,14 +279,21 @@ def _output(raw: Any) -> tuple[dict[str, Any], tuple[int, int]]:
 
 def _timeline(raw: Any, size: tuple[int, int], src_of: Callable[[str, str], str]) -> dict[str, Any]:
     t = _obj(raw, "timeline", {"tracks", "soundtrack", "background", "fonts", "cache"})
-    if t.get("fonts"):
-        raise _unsupported("timeline.fonts", "custom font files (text uses the DejaVu families installed)")
+    fonts = t.get("fonts") or []
+    if not isinstance(fonts, list):
+        raise _invalid("timeline.fonts", "must be a list of {src}")
+    font_srcs = []
+    for i, font in enumerate(fonts):
+        f = _obj(font, f"timeline.fonts[{i}]", {"src"})
+        font_srcs.append(src_of(_str(f.get("src"), f"timeline.fonts[{i}].src"), f"timeline.fonts[{i}].src"))
     if "cache" in t and not isinstance(t["cache"], bool):
         raise _invalid("timeline.cache", "must be true or false")
     tracks_raw = t.get("tracks")
     if not isinstance(tracks_raw, list) or not tracks_raw:
         raise _invalid("timeline.tracks", "needs at least one track")
     out: dict[str, Any] = {"background": _colour(t.get("background", "#000000"), "timeline.background")}
+    if font_srcs:
+        out["fonts"] = font_srcs
     clips_per_track: list[list[dict[str, Any]]] = []
     ends: list[float | None] = []
     pending_end: list[tuple[dict[str, Any], str]] = []
@@ -298,7 +305,7 @@ def _timeline(raw: Any, size: tuple[int, int], src_of: Callable[[str, str], str]
         previous_end: float | None = 0.0
         for ci, clip in enumerate(tr["clips"]):
             path = f"timeline.tracks[{ti}].clips[{ci}]"
-            native, end, wants_end = _clip(clip, path, size, previous_end, src_of)
+            native, end, wants_end = _clip(clip, path, size, previous_end, src_of, bool(font_srcs))
             if wants_end:
                 pending_end.append((native, path))
             else:
@@ -343,7 +350,7 @@ _CLIP_KEYS = {"asset", "start", "length", "fit", "scale", "position", "offset", 
 
 
 def _clip(raw: Any, path: str, size: tuple[int, int], previous_end: float | None,
-          src_of: Callable[[str, str], str]) -> tuple[dict[str, Any], float | None, bool]:
+          src_of: Callable[[str, str], str], any_family: bool = False) -> tuple[dict[str, Any], float | None, bool]:
     """(native clip, its end or None when it depends on the media, whether its length is 'end')."""
     c = _obj(raw, path, _CLIP_KEYS)
     for key in ("transform", "alias", "width", "height"):
@@ -353,7 +360,7 @@ def _clip(raw: Any, path: str, size: tuple[int, int], previous_end: float | None
                                                  "height": "a clip height"}[key])
     if "asset" not in c:
         raise _invalid(f"{path}.asset", "is required")
-    asset, kind = _asset(c["asset"], f"{path}.asset", size, src_of)
+    asset, kind = _asset(c["asset"], f"{path}.asset", size, src_of, any_family)
     clip: dict[str, Any] = {"asset": asset}
     start = c.get("start", None)
     if start == "auto":
@@ -480,7 +487,16 @@ _ASSET_KEYS: dict[str, set[str]] = {
 }
 
 
-def _asset(raw: Any, path: str, size: tuple[int, int], src_of: Callable[[str, str], str]) -> tuple[dict[str, Any], str]:
+def _family(value: Any, path: str, any_family: bool) -> str:
+    """A font family: the installed DejaVu ones, or any name when the timeline brings font files (the render
+    then checks the name against them)."""
+    if any_family and isinstance(value, str) and value.strip():
+        return value.strip()
+    return _choice(value, path, FONT_FAMILIES)
+
+
+def _asset(raw: Any, path: str, size: tuple[int, int], src_of: Callable[[str, str], str],
+           any_family: bool = False) -> tuple[dict[str, Any], str]:
     if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
         raise _invalid(path, "an asset is an object with a 'type'")
     kind = raw["type"]
@@ -504,7 +520,7 @@ def _asset(raw: Any, path: str, size: tuple[int, int], src_of: Callable[[str, st
     if kind == "title":
         return _title(a, path, size), kind
     if kind == "text":
-        return _text(a, path), kind
+        return _text(a, path, any_family), kind
     if kind == "html":
         if not isinstance(a.get("html"), str) or not a["html"].strip():
             raise _invalid(f"{path}.html", "is required")
@@ -521,7 +537,7 @@ def _asset(raw: Any, path: str, size: tuple[int, int], src_of: Callable[[str, st
     if kind == "caption" and "font" in a:
         f = _obj(a["font"], f"{path}.font", {"family", "color", "size"})
         if "family" in f:
-            out["font"] = _choice(f["family"], f"{path}.font.family", FONT_FAMILIES)
+            out["font"] = _family(f["family"], f"{path}.font.family", any_family)
         if "color" in f:
             out["colour"] = _colour(f["color"], f"{path}.font.color")
         if "size" in f:
@@ -542,7 +558,7 @@ def _title(a: dict[str, Any], path: str, size: tuple[int, int]) -> dict[str, Any
     return out
 
 
-def _text(a: dict[str, Any], path: str) -> dict[str, Any]:
+def _text(a: dict[str, Any], path: str, any_family: bool = False) -> dict[str, Any]:
     text = _str(a.get("text", ""), f"{path}.text")
     if not text.strip():
         raise _invalid(f"{path}.text", "is required")
@@ -551,7 +567,7 @@ def _text(a: dict[str, Any], path: str) -> dict[str, Any]:
     size = int(_num(font.get("size", 32), f"{path}.font.size", 4, 1000))
     out["size"] = size
     if "family" in font:
-        out["font"] = _choice(font["family"], f"{path}.font.family", FONT_FAMILIES)
+        out["font"] = _family(font["family"], f"{path}.font.family", any_family)
     colour = _colour(font.get("color", "#ffffff"), f"{path}.font.color")
     out["colour"] = _with_opacity(colour, _num(font.get("opacity", 1), f"{path}.font.opacity", 0, 1))
     if "weight" in font:

@@ -12,6 +12,7 @@ from reelforge.errors import InputError, InvalidParams, MediaError
 from reelforge.media.codecs import DEFAULT_VIDEO_ARGS
 from reelforge.media.encoders import encode_with_fallback
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
+from reelforge.media.fonts import LoadedFont, installed_families, load_font
 from reelforge.media.html import HtmlPicture, render_html
 from reelforge.media.limits import check_duration_limit, check_frame_pixels
 from reelforge.media.limits import probe_input as probe_within_limits
@@ -21,7 +22,7 @@ from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.registry import operation
 from reelforge.ops.resources import ENCODES
 from reelforge.pipelines.render_plan import ClipKey, RenderPlan, plan_render
-from reelforge.pipelines.timeline import CaptionAsset, HtmlAsset, RenderParams
+from reelforge.pipelines.timeline import CaptionAsset, HtmlAsset, RenderParams, TextAsset
 
 _NAMED = {"white": (255, 255, 255), "black": (0, 0, 0), "red": (255, 0, 0), "green": (0, 128, 0),
           "lime": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0), "cyan": (0, 255, 255),
@@ -99,6 +100,23 @@ def caption_file(asset: CaptionAsset, start: float, length: float, size: tuple[i
     return dest
 
 
+def _check_fonts(params: RenderParams, loaded: set[str]) -> None:
+    """Every text and caption font is installed or brought by the timeline: never a silent fallback."""
+    known: set[str] | None = None
+    for ti, track in enumerate(params.timeline.tracks):
+        for ci, clip in enumerate(track.clips):
+            asset = clip.asset
+            if not isinstance(asset, TextAsset | CaptionAsset) or asset.font in loaded:
+                continue
+            if isinstance(asset, CaptionAsset) and asset.style is not None:
+                continue
+            known = installed_families() if known is None else known
+            if known and asset.font.lower() not in known:
+                where = f"timeline.tracks[{ti}].clips[{ci}].asset.font"
+                raise InvalidParams(f"{where}: no font family {asset.font!r} is installed or in timeline.fonts.",
+                                    code="font_not_found", details={"path": where})
+
+
 def probe_input(ctx: OpContext, ref: str, where: str) -> MediaInfo:
     """Fetch and probe one input; a failure names the timeline field it came from."""
     try:
@@ -158,13 +176,25 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
                 captions[(ti, ci)] = caption_file(clip.asset, clip.start, clip.length, (out_w, out_h), src,
                                                   work / f"captions_{ti}_{ci}.ass", where, ctx.settings)
 
+    fonts: list[LoadedFont] = []
+    for i, ref in enumerate(tl.fonts):
+        where = f"timeline.fonts[{i}]"
+        try:
+            fonts.append(load_font(ctx.fetch(ref), work / "fonts", where))
+        except InputError as exc:
+            raise InputError(exc.message if exc.message.startswith(where) else f"{where}: {exc.message}",
+                             code=exc.code, details={"path": where}) from None
+    font_files = {f.family: f.path for f in fonts}
+    _check_fonts(params, set(font_files))
+    fonts_css = "".join(f.css() for f in fonts)
     html_images: dict[ClipKey, Path] = {}
     for ti, track in enumerate(tl.tracks):
         for ci, clip in enumerate(track.clips):
             if isinstance(clip.asset, HtmlAsset):
                 ctx.check_cancelled()
                 a = clip.asset
-                picture = HtmlPicture(a.html, a.css, a.width or out_w, a.height or out_h, a.background, a.position)
+                picture = HtmlPicture(a.html, fonts_css + a.css, a.width or out_w, a.height or out_h, a.background,
+                                      a.position)
                 try:
                     html_images[(ti, ci)] = render_html(picture, ctx.settings.service.data_dir / "cache" / "html",
                                                         ctx.settings.media.chromium_path)
@@ -177,8 +207,9 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
 
     def plan_for(video_args: tuple[str, ...] | None = None) -> RenderPlan:
         return plan_render(params, media, out=out, workdir=work, captions=captions,
-                           video_args=video_args or DEFAULT_VIDEO_ARGS, fonts_dir=ctx.settings.media.font_dir,
-                           html_images=html_images)
+                           video_args=video_args or DEFAULT_VIDEO_ARGS,
+                           fonts_dir=work / "fonts" if fonts else ctx.settings.media.font_dir,
+                           html_images=html_images, font_files=font_files)
 
     plan = plan_for()
     check_duration_limit(plan.duration_s, ctx.settings, "The timeline")

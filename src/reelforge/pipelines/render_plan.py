@@ -171,14 +171,23 @@ def font_pattern(asset: TextAsset) -> str:
     return asset.font + _WEIGHT[asset.weight]
 
 
+def _font_options(asset: TextAsset, font_files: Mapping[str, Path]) -> dict[str, str | Path]:
+    """drawtext's font: a file the timeline brought under that family name, else a fontconfig pattern."""
+    if asset.font in font_files:
+        return {"fontfile": font_files[asset.font]}
+    return {"font": font_pattern(asset)}
+
+
 _BOX_X = {"left": "0", "center": "(w-text_w)/2", "right": "w-text_w"}
 _BOX_Y = {"top": "0", "center": "(h-text_h)/2", "bottom": "h-text_h"}
 
 
-def drawtext_filter(asset: TextAsset, clip: Clip, text_file: Path, out_w: int, out_h: int) -> str:
+def drawtext_filter(asset: TextAsset, clip: Clip, text_file: Path, out_w: int, out_h: int,
+                    font_files: Mapping[str, Path] | None = None) -> str:
+    font = _font_options(asset, font_files or {})
     if asset.width is not None:  # box mode: aligned inside the box; the box is placed like a picture
         return filter_expr(
-            "drawtext", textfile=text_file, expansion="none", font=font_pattern(asset), fontsize=asset.size,
+            "drawtext", textfile=text_file, expansion="none", **font, fontsize=asset.size,
             fontcolor=asset.colour, line_spacing=asset.line_spacing or None,
             box=asset.box, boxcolor=asset.box_colour if asset.box else None,
             boxborderw=asset.box_padding if asset.box else None,
@@ -189,7 +198,7 @@ def drawtext_filter(asset: TextAsset, clip: Clip, text_file: Path, out_w: int, o
         "drawtext",
         textfile=text_file,
         expansion="none",
-        font=font_pattern(asset),
+        **font,
         fontsize=round(asset.size * clip.scale),
         fontcolor=asset.colour,
         line_spacing=asset.line_spacing or None,
@@ -225,18 +234,20 @@ class _Graph:
 def plan_render(params: RenderParams, media: Mapping[str, MediaInfo], *, out: Path, workdir: Path,
                 captions: Mapping[ClipKey, Path] | None = None, video_args: Sequence[str] = DEFAULT_VIDEO_ARGS,
                 fonts_dir: Path | None = None, max_duration_s: float = MAX_TIMELINE_S,
-                html_images: Mapping[ClipKey, Path] | None = None) -> RenderPlan:
+                html_images: Mapping[ClipKey, Path] | None = None,
+                font_files: Mapping[str, Path] | None = None) -> RenderPlan:
     """The ffmpeg arguments rendering `params` to `out`.
 
     `media` maps every asset/soundtrack `src` to its probe; `captions` maps each caption clip to a
     prepared .ass file already on the output's clock; `html_images` each html clip to its rendered
-    transparent PNG (of the asset's width x height); text clips' files are returned in `text_files`.
+    transparent PNG (of the asset's width x height); `font_files` the timeline's fonts by family;
+    text clips' files are returned in `text_files`.
     """
     tl = params.timeline
     lengths = clip_lengths(params, media)
     total = timeline_duration(params, lengths, max_duration_s)
     plan = _RenderGraph(params, media, total, workdir=workdir, captions=captions or {}, fonts_dir=fonts_dir,
-                        html_images=html_images or {}, lengths=lengths)
+                        html_images=html_images or {}, lengths=lengths, font_files=font_files or {})
     # bottom track first, so the first track ends up on top
     for ti in reversed(range(len(tl.tracks))):
         for ci, clip in enumerate(tl.tracks[ti].clips):
@@ -283,11 +294,11 @@ class _RenderGraph:
 
     def __init__(self, params: RenderParams, media: Mapping[str, MediaInfo], total: float, *, workdir: Path,
                  captions: Mapping[ClipKey, Path], fonts_dir: Path | None, html_images: Mapping[ClipKey, Path],
-                 lengths: Mapping[ClipKey, float]) -> None:
+                 lengths: Mapping[ClipKey, float], font_files: Mapping[str, Path]) -> None:
         self.tl, self.output = params.timeline, params.output
         self.media, self.total = media, total
         self.workdir, self.captions, self.fonts_dir = workdir, captions, fonts_dir
-        self.html_images, self.lengths = html_images, lengths
+        self.html_images, self.lengths, self.font_files = html_images, lengths, font_files
         self.out_w, self.out_h = self.output.frame_size
         self.rate = parse_rate(self.output.fps)
         self.rate_s = rate_arg(self.rate)
@@ -396,7 +407,8 @@ class _RenderGraph:
             colour = asset.background or colour
             asset = asset.model_copy(update={"size": max(4, round(asset.size * clip.scale))})
         return _Layer([], [filter_expr("color", c=colour, s=f"{w}x{h}", r=self.rate_s, d=num(length)),
-                           "format=yuva420p", drawtext_filter(asset, clip, text_file, self.out_w, self.out_h)],
+                           "format=yuva420p", drawtext_filter(asset, clip, text_file, self.out_w, self.out_h,
+                                                              self.font_files)],
                       w, h)
 
     def _html_layer(self, clip: Clip, key: ClipKey, length: float) -> _Layer:

@@ -282,6 +282,9 @@ class Timeline(_Model):
     background: Colour = Field(default="#000000", description="Colour behind every track.")
     duration: Annotated[float, Field(gt=0, le=MAX_TIMELINE_S, allow_inf_nan=False)] | None = Field(
         default=None, description="Output length; default: the end of the last clip.")
+    fonts: list[MediaRef] = Field(default_factory=list, max_length=20,
+                                  description="Font files (TTF/OTF/WOFF); text assets and html CSS name them by "
+                                              "their family.")
 
 
 OutputFormat = Literal["mp4", "webm", "gif", "mp3", "jpg", "png"]
