@@ -94,9 +94,11 @@ def make_celery(settings: Settings, services_factory: Callable[[], Services] | N
     app = Celery("reelforge", broker=broker, set_as_current=False)
     transport: dict[str, Any] = {"visibility_timeout": int(settings.compute.max_timeout_s + 600)}
     if is_redis(broker):
-        # ten sub-lists per queue, read highest (0) first; several queues are read by priority, not round robin
-        transport.update(priority_steps=list(range(MAX_BROKER_PRIORITY + 1)), sep=":",
-                         queue_order_strategy="priority")
+        # ten sub-lists per queue; a worker's BRPOP lists every queue's step 0 first, then step 1 ..., so
+        # priority holds across the queues it consumes too; round robin only orders queues within a step
+        # (fair between cpu and gpu at equal priority). kombu's separator kept: messages an older version
+        # left at steps 3, 6, 9 are still read.
+        transport.update(priority_steps=list(range(MAX_BROKER_PRIORITY + 1)), queue_order_strategy="round_robin")
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
