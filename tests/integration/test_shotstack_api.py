@@ -231,11 +231,11 @@ def test_published_examples_render(service: Service, media: str, tmp_path: Path)
 
 def test_unsupported_fields_are_refused_by_name(service: Service, media: str) -> None:
     edit = {"timeline": {"tracks": [{"clips": [{"asset": {"type": "image", "src": f"{media}/red.png"}, "start": 0,
-                                                "length": 1, "transform": {"rotate": {"angle": 10}}}]}]},
+                                                "length": 1, "transform": {"skew": {"x": 0.2}}}]}]},
             "output": {"format": "mp4", "resolution": "preview"}}
     r = httpx.post(f"{service.url}/edit/v1/render", json=edit, headers={"x-api-key": KEY["key"]}, timeout=10)
     assert r.status_code == 400
     body = r.json()
-    assert body["success"] is False and body["response"]["field"] == "timeline.tracks[0].clips[0].transform"
+    assert body["success"] is False and body["response"]["field"] == "timeline.tracks[0].clips[0].transform.skew"
     r = httpx.get(f"{service.url}/edit/v1/render/job_nope", headers={"x-api-key": KEY["key"]}, timeout=10)
     assert r.status_code == 404 and r.json()["success"] is False

@@ -127,3 +127,21 @@ def test_timeline_fonts_are_drawn_from_their_files(ctx: OpContext, tmp_path: Pat
     junk.write_bytes(b"not a font")
     with pytest.raises(Exception, match=r"timeline.fonts\[0\]: not a font file"):
         render(ctx, text_edit(fonts=[{"src": str(junk)}]))
+
+
+def test_transform_rotates_and_flips(ctx: OpContext, tmp_path: Path) -> None:
+    half = tmp_path / "half.png"  # left half white, right half black
+    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=80x40,drawbox=x=0:y=0:w=40:h=40:c=white:t=fill", "-frames:v", "1",
+           str(half))
+
+    def shot(transform: dict[str, Any]) -> np.ndarray:
+        e = {"timeline": {"background": "#0000FF", "tracks": [{"clips": [
+            {"asset": {"type": "image", "src": str(half)}, "start": 0, "length": 1, "fit": "none",
+             "transform": transform}]}]}, "output": {"format": "png", "size": {"width": W, "height": H}}}
+        return pixels(render(ctx, e).outputs["render"], (W, H))
+
+    flipped = shot({"flip": {"horizontal": True}})
+    assert flipped[H // 2, W // 2 + 20].min() > 200 and flipped[H // 2, W // 2 - 20].max() < 60
+    turned = shot({"rotate": {"angle": 90}})  # clockwise: the white left half ends on top, 40x80 tall
+    assert turned[H // 2 - 20, W // 2].min() > 200 and turned[H // 2 + 20, W // 2].max() < 60
+    assert turned[H // 2, W // 2 - 30, 2] > 200  # blue beside the turned (now narrow) picture

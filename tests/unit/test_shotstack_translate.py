@@ -94,8 +94,8 @@ def test_title_text_html_and_soundtrack() -> None:
 
 
 @pytest.mark.parametrize(("mutate", "field"), [
-    (lambda e: e["timeline"]["tracks"][0]["clips"][0].update(transform={"rotate": {"angle": 45}}),
-     "timeline.tracks[0].clips[0].transform"),
+    (lambda e: e["timeline"]["tracks"][0]["clips"][0].update(transform={"skew": {"x": 0.5}}),
+     "timeline.tracks[0].clips[0].transform.skew"),
     (lambda e: e["timeline"]["tracks"][0]["clips"][0].update(transition={"in": "shuffleTopRight"}),
      "timeline.tracks[0].clips[0].transition.in"),
     (lambda e: e["timeline"]["tracks"][0]["clips"][0]["asset"].update(type="shape"),

@@ -353,10 +353,9 @@ def _clip(raw: Any, path: str, size: tuple[int, int], previous_end: float | None
           src_of: Callable[[str, str], str], any_family: bool = False) -> tuple[dict[str, Any], float | None, bool]:
     """(native clip, its end or None when it depends on the media, whether its length is 'end')."""
     c = _obj(raw, path, _CLIP_KEYS)
-    for key in ("transform", "alias", "width", "height"):
+    for key in ("alias", "width", "height"):
         if key in c:
-            raise _unsupported(f"{path}.{key}", {"transform": "rotating, skewing or flipping a clip",
-                                                 "alias": "clip aliases", "width": "a clip width",
+            raise _unsupported(f"{path}.{key}", {"alias": "clip aliases", "width": "a clip width",
                                                  "height": "a clip height"}[key])
     if "asset" not in c:
         raise _invalid(f"{path}.asset", "is required")
@@ -406,6 +405,8 @@ def _clip(raw: Any, path: str, size: tuple[int, int], previous_end: float | None
         clip["effect_speed"] = {"": "normal", "Slow": "slow", "Fast": "fast"}[speed]
     if "filter" in c:
         clip["filter"] = _choice(c["filter"], f"{path}.filter", FILTERS)
+    if "transform" in c:
+        clip.update(_transform(c["transform"], f"{path}.transform"))
     if "transition" in c:
         tr = _obj(c["transition"], f"{path}.transition", {"in", "out"})
         native: dict[str, Any] = {}
@@ -425,14 +426,34 @@ def _clip(raw: Any, path: str, size: tuple[int, int], previous_end: float | None
             o = _offset(title["offset"], f"{path}.asset.offset")
             base = clip.get("offset", {"x": 0.0, "y": 0.0})
             clip["offset"] = {"x": base["x"] + o["x"], "y": base["y"] + o["y"]}
-    if kind in ("audio", "luma", "caption") and any(k in clip for k in ("effect", "filter", "transition")):
-        raise _unsupported(f"{path}.{next(k for k in ('effect', 'filter', 'transition') if k in clip)}",
-                           f"an effect, filter or transition on a {kind} clip")
+    visual_only = ("effect", "filter", "transition", "rotate", "flip_h", "flip_v")
+    if kind in ("audio", "luma", "caption") and any(k in clip for k in visual_only):
+        key = next(k for k in visual_only if k in clip)
+        raise _unsupported(f"{path}.{'transform' if key in ('rotate', 'flip_h', 'flip_v') else key}",
+                           f"an effect, filter, transform or transition on a {kind} clip")
     if kind == "audio" or kind == "video":
         _audio_effect(clip, c["asset"], f"{path}.asset", kind)
     if "length" in clip and not wants_end:
         _fit_transitions(clip)
     return clip, end, wants_end
+
+
+def _transform(raw: Any, path: str) -> dict[str, Any]:
+    t = _obj(raw, path, {"rotate", "skew", "flip"})
+    if "skew" in t:
+        raise _unsupported(f"{path}.skew", "skewing a clip")
+    out: dict[str, Any] = {}
+    if "rotate" in t:
+        r = _obj(t["rotate"], f"{path}.rotate", {"angle"})
+        out["rotate"] = _num(r.get("angle", 0), f"{path}.rotate.angle", -360, 360)
+    if "flip" in t:
+        f = _obj(t["flip"], f"{path}.flip", {"horizontal", "vertical"})
+        for key, native in (("horizontal", "flip_h"), ("vertical", "flip_v")):
+            if key in f:
+                if not isinstance(f[key], bool):
+                    raise _invalid(f"{path}.flip.{key}", "must be true or false")
+                out[native] = f[key]
+    return out
 
 
 def _audio_effect(clip: dict[str, Any], raw: dict[str, Any], path: str, kind: str) -> None:

@@ -446,6 +446,7 @@ class _RenderGraph:
     def _look(self, clip: Clip, layer: _Layer, length: float) -> list[str]:
         """Zoom effect, length, opacity and fades of a layer, on the output's time base."""
         filters: list[str] = list(LOOKS[clip.filter]) if clip.filter else []
+        filters += [f for f, on in (("hflip", clip.flip_h), ("vflip", clip.flip_v)) if on]
         if clip.effect in ("zoomIn", "zoomOut"):
             frames = max(1, round(length * float(self.rate)))
             zr = ZOOM_RANGE * SPEED[clip.effect_speed]
@@ -471,6 +472,11 @@ class _RenderGraph:
         label = g.chain(layer.source, [*layer.filters, *self._look(clip, layer, length)], g.label("c"))
         label = self._luma_mattes(key, clip, label, length, layer)
         label = _transitions(g, clip, label, length, layer.width, layer.height, self.rate)
+        if clip.rotate % 360:  # the layer grows to hold the turned picture; the corners stay clear
+            a = f"{num(clip.rotate)}*PI/180"
+            label = g.chain([label], ["format=yuva444p", filter_expr(
+                "rotate", a=a, ow=f"ceil(rotw({a})/2)*2", oh=f"ceil(roth({a})/2)*2", c="none"), "format=yuva420p"],
+                g.label("r"))
         label = g.chain([label], [f"setpts=PTS-STARTPTS+{num(clip.start)}/TB"], g.label("p"))
         x, y = overlay_xy(clip, clip.start, length, self.out_w, self.out_h, layer.width, layer.height,
                           text_layer=text_layer)

@@ -239,6 +239,10 @@ class Clip(_Model):
     effect: Effect | None = Field(default=None, description="Motion over the clip's length.")
     effect_speed: Speed = Field(default="normal", description="slow: half the motion, fast: double.")
     filter: Look | None = Field(default=None, description="A colour or blur filter on the clip's picture.")
+    rotate: float = Field(default=0.0, ge=-360, le=360, description="Degrees, + is clockwise (the whole clip, "
+                                                                   "transitions included).")
+    flip_h: bool = Field(default=False, description="Mirror the picture left to right.")
+    flip_v: bool = Field(default=False, description="Mirror the picture top to bottom.")
     transition: Transition | None = None
 
     @model_validator(mode="after")
@@ -254,8 +258,9 @@ class Clip(_Model):
                 used = (tr.in_s if tr.in_ is not None else 0.0) + (tr.out_s if tr.out is not None else 0.0)
                 if used > self.length + 1e-9:
                     raise ValueError("the clip is too short for its transitions")
-        if kind in ("audio", "caption", "luma") and (self.effect or self.transition or self.filter):
-            raise ValueError(f"a {kind} clip cannot have an effect, a filter or a transition")
+        if kind in ("audio", "caption", "luma") and (self.effect or self.transition or self.filter or self.rotate
+                                                     or self.flip_h or self.flip_v):
+            raise ValueError(f"a {kind} clip cannot have an effect, a filter, a transform or a transition")
         return self
 
     @property
