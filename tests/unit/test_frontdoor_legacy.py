@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from reelforge.api import legacy_seed004 as seed004
-from reelforge.api.legacy_common import LegacyError, overall_status
 from reelforge.config import Settings
 from reelforge.engine.control import JobStatus
-from reelforge.errors import InvalidParams
+from reelforge.errors import InvalidParams, UserError
+from reelforge.formats import seed003, seed004
+from reelforge.formats.seed004 import overall_status
 from reelforge.jobs.agents import AgentJobs
 from reelforge.jobs.service import JobCreate
 from reelforge.jobs.services import JobServices
@@ -77,32 +77,47 @@ def test_seed003_mistakes_are_validation_errors(bad: dict[str, object]) -> None:
 
 
 def test_seed004_bodies_become_native_jobs() -> None:
-    [(job, notes)] = seed004.caption_jobs({"url_video": "https://e.com/v.mp4", "url_srt": "https://e.com/s.srt",
-                                           "path": "P/videos", "output_filename": "out.mp4"})
-    assert job.op == "caption" and job.output_paths == {"video": "P/videos/out.mp4"}
-    assert notes["seed004"]["kind"] == "caption"
+    [cap] = seed004.caption_jobs({"url_video": "https://e.com/v.mp4", "url_srt": "https://e.com/s.srt",
+                                  "path": "P/videos", "output_filename": "out.mp4"})
+    assert cap.op == "caption" and cap.output_paths == {"video": "P/videos/out.mp4"}
+    assert cap.notes["seed004"]["kind"] == "caption"
+    group = seed004.group_id("0" * 20, 2)
     jobs = seed004.img2vid_jobs({"images": [{"id": "a", "image_url": "https://e.com/1.jpg", "duracao": 6.48},
                                             {"id": "b", "image_url": "https://e.com/2.jpg", "duracao": 5}],
-                                 "path": "P/videos/temp/"}, "i2v_" + "0" * 20 + "_2")
-    assert [j.output_paths for j, _ in jobs] == [{"clip_001": "P/videos/temp/video_1.mp4"},
-                                                  {"clip_001": "P/videos/temp/video_2.mp4"}]
-    first = jobs[0][0].params
+                                 "path": "P/videos/temp/"}, group)
+    assert [j.output_paths for j in jobs] == [{"clip_001": "P/videos/temp/video_1.mp4"},
+                                              {"clip_001": "P/videos/temp/video_2.mp4"}]
+    assert [j.idempotency_key for j in jobs] == [seed004.member_key(group, 1), seed004.member_key(group, 2)]
+    assert seed004.group_size(group) == 2 and seed004.group_size("job_" + "0" * 32) is None
+    first = jobs[0].params
     assert (first["size"], first["fps"], first["zoom"]) == ("1920x1080", 24, 0.324)
     assert first["images"][0]["duration_s"] == 6.48
-    [(asr, notes)] = seed004.transcribe_jobs({"audio_url": "https://e.com/a.mp3", "path": "T", "model": "tiny.en"},
-                                             {"base", "tiny.en"})
+    [asr] = seed004.transcribe_jobs({"audio_url": "https://e.com/a.mp3", "path": "T", "model": "tiny.en"},
+                                    {"base", "tiny.en"})
     assert asr.params["model"] == "tiny.en" and asr.output_paths == {
         "segments_srt": "T/segments.srt", "captions": "T/karaoke.ass", "words": "T/words.json"}
-    [(asr, notes)] = seed004.transcribe_jobs({"audio_url": "https://e.com/a.mp3", "path": "T", "model": "turbo"},
-                                             {"base"})
-    assert "model" not in asr.params and "not offered" in notes["seed004"]["model_note"]
-    [(audio, _)] = seed004.addaudio_jobs({"url_video": "https://e.com/v.mp4", "url_audio": "https://e.com/a.mp3",
-                                          "path": "P/", "output_filename": "x.mp4"})
+    [asr] = seed004.transcribe_jobs({"audio_url": "https://e.com/a.mp3", "path": "T", "model": "turbo"}, {"base"})
+    assert "model" not in asr.params and "not offered" in asr.notes["seed004"]["model_note"]
+    [audio] = seed004.addaudio_jobs({"url_video": "https://e.com/v.mp4", "url_audio": "https://e.com/a.mp3",
+                                     "path": "P/", "output_filename": "x.mp4"})
     assert audio.params["fit"] == "shortest"
-    with pytest.raises(LegacyError) as err:
+    with pytest.raises(UserError) as err:
         seed004.img2vid_jobs({"images": [{"id": "a", "image_url": "https://e.com/1.jpg", "duracao": True}],
                               "path": "p/"}, "g")
-    assert err.value.status == 400
+    assert err.value.http_status == 400
+    with pytest.raises(UserError) as err:
+        seed004.caption_jobs({"url_video": "https://e.com/v.mp4"})
+    assert err.value.message == "url_video, url_srt, path, and output_filename are required"
+
+
+def test_seed003_call_gets_the_functions_defaults() -> None:
+    params = seed003.overlay_params({"video_url": "https://e.com/h.mp4", "engine": "rembg"})
+    assert (params["container"], params["threshold"], params["feather"], params["rembg_model"]) == (
+        "mov", 0.6, 7, "u2net_human_seg")
+    p = OverlayParams.model_validate(params)
+    assert p.output == "mov" and p.radius == 0.35 and p.engine_requested == "rembg:u2net_human_seg"
+    with pytest.raises(UserError):
+        seed003.overlay_params({"container": "mov"})
 
 
 def _job(status: JobStatus) -> JobRecord:

@@ -1,5 +1,5 @@
-"""What the earlier API's front doors share (api/legacy_seed004.py, api/legacy_seed003.py): their error
-shape, the bounded synchronous wait, the async mode, and RunPod-style job statuses.
+"""What the earlier API's front doors share over HTTP (api/legacy_seed004.py, api/legacy_seed003.py): their
+error shape, the bounded synchronous wait, the async mode.
 
 The users' earlier orchestrator answered each call only when its result was ready. These routes do the
 same, but bounded: they submit through JobService (the one submit path), then wait up to
@@ -18,7 +18,6 @@ import asyncio
 import re
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -27,25 +26,14 @@ from fastapi.responses import JSONResponse
 
 from reelforge.api.auth import current_tenant
 from reelforge.api.dbcalls import run_db
-from reelforge.errors import InvalidParams, ReelForgeError, UnknownOperation
+from reelforge.errors import InvalidParams, ReelForgeError, UnknownOperation, UserError
+from reelforge.formats.seed004 import RUNPOD_STATUS, overall_status
 from reelforge.jobs.service import JobService
 from reelforge.jobs.states import JobStatus
 from reelforge.jobs.store import JobRecord
+from reelforge.jobs.urls import output_url
 
-RUNPOD_STATUS = {JobStatus.QUEUED: "IN_QUEUE", JobStatus.RUNNING: "IN_PROGRESS",
-                 JobStatus.SUCCEEDED: "COMPLETED", JobStatus.FAILED: "FAILED",
-                 JobStatus.CANCELLED: "CANCELLED", JobStatus.TIMED_OUT: "TIMED_OUT"}
 _WAIT_RE = re.compile(r"(?:^|[;,\s])wait\s*=\s*([0-9]+(?:\.[0-9]+)?)")
-
-
-class LegacyError(Exception):
-    """A refusal in the earlier API's words: HTTP status + sentence."""
-
-    def __init__(self, status: int, message: str, code: str = "bad_request") -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
 
 
 def error_response(status: int, message: str, code: str | None = None,
@@ -65,6 +53,14 @@ def service(request: Request) -> JobService:
     return cast(JobService, request.app.state.jobs)
 
 
+def url_of(svc: JobService) -> Any:
+    """(job, output name) -> the output's download URL, for the formats' answers."""
+    def url(job: JobRecord, name: str) -> str | None:
+        meta = ((job.result or {}).get("outputs") or {}).get(name)
+        return output_url(svc.settings, svc.storage, job.id, name, meta) if meta else None
+    return url
+
+
 async def tenant_of(request: Request) -> str:
     return await current_tenant(request)  # AuthError -> 401 in the legacy shape (caught by the routes)
 
@@ -73,9 +69,9 @@ async def json_body(request: Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except ValueError:
-        raise LegacyError(400, "The request body must be JSON.") from None
+        raise UserError("The request body must be JSON.", code="invalid_json") from None
     if not isinstance(body, dict):
-        raise LegacyError(400, "The request body must be a JSON object.")
+        raise UserError("The request body must be a JSON object.", code="invalid_json")
     return body
 
 
@@ -106,38 +102,6 @@ async def wait_for(request: Request, tenant: str, ids: Sequence[str], budget_s: 
 
 def _get_all(svc: JobService, tenant: str, ids: list[str]) -> list[JobRecord]:
     return [svc.get(tenant, job_id) for job_id in ids]
-
-
-def overall_status(jobs: Sequence[JobRecord]) -> JobStatus:
-    """One status for a group of jobs: while any runs, running (queued when none has started); once all have
-    ended, the first failure in the order failed, timed out, cancelled; else succeeded."""
-    statuses = {j.status for j in jobs}
-    if not all(s.terminal for s in statuses):
-        return JobStatus.QUEUED if statuses == {JobStatus.QUEUED} else JobStatus.RUNNING
-    for s in (JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED):
-        if s in statuses:
-            return s
-    return JobStatus.SUCCEEDED
-
-
-def iso_ms(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
-
-
-def timing(jobs: Sequence[JobRecord]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(execution, stats-timing) in the earlier API's terms: wall time from the first start to the last end,
-    delayTime = queue wait before the first start, executionTime = that wall time (milliseconds)."""
-    created = min(j.created_at for j in jobs)
-    starts = [j.started_at for j in jobs if j.started_at is not None]
-    ends = [j.finished_at for j in jobs if j.finished_at is not None]
-    start = min(starts) if starts else created
-    end = max(ends) if ends else time.time()
-    ms = max(0, round((end - start) * 1000))
-    execution = {"startTime": iso_ms(start), "endTime": iso_ms(end), "durationMs": ms,
-                 "durationSeconds": round(ms / 1000, 3)}
-    return execution, {"delayTime": max(0, round((start - created) * 1000)), "executionTime": ms}
 
 
 def pending_response(job_id: str, jobs: Sequence[JobRecord], *, accepted: bool, waited_s: float) -> JSONResponse:
