@@ -486,3 +486,19 @@ def test_replay_sends_a_jobs_kept_events_again(local_settings: Settings, receive
     assert sender.close(timeout=10)
     assert [(r.event, r.headers["webhook-id"]) for r in receiver.delivered()] == first + first  # same ids
     assert all(row.outcome == "delivered" for row in outbox_rows(store))
+
+
+def test_close_does_not_wait_for_a_retry_hours_away(local_settings: Settings, receiver: Receiver,
+                                                    store: Any) -> None:
+    receiver.answer = lambda _got, _nth: 503
+    attempts = Attempts()
+    sender = make_sender(local_settings, attempts, outbox=store, schedule=[3600])
+    sender.send("job-h", receiver.url, event("job-h", "succeeded"), kind="succeeded")
+    deadline = time.monotonic() + 10
+    while not attempts.rows and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started = time.monotonic()
+    assert not sender.close(timeout=5)
+    assert time.monotonic() - started < 2
+    [pending] = outbox_pending(store)  # left for whoever runs in an hour
+    assert pending.attempts == 1 and 3000 < pending.claimed_until - time.time() <= 3600

@@ -332,11 +332,12 @@ class WebhookSender:
         deadline = time.monotonic() + timeout
         with self._lock:
             self._closed = True
-            while self._pending or self._in_flight:
+            while self._in_flight or any(job not in self._parked or self._parked[job].due < deadline
+                                         for job in self._pending):  # a retry due hours later is not awaited
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                self._idle.wait(left)
+                self._idle.wait(min(left, 0.1))
             drained = not self._pending and not self._in_flight
             self._stop.set()
             self._wake.notify_all()
