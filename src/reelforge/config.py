@@ -234,6 +234,17 @@ class MediaSettings(_Group):
     chromium_path: Path = Path("/usr/bin/chromium")  # renders `render`'s html assets (Debian's chromium)
 
 
+GenerateFamily = Literal["svd", "ltx", "wan", "cogvideox"]
+
+
+class GenerateModelEntry(_Group):
+    """One image-to-video model folder for the `generate` op (a diffusers `save_pretrained` folder)."""
+
+    folder: Path
+    family: GenerateFamily  # svd (Stable Video Diffusion), ltx (LTX-Video), wan (Wan 2.x), cogvideox
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"  # auto: fp16/bf16 on CUDA, fp32 on CPU
+
+
 class ModelSettings(_Group):
     whisper_model: str = "packaged:base"  # packaged:base | packaged:tiny.en | a local CTranslate2 folder
     # whisper model for word timings of a known script: "auto" = packaged:tiny.en to force-align English tts
@@ -254,6 +265,16 @@ class ModelSettings(_Group):
             v = v.strip()
             return json.loads(v) if v.startswith("[") else [p for p in re.split(r"[:,]", v) if p.strip()]
         return v
+    # `generate` (docs/GENERATE.md): model name -> {folder, family, dtype}; nothing is downloaded at run time
+    generate_models: dict[str, GenerateModelEntry] = Field(default_factory=dict)
+    # GPU memory this worker gives `generate` (GB); 0 = what CUDA reports free. On a CPU worker: the RAM budget
+    # (0 = the machine's available memory). The offload mode is chosen to fit it; a request that fits no mode fails
+    generate_vram_gb: float = Field(default=0.0, ge=0)
+    # warm generate pipelines kept per job host; least recently used are dropped beyond this many GB resident
+    # on the device (0 = generate_vram_gb's budget), so whisper/RVM on the same GPU keep room
+    generate_cache_gb: float = Field(default=0.0, ge=0)
+    # models up to this size (weights on disk, GB) may run on a worker without a CUDA GPU (slowly); larger need CUDA
+    generate_cpu_max_gb: float = Field(default=2.0, ge=0)
 
 
 GROUPS: dict[str, type[_Group]] = {
@@ -308,6 +329,8 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "whisper_models": ("models", "whisper_models"),
     "model_cache_dir": ("models", "model_cache_dir"), "kokoro_voices": ("models", "kokoro_voices"),
     "voice_dirs": ("models", "voice_dirs"),
+    "generate_models": ("models", "generate_models"), "generate_vram_gb": ("models", "generate_vram_gb"),
+    "generate_cache_gb": ("models", "generate_cache_gb"), "generate_cpu_max_gb": ("models", "generate_cpu_max_gb"),
 }
 
 # every group field has exactly one flat name (so every setting keeps its old spelling); a new setting goes

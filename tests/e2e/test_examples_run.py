@@ -31,6 +31,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.json")))
 def test_example_runs_to_success(workspace, name: str):
+    if name == "generate.json":  # needs a real model folder; tests/integration/test_generate_api.py runs tiny ones
+        pytest.skip("generate needs an operator's model folder (docs/GENERATE.md)")
     folder, svc = workspace
     res = svc.cli("submit", str(folder / name), *WAIT_ARGS)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -129,7 +129,7 @@ class JobService:
                 check_url_syntax(body.webhook_url, allow_private=settings.limits.fetch_allow_private)
             except ValueError as exc:
                 raise InvalidParams(f"Invalid webhook_url: {exc}.", code="invalid_webhook_url") from None
-        timeout = body.timeout_s or op.timeout_s
+        timeout = body.timeout_s or op.default_timeout(params, cap=settings.compute.max_timeout_s)
         if timeout > settings.compute.max_timeout_s:
             raise InvalidParams(f"timeout_s may be at most {settings.compute.max_timeout_s:g} seconds.")
         stored = params.model_dump(mode="json")

@@ -31,10 +31,19 @@ class Operation:
     resources: ResourceSpec = field(default_factory=ResourceSpec)  # GPU, VRAM, NVENC; routed to a queue
     timeout_s: float = 600.0  # default per-job timeout (model loading included); jobs may override
     example: dict[str, Any] | None = None  # a runnable params example, shown in docs
+    # a default timeout that depends on the params (generate: steps x frames), capped by max_timeout_s
+    timeout_for: Callable[[Mapping[str, Any]], float] | None = None
 
     def resources_for(self, params: BaseModel | Mapping[str, Any] | None = None) -> Resources:
         """The resources a job with these params needs (None: the op's base resources)."""
         return self.resources.for_params(params)
+
+    def default_timeout(self, params: BaseModel | Mapping[str, Any] | None = None, cap: float = float("inf")) -> float:
+        """The timeout a job gets when it names none: `timeout_for(params)` when the op has one (at most `cap`)."""
+        if self.timeout_for is None or params is None:
+            return self.timeout_s
+        values = params.model_dump(mode="json") if isinstance(params, BaseModel) else params
+        return min(cap, max(self.timeout_s, self.timeout_for(values)))
 
 
 _REGISTRY: dict[str, Operation] = {}
@@ -50,11 +59,12 @@ def operation(
     resources: Resources | ResourceSpec = CPU,
     timeout_s: float = 600.0,
     example: dict[str, Any] | None = None,
+    timeout_for: Callable[[Mapping[str, Any]], float] | None = None,
 ) -> Callable[[Callable[[P, OpContext], OpResult]], Callable[[P, OpContext], OpResult]]:
     def decorate(fn: Callable[[P, OpContext], OpResult]) -> Callable[[P, OpContext], OpResult]:
         if name in _REGISTRY and _REGISTRY[name].run is not fn:
             raise RuntimeError(f"operation {name!r} registered twice")
-        _REGISTRY[name] = Operation(name, params, fn, summary, as_spec(resources), timeout_s, example)
+        _REGISTRY[name] = Operation(name, params, fn, summary, as_spec(resources), timeout_s, example, timeout_for)
         return fn
 
     return decorate
