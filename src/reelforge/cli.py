@@ -36,6 +36,9 @@ app.add_typer(agents_app, name="agents")
 webhooks_app = typer.Typer(help="Webhooks: replay a job's events, the secret receivers verify with.",
                            no_args_is_help=True)
 app.add_typer(webhooks_app, name="webhooks")
+capacity_app = typer.Typer(help="Rented GPU capacity (Vast.ai): `reelforge capacity` alone runs the controller; "
+                            "offers | up N | ls | logs ID | down ID | down --all | cost.")
+app.add_typer(capacity_app, name="capacity")
 console = Console(stderr=True)
 out = Console()
 
@@ -459,6 +462,207 @@ def webhooks_secret() -> None:
     from reelforge.jobs.webhooks import standard_secret
 
     out.print(standard_secret(_load_settings().resolved_webhook_secret()), soft_wrap=True)
+
+
+# ------------------------------------------------------------------ capacity
+def _controller(settings: Settings | None = None) -> Any:
+    from reelforge.jobs.capacity import CapacityController
+    from reelforge.jobs.store import Stores
+
+    settings = settings or _load_settings()
+    if settings.capacity.provider != "vast" or not settings.capacity.vast_api_key.get_secret_value():
+        console.print("[red]Set REELFORGE_CAPACITY_PROVIDER=vast and REELFORGE_VAST_API_KEY first.[/red]")
+        raise typer.Exit(2)
+    settings.ensure_dirs()
+    stores = Stores.open(settings.service.database_url.get_secret_value(), migrate=True)
+    return CapacityController(settings, stores)
+
+
+def _vast_errors(fn: Any) -> Any:
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from reelforge.engine.vast import VastError
+
+        try:
+            return fn(*args, **kwargs)
+        except VastError as exc:
+            console.print(f"[red]Vast.ai:[/red] {exc}")
+            raise typer.Exit(3) from None
+    return wrapper
+
+
+@capacity_app.callback(invoke_without_command=True)
+def capacity_run(ctx: typer.Context) -> None:
+    """Run the capacity controller alone (when `capacity.in_api` is false), until SIGTERM/SIGINT."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import signal
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _load_settings()
+    from reelforge.ops.registry import load_plugins
+
+    load_plugins(settings.service.plugins)
+    ctl = _controller(settings)
+    try:
+        ctl._check_config()
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+    def handler(signum: int, _frame: Any) -> None:
+        ctl._stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    console.print(f"ReelForge capacity controller: queues={','.join(settings.capacity.queues)} "
+                  f"max ${settings.capacity.max_dph:.2f}/h, ${settings.capacity.max_day_usd:.2f}/day")
+    ctl.run()
+    ctl.stop()
+
+
+@capacity_app.command("offers")
+@_vast_errors
+def capacity_offers(gpu: Annotated[list[str] | None, typer.Option(help="GPU name (repeatable)")] = None,
+                    max_dph: Annotated[float | None, typer.Option(help="$/hour at most")] = None,
+                    min_vram: Annotated[float | None, typer.Option(help="GPU memory in GB at least")] = None,
+                    min_reliability: Annotated[float | None, typer.Option(help="0..1")] = None,
+                    geo: Annotated[list[str] | None, typer.Option(help="Country code (repeatable)")] = None,
+                    queue: Annotated[str, typer.Option(help="Rank for this queue's work")] = "gpu",
+                    limit: int = 15) -> None:
+    """Offers that pass every filter (checked again here), ranked by expected cost of the queued work."""
+    import dataclasses
+
+    from reelforge.engine.capacity import QueueWork, rank_offers
+    from reelforge.jobs.capacity import offer_filter
+
+    ctl = _controller()
+    flt = offer_filter(ctl.settings)
+    changes: dict[str, Any] = {}
+    if gpu:
+        changes["gpu_names"] = tuple(gpu)
+    if max_dph is not None:
+        changes["max_dph"] = max_dph
+    if min_vram is not None:
+        changes["min_gpu_ram_gb"] = min_vram
+    if min_reliability is not None:
+        changes["min_reliability"] = min_reliability
+    if geo:
+        changes["geolocations"] = tuple(geo)
+    flt = dataclasses.replace(flt, **changes)
+    offers = ctl.search(flt)
+    if offers is None:
+        console.print(f"[red]{ctl.search_note or 'The offer search failed.'}[/red]")
+        raise typer.Exit(3)
+    work = ctl._work().get(queue) or QueueWork(queue)
+    work = dataclasses.replace(work, queued=max(1, work.queued))
+    table = Table("offer", "gpu", "vram GB", "$/h", "reliability", "cuda", "where", f"expected $ ({work.queued} jobs)")
+    for r in rank_offers(offers, work, slots=ctl.limits.slots, boot_s=min(ctl.limits.boot_timeout_s, 300.0))[:limit]:
+        o = r.offer
+        table.add_row(str(o.id), o.gpu_name, f"{o.gpu_ram_gb:g}", f"{o.dph_total:.3f}", f"{o.reliability:.3f}",
+                      f"{o.cuda:g}", o.geolocation, f"{r.expected_usd:.3f}")
+    out.print(table)
+
+
+@capacity_app.command("up")
+@_vast_errors
+def capacity_up(n: Annotated[int, typer.Argument(help="Instances to start")],
+                queue: Annotated[str, typer.Option(help="The queue they take")] = "gpu",
+                dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the offers and $/h; start nothing")]
+                = False) -> None:
+    """Start N instances now (within max_instances and max_dph); the controller watches them from then on."""
+    ctl = _controller()
+    if not dry_run:
+        try:
+            ctl._check_config()
+        except ValueError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+    chosen = ctl.up(n, queue, dry_run=dry_run)
+    for r in chosen:
+        o = r.offer
+        console.print(f"{'would start' if dry_run else 'started'} on offer {o.id}: {o.gpu_name} "
+                      f"{o.gpu_ram_gb:g} GB at ${o.dph_total:.3f}/h ({o.geolocation})")
+    console.print(f"{len(chosen)} instance(s), ${sum(r.offer.dph_total for r in chosen):.3f}/h"
+                  + (" (dry run: nothing created)" if dry_run else ""))
+    if len(chosen) < n:
+        console.print(f"[yellow]{n - len(chosen)} not started: limits, budget or no more matching offers.[/yellow]")
+
+
+@capacity_app.command("ls")
+@_vast_errors
+def capacity_ls() -> None:
+    """This deployment's instances on Vast.ai."""
+    ctl = _controller()
+    opened = {i["key"]: i for i in ctl.ledger.summary().instances.values()}
+    table = Table("key", "vast id", "status", "gpu", "$/h", "age min", "queue", "agent registered")
+    for inst in ctl.client.instances():
+        if not inst.label.startswith(ctl.prefix):
+            continue
+        key = inst.label[len(ctl.prefix):]
+        led = opened.get(key) or {}
+        age = (time.time() - led["created_at"]) / 60 if led.get("created_at") else None
+        table.add_row(key, str(inst.id), inst.actual_status or "provisioning", inst.gpu_name, f"{inst.dph_total:.3f}",
+                      f"{age:.1f}" if age is not None else "-", str(led.get("queue") or "-"),
+                      "yes" if led.get("registered_at") else "no")
+    out.print(table)
+
+
+@capacity_app.command("logs")
+@_vast_errors
+def capacity_logs(instance: Annotated[str, typer.Argument(help="Key or Vast.ai id")], tail: int = 200) -> None:
+    """An instance's last log lines."""
+    ctl = _controller()
+    for inst in ctl.client.instances():
+        if inst.label.startswith(ctl.prefix) and instance in (str(inst.id), inst.label[len(ctl.prefix):]):
+            out.print(ctl.client.logs(inst.id, tail=tail), markup=False, highlight=False)
+            return
+    console.print(f"[red]No instance {instance} of this deployment.[/red]")
+    raise typer.Exit(2)
+
+
+@capacity_app.command("down")
+@_vast_errors
+def capacity_down(instance: Annotated[str | None, typer.Argument(help="Key or Vast.ai id")] = None,
+                  all_: Annotated[bool, typer.Option("--all", help="Every instance of this deployment")] = False,
+                  dry_run: Annotated[bool, typer.Option("--dry-run")] = False) -> None:
+    """Destroy an instance (or all of this deployment's); its agent token is revoked."""
+    if not all_ and not instance:
+        console.print("[red]Give an instance (key or id) or --all.[/red]")
+        raise typer.Exit(2)
+    ctl = _controller()
+    if dry_run:
+        for inst in ctl.client.instances():
+            key = inst.label[len(ctl.prefix):]
+            if inst.label.startswith(ctl.prefix) and (all_ or instance in (key, str(inst.id))):
+                console.print(f"would destroy {key} (vast {inst.id}, ${inst.dph_total:.3f}/h)")
+        return
+    gone = ctl.down(None if all_ else [str(instance)])
+    for g in gone:
+        console.print(f"destroyed {g}")
+    if not gone:
+        console.print("[yellow]Nothing to destroy.[/yellow]")
+
+
+@capacity_app.command("cost")
+def capacity_cost() -> None:
+    """What rented capacity cost: instance-hours, dollars, $ per job and per finished video minute by op."""
+    from reelforge.jobs.capacity import Ledger, ledger_path
+
+    s = Ledger(ledger_path(_load_settings())).summary()
+    out.print(f"instances: {len(s.instances)} ({len(s.open())} alive), instance-hours {s.instance_hours:.3f}, "
+              f"total ${s.total_usd:.4f}")
+    if s.jobs:
+        out.print(f"jobs: {s.jobs}, their share ${s.job_usd:.4f}, ${s.total_usd / s.jobs:.5f} per job all included")
+    table = Table("op", "jobs", "$", "$ / job", "video min", "$ / video min")
+    for op, (n, usd, video_s) in sorted(s.by_op.items()):
+        table.add_row(op, str(n), f"{usd:.4f}", f"{usd / n:.5f}" if n else "-", f"{video_s / 60:.1f}",
+                      f"{usd / (video_s / 60):.4f}" if video_s else "-")
+    out.print(table)
+    for batch, usd in sorted(s.by_batch.items()):
+        out.print(f"batch {batch}: ${usd:.4f}")
 
 
 def main() -> None:  # pragma: no cover

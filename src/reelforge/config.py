@@ -277,9 +277,63 @@ class ModelSettings(_Group):
     generate_cpu_max_gb: float = Field(default=2.0, ge=0)
 
 
+class CapacitySettings(_Group):
+    """Rented GPU capacity (jobs/capacity.py, docs/CAPACITY.md): instances found, started, watched and
+    destroyed on a provider, each running `reelforge agent` for one queue, within the budgets below."""
+
+    provider: Literal["", "vast"] = ""  # "": no rented capacity
+    vast_api_key: Secret = SecretStr("")  # sent as Bearer to the Vast.ai API only; never to an instance
+    vast_base_url: str = "https://console.vast.ai/api/v0"
+    deployment: str = Field(default="reelforge", pattern=r"^[A-Za-z0-9_-]{1,40}$")  # in every instance's label
+    queues: list[str] = Field(default_factory=lambda: ["gpu"])  # the queues rented instances take
+    in_api: bool = True  # run the controller in the API process (else run `reelforge capacity` alone)
+    tick_s: float = Field(default=10.0, gt=0)
+    reap_every_s: float = Field(default=180.0, gt=0)  # orphan reaper: at start and this often
+    image: str = ""  # a Docker image with ReelForge and ffmpeg installed (e.g. deploy/Dockerfile.runpod's)
+    disk_gb: float = Field(default=20.0, gt=0)
+    runtype: str = "ssh"
+    # the instance's start script; {api} {queues} {slots} {idle_exit} are filled in; the agent token is in
+    # the instance's environment (REELFORGE_AGENT_TOKEN), scoped to that queue and revoked when it is destroyed
+    onstart: str = "reelforge agent --api {api} --queues {queues} --concurrency {slots} --idle-exit {idle_exit}"
+    agent_api_url: str = ""  # how instances reach this service (default: service.public_url)
+    max_instances: int = Field(default=3, ge=0)
+    max_instances_per_queue: int = Field(default=3, ge=0)
+    max_dph: float = Field(default=2.0, ge=0)  # $/hour of all live instances together, starting ones included
+    max_day_usd: float = Field(default=20.0, ge=0)  # per UTC day
+    max_lifetime_h: float = Field(default=12.0, gt=0)
+    idle_minutes: float = Field(default=10.0, gt=0)  # an instance without a job this long is destroyed
+    boot_timeout_s: float = Field(default=900.0, gt=0)  # an agent not registered by then: destroyed
+    broken_grace_s: float = Field(default=120.0, ge=0)  # offline/unknown this long: destroyed
+    jobs_per_instance: int = Field(default=20, ge=1)  # queued jobs per instance before another is started
+    slots: int = Field(default=1, ge=1)  # jobs at a time on an instance (the agent's --concurrency)
+    destroy_on_stop: bool = True  # the controller destroys its instances when it stops
+    # offer filters (asked of the API and checked again here)
+    gpu_names: list[str] = Field(default_factory=list)  # e.g. ["RTX 4090", "RTX 3090"]; empty: any
+    min_gpu_ram_gb: float = Field(default=8.0, ge=0)
+    max_offer_dph: float = Field(default=1.0, gt=0)
+    min_reliability: float = Field(default=0.95, ge=0, le=1)
+    verified_only: bool = True
+    min_cuda: float = Field(default=12.0, ge=0)
+    min_inet_down_mbps: float = Field(default=100.0, ge=0)
+    geolocations: list[str] = Field(default_factory=list)  # e.g. ["US", "CA"]; empty: anywhere
+    # the whole service on one rented box: run this command after N minutes with no queued or running job
+    # and no open upload (e.g. the provider's destroy call for this instance); 0 minutes: never
+    idle_shutdown_minutes: float = Field(default=0.0, ge=0)
+    idle_shutdown_command: str = ""
+
+    @field_validator("queues")
+    @classmethod
+    def _capacity_queues(cls, queues: list[str]) -> list[str]:
+        bad = [q for q in queues if not QUEUE_NAME_RE.match(q)]
+        if bad:
+            raise ValueError(f"capacity.queues: queue names are 1-16 letters, digits, '.', '_' or '-'; got {bad[0]!r}")
+        return queues
+
+
 GROUPS: dict[str, type[_Group]] = {
     "service": ServiceSettings, "compute": ComputeSettings, "storage": StorageSettings, "limits": LimitSettings,
     "security": SecuritySettings, "webhooks": WebhookSettings, "media": MediaSettings, "models": ModelSettings,
+    "capacity": CapacitySettings,
 }
 
 # The one table: flat name (keyword argument, REELFORGE_<NAME>, top-level TOML key) -> (group, field).
@@ -331,6 +385,40 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "voice_dirs": ("models", "voice_dirs"),
     "generate_models": ("models", "generate_models"), "generate_vram_gb": ("models", "generate_vram_gb"),
     "generate_cache_gb": ("models", "generate_cache_gb"), "generate_cpu_max_gb": ("models", "generate_cpu_max_gb"),
+    "capacity_provider": ("capacity", "provider"),
+    "vast_api_key": ("capacity", "vast_api_key"),
+    "vast_base_url": ("capacity", "vast_base_url"),
+    "capacity_deployment": ("capacity", "deployment"),
+    "capacity_queues": ("capacity", "queues"),
+    "capacity_in_api": ("capacity", "in_api"),
+    "capacity_tick_s": ("capacity", "tick_s"),
+    "capacity_reap_every_s": ("capacity", "reap_every_s"),
+    "capacity_image": ("capacity", "image"),
+    "capacity_disk_gb": ("capacity", "disk_gb"),
+    "capacity_runtype": ("capacity", "runtype"),
+    "capacity_onstart": ("capacity", "onstart"),
+    "capacity_agent_api_url": ("capacity", "agent_api_url"),
+    "capacity_max_instances": ("capacity", "max_instances"),
+    "capacity_max_instances_per_queue": ("capacity", "max_instances_per_queue"),
+    "capacity_max_dph": ("capacity", "max_dph"),
+    "capacity_max_day_usd": ("capacity", "max_day_usd"),
+    "capacity_max_lifetime_h": ("capacity", "max_lifetime_h"),
+    "capacity_idle_minutes": ("capacity", "idle_minutes"),
+    "capacity_boot_timeout_s": ("capacity", "boot_timeout_s"),
+    "capacity_broken_grace_s": ("capacity", "broken_grace_s"),
+    "capacity_jobs_per_instance": ("capacity", "jobs_per_instance"),
+    "capacity_slots": ("capacity", "slots"),
+    "capacity_destroy_on_stop": ("capacity", "destroy_on_stop"),
+    "capacity_gpu_names": ("capacity", "gpu_names"),
+    "capacity_min_gpu_ram_gb": ("capacity", "min_gpu_ram_gb"),
+    "capacity_max_offer_dph": ("capacity", "max_offer_dph"),
+    "capacity_min_reliability": ("capacity", "min_reliability"),
+    "capacity_verified_only": ("capacity", "verified_only"),
+    "capacity_min_cuda": ("capacity", "min_cuda"),
+    "capacity_min_inet_down_mbps": ("capacity", "min_inet_down_mbps"),
+    "capacity_geolocations": ("capacity", "geolocations"),
+    "idle_shutdown_minutes": ("capacity", "idle_shutdown_minutes"),
+    "idle_shutdown_command": ("capacity", "idle_shutdown_command"),
 }
 
 # every group field has exactly one flat name (so every setting keeps its old spelling); a new setting goes
@@ -479,6 +567,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
+    capacity: CapacitySettings = Field(default_factory=CapacitySettings)
 
     if TYPE_CHECKING:  # flat names (FLAT_NAMES) are keyword arguments too; checked at run time, not by mypy
         def __init__(self, **values: Any) -> None: ...

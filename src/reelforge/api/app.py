@@ -33,6 +33,8 @@ from reelforge.engine.services import Services
 from reelforge.errors import ReelForgeError
 from reelforge.jobs.agents import AgentJobs
 from reelforge.jobs.batcher import SubmitBatcher
+from reelforge.jobs.capacity import CapacityCollector, Ledger, ledger_path
+from reelforge.jobs.idle import IdleShutdown
 from reelforge.jobs.services import JobServices
 from reelforge.ops.registry import load_plugins
 
@@ -176,6 +178,15 @@ def create_app(settings: Settings | None = None, *,
             from reelforge.jobs.runpod_backend import RunPodBackend
 
             remote = RunPodBackend(settings, services.stores, app.state.agents, services.engine.presence)
+        capacity = None
+        if settings.capacity.provider == "vast" and settings.capacity.in_api:
+            from reelforge.jobs.capacity import CapacityController
+
+            capacity = CapacityController(settings, services.stores)
+        if settings.capacity.provider or ledger_path(settings).exists():
+            registry.register(CapacityCollector(Ledger(ledger_path(settings))))
+        app.state.capacity = capacity
+        app.state.idle_shutdown = IdleShutdown(settings, services.stores.jobs)
         app.state.batcher = SubmitBatcher(services.stores.jobs, executor.submit)
         app.state.jobs = services.job_service(executor, batcher=app.state.batcher)
         app.state.metrics_registry = registry
@@ -183,9 +194,15 @@ def create_app(settings: Settings | None = None, *,
         executor.start()
         if remote is not None:
             remote.start()
+        if capacity is not None:
+            capacity.start()
+        app.state.idle_shutdown.start()
         try:
             yield
         finally:
+            app.state.idle_shutdown.stop()
+            if capacity is not None:
+                capacity.stop()
             app.state.batcher.close()
             if remote is not None:
                 remote.stop()

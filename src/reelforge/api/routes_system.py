@@ -43,7 +43,14 @@ def health(request: Request) -> JSONResponse:
     ok = ok and have_ffmpeg()
     disk = _disk(state.settings)
     status = "ok" if ok and not disk.get("low") else "degraded"
-    return JSONResponse({"status": status, "checks": checks, "disk": disk}, status_code=200 if ok else 503)
+    body: dict[str, Any] = {"status": status, "checks": checks, "disk": disk}
+    idle = getattr(state, "idle_shutdown", None)
+    if idle is not None and idle.enabled:
+        body["idle_shutdown"] = idle.state()
+    capacity = getattr(state, "capacity", None)
+    if capacity is not None:
+        body["capacity"] = capacity.status()
+    return JSONResponse(body, status_code=200 if ok else 503)
 
 
 def _disk(settings: Any) -> dict[str, Any]:

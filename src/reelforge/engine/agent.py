@@ -53,7 +53,7 @@ class Resources:
         return max(1, min(by_vram, by_nvenc, self.cpu_cores))
 
 
-def _nvenc_sessions(gpu_name: str) -> int:
+def nvenc_sessions(gpu_name: str) -> int:
     """NVENC sessions a GPU can hold: none on the compute-only data-centre parts, the driver's consumer
     limit (8) on GeForce, unlimited (counted as 16) on professional cards."""
     name = gpu_name.upper()
@@ -88,7 +88,7 @@ def parse_nvidia_smi(query: str, banner: str, found: Resources) -> Resources:
         found.vram_gb = round(float(mem.strip()) / 1024, 1)
     cuda = re.search(r"CUDA Version:\s*([\d.]+)", banner)
     found.cuda = cuda.group(1) if cuda else None
-    found.nvenc_sessions = _nvenc_sessions(found.gpu_name)
+    found.nvenc_sessions = nvenc_sessions(found.gpu_name)
     return found
 
 

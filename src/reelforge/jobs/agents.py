@@ -152,7 +152,7 @@ class AgentJobs:
                 delay = round(time.time() - rec.created_at, 3) if rec is not None else None
                 self.control.note(job, {"backend": "agent", "agent": agent.name, "agent_id": agent.id,
                                         "worker": worker_id, "gpu": fit.gpu_name, "cuda": fit.cuda,
-                                        "queue_delay_s": delay})
+                                        "queue_delay_s": delay, "claimed_at": round(time.time(), 3)})
                 JOBS_STARTED_REMOTE.labels(backend="agent", queue=job.queue).inc()
                 if delay is not None:
                     REMOTE_QUEUE_DELAY.labels(backend="agent").observe(delay)

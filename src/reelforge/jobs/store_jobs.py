@@ -173,6 +173,33 @@ class JobsStore(_Store):
                              .where(JobRow.status == JobStatus.QUEUED.value).group_by(JobRow.queue))
             return {queue: (n, oldest) for queue, n, oldest in rows}
 
+    def queue_counts(self, queues: Iterable[str]) -> dict[str, tuple[int, int]]:
+        """queue -> (queued, running) for these queues (the capacity controller's queue depths)."""
+        names = list(queues)
+        out = {q: (0, 0) for q in names}
+        with self.session() as s:
+            rows = s.execute(select(JobRow.queue, JobRow.status, func.count())
+                             .where(JobRow.queue.in_(names),
+                                    JobRow.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
+                             .group_by(JobRow.queue, JobRow.status))
+            for queue, status, n in rows:
+                queued, running = out[queue]
+                out[queue] = (queued + n, running) if status == JobStatus.QUEUED.value else (queued, running + n)
+        return out
+
+    def running_owners(self) -> list[str]:
+        """The lease owner (worker id) of every running job."""
+        with self.session() as s:
+            q = select(JobRow.lease_owner).where(JobRow.status == JobStatus.RUNNING.value)
+            return [o for o in s.scalars(q) if o]
+
+    def finished_since(self, since: float, limit: int = 1000) -> list[JobRecord]:
+        """Jobs that reached a terminal state after `since`, oldest first."""
+        with self.session() as s:
+            q = (select(JobRow).where(JobRow.finished_at > since, JobRow.status.in_([t.value for t in TERMINAL]))
+                 .order_by(JobRow.finished_at).limit(limit))
+            return [JobRecord.from_row(r) for r in s.scalars(q)]
+
     def queued_ids(self, limit: int = 1000) -> list[str]:
         with self.session() as s:
             q = (select(JobRow.id).where(JobRow.status == JobStatus.QUEUED.value)
