@@ -197,3 +197,14 @@ def test_outputs_and_their_urls(world: World) -> None:
     with pytest.raises(NotFound) as err:
         world.service.output("t1", job.id, "nope")
     assert err.value.code == "output_not_found"
+
+
+def test_a_front_door_job_keeps_its_webhook_format_through_cancel_and_retry(world: World, hooks: Hooks) -> None:
+    notes = {"frontdoor": "shotstack", "webhook_format": "shotstack", "shotstack_edit": {"timeline": {}}}
+    job, _ = asyncio.run(world.service.submit_async("t1", probe(webhook_url=hooks.url), notes=notes))
+    world.service.cancel("t1", job.id)  # queued: the service itself sends the end
+    body = hooks.wait_for("edit")
+    assert (body["action"], body["status"], body["owner"]) == ("render", "failed", "t1")
+    assert body["id"].replace("-", "") == job.id.removeprefix("job_")
+    retried, _ = world.service.retry("t1", job.id)
+    assert {k: retried.notes[k] for k in notes} == notes and retried.notes["retry_of"] == job.id

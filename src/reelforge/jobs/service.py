@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from reelforge.storage.base import Storage
 
 RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT})
+# notes a front door starts a job with that a retry keeps: who answers for the job, in which webhook format,
+# and the request as the client sent it
+FRONT_DOOR_NOTES = ("frontdoor", "webhook_format", "shotstack_edit")
 
 
 class JobCreate(BaseModel):
@@ -218,7 +221,8 @@ class JobService:
                            "retried.", code="job_not_retryable")
         body = JobCreate(op=old.op, params=old.params, webhook_url=old.webhook_url, priority=old.priority,
                          timeout_s=old.timeout_s, idempotency_key=f"retry-of:{old.id}")
-        prepared = self.prepare(tenant, body, notes={"retry_of": old.id}, output_keys=old.output_keys)
+        carried = {k: old.notes[k] for k in FRONT_DOOR_NOTES if k in old.notes}  # still answers its client
+        prepared = self.prepare(tenant, body, notes={**carried, "retry_of": old.id}, output_keys=old.output_keys)
         self.check_files(tenant, prepared.file_ids)
         job, created = self._insert(prepared.values)
         if created:
