@@ -1,7 +1,7 @@
 """The `reelforge` command: serve | worker | agent | submit | status | list | cancel | retry | keys | agents |
-webhooks.
+webhooks | capacity | batch | presets.
 
-submit/status/list/cancel/retry talk to a running service over HTTP (REELFORGE_URL, REELFORGE_API_KEY);
+submit/status/list/cancel/retry/batch/presets talk to a running service over HTTP (REELFORGE_URL, REELFORGE_API_KEY);
 serve/worker/keys act on this machine with the settings from the environment / REELFORGE_CONFIG.
 """
 
@@ -39,6 +39,12 @@ app.add_typer(webhooks_app, name="webhooks")
 capacity_app = typer.Typer(help="Rented GPU capacity (Vast.ai): `reelforge capacity` alone runs the controller; "
                             "offers | up N | ls | logs ID | down ID | down --all | cost.")
 app.add_typer(capacity_app, name="capacity")
+batch_app = typer.Typer(help="Batch runs: one job per object under a prefix, per input, or per manifest row.",
+                        no_args_is_help=True)
+app.add_typer(batch_app, name="batch")
+presets_app = typer.Typer(help="Presets: named batch values (op, params, ...) stored by the service.",
+                          no_args_is_help=True)
+app.add_typer(presets_app, name="presets")
 console = Console(stderr=True)
 out = Console()
 
@@ -663,6 +669,298 @@ def capacity_cost() -> None:
     out.print(table)
     for batch, usd in sorted(s.by_batch.items()):
         out.print(f"batch {batch}: ${usd:.4f}")
+
+
+# ------------------------------------------------------------------ batches and presets
+def _read_values(path: Path) -> dict[str, Any]:
+    """A JSON or TOML file of batch values (a spec, a preset)."""
+    from reelforge.jobs.batch_config import parse_config_text
+
+    try:
+        return parse_config_text(path.read_text(), str(path))
+    except OSError as exc:
+        console.print(f"[red]Cannot read {path}:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _env_layer() -> dict[str, Any] | None:
+    """REELFORGE_BATCH_* from .env (REELFORGE_ENV_FILE, default ./.env) under those of the environment."""
+    from dotenv import dotenv_values
+
+    from reelforge.errors import ReelForgeError
+    from reelforge.jobs.batch_config import ENV_NAMES, env_values
+
+    path = Path(os.environ.get("REELFORGE_ENV_FILE") or ".env").expanduser()
+    merged: dict[str, str] = {}
+    source = []
+    if path.is_file():
+        file_values = {k: v or "" for k, v in dotenv_values(path).items() if k in ENV_NAMES}
+        if file_values:
+            merged.update(file_values)
+            source.append(str(path))
+    env = {k: v for k, v in os.environ.items() if k in ENV_NAMES}
+    if env:
+        merged.update(env)
+        source.insert(0, "environment")
+    try:
+        values = env_values(merged)
+    except ReelForgeError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2) from None
+    if not values:
+        return None
+    return {"rank": "env", "label": f"env ({', '.join(source)})", "values": values}
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
+def _print_explain(plan: dict[str, Any]) -> None:
+    config, explain = plan.get("config") or {}, plan.get("explain") or {}
+    table = Table("value", "is", "set by")
+    for key, layer in explain.items():
+        group, _, sub = key.partition(".")
+        value = (config.get("params") or {}).get(sub) if group == "params" and sub else config.get(key)
+        table.add_row(key, _shown(value), layer)
+    out.print(table)
+    console.print("Layers, lowest first: default < " + " < ".join(plan.get("layers") or []))
+
+
+def _print_plan(plan: dict[str, Any]) -> None:
+    table = Table("#", "source", "size", "row", "job")
+    for item in plan["items"]:
+        job = "skip (done before)" if item["skip"] else f"{item['job']['op']} {_shown(item['job']['params'])}"
+        table.add_row(str(item["index"]), item["source"], str(item.get("size") or ""), str(item.get("row") or ""),
+                      job)
+    console.print(table)
+    more = " (first 1000 shown)" if plan.get("truncated") else ""
+    console.print(f"Dry run: {plan['total']} items{more}, {plan['jobs']} jobs would run, {plan['skipped']} "
+                  "skipped as done before. Nothing was created.")
+
+
+def _print_batch(batch: dict[str, Any]) -> None:
+    c = batch["counts"]
+    eta = f" eta {batch['eta_s']:.0f}s" if batch.get("eta_s") is not None else ""
+    console.print(f"[bold]{batch['status']}[/bold] {batch['id']} {batch.get('name') or ''}: {batch['total']} items, "
+                  f"{c['succeeded']} done, {c['failed']} failed, {c['submitted']} running, {c['pending']} pending, "
+                  f"{c['skipped']} skipped, {c['cancelled']} cancelled{eta}")
+    results = batch.get("results")
+    if results:
+        console.print(f"  results: {results['json']}  {results['csv']}")
+
+
+def _wait_batch(client: httpx.Client, batch: dict[str, Any]) -> dict[str, Any]:
+    with Progress(TextColumn("[bold]{task.fields[status]}[/bold]"), BarColumn(),
+                  TextColumn("{task.completed:.0f}/{task.total:.0f}"), TextColumn("{task.fields[counts]}"),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("batch", total=batch["total"] or 1, status=batch["status"], counts="")
+        while True:
+            batch = _check(client.get(f"/v1/batches/{batch['id']}"))
+            c = batch["counts"]
+            eta = f" eta {batch['eta_s']:.0f}s" if batch.get("eta_s") is not None else ""
+            bar.update(task, completed=batch["total"] - c["pending"] - c["submitted"], status=batch["status"],
+                       counts=f"done {c['succeeded'] + c['skipped']} failed {c['failed']} running {c['submitted']}"
+                              f"{eta}")
+            if batch["status"] in ("succeeded", "failed", "cancelled"):
+                return batch
+            time.sleep(0.5)
+
+
+@batch_app.command("run")
+def batch_run(
+    spec: Annotated[Path | None, typer.Argument(help="Config file (TOML or JSON) of batch values")] = None,
+    prefix: Annotated[str | None, typer.Option(help="s3://bucket/prefix: one job per object under it")] = None,
+    input_: Annotated[list[str] | None, typer.Option("--input", help="One input URL / file id / s3:// key "
+                                                                    "(repeatable)")] = None,
+    manifest: Annotated[Path | None, typer.Option(help="CSV or JSON-lines manifest, one item a row")] = None,
+    op: Annotated[str | None, typer.Option(help="The operation each item runs")] = None,
+    preset: Annotated[str | None, typer.Option(help="A stored preset (`reelforge presets add`)")] = None,
+    params: Annotated[str | None, typer.Option(help="Params as a JSON object (placeholders allowed)")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value (repeatable)")] = None,
+    destination: Annotated[str | None, typer.Option(help="Where outputs go: s3://bucket/prefix")] = None,
+    filename: Annotated[str | None, typer.Option(help="Output name pattern, e.g. {stem}_{output}{out_ext}")] = None,
+    glob: Annotated[str | None, typer.Option(help="Only keys matching this pattern")] = None,
+    ext: Annotated[list[str] | None, typer.Option("--ext", help="Only these extensions (repeatable)")] = None,
+    max_concurrent: Annotated[int | None, typer.Option(help="Jobs of this batch at a time")] = None,
+    max_retries: Annotated[int | None, typer.Option(help="Retries of a failed item")] = None,
+    priority: Annotated[int | None, typer.Option(help="Job priority, -10..10")] = None,
+    webhook_url: Annotated[str | None, typer.Option(help="POSTed when the batch ends")] = None,
+    remote_config: Annotated[str | None, typer.Option(help="URL or s3://bucket/key of more batch values")] = None,
+    name: Annotated[str | None, typer.Option(help="A label for the batch")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the items and jobs; create nothing")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Show which layer set each value (a dry run)")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Show live progress until the batch ends")] = False,
+    url: UrlOpt = DEFAULT_URL,
+    api_key: KeyOpt = None,
+) -> None:
+    """Run a batch. Values merge: default < preset < SPEC < remote config < REELFORGE_BATCH_* env/.env < flags."""
+    body: dict[str, Any] = {"layers": []}
+    if spec is not None:
+        body["layers"].append({"rank": "file", "label": f"config file {spec}", "values": _read_values(spec)})
+    env_layer = _env_layer()
+    if env_layer:
+        body["layers"].append(env_layer)
+    flags: dict[str, Any] = {"prefix": prefix, "inputs": input_ or None, "op": op, "preset": preset,
+                             "destination": destination, "filename": filename, "glob": glob, "extensions": ext or None,
+                             "max_concurrent": max_concurrent, "max_retries": max_retries, "priority": priority,
+                             "webhook_url": webhook_url, "remote_config": remote_config, "name": name}
+    if manifest is not None:
+        try:
+            flags["manifest"] = manifest.read_text()
+        except OSError as exc:
+            console.print(f"[red]Cannot read {manifest}:[/red] {exc}")
+            raise typer.Exit(2) from None
+        flags["manifest_format"] = "jsonl" if manifest.suffix.lower() in (".jsonl", ".ndjson") else None
+    given_params: dict[str, Any] = json.loads(params) if params else {}
+    for kv in param or []:
+        k, _, v = kv.partition("=")
+        given_params[k] = v
+    if given_params:
+        flags["params"] = given_params
+    body.update({k: v for k, v in flags.items() if v is not None})
+    body["dry_run"] = dry_run or explain
+    try:
+        with _client(url, api_key) as client:
+            answer = _check(client.post("/v1/batches", json=body))
+            if explain:
+                _print_explain(answer)
+                return
+            if dry_run:
+                _print_plan(answer)
+                out.print_json(json.dumps({k: answer[k] for k in ("total", "jobs", "skipped")}))
+                return
+            console.print(f"Created batch {answer['id']} ({answer['total']} items)")
+            if wait:
+                answer = _wait_batch(client, answer)
+            _print_batch(answer)
+            out.print_json(json.dumps(answer))
+    except httpx.TransportError as exc:
+        raise _connect_error(url, exc) from None
+    if wait and answer["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+@batch_app.command("status")
+def batch_status(batch_id: str, wait: Annotated[bool, typer.Option("--wait")] = False,
+                 url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> None:
+    """Show a batch: counts by item state, ETA, results (optionally wait for it)."""
+    try:
+        with _client(url, api_key) as client:
+            batch = _check(client.get(f"/v1/batches/{batch_id}"))
+            if wait:
+                batch = _wait_batch(client, batch)
+    except httpx.TransportError as exc:
+        raise _connect_error(url, exc) from None
+    _print_batch(batch)
+    out.print_json(json.dumps(batch))
+
+
+def _batch_action(batch_id: str, action: str, url: str, api_key: str | None) -> None:
+    try:
+        with _client(url, api_key) as client:
+            _print_batch(_check(client.post(f"/v1/batches/{batch_id}/{action}")))
+    except httpx.TransportError as exc:
+        raise _connect_error(url, exc) from None
+
+
+@batch_app.command("cancel")
+def batch_cancel(batch_id: str, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> None:
+    """Cancel a batch: pending items never run, running jobs are stopped."""
+    _batch_action(batch_id, "cancel", url, api_key)
+
+
+@batch_app.command("pause")
+def batch_pause(batch_id: str, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> None:
+    """Pause a batch: no new jobs start; running ones finish."""
+    _batch_action(batch_id, "pause", url, api_key)
+
+
+@batch_app.command("resume")
+def batch_resume(batch_id: str, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> None:
+    """Resume a paused batch."""
+    _batch_action(batch_id, "resume", url, api_key)
+
+
+@batch_app.command("results")
+def batch_results(batch_id: str,
+                  format_: Annotated[str, typer.Option("--format", help="json or csv")] = "json",
+                  output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file")] = None,
+                  url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> None:
+    """results.json / results.csv of a batch: item -> status, outputs, error code, seconds."""
+    try:
+        with _client(url, api_key) as client:
+            resp = client.get(f"/v1/batches/{batch_id}/results", params={"format": format_})
+            if resp.status_code >= 400:
+                _check(resp)
+    except httpx.TransportError as exc:
+        raise _connect_error(url, exc) from None
+    if output is not None:
+        output.write_bytes(resp.content)
+        console.print(f"Wrote {output}")
+    else:
+        sys.stdout.write(resp.text)
+
+
+@batch_app.command("list")
+def batch_list(limit: int = 20, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> None:
+    """List recent batches."""
+    try:
+        with _client(url, api_key) as client:
+            data = _check(client.get("/v1/batches", params={"limit": limit}))
+    except httpx.TransportError as exc:
+        raise _connect_error(url, exc) from None
+    table = Table("id", "name", "status", "items", "done", "failed")
+    for b in data["batches"]:
+        c = b["counts"]
+        table.add_row(b["id"], b.get("name") or "", b["status"], str(b["total"]), str(c["succeeded"] + c["skipped"]),
+                      str(c["failed"]))
+    out.print(table)
+
+
+@presets_app.command("add")
+def presets_add(name: str, from_: Annotated[Path, typer.Option("--from", help="JSON or TOML file of batch values")],
+                url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> None:
+    """Store (or replace) a preset: batch values such as op and params."""
+    values = _read_values(from_)
+    try:
+        with _client(url, api_key) as client:
+            preset = _check(client.put(f"/v1/presets/{name}", json={"values": values}))
+    except httpx.TransportError as exc:
+        raise _connect_error(url, exc) from None
+    console.print(f"Stored preset {preset['name']!r}")
+    out.print_json(json.dumps(preset["values"]))
+
+
+@presets_app.command("list")
+def presets_list(url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> None:
+    """List stored presets."""
+    try:
+        with _client(url, api_key) as client:
+            data = _check(client.get("/v1/presets"))
+    except httpx.TransportError as exc:
+        raise _connect_error(url, exc) from None
+    table = Table("name", "values")
+    for p in data["presets"]:
+        table.add_row(p["name"], _shown(p["values"]))
+    out.print(table)
+
+
+@presets_app.command("rm")
+def presets_rm(name: str, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> None:
+    """Remove a preset."""
+    try:
+        with _client(url, api_key) as client:
+            resp = client.delete(f"/v1/presets/{name}")
+            if resp.status_code >= 400:
+                _check(resp)
+    except httpx.TransportError as exc:
+        raise _connect_error(url, exc) from None
+    console.print(f"Removed preset {name!r}")
 
 
 def main() -> None:  # pragma: no cover

@@ -49,6 +49,12 @@ OTHER_ENV_NAMES = frozenset({
     "REELFORGE_AGENT_API", "REELFORGE_AGENT_TOKEN",  # `reelforge agent`
     "REELFORGE_FFMPEG", "REELFORGE_FFPROBE", "REELFORGE_ESPEAK",  # tool paths (media, models)
     "REELFORGE_FORCE_CPU", "REELFORGE_RVM_PRECISION",  # model switches read by the model loaders
+    # `reelforge batch run`: the env layer of a batch's values (jobs/batch_config.py ENV_NAMES, checked there)
+    *(f"REELFORGE_BATCH_{name.upper()}" for name in (
+        "name", "op", "params", "preset", "prefix", "inputs", "manifest_key", "manifest_format", "glob",
+        "extensions", "min_size", "max_size", "modified_after", "modified_before", "s3_endpoint_url",
+        "s3_access_key_id", "s3_secret_access_key", "s3_region", "destination", "filename", "max_concurrent",
+        "max_retries", "priority", "timeout_s", "webhook_url", "item_webhooks", "remote_config")),
 })
 REVEAL_SECRETS = "reveal_secrets"  # serialization context key: see Settings.handover_dict
 
@@ -192,6 +198,7 @@ class LimitSettings(_Group):
     disk_low_bytes: int = Field(default=1024**3, ge=0)
     max_video_fps: float = 240.0  # frame rate of an input video
     max_input_streams: int = 16  # streams in one input file (video + audio + subtitle + data)
+    max_batch_items: int = Field(default=100_000, ge=1)  # items one batch may have (jobs/batches.py)
     # burned subtitles: cues and characters of event text allowed per second of video, with a floor for
     # short clips (libass work grows with both; a normal subtitle is ~0.5 cues and ~20 characters a second)
     max_subtitle_cues_per_s: float = 20.0
@@ -369,6 +376,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "max_image_pixels": ("limits", "max_image_pixels"), "max_video_pixels": ("limits", "max_video_pixels"),
     "disk_reserve_bytes": ("limits", "disk_reserve_bytes"), "disk_low_bytes": ("limits", "disk_low_bytes"),
     "max_video_fps": ("limits", "max_video_fps"), "max_input_streams": ("limits", "max_input_streams"),
+    "max_batch_items": ("limits", "max_batch_items"),
     "max_subtitle_cues_per_s": ("limits", "max_subtitle_cues_per_s"),
     "max_subtitle_chars_per_s": ("limits", "max_subtitle_chars_per_s"),
     "min_subtitle_cues": ("limits", "min_subtitle_cues"), "min_subtitle_chars": ("limits", "min_subtitle_chars"),

@@ -19,6 +19,7 @@ from reelforge.api.legacy_seed004 import router as seed004_router
 from reelforge.api.metrics_http import HttpMetrics
 from reelforge.api.openapi import install_openapi
 from reelforge.api.routes_agents import router as agents_router
+from reelforge.api.routes_batches import router as batches_router
 from reelforge.api.routes_files import router as files_router
 from reelforge.api.routes_jobs import router as jobs_router
 from reelforge.api.routes_shotstack import router as shotstack_router
@@ -33,6 +34,7 @@ from reelforge.engine.services import Services
 from reelforge.errors import ReelForgeError
 from reelforge.jobs.agents import AgentJobs
 from reelforge.jobs.batcher import SubmitBatcher
+from reelforge.jobs.batches import BatchFeeder, BatchService
 from reelforge.jobs.capacity import CapacityCollector, Ledger, ledger_path
 from reelforge.jobs.idle import IdleShutdown
 from reelforge.jobs.services import JobServices
@@ -189,6 +191,10 @@ def create_app(settings: Settings | None = None, *,
         app.state.idle_shutdown = IdleShutdown(settings, services.stores.jobs)
         app.state.batcher = SubmitBatcher(services.stores.jobs, executor.submit)
         app.state.jobs = services.job_service(executor, batcher=app.state.batcher)
+        # batches submit through the same JobService; the feeder resumes batches a stopped service left
+        app.state.batches = BatchService(settings, services.stores, storage=services.storage, jobs=app.state.jobs,
+                                         webhooks=services.webhooks)
+        feeder = BatchFeeder(app.state.batches)
         app.state.metrics_registry = registry
         app.state.db_limiter = make_limiter()
         executor.start()
@@ -197,9 +203,11 @@ def create_app(settings: Settings | None = None, *,
         if capacity is not None:
             capacity.start()
         app.state.idle_shutdown.start()
+        feeder.start()
         try:
             yield
         finally:
+            feeder.stop()
             app.state.idle_shutdown.stop()
             if capacity is not None:
                 capacity.stop()
@@ -228,6 +236,7 @@ def create_app(settings: Settings | None = None, *,
     app.include_router(seed004_router)  # the users' earlier API: /video/*, /transcribe, /job/{id}
     app.include_router(seed003_router)  # the earlier overlay service: /overlay
     app.include_router(shotstack_router)
+    app.include_router(batches_router)
     install_ui(app)
     # uploads (users' files, agents' outputs) have their own, larger cap
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes,

@@ -1,4 +1,5 @@
-"""SQLAlchemy tables: jobs (the source of truth), uploaded files, API keys, webhook attempts and outbox.
+"""SQLAlchemy tables: jobs (the source of truth), uploaded files, API keys, webhook attempts and outbox,
+batches, their items and presets.
 
 Times are unix seconds (float) so SQLite and PostgreSQL behave the same and arithmetic stays trivial;
 the API renders them as ISO 8601.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -130,3 +131,66 @@ class AgentTokenRow(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seen_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     resources: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class BatchRow(Base):
+    """A batch run (jobs/batches.py): its merged config, which layer set each value (`explain`), the source's
+    own credentials (`secrets`, never shown), and where results.json/csv were written (`results`)."""
+
+    __tablename__ = "batches"
+    __table_args__ = (
+        Index("ix_batches_tenant_created", "tenant", "created_at"),
+        Index("ix_batches_status", "status"),
+        Index("ix_batches_fingerprint", "tenant", "fingerprint"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    explain: Mapped[dict[str, Any]] = mapped_column(JSON)
+    secrets: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    total: Mapped[int] = mapped_column(Integer)
+    results: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class BatchItemRow(Base):
+    """One item of a batch, keyed for resumability by (source, etag, size); `params` are the rendered,
+    validated job params; `job_id` the job of its current try."""
+
+    __tablename__ = "batch_items"
+    __table_args__ = (Index("ix_batch_items_status", "batch_id", "status"),)
+
+    batch_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    etag: Mapped[str] = mapped_column(String(200), default="")
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    row: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    vars: Mapped[dict[str, Any]] = mapped_column(JSON)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    outputs: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class PresetRow(Base):
+    """A named set of batch values (op, params, ...) a tenant stored (`reelforge presets add`)."""
+
+    __tablename__ = "presets"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)

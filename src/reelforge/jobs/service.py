@@ -1,7 +1,7 @@
 """The one path to submit, cancel, retry and read jobs.
 
-Every front door calls this: the HTTP routes (api/routes_jobs.py), and whatever comes next (a batch
-runner, compatibility routes, the dashboard). It needs no web framework object: a tenant, a request body
+Every front door calls this: the HTTP routes (api/routes_jobs.py), the batch feeder (jobs/batches.py), and
+whatever comes next (compatibility routes, the dashboard). It needs no web framework object: a tenant, a request body
 and the stores. What it decides, in one place:
 
     submit   the op's params validated against its pydantic model (422 with the field path), uploaded
@@ -183,9 +183,11 @@ class JobService:
             JOBS_SUBMITTED.labels(op=job.op).inc()
         return job, created
 
-    def submit(self, tenant: str, body: JobCreate, *, idempotency_key: str | None = None) -> tuple[JobRecord, bool]:
-        """Validate, check, insert and hand the job to the executor. Returns (job, created)."""
-        prepared = self.prepare(tenant, body, idempotency_key=idempotency_key)
+    def submit(self, tenant: str, body: JobCreate, *, idempotency_key: str | None = None,
+               notes: dict[str, Any] | None = None) -> tuple[JobRecord, bool]:
+        """Validate, check, insert and hand the job to the executor. Returns (job, created).
+        `notes`: the job's first notes (e.g. the batch item it runs, jobs/batches.py)."""
+        prepared = self.prepare(tenant, body, idempotency_key=idempotency_key, notes=notes)
         self.check_files(tenant, prepared.file_ids)
         job, created = self._insert(prepared.values)
         if created:

@@ -54,7 +54,14 @@ _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 
 def make_s3_client(settings: Settings) -> Any:
     """A boto3 S3 client for the configured endpoint; empty credentials fall back to boto3's chain."""
-    custom_endpoint = bool(settings.storage.s3_endpoint_url)
+    conf = settings.storage
+    return make_client(endpoint_url=conf.s3_endpoint_url, access_key_id=conf.s3_access_key_id,
+                       secret_access_key=conf.s3_secret_access_key.get_secret_value(), region=conf.s3_region)
+
+
+def make_client(*, endpoint_url: str, access_key_id: str, secret_access_key: str, region: str) -> Any:
+    """A boto3 S3 client for an endpoint (the service's storage, or a batch's own bucket)."""
+    custom_endpoint = bool(endpoint_url)
     options: dict[str, Any] = {
         "signature_version": "s3v4",
         "retries": {"max_attempts": 5, "mode": "standard"},
@@ -75,11 +82,11 @@ def make_s3_client(settings: Settings) -> Any:
         options.pop("response_checksum_validation", None)
         config = Config(**options)
     session = boto3.session.Session(
-        aws_access_key_id=settings.storage.s3_access_key_id or None,
-        aws_secret_access_key=settings.storage.s3_secret_access_key.get_secret_value() or None,
-        region_name=settings.storage.s3_region or None,
+        aws_access_key_id=access_key_id or None,
+        aws_secret_access_key=secret_access_key or None,
+        region_name=region or None,
     )
-    return session.client("s3", endpoint_url=settings.storage.s3_endpoint_url or None, config=config)
+    return session.client("s3", endpoint_url=endpoint_url or None, config=config)
 
 
 def content_disposition(filename: str) -> str:

@@ -1,0 +1,301 @@
+"""Batches against moto's S3 server: a prefix of 30 objects -> 30 jobs, outputs under the destination pattern,
+results.json/csv; dry run; re-run skips; kill -9 mid-batch resumes; presets and a remote config merge by
+priority; bad sources, configs and manifests are clear 4xx with nothing created."""
+
+from __future__ import annotations
+
+import csv
+import http.server
+import io
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+from tests.conftest import ffmpeg
+from tests.integration.service import Service, moto_bucket
+
+moto_server = pytest.importorskip("moto.server")
+
+
+def s3_client(env: dict[str, str]) -> Any:
+    return boto3.client("s3", endpoint_url=env["REELFORGE_S3_ENDPOINT_URL"], region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("media") / "clip.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=10:duration=1", "-c:v", "libx264", "-preset",
+           "ultrafast", "-pix_fmt", "yuv420p", str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory, media: Path) -> Iterator[tuple[Service, dict[str, str]]]:
+    with moto_bucket() as env:
+        client = s3_client(env)
+        bucket = env["REELFORGE_S3_BUCKET"]
+        data = media.read_bytes()
+        for i in range(30):
+            client.put_object(Bucket=bucket, Key=f"input/c1/clip{i:02d}.mp4", Body=data)
+        client.put_object(Bucket=bucket, Key="input/c1/notes.txt", Body=b"not media")
+        svc = Service(tmp_path_factory.mktemp("batch") / "data", REELFORGE_FETCH_ALLOW_PRIVATE="true",
+                      REELFORGE_WORKERS="3", **env)
+        svc.start()
+        yield svc, env
+        svc.stop()
+
+
+def wait_batch(c: httpx.Client, batch_id: str, timeout: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = c.get(f"/v1/batches/{batch_id}").json()
+        if batch["status"] in ("succeeded", "failed", "cancelled"):
+            return batch
+        time.sleep(0.3)
+    raise AssertionError(f"batch {batch_id} did not end: {batch}")
+
+
+def batch_jobs(c: httpx.Client, batch_id: str) -> list[dict[str, Any]]:
+    jobs, before = [], None
+    while True:
+        page = c.get("/v1/jobs", params={"limit": 200, **({"before": before} if before else {})}).json()
+        jobs += [j for j in page["jobs"] if j["notes"].get("batch_id") == batch_id]
+        before = page["next_before"]
+        if before is None:
+            return jobs
+
+
+def test_prefix_of_30_objects_dry_run_run_results_and_rerun(s3):
+    svc, env = s3
+    bucket = env["REELFORGE_S3_BUCKET"]
+    spec = {"prefix": f"s3://{bucket}/input/c1", "op": "probe", "extensions": [".mp4"],
+            "destination": f"s3://{bucket}/out/c1", "filename": "{stem}_{index}.{output}{out_ext}",
+            "max_concurrent": 3, "name": "c1"}
+    with svc.client() as c:
+        jobs_before = len(c.get("/v1/jobs", params={"limit": 200}).json()["jobs"])
+        plan = c.post("/v1/batches", json={**spec, "dry_run": True})
+        assert plan.status_code == 200, plan.text
+        plan = plan.json()
+        assert plan["total"] == 30 and plan["jobs"] == 30 and plan["skipped"] == 0
+        assert plan["items"][3]["job"] == {"op": "probe", "queue": "cpu",
+                                           "params": {"input": f"s3://{bucket}/input/c1/clip03.mp4"}}
+        assert plan["explain"]["params.input"] == "default" and plan["explain"]["op"] == "flags"
+        assert len(c.get("/v1/jobs", params={"limit": 200}).json()["jobs"]) == jobs_before  # dry run: no job
+        assert c.get("/v1/batches").json()["batches"] == []
+
+        created = c.post("/v1/batches", json=spec)
+        assert created.status_code == 202, created.text
+        batch = wait_batch(c, created.json()["id"])
+        assert batch["status"] == "succeeded", batch
+        assert batch["counts"]["succeeded"] == 30 and batch["total"] == 30
+        assert len(batch_jobs(c, batch["id"])) == 30
+
+        keys = {o["Key"] for o in s3_client(env).list_objects_v2(Bucket=bucket, Prefix="out/c1/")["Contents"]}
+        assert {f"out/c1/clip{i:02d}_{i}.probe.json" for i in range(30)} | {"out/c1/results.json",
+                                                                            "out/c1/results.csv"} == keys
+        probe = json.loads(s3_client(env).get_object(Bucket=bucket, Key="out/c1/clip07_7.probe.json")["Body"].read())
+        assert probe["streams"][0]["codec"] == "h264"
+
+        results = c.get(f"/v1/batches/{batch['id']}/results").json()
+        assert results["status"] == "succeeded" and len(results["items"]) == 30
+        first = results["items"][0]
+        assert first["source"] == f"s3://{bucket}/input/c1/clip00.mp4" and first["status"] == "succeeded"
+        assert first["outputs"] == {"probe": f"s3://{bucket}/out/c1/clip00_0.probe.json"}
+        assert first["etag"] and first["size"] > 0 and first["seconds"] is not None
+        rows = list(csv.DictReader(io.StringIO(c.get(f"/v1/batches/{batch['id']}/results",
+                                                     params={"format": "csv"}).text)))
+        assert len(rows) == 30 and {r["status"] for r in rows} == {"succeeded"}
+        assert rows[5]["outputs"] == f"probe=s3://{bucket}/out/c1/clip05_5.probe.json"
+        stored = json.loads(s3_client(env).get_object(Bucket=bucket, Key="out/c1/results.json")["Body"].read())
+        assert stored["items"] == results["items"]
+        assert batch["results"]["json_key"] == f"batches/{batch['id']}/results.json"
+
+        # the same batch again: every item was done, nothing runs
+        again = c.post("/v1/batches", json=spec).json()
+        again = wait_batch(c, again["id"])
+        assert again["status"] == "succeeded" and again["counts"]["skipped"] == 30, again
+        assert batch_jobs(c, again["id"]) == []
+        # a new object under the prefix: only it runs
+        s3_client(env).put_object(Bucket=bucket, Key="input/c1/clip99.mp4",
+                                  Body=s3_client(env).get_object(Bucket=bucket, Key="input/c1/clip00.mp4")["Body"].read())
+        third = wait_batch(c, c.post("/v1/batches", json=spec).json()["id"])
+        assert third["counts"]["skipped"] == 30 and third["counts"]["succeeded"] == 1, third
+        assert len(batch_jobs(c, third["id"])) == 1
+        s3_client(env).delete_object(Bucket=bucket, Key="input/c1/clip99.mp4")
+
+
+def test_cli_dry_run_and_explain(s3):
+    svc, env = s3
+    bucket = env["REELFORGE_S3_BUCKET"]
+    run = svc.cli("batch", "run", "--prefix", f"s3://{bucket}/input/c1", "--op", "probe", "--glob", "clip0*",
+                  "--dry-run")
+    assert run.returncode == 0, run.stderr
+    assert "10 items" in run.stderr and "Nothing was" in run.stderr
+    assert json.loads(run.stdout[run.stdout.index("{"):]) == {"total": 10, "jobs": 10, "skipped": 0}
+    explain = svc.cli("batch", "run", "--prefix", f"s3://{bucket}/input/c1", "--op", "probe", "--explain")
+    assert explain.returncode == 0, explain.stderr
+    assert "max_concurrent" in explain.stdout and "default" in explain.stdout and "flags" in explain.stdout
+
+
+def test_bad_sources_manifests_and_templates_are_4xx_and_create_nothing(s3):
+    svc, env = s3
+    bucket = env["REELFORGE_S3_BUCKET"]
+    with svc.client() as c:
+        batches_before = c.get("/v1/batches").json()["batches"]
+
+        def refused(body: dict[str, Any], status: int, code: str) -> dict[str, Any]:
+            resp = c.post("/v1/batches", json={"op": "probe", **body})
+            assert resp.status_code == status, resp.text
+            assert resp.json()["error"]["code"] == code, resp.text
+            return resp.json()["error"]
+
+        refused({"prefix": f"s3://{bucket}/input/nothing-here"}, 422, "source_empty")
+        err = refused({"prefix": f"s3://{bucket}/input/c1", "extensions": [".mov"]}, 422, "source_empty")
+        assert "31 left out by the filters" in err["message"]
+        refused({"prefix": "s3://no-such-bucket-anywhere/x"}, 422, "source_bucket_not_allowed")
+        refused({"prefix": "s3://no-such-bucket-anywhere/x", "s3_access_key_id": "testing",
+                 "s3_secret_access_key": "testing", "s3_endpoint_url": env["REELFORGE_S3_ENDPOINT_URL"]},
+                422, "source_bucket_not_found")
+        refused({"prefix": f"s3://{bucket}/rf/jobs"}, 422, "source_bucket_not_allowed")  # the service's own folder
+        refused({}, 422, "source_missing")
+        err = refused({"manifest": "input,label\nhttps://example.com/a.mp4,one\n,two\nhttps://example.com/c.mp4,x,extra\n"},
+                      422, "manifest_invalid")
+        assert [d["row"] for d in err["details"]] == [3, 4]
+        err = refused({"inputs": ["https://example.com/a.mp4", "not a ref"]}, 422, "batch_items_invalid")
+        assert err["details"][0]["index"] == 1 and err["details"][0]["path"] == "params.input"
+        err = refused({"inputs": ["https://example.com/a.mp4"], "destination": "out", "filename": "{nope}.json"},
+                      422, "batch_items_invalid")
+        assert "unknown placeholder {nope}" in err["details"][0]["message"]
+        refused({"inputs": ["https://example.com/a.mp4"], "max_concurrent": 0}, 422, "invalid_request")
+        refused({"inputs": ["https://example.com/a.mp4"], "layers": [{"rank": "file", "label": "config file b.toml",
+                                                                       "values": {"max_concurent": 2}}]},
+                422, "invalid_config")
+        assert c.get("/v1/batches").json()["batches"] == batches_before
+
+
+class _ConfigServer:
+    """A loopback HTTP server for remote config documents (the service allows loopback fetches only because
+    the test sets REELFORGE_FETCH_ALLOW_PRIVATE=true)."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, bytes] = {}
+        docs = self.docs
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                body = docs.get(self.path)
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_preset_and_remote_config_merge_by_priority(s3, tmp_path):
+    svc, env = s3
+    bucket = env["REELFORGE_S3_BUCKET"]
+    remote = _ConfigServer()
+    try:
+        remote.docs["/batch.json"] = json.dumps({"max_concurrent": 7, "max_retries": 3, "priority": 2,
+                                                 "glob": "clip1*"}).encode()
+        remote.docs["/broken.json"] = b"{not json"
+        preset = tmp_path / "high.toml"
+        preset.write_text('op = "probe"\nmax_concurrent = 2\nmax_retries = 2\npriority = 1\nname = "from preset"\n')
+        added = svc.cli("presets", "add", "high", "--from", str(preset))
+        assert added.returncode == 0, added.stderr
+        assert "high" in svc.cli("presets", "list").stdout
+        with svc.client() as c:
+            body = {"preset": "high", "prefix": f"s3://{bucket}/input/c1", "priority": 5, "dry_run": True,
+                    "layers": [{"rank": "file", "label": "config file b.toml",
+                                "values": {"remote_config": remote.url("/batch.json"), "max_retries": 9,
+                                           "max_concurrent": 9, "name": "from file"}},
+                               {"rank": "env", "label": "env", "values": {"max_retries": "4"}}]}
+            plan = c.post("/v1/batches", json=body)
+            assert plan.status_code == 200, plan.text
+            plan = plan.json()
+            cfg, why = plan["config"], plan["explain"]
+            # default < preset < config file < remote config < env < flags
+            assert (cfg["op"], why["op"]) == ("probe", "preset high")
+            assert (cfg["name"], why["name"]) == ("from file", "config file b.toml")
+            assert (cfg["max_concurrent"], why["max_concurrent"]) == (7, f"remote config {remote.url('/batch.json')}")
+            assert (cfg["max_retries"], why["max_retries"]) == (4, "env")
+            assert (cfg["priority"], why["priority"]) == (5, "flags")
+            assert (cfg["filename"], why["filename"]) == ("{stem}.{output}{out_ext}", "default")
+            assert plan["total"] == 10  # the remote config's glob
+            assert plan["layers"] == ["preset high", "config file b.toml",
+                                      f"remote config {remote.url('/batch.json')}", "env", "flags"]
+
+            for path, code in (("/missing.json", "remote_config_unavailable"), ("/broken.json", "remote_config_invalid")):
+                bad = c.post("/v1/batches", json={**body, "layers": [{"rank": "file", "label": "config file b.toml",
+                                                                      "values": {"remote_config": remote.url(path)}}]})
+                assert bad.status_code == 422 and bad.json()["error"]["code"] == code, bad.text
+                assert "remote config" in bad.json()["error"]["message"]
+            missing = c.post("/v1/batches", json={**body, "preset": "nope"})
+            assert missing.status_code == 404 and missing.json()["error"]["code"] == "preset_not_found"
+        assert svc.cli("presets", "rm", "high").returncode == 0
+        assert "high" not in svc.cli("presets", "list").stdout
+    finally:
+        remote.close()
+
+
+def test_kill_9_mid_batch_resumes_without_running_an_item_twice(tmp_path, media):
+    with moto_bucket() as env:
+        client = s3_client(env)
+        bucket = env["REELFORGE_S3_BUCKET"]
+        for i in range(12):
+            client.put_object(Bucket=bucket, Key=f"in/v{i:02d}.mp4", Body=media.read_bytes())
+        svc = Service(tmp_path / "data", REELFORGE_FETCH_ALLOW_PRIVATE="true", REELFORGE_WORKERS="2", **env).start()
+        try:
+            with svc.client() as c:
+                # the batch's own credentials: the job hosts read presigned GETs, not the service's storage
+                created = c.post("/v1/batches", json={
+                    "prefix": f"s3://{bucket}/in/", "op": "probe", "max_concurrent": 2,
+                    "s3_endpoint_url": env["REELFORGE_S3_ENDPOINT_URL"], "s3_access_key_id": "testing",
+                    "s3_secret_access_key": "testing", "destination": f"s3://{bucket}/out"})
+                assert created.status_code == 202, created.text
+                batch_id = created.json()["id"]
+                assert created.json()["config"]["s3_secret_access_key"] == "***"
+                deadline = time.monotonic() + 120
+                while c.get(f"/v1/batches/{batch_id}").json()["counts"]["succeeded"] < 3:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            svc.stop(signal.SIGKILL)
+            with svc.client() as c:  # not reachable now
+                with pytest.raises(httpx.TransportError):
+                    c.get("/health")
+            svc.start()
+            with svc.client() as c:
+                batch = wait_batch(c, batch_id)
+                assert batch["status"] == "succeeded" and batch["counts"]["succeeded"] == 12, batch
+                jobs = batch_jobs(c, batch_id)
+                per_item: dict[int, int] = {}
+                for job in jobs:
+                    if job["status"] == "succeeded":
+                        per_item[job["notes"]["batch_item"]] = per_item.get(job["notes"]["batch_item"], 0) + 1
+                        assert job["params"]["input"].startswith(env["REELFORGE_S3_ENDPOINT_URL"])  # presigned
+                assert per_item == {i: 1 for i in range(12)}, per_item
+                keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="out/")["Contents"]}
+                assert {f"out/v{i:02d}.probe.json" for i in range(12)} <= keys
+        finally:
+            svc.stop()
