@@ -68,7 +68,7 @@ class BatchValues(BaseModel):
                                     description="s3://bucket/prefix (or a key prefix in the service's storage)")
     filename: str | None = Field(default=None, max_length=500, description="Output key pattern under destination")
     # control
-    max_concurrent: int | None = Field(default=None, ge=1, le=1000)
+    max_concurrent: int | None = Field(default=None, ge=1, le=100_000)
     max_retries: int | None = Field(default=None, ge=0, le=10)
     priority: int | None = Field(default=None, ge=-10, le=10)
     timeout_s: float | None = Field(default=None, gt=0)

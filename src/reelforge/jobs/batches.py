@@ -557,9 +557,9 @@ class BatchFeeder:
             self._settle(rec, flight)
         if rec.status == "running":
             free = int(config.get("max_concurrent") or 1) - active
-            if free > 0:
-                for item in self.store.items(batch_id, status=["pending"], limit=free):
-                    self._submit(rec, item)
+            pending = self.store.items(batch_id, status=["pending"], limit=free) if free > 0 else []
+            if pending:
+                self._submit(rec, pending)
         elif rec.status == "cancelling":
             self.store.cancel_pending(batch_id)
         counts = self.store.counts(batch_id)
@@ -600,33 +600,32 @@ class BatchFeeder:
             self._buckets[key] = self.service.bucket(bucket, rec.secrets)
         return self._buckets[key]
 
-    def _submit(self, rec: BatchRecord, item: ItemRecord) -> None:
+    def _submit(self, rec: BatchRecord, items: list[ItemRecord]) -> None:
+        """Submit pending items through JobService (one transaction for all their job rows)."""
         config = rec.config
-        params = item.params
-        if rec.secrets and item.source.startswith("s3://"):
-            # the job host has no credentials for the batch's own bucket: it reads a presigned GET
-            bucket, key = split_s3_url(item.source)
-            url = self._bucket(rec, bucket).presign_get(key, PRESIGN_S)
-            params = _replace_exact(params, item.source, url)
-        body = JobCreate(op=config["op"], params=params, priority=config.get("priority", 0),
-                         timeout_s=config.get("timeout_s"),
-                         webhook_url=config.get("webhook_url") if config.get("item_webhooks") else None)
-        key = f"{rec.id}:{item.idx}:{item.tries + 1}"
+        entries = []
+        for item in items:
+            params = item.params
+            if rec.secrets and item.source.startswith("s3://"):
+                # the job host has no credentials for the batch's own bucket: it reads a presigned GET
+                bucket, key = split_s3_url(item.source)
+                params = _replace_exact(params, item.source, self._bucket(rec, bucket).presign_get(key, PRESIGN_S))
+            body = JobCreate(op=config["op"], params=params, priority=config.get("priority", 0),
+                             timeout_s=config.get("timeout_s"),
+                             webhook_url=config.get("webhook_url") if config.get("item_webhooks") else None)
+            entries.append((body, f"{rec.id}:{item.idx}:{item.tries + 1}", {"batch_id": rec.id,
+                                                                             "batch_item": item.idx}))
         jobs = self.service.jobs
-        try:
-            job, _ = jobs.submit(rec.tenant, body, idempotency_key=key,
-                                 notes={"batch_id": rec.id, "batch_item": item.idx})
-        except Conflict:  # submitted before a crash, with a presigned URL signed then: that job is the one
-            found = jobs.jobs.find_by_idempotency_key(rec.tenant, key)
-            if found is None:
-                raise
-            job = found
-        except UserError as exc:  # e.g. an uploaded input deleted since the batch was created
-            self.store.update_item(rec.id, item.idx, expect="pending", status="failed", error=exc.to_dict(),
-                                   finished_at=time.time(), tries=item.tries + 1)
-            return
-        self.store.update_item(rec.id, item.idx, expect="pending", status="submitted", job_id=job.id,
-                               tries=item.tries + 1)
+        marks = []
+        for item, (_, key, _), answer in zip(items, entries, jobs.submit_many(rec.tenant, entries), strict=True):
+            if isinstance(answer, Conflict):  # submitted before a crash, with a URL signed then: that job it is
+                answer = jobs.jobs.find_by_idempotency_key(rec.tenant, key) or answer
+            if isinstance(answer, ReelForgeError):  # e.g. an uploaded input deleted since the batch was made
+                self.store.update_item(rec.id, item.idx, expect="pending", status="failed", error=answer.to_dict(),
+                                       finished_at=time.time(), tries=item.tries + 1)
+            else:
+                marks.append((item.idx, answer.id, item.tries + 1))
+        self.store.mark_submitted(rec.id, marks)
 
     def _deliver(self, rec: BatchRecord, item: ItemRecord, result: dict[str, Any]) -> dict[str, Any]:
         """Copy a succeeded job's outputs to the destination pattern; {name: {key, url, size}}."""

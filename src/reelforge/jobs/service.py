@@ -29,11 +29,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.exc import IntegrityError
 
 from reelforge.config import Settings
 from reelforge.engine.metrics import JOBS_SUBMITTED
 from reelforge.engine.routing import queue_for
-from reelforge.errors import Conflict, InputError, InvalidParams, NotFound, invalid_params
+from reelforge.errors import Conflict, InputError, InvalidParams, NotFound, ReelForgeError, invalid_params
 from reelforge.jobs.events import terminal_event
 from reelforge.jobs.states import JobStatus
 from reelforge.jobs.store import JobRecord
@@ -193,6 +194,52 @@ class JobService:
         if created:
             JOBS_SUBMITTED.labels(op=job.op).inc()
         return job, created
+
+    def submit_many(self, tenant: str, entries: Sequence[tuple[JobCreate, str | None, dict[str, Any] | None]],
+                    ) -> list[JobRecord | ReelForgeError]:
+        """submit() for many jobs at once (body, idempotency key, notes): each validated, the files checked in
+        one query, the rows inserted in one transaction, then handed to the executor. An entry whose key was
+        used before comes back as that job (as submit() would; a key reused with other params is Conflict).
+        Returns, per entry, its job or the user error that refused it."""
+        out: list[JobRecord | ReelForgeError] = []
+        prepared: list[tuple[int, PreparedJob]] = []
+        for body, key, notes in entries:
+            try:
+                prepared.append((len(out), self.prepare(tenant, body, idempotency_key=key, notes=notes)))
+                out.append(Conflict("not inserted"))  # replaced below
+            except ReelForgeError as exc:
+                out.append(exc)
+        file_ids = [f for _, p in prepared for f in p.file_ids]
+        if file_ids:
+            owned = self.stores.files.storage_keys(file_ids, tenant)
+            kept = []
+            for index, p in prepared:
+                missing = next((f for f in p.file_ids if f not in owned), None)
+                if missing is None:
+                    kept.append((index, p))
+                else:
+                    out[index] = InputError(f"No uploaded file {missing!r}.", code="input_not_found")
+            prepared = kept
+        if not prepared:
+            return out
+        try:
+            records = self.jobs.insert_jobs([p.values for _, p in prepared])
+            created = [(index, rec, True) for (index, _), rec in zip(prepared, records, strict=True)]
+        except IntegrityError:  # a key used before (a retry after a crash): one by one, as submit() does
+            created = []
+            for index, p in prepared:
+                try:
+                    rec, new = self.jobs.insert_job(p.values)
+                except Conflict as exc:
+                    out[index] = exc
+                    continue
+                created.append((index, rec, new))
+        for index, rec, new in created:
+            out[index] = rec
+            if new:
+                JOBS_SUBMITTED.labels(op=rec.op).inc()
+                self.executor.submit(rec)
+        return out
 
     def _insert(self, values: dict[str, Any]) -> tuple[JobRecord, bool]:
         job, created = self.jobs.insert_job(values)

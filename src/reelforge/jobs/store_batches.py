@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from reelforge.jobs.db import _Store, rowcount
 from reelforge.jobs.models import BatchItemRow, BatchRow, JobRow, PresetRow
@@ -174,6 +174,16 @@ class BatchesStore(_Store):
             q = q.where(BatchItemRow.status == expect)
         with self.session() as s, s.begin():
             return rowcount(s.execute(q.values(**values))) == 1
+
+    def mark_submitted(self, batch_id: str, marks: Sequence[tuple[int, str, int]]) -> None:
+        """(idx, job id, tries) of pending items whose jobs were just inserted: one transaction."""
+        if not marks:
+            return
+        stmt = (update(_ITEMS).where(_ITEMS.c.batch_id == batch_id, _ITEMS.c.idx == bindparam("b_idx"),
+                                     _ITEMS.c.status == "pending")
+                .values(status="submitted", job_id=bindparam("b_job"), tries=bindparam("b_tries")))
+        with self.engine.begin() as conn:
+            conn.execute(stmt, [{"b_idx": i, "b_job": j, "b_tries": t} for i, j, t in marks])
 
     def cancel_pending(self, batch_id: str) -> int:
         now = time.time()
