@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import ffmpeg
 from tests.integration.service import Service, moto_bucket
+from tests.webhook_receiver import webhook_receiver
 
 moto_server = pytest.importorskip("moto.server")
 
@@ -75,9 +76,14 @@ def batch_jobs(c: httpx.Client, batch_id: str) -> list[dict[str, Any]]:
 
 
 def test_prefix_of_30_objects_dry_run_run_results_and_rerun(s3):
+    with webhook_receiver() as hooks:
+        run_prefix_of_30_objects(s3, hooks)
+
+
+def run_prefix_of_30_objects(s3: tuple[Service, dict[str, str]], hooks: Any) -> None:
     svc, env = s3
     bucket = env["REELFORGE_S3_BUCKET"]
-    spec = {"prefix": f"s3://{bucket}/input/c1", "op": "probe", "extensions": [".mp4"],
+    spec = {"webhook_url": hooks.url, "prefix": f"s3://{bucket}/input/c1", "op": "probe", "extensions": [".mp4"],
             "destination": f"s3://{bucket}/out/c1", "filename": "{stem}_{index}.{output}{out_ext}",
             "max_concurrent": 3, "name": "c1"}
     with svc.client() as c:
@@ -118,6 +124,9 @@ def test_prefix_of_30_objects_dry_run_run_results_and_rerun(s3):
         stored = json.loads(s3_client(env).get_object(Bucket=bucket, Key="out/c1/results.json")["Body"].read())
         assert stored["items"] == results["items"]
         assert batch["results"]["json_key"] == f"batches/{batch['id']}/results.json"
+        event = hooks.wait_for("batch.succeeded")
+        assert event["batch_id"] == batch["id"] and event["counts"]["succeeded"] == 30
+        assert event["results"]["csv"].endswith(f"/v1/batches/{batch['id']}/results?format=csv")
 
         # the same batch again: every item was done, nothing runs
         again = c.post("/v1/batches", json=spec).json()
@@ -131,6 +140,16 @@ def test_prefix_of_30_objects_dry_run_run_results_and_rerun(s3):
         assert third["counts"]["skipped"] == 30 and third["counts"]["succeeded"] == 1, third
         assert len(batch_jobs(c, third["id"])) == 1
         s3_client(env).delete_object(Bucket=bucket, Key="input/c1/clip99.mp4")
+
+        # pause, resume, cancel: pending items never run
+        other = {**spec, "filename": "{stem}.x.{output}{out_ext}", "max_concurrent": 1, "webhook_url": None}
+        run = c.post("/v1/batches", json={k: v for k, v in other.items() if v is not None}).json()
+        assert c.post(f"/v1/batches/{run['id']}/pause").json()["status"] == "paused"
+        assert c.post(f"/v1/batches/{run['id']}/resume").json()["status"] == "running"
+        assert c.post(f"/v1/batches/{run['id']}/cancel").json()["status"] in ("cancelling", "cancelled")
+        run = wait_batch(c, run["id"])
+        assert run["status"] == "cancelled" and run["counts"]["cancelled"] >= 27, run
+        assert c.post(f"/v1/batches/{run['id']}/resume").status_code == 409
 
 
 def test_cli_dry_run_and_explain(s3):
