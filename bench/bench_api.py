@@ -149,7 +149,8 @@ def start_reference(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
 def measure_reelforge(tmp: Path, clients: int, seconds: int, media: Path) -> tuple[dict, str]:
     """A fresh service (new data dir) per concurrency level, so each level starts from the same store."""
     data = tmp / f"data-{clients}"
-    svc = Service(data, REELFORGE_LEASE_TTL_S="20", REELFORGE_HEARTBEAT_S="2", REELFORGE_ACCESS_LOG="false")
+    svc = Service(data, REELFORGE_LEASE_TTL_S="20", REELFORGE_HEARTBEAT_S="2", REELFORGE_ACCESS_LOG="false",
+                  REELFORGE_SUBMIT_RATE_PER_S="0", REELFORGE_UPLOAD_RATE_PER_S="0")  # saturation, not limits
     svc.env.pop("REELFORGE_WORKERS")
     svc.start()
     try:

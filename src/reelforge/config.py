@@ -205,6 +205,16 @@ class LimitSettings(_Group):
     max_subtitle_chars_per_s: float = 2000.0
     min_subtitle_cues: int = 1000
     min_subtitle_chars: int = 100_000
+    # per-key rate limits (token buckets, api/ratelimit.py): sustained requests a second and the burst allowed;
+    # a rate of 0 turns that limit off. Submits count POST /v1/jobs, retries and other front doors' submits.
+    submit_rate_per_s: float = Field(default=20.0, ge=0)
+    submit_burst: int = Field(default=100, ge=1)
+    upload_rate_per_s: float = Field(default=5.0, ge=0)
+    upload_burst: int = Field(default=20, ge=1)
+    # where the buckets live: memory (this process) | redis (shared by every API process) | auto: redis when
+    # the service runs with a Redis broker (executor celery) or rate_limit_redis_url is set
+    rate_limit_backend: Literal["auto", "memory", "redis"] = "auto"
+    rate_limit_redis_url: SecretUrl = SecretStr("")  # default: the broker URL when it is redis://
 
 
 class SecuritySettings(_Group):
@@ -380,6 +390,10 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "max_subtitle_cues_per_s": ("limits", "max_subtitle_cues_per_s"),
     "max_subtitle_chars_per_s": ("limits", "max_subtitle_chars_per_s"),
     "min_subtitle_cues": ("limits", "min_subtitle_cues"), "min_subtitle_chars": ("limits", "min_subtitle_chars"),
+    "submit_rate_per_s": ("limits", "submit_rate_per_s"), "submit_burst": ("limits", "submit_burst"),
+    "upload_rate_per_s": ("limits", "upload_rate_per_s"), "upload_burst": ("limits", "upload_burst"),
+    "rate_limit_backend": ("limits", "rate_limit_backend"),
+    "rate_limit_redis_url": ("limits", "rate_limit_redis_url"),
     "api_keys_required": ("security", "api_keys_required"), "webhook_secret": ("security", "webhook_secret"),
     "metrics_require_key": ("security", "metrics_require_key"),
     "webhook_secret_previous": ("security", "webhook_secret_previous"),

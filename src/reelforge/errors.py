@@ -15,11 +15,16 @@
     ├── JobTimedOut (504)
     ├── ProcessingError (500)      the work failed for a reason that is not the user's (ffmpeg crash, ...)
     ├── DiskFull (507)             not enough free disk space for the upload / job (never retried)
+    ├── RateLimited (429)          a key sent more submits / uploads than its limit (Retry-After says when)
     └── ServiceUnavailable (503)   a dependency (store, broker, storage) is down
 
 Domain code raises these; only api/errors.py turns them into HTTP responses, and the runner turns them
 into a job's `error` {code, message}. Every class has a machine-readable default `code`; instances may
 carry a more specific one (e.g. MediaError(code="no_video_stream")).
+
+On the wire (`to_dict`: HTTP error bodies, a job's `error`, webhooks) `details` is always a list of objects,
+each with `path` (the offending field, "" when the error is not about one field) and `message`, plus any
+facts the raiser gave (`available`, `step`, ...): a raiser may pass one dict or a list (wire_details).
 """
 
 from __future__ import annotations
@@ -40,9 +45,28 @@ class ReelForgeError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details is not None:
-            body["details"] = self.details
+        details = wire_details(self.details, self.message)
+        if details is not None:
+            body["details"] = details
         return body
+
+
+def wire_details(details: Any, message: str) -> list[dict[str, Any]] | None:
+    """An error's details in their one wire shape: a list of {"path", "message", ...facts} (see the module doc).
+
+    One dict becomes a one-item list; an item without a path gets "" and one without a message gets the error's
+    message; anything that is not a dict is kept under "value"."""
+    if details is None:
+        return None
+    items = details if isinstance(details, list | tuple) else [details]
+    out = []
+    for item in items:
+        entry = dict(item) if isinstance(item, dict) else {"value": item}
+        path = entry.get("path")
+        entry["path"] = "" if path is None else str(path)
+        entry["message"] = str(entry.get("message") or message)
+        out.append(entry)
+    return out
 
 
 class UserError(ReelForgeError):
@@ -117,6 +141,23 @@ class ServiceUnavailable(ReelForgeError):
 class DiskFull(ReelForgeError):
     code = "disk_full"
     http_status = 507
+
+
+class RateLimited(ReelForgeError):
+    """Too many requests of one kind from one key; `retry_after_s` is when the next one would be allowed."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after_s: float, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message, code=code, details=details)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        import math
+
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
 
 
 # ---- pydantic validation errors -> InvalidParams with JSON paths (used by the API and jobs/service.py)

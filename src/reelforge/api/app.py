@@ -17,7 +17,8 @@ from reelforge.api.errors import error_response, install_error_handlers
 from reelforge.api.legacy_seed003 import router as seed003_router
 from reelforge.api.legacy_seed004 import router as seed004_router
 from reelforge.api.metrics_http import HttpMetrics
-from reelforge.api.openapi import install_openapi
+from reelforge.api.openapi import install_openapi, operation_id
+from reelforge.api.ratelimit import RateLimiter
 from reelforge.api.routes_agents import router as agents_router
 from reelforge.api.routes_batches import router as batches_router
 from reelforge.api.routes_files import router as files_router
@@ -225,8 +226,10 @@ def create_app(settings: Settings | None = None, *,
                     "`{\"error\": {\"code\", \"message\"}}`.",
         lifespan=lifespan,
         docs_url=None, redoc_url=None,  # served by routes_ui with local assets, not from a CDN
+        generate_unique_id_function=operation_id,  # operationId = the route function's name (submit_job, ...)
     )
     app.state.settings = settings
+    app.state.rate_limiter = RateLimiter(settings)
     install_error_handlers(app)
     install_openapi(app)
     app.include_router(jobs_router)

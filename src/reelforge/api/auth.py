@@ -9,14 +9,26 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from reelforge.api.dbcalls import run_db
 from reelforge.errors import AuthError
 from reelforge.jobs.store_keys import KeysStore
 
 LOCAL_TENANT = "local"
+# The two ways to send a key, as OpenAPI security schemes. They read nothing themselves (auto_error=False):
+# extract_key does; depending on them is what puts `security` on a route's OpenAPI operation.
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", scheme_name="ApiKey", auto_error=False,
+                              description="An API key (`reelforge keys create`)")
+BEARER = HTTPBearer(scheme_name="Bearer", auto_error=False,
+                    description="The same API key as `Authorization: Bearer <key>`")
+AGENT_TOKEN = HTTPBearer(scheme_name="AgentToken", auto_error=False,
+                         description="An agent token (`reelforge agents token create`) or a job token it was granted")
+DocKey = Annotated[str | None, Security(API_KEY_HEADER)]
+DocBearer = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
 
 
 class KeyCache:
@@ -72,13 +84,24 @@ async def _tenant(request: Request, required: bool) -> str:
     return LOCAL_TENANT
 
 
-async def current_tenant(request: Request) -> str:
+async def current_tenant(request: Request, _key: DocKey = None, _bearer: DocBearer = None) -> str:
     # async so that FastAPI does not hop to a worker thread for every request; the DB is only asked on a
     # cache miss
     return await _tenant(request, request.app.state.settings.keys_required)
 
 
-async def metrics_access(request: Request) -> None:
+async def metrics_access(request: Request, _key: DocKey = None, _bearer: DocBearer = None) -> None:
     """/metrics counts every tenant's jobs: with `metrics_require_key` (default: whenever API keys are
     required) any valid key may read it, no key may not."""
     await _tenant(request, request.app.state.settings.metrics_key_required)
+
+
+async def agent_token_doc(_token: Annotated[HTTPAuthorizationCredentials | None, Security(AGENT_TOKEN)] = None) -> None:
+    """Documents the agent routes' Bearer token (the routes check it themselves, per job)."""
+
+
+# What depending on these adds to a route's OpenAPI operation (read by api/openapi.py): the security
+# requirement is optional exactly when the setting named by `required` is false for this service.
+current_tenant.openapi_doc = {"auth": "keys_required", "responses": [401]}  # type: ignore[attr-defined]
+metrics_access.openapi_doc = {"auth": "metrics_key_required", "responses": [401]}  # type: ignore[attr-defined]
+agent_token_doc.openapi_doc = {"auth": "always", "responses": [401, 403]}  # type: ignore[attr-defined]

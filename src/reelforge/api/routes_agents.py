@@ -23,17 +23,17 @@ import time
 import uuid
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
-from reelforge.api.auth import extract_key
+from reelforge.api.auth import agent_token_doc, extract_key
 from reelforge.engine.control import JobStatus
 from reelforge.errors import PayloadTooLarge, UserError
 from reelforge.jobs.agents import AgentJobs, JobGrant
 
-router = APIRouter(prefix="/v1/agent", tags=["agents"])
+router = APIRouter(prefix="/v1/agent", tags=["agents"], dependencies=[Depends(agent_token_doc)])
 POLL_INTERVAL_S = 0.25
 
 

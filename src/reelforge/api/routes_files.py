@@ -11,9 +11,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from reelforge.api.auth import current_tenant
+from reelforge.api.openapi import UPLOAD_BODY, binary_response, error_responses
+from reelforge.api.ratelimit import rate_limit
 from reelforge.api.schemas import FileView, file_view
 from reelforge.diskspace import is_disk_full, require_free
 from reelforge.errors import DiskFull, NotFound, PayloadTooLarge, UserError
@@ -56,7 +58,8 @@ async def _spool(chunks: Any, dest: Path, cap: int, reserve: int) -> tuple[int, 
     return size, digest.hexdigest()
 
 
-@router.post("", status_code=201, response_model=FileView, summary="Upload a file (raw body or multipart)")
+@router.post("", status_code=201, response_model=FileView, summary="Upload a file (raw body or multipart)",
+             dependencies=[Depends(rate_limit("upload"))], openapi_extra=UPLOAD_BODY, responses=error_responses(507))
 async def upload_file(request: Request, tenant: Tenant,
                       filename: Annotated[str | None, Query(max_length=255)] = None) -> FileView:
     state = request.app.state
@@ -128,7 +131,8 @@ def get_file(file_id: str, request: Request, tenant: Tenant) -> FileView:
     return file_view(rec, _url(request, rec))
 
 
-@router.get("/{file_id}/content", summary="An uploaded file's bytes", response_model=None)
+@router.get("/{file_id}/content", summary="An uploaded file's bytes", response_model=None, response_class=Response,
+            responses=binary_response("The file"))
 def get_file_content(file_id: str, request: Request, tenant: Tenant) -> FileResponse | RedirectResponse:
     rec = _get(request, file_id, tenant)
     storage = request.app.state.services.storage

@@ -15,6 +15,8 @@ from fastapi.responses import FileResponse, RedirectResponse, Response, Streamin
 
 from reelforge.api.auth import current_tenant
 from reelforge.api.dbcalls import run_db
+from reelforge.api.openapi import EVENT_STREAM, binary_response, error_responses
+from reelforge.api.ratelimit import rate_limit
 from reelforge.api.schemas import JobCreate, JobList, JobView, WebhookReplay, job_view
 from reelforge.errors import NotFound
 from reelforge.jobs.service import JobService
@@ -22,18 +24,20 @@ from reelforge.jobs.states import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 Tenant = Annotated[str, Depends(current_tenant)]
+SubmitLimit = Depends(rate_limit("submit"))
 
 
 def _service(request: Request) -> JobService:
     return cast(JobService, request.app.state.jobs)
 
 
-@router.post("", status_code=202, response_model=JobView, summary="Submit a job")
+@router.post("", status_code=202, response_model=JobView, summary="Submit a job", dependencies=[SubmitLimit],
+             responses=error_responses(409))
 async def submit_job(body: JobCreate, request: Request, tenant: Tenant,
                      idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> JobView:
     # async: the service keeps the database work on threads and group-commits the insert
     service = _service(request)
-    job, _created = await service.submit_async(tenant, body, idempotency_key=idempotency_key)
+    job, _created = await service.submit_async(tenant, body, idempotency_key=idempotency_key, strict=True)
     return job_view(job, service.output_url)
 
 
@@ -63,8 +67,8 @@ def cancel_job(job_id: str, request: Request, tenant: Tenant) -> JobView:
     return job_view(service.cancel(tenant, job_id), service.output_url)
 
 
-@router.post("/{job_id}/retry", status_code=202, response_model=JobView,
-             summary="Run a failed, cancelled or timed-out job again, as a new job",
+@router.post("/{job_id}/retry", status_code=202, response_model=JobView, dependencies=[SubmitLimit],
+             responses=error_responses(409), summary="Run a failed, cancelled or timed-out job again, as a new job",
              description="Returns the new job (its `notes.retry_of` names this one); asking again returns the "
                          "same new job. 409 `job_not_retryable` for a job that is queued, running or succeeded.")
 def retry_job(job_id: str, request: Request, tenant: Tenant) -> JobView:
@@ -82,7 +86,8 @@ def replay_webhooks(job_id: str, request: Request, tenant: Tenant) -> WebhookRep
     return WebhookReplay(job_id=job_id, replayed=_service(request).replay_webhooks(tenant, job_id))
 
 
-@router.get("/{job_id}/events", summary="Server-sent events with the job's progress until it ends")
+@router.get("/{job_id}/events", summary="Server-sent events with the job's progress until it ends",
+            response_class=StreamingResponse, responses=EVENT_STREAM)
 async def job_events(job_id: str, request: Request, tenant: Tenant) -> StreamingResponse:
     service = _service(request)
     await run_in_threadpool(service.get, tenant, job_id)  # 404 before the stream starts
@@ -119,7 +124,8 @@ async def job_events(job_id: str, request: Request, tenant: Tenant) -> Streaming
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.get("/{job_id}/outputs/{name}", summary="Download one output of a finished job", response_model=None)
+@router.get("/{job_id}/outputs/{name}", summary="Download one output of a finished job", response_model=None,
+            response_class=Response, responses=binary_response("The output"))
 def get_output(job_id: str, name: str, request: Request, tenant: Tenant) -> FileResponse | RedirectResponse:
     service = _service(request)
     meta = service.output(tenant, job_id, name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -24,7 +24,14 @@ from reelforge.ops.resources import Resources
 router = APIRouter(tags=["system"])
 
 
-@router.get("/health", summary="Store, storage, executor, ffmpeg and free disk space")
+class Health(BaseModel):
+    status: Literal["ok", "degraded"] = Field(description="degraded: a part is down (503) or the disk is low (200)")
+    checks: dict[str, Any] = Field(description='Each part: "ok", facts about it, or {"error": "..."}')
+    disk: dict[str, Any]
+
+
+@router.get("/health", summary="Store, storage, executor, ffmpeg and free disk space", response_model=Health,
+            responses={503: {"model": Health, "description": "A part the service needs is down"}})
 def health(request: Request) -> JSONResponse:
     """503 when a part the service needs is down; 200 with status "degraded" when everything works but the
     data disk has less than `disk_low_bytes` free (jobs and uploads that do not fit fail with disk_full)."""

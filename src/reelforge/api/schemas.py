@@ -5,22 +5,44 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from reelforge.api.errors import ErrorBody
+from reelforge.errors import wire_details
 from reelforge.jobs.service import JobCreate
+from reelforge.jobs.states import JobStatus
 from reelforge.jobs.store import FileRecord, JobRecord
 
-__all__ = ["FileView", "JobCreate", "JobList", "JobView", "file_view", "iso", "job_view"]
+__all__ = ["FileView", "JobCreate", "JobList", "JobResult", "JobView", "OutputView", "file_view", "iso", "job_view"]
 
 
 def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z") if ts is not None else None
 
 
+class OutputView(BaseModel):
+    """One stored output of a finished job."""
+
+    model_config = ConfigDict(extra="allow")
+
+    url: str = Field(description="Where to download it: a presigned/public storage URL, or this service's "
+                                 "`/v1/jobs/{id}/outputs/{name}`")
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    key: str = Field(description="The storage key")
+
+
+class JobResult(BaseModel):
+    outputs: dict[str, OutputView] = Field(description="Output name -> the stored file")
+    data: dict[str, Any] = Field(description="The op's facts (durations, words, probe data, ...)")
+
+
 class JobView(BaseModel):
     id: str
-    op: str
-    status: str
+    op: str = Field(description="The operation (api/openapi.py lists the service's ops as an enum)")
+    status: JobStatus
     stage: str | None
     progress: float
     queue: str
@@ -36,8 +58,8 @@ class JobView(BaseModel):
     encoder: str | None = None
     device: str | None = None
     notes: dict[str, Any] = Field(default_factory=dict)
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
+    result: JobResult | None = None
+    error: ErrorBody | None = None
     webhook_url: str | None = None
     webhook_attempts: list[dict[str, Any]] | None = None
 
@@ -48,18 +70,27 @@ def job_view(job: JobRecord, output_url: Any, webhook_attempts: list[dict[str, A
         outputs = {}
         for name, meta in (job.result.get("outputs") or {}).items():
             outputs[name] = {**meta, "url": output_url(job, name, meta)}
-        result = {"outputs": outputs, "data": job.result.get("data") or {}}
+        result = JobResult.model_validate({"outputs": outputs, "data": job.result.get("data") or {}})
     duration = None
     if job.started_at is not None:
         duration = round((job.finished_at or job.updated_at) - job.started_at, 3)
     return JobView(
-        id=job.id, op=job.op, status=job.status.value, stage=job.stage, progress=round(job.progress, 4),
+        id=job.id, op=job.op, status=job.status, stage=job.stage, progress=round(job.progress, 4),
         queue=job.queue, priority=job.priority, params=job.params, created_at=iso(job.created_at),
         started_at=iso(job.started_at), finished_at=iso(job.finished_at), duration_s=duration,
         attempts=job.attempts, max_attempts=job.max_attempts, timeout_s=job.timeout_s,
         encoder=job.notes.get("encoder"), device=job.notes.get("device"), notes=job.notes, result=result,
-        error=job.error, webhook_url=job.webhook_url, webhook_attempts=webhook_attempts,
+        error=_error(job.error), webhook_url=job.webhook_url, webhook_attempts=webhook_attempts,
     )
+
+
+def _error(error: dict[str, Any] | None) -> ErrorBody | None:
+    """A job's stored error in the wire shape (rows written before details were one shape included)."""
+    if error is None:
+        return None
+    message = str(error.get("message") or "")
+    return ErrorBody(code=str(error.get("code") or "error"), message=message,
+                     details=wire_details(error.get("details"), message))  # type: ignore[arg-type]
 
 
 class JobList(BaseModel):

@@ -22,6 +22,7 @@ batcher (jobs/batcher.py) when there is one.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,8 +67,9 @@ class JobCreate(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict, description="The operation's params")
     webhook_url: str | None = Field(default=None, max_length=2000,
                                     description="POSTed a signed JSON event on each state change")
-    priority: int = Field(default=0, ge=-10, le=10, description="Higher runs first")
-    timeout_s: float | None = Field(default=None, gt=0, description="Overrides the op's default timeout")
+    # strict: JSON true/false or "5" are not numbers here (the document says integer / number)
+    priority: int = Field(default=0, ge=-10, le=10, strict=True, description="Higher runs first")
+    timeout_s: float | None = Field(default=None, gt=0, strict=True, description="Overrides the op's default timeout")
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200,
                                         description="A repeat with the same key returns the first job")
     output_paths: dict[str, str] | None = Field(
@@ -116,12 +118,21 @@ class JobService:
 
     # ---- submit
     def prepare(self, tenant: str, body: JobCreate, *, idempotency_key: str | None = None,
-                notes: dict[str, Any] | None = None, output_keys: dict[str, str] | None = None) -> PreparedJob:
-        """Everything about a submission that needs no database: params, webhook, timeout, the row."""
+                notes: dict[str, Any] | None = None, output_keys: dict[str, str] | None = None,
+                strict: bool = False) -> PreparedJob:
+        """Everything about a submission that needs no database: params, webhook, timeout, the row.
+
+        strict: validate params as JSON in pydantic's strict mode, as the OpenAPI document describes them (a
+        JSON `0` is not a boolean, `"2"` not a number); POST /v1/jobs asks for it. Front doors that build
+        params themselves may leave it off (pydantic's lax conversions then apply, as before)."""
         settings = self.settings
         op = get_operation(body.op)
         try:
-            params = op.params_model.model_validate(body.params, context=submit_context(settings))
+            if strict:
+                params = op.params_model.model_validate_json(json.dumps(body.params), strict=True,
+                                                             context=submit_context(settings))
+            else:
+                params = op.params_model.model_validate(body.params, context=submit_context(settings))
         except ValidationError as exc:
             raise invalid_params(exc) from None
         except InvalidParams as exc:  # raised by an op's own checks (e.g. a pipeline's graph): same shape
@@ -170,10 +181,10 @@ class JobService:
                 raise InputError(f"No uploaded file {file_id!r}.", code="input_not_found")
 
     async def submit_async(self, tenant: str, body: JobCreate, *, idempotency_key: str | None = None,
-                           notes: dict[str, Any] | None = None) -> tuple[JobRecord, bool]:
+                           notes: dict[str, Any] | None = None, strict: bool = False) -> tuple[JobRecord, bool]:
         """submit() for an event loop: database work on threads, the insert group-committed. `notes`: facts a
         front door records on the new job (e.g. what the client asked for that maps onto something else)."""
-        prepared = self.prepare(tenant, body, idempotency_key=idempotency_key, notes=notes)
+        prepared = self.prepare(tenant, body, idempotency_key=idempotency_key, notes=notes, strict=strict)
         if prepared.file_ids:
             await anyio.to_thread.run_sync(self.check_files, tenant, prepared.file_ids)
         if self.batcher is not None:
