@@ -44,6 +44,9 @@ REF_TEMPLATE = "#/components/schemas/{model}"
 ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 BODY_METHODS = {"post", "put", "patch"}
 ALWAYS = (503,)
+# openapi_extra={OWN_ERRORS: True}: a front door whose errors have another shape (a foreign API's) documents
+# its error responses itself; the rules below then leave that operation alone
+OWN_ERRORS = "x-reelforge-own-errors"
 
 # ---- declarations a route uses in its decorator -----------------------------------------------------------
 
@@ -178,7 +181,7 @@ def apply_rules(spec: dict[str, Any], app: FastAPI) -> None:
         docs = list(_dependency_docs(route))
         for method in route.methods:
             operation = path_item.get(method.lower())
-            if operation is None:
+            if operation is None or operation.pop(OWN_ERRORS, False):
                 continue
             responses = operation.setdefault("responses", {})
             statuses = set(ALWAYS)

@@ -78,7 +78,7 @@ def retry_job(job_id: str, request: Request, tenant: Tenant) -> JobView:
 
 
 @router.post("/{job_id}/webhooks/replay", status_code=202, response_model=WebhookReplay,
-             summary="Send the job's webhook events again",
+             responses=error_responses(409), summary="Send the job's webhook events again",
              description="Every job state event still kept (7 days) is delivered again, with its own `webhook-id` "
                          "and the retry schedule from the start; when none is kept, the job's terminal event "
                          "anew. 409 `no_webhook` for a job without a `webhook_url`.")
