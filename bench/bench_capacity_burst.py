@@ -33,10 +33,11 @@ def main() -> None:
         r = run_burst(Path(tmp), jobs=args.jobs, max_dph=args.budget, slots=args.slots,
                       job_seconds=args.job_seconds, timeout=1800)
         held = [float(line.split()[-1]) for line in r["metrics"].splitlines()
-                if line.startswith("reelforge_capacity_job_cost_usd{")]
+                if line.startswith(("reelforge_capacity_job_cost_usd{", "reelforge_capacity_job_cost_usd_total{"))]
     fake = r["fake"]
     print(f"jobs: {r['counts']}")
-    print(f"instances: {r['instances']} ({', '.join(r['gpus'])}), left alive: {r['live_after']}, "
+    rented = ", ".join(f"{i.offer['gpu_name']} ${i.offer['dph_total']:.2f}/h" for i in fake.instances.values())
+    print(f"instances: {r['instances']} ({rented}), left alive: {r['live_after']}, "
           f"agent processes left: {len(r['orphan_procs'])}")
     print(f"highest $/h seen at any instant: {r['max_dph_seen']:.3f} (budget {args.budget:.2f})")
     print(f"drained (submit -> last instance destroyed): {r['seconds']} s")
