@@ -122,13 +122,16 @@ def test_cancel_mid_denoise_ends_cancelled_within_two_seconds_and_keeps_the_mode
     assert after["status"] == "succeeded" and "loading_model" not in stages(after), stages(after)
 
 
-def test_ltx_with_a_prompt_generates_a_valid_frame_count(client, image_id, tmp_path):
+def test_ltx_with_a_prompt_then_interpolated_and_upscaled_by_ffmpeg(client, image_id, tmp_path):
     job = wait_job(client, submit(client, image=image_id, model="tiny-ltx", prompt="a red bird flies",
-                                  negative_prompt="blue", **{**SMALL, "frames": 5, "guidance": 3.0}), timeout=240)
+                                  negative_prompt="blue", output_fps=12, output_size="128x96",
+                                  **{**SMALL, "frames": 5, "guidance": 3.0}), timeout=240)
     assert job["status"] == "succeeded", job
-    assert job["result"]["data"]["generated_frames"] == 9  # LTX makes 8k+1 frames; the first 5 are kept
+    data = job["result"]["data"]
+    assert data["generated_frames"] == 9 and data["frames"] == 5  # LTX makes 8k+1 frames; the first 5 are kept
     stream = probe_video(client, job, tmp_path)
-    assert (stream["width"], stream["height"], int(stream["nb_read_frames"])) == (64, 64, 5)
+    assert (stream["width"], stream["height"], stream["r_frame_rate"]) == (128, 96, "12/1")
+    assert 9 <= int(stream["nb_read_frames"]) <= 10  # 5 frames at 6 fps blended up to 12 fps
 
 
 def test_too_large_for_the_declared_memory_and_unknown_model_are_clear_errors(client, image_id):
