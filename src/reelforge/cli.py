@@ -135,6 +135,8 @@ def worker(queues: Annotated[str | None, typer.Option(help="Comma-separated queu
            metrics_port: Annotated[int | None, typer.Option(
                help="Serve this worker's Prometheus /metrics on this port (default: worker_metrics_port; 0: none)",
            )] = None,
+           name: Annotated[str | None, typer.Option(help="Celery node name (default: reelforge-<pid>@<host>, "
+                                                         "unique per process so workers can be counted)")] = None,
            ) -> None:
     """Start a Celery worker (scale-out mode) that runs jobs from the given queues."""
     from reelforge.config import redact_url
@@ -154,8 +156,9 @@ def worker(queues: Annotated[str | None, typer.Option(help="Comma-separated queu
 
         bound = serve_metrics(port, settings.compute.worker_metrics_host)
         console.print(f"Metrics: http://{settings.compute.worker_metrics_host}:{bound}/metrics")
+    node = name or f"reelforge-{os.getpid()}@%h"
     celery.worker_main(["worker", "--loglevel=INFO", f"--queues={q}", f"--concurrency={n}", "--pool=threads",
-                        "--without-gossip", "--without-mingle"])
+                        f"--hostname={node}", "--without-gossip", "--without-mingle"])
 
 
 @app.command()

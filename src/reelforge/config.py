@@ -141,6 +141,14 @@ class ComputeSettings(_Group):
     # or age; checked after a result is stored, at most once a minute per process
     step_cache_max_gb: float = Field(default=20.0, ge=0)
     step_cache_max_age_days: float = Field(default=14.0, gt=0)
+    # chunked rendering (docs/CHUNKED.md): an mp4 render longer than chunk_threshold_s is split into time
+    # chunks, each a child job, when more than one worker can take them; no chunk is shorter than chunk_min_s
+    # (per-chunk start-up and the join must stay small next to the encode). chunk_workers: how many workers
+    # to plan for; 0 = ask the executor (embedded: 1, so no chunking unless a render asks with `chunks`;
+    # Celery: the concurrency of the workers consuming the job's queue)
+    chunk_threshold_s: float = Field(default=60.0, gt=0)
+    chunk_min_s: float = Field(default=15.0, gt=0)
+    chunk_workers: int = Field(default=0, ge=0, le=256)
 
     @field_validator("op_routes")
     @classmethod
@@ -373,6 +381,8 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "job_nice": ("compute", "job_nice"),
     "step_cache_max_gb": ("compute", "step_cache_max_gb"),
     "step_cache_max_age_days": ("compute", "step_cache_max_age_days"),
+    "chunk_threshold_s": ("compute", "chunk_threshold_s"), "chunk_min_s": ("compute", "chunk_min_s"),
+    "chunk_workers": ("compute", "chunk_workers"),
     "storage": ("storage", "backend"),  # a string; a mapping under the same name is the whole group
     "s3_endpoint_url": ("storage", "s3_endpoint_url"), "s3_bucket": ("storage", "s3_bucket"),
     "s3_prefix": ("storage", "s3_prefix"), "s3_region": ("storage", "s3_region"),

@@ -5,6 +5,8 @@
     s3://<bucket>/<key>       an object in a bucket (`kind="s3"`)
     step://<step>/<output>    a file another pipeline step produced (`kind="step"`)
     file:///path              a local path, for tests and the CLI's local mode (`kind="local"`)
+    job://<job id>/<output>   another job's output (`kind="job"`): only in what the service itself hands
+                              a job (a chunked render's chunks, docs/CHUNKED.md), never from a client
 
 Anything else is `kind="other"` (a plain local path in tests, or an error where only the forms above are
 accepted). Schemes are case-insensitive (RFC 3986); the rest is kept as given. Used by ops/params.py
@@ -28,12 +30,12 @@ from pydantic import AfterValidator, ValidationInfo
 
 FILE_ID_RE = re.compile(r"file_[0-9a-f]{32}\Z")  # \Z: .match() and .fullmatch() agree
 STEP_SCHEME = "step://"
-RefKind = Literal["file", "url", "s3", "step", "local", "other"]
+RefKind = Literal["file", "url", "s3", "step", "local", "job", "other"]
 # The forms a client may send (everything but local paths).
 CLIENT_KINDS: frozenset[RefKind] = frozenset({"file", "url", "s3", "step"})
 
 _KIND_BY_SCHEME: dict[str, RefKind] = {"http": "url", "https": "url", "s3": "s3", "step": "step",
-                                       "file": "local"}
+                                       "file": "local", "job": "job"}
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,11 @@ def file_ids_in(value: Any) -> list[str]:
     if isinstance(value, list | tuple):
         return [f for v in value for f in file_ids_in(v)]
     return []
+
+
+def job_output_ref(job_id: str, output: str) -> str:
+    """The reference to another job's output: `job://<job id>/<output>` (see the module docstring)."""
+    return f"job://{job_id}/{output}"
 
 
 def step_url(step: str, output: str) -> str:

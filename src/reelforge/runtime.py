@@ -65,12 +65,23 @@ class Params(BaseModel):
         return value
 
 
+@dataclass(frozen=True)
+class Fork:
+    """An op's answer "run these child jobs, then run me again with their results" (a chunked render:
+    docs/CHUNKED.md). Each child is {"op", "params", "weight"} (weight: its share of the parent's progress);
+    `state` comes back to the op, with the children's outputs, as its context's `resumed`."""
+
+    children: list[dict[str, Any]]
+    state: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class OpResult:
-    """What an operation produced: named output files plus JSON-able metadata."""
+    """What an operation produced: named output files plus JSON-able metadata (or, instead, a Fork)."""
 
     outputs: dict[str, Path] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
+    fork: Fork | None = None
 
 
 class WorkContext(Protocol):

@@ -33,6 +33,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,8 @@ def send_job(app: Celery, job_id: str, op: str, queue: str, priority: int) -> No
     """Send a job's task: its op's task name, its queue, its priority on the broker's scale."""
     app.send_task(task_name(op), args=[job_id], queue=queue, routing_key=queue, exchange=queue,
                   priority=broker_priority(priority, app.conf.broker_url or ""))
+WORKERS_TTL_S = 60.0
+WORKERS_INSPECT_S = 0.5
 
 
 def make_celery(settings: Settings, services_factory: Callable[[], Services] | None = None) -> Celery:
@@ -120,7 +123,7 @@ def make_celery(settings: Settings, services_factory: Callable[[], Services] | N
         worker_send_task_events=settings.compute.celery_task_events,
         task_send_sent_event=settings.compute.celery_task_events,
     )
-    state = _WorkerState(settings, services_factory)
+    state = _WorkerState(settings, services_factory, app)
 
     def shutting_down(**_: Any) -> None:
         # sent by the worker's SIGTERM/SIGINT/SIGQUIT handler, before it waits for running tasks: a
@@ -161,9 +164,11 @@ def _op_task(run: Callable[[str], str], op: str) -> Callable[[str], str]:
 class _WorkerState:
     """Per worker process: services made lazily (after any fork), one job host per pool thread."""
 
-    def __init__(self, settings: Settings, factory: Callable[[], Services] | None) -> None:
+    def __init__(self, settings: Settings, factory: Callable[[], Services] | None, app: Celery) -> None:
         self.settings = settings
         self.factory = factory
+        self.app = app
+        self._workers: dict[str, tuple[float, int]] = {}  # queue -> (when counted, worker threads)
         self._lock = threading.Lock()
         self._services: Services | None = None
         self._local = threading.local()
@@ -177,7 +182,35 @@ class _WorkerState:
                     raise ServiceUnavailable("This Celery app was made without job control; start workers with "
                                              "`reelforge worker`.", code="no_job_control")
                 self._services = self.factory()
+                on_queued = getattr(self._services.control, "on_queued", None)
+                if on_queued is not None:  # a fork's children and a parent queued again go to the broker
+                    on_queued(self.send)
             return self._services
+
+    def send(self, job: Any) -> None:
+        send_job(self.app, job.id, job.op, job.queue, job.priority)
+
+    def workers_for(self, queue: str) -> int:
+        """How many pool threads of the live workers consume `queue` (asked over the broker, remembered
+        for WORKERS_TTL_S; 1 when nobody answers): what a chunked render plans for (docs/CHUNKED.md)."""
+        now = time.monotonic()
+        with self._lock:
+            known = self._workers.get(queue)
+        if known is not None and now - known[0] < WORKERS_TTL_S:
+            return known[1]
+        count = 1
+        try:
+            inspect = self.app.control.inspect(timeout=WORKERS_INSPECT_S)
+            queues = inspect.active_queues() or {}
+            stats = inspect.stats() or {}
+            count = sum(int((stats.get(name) or {}).get("pool", {}).get("max-concurrency") or 1)
+                        for name, consumed in queues.items()
+                        if any(q.get("name") == queue for q in consumed or ())) or 1
+        except Exception:
+            log.warning("could not count the workers of queue %s", queue, exc_info=True)
+        with self._lock:
+            self._workers[queue] = (now, count)
+        return count
 
     def host(self) -> Any:
         host = getattr(self._local, "host", None)
@@ -196,10 +229,11 @@ class _WorkerState:
         job = services.control.claim(job_id, worker_id)
         if job is None:
             return "skipped"  # already done, cancelled, or owned by a live worker
+        workers = self.workers_for(job.queue) if job.parent is None and not self.settings.compute.chunk_workers else 1
         status = Runner(services).run_claimed(
             job, self.host(), worker_id,
             on_requeue=lambda j: send_job(app, j.id, j.op, j.queue, j.priority),
-            stopping=self.stopping.is_set,
+            stopping=self.stopping.is_set, workers=workers,
         )
         return status.value
 

@@ -18,7 +18,7 @@ Job states live here too (jobs/states.py re-exports them): they are the vocabula
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
@@ -75,13 +75,18 @@ class ClaimedJob:
     def output_key(self, name: str, filename: str) -> str:
         """Where output `name` (written locally as `filename`) is stored."""
         return self.output_keys.get(name) or f"jobs/{self.id}/{filename}"
+    # fork-join (docs/CHUNKED.md): the job this one is a child of; and for a parent run again after its
+    # children all succeeded, {"state": what its first run saved, "children": [{"id", "outputs": {name:
+    # "job://<child>/<name>" (in `files`)}, "data"}]}
+    parent: str | None = None
+    resumed: dict[str, Any] | None = None
 
     def host_payload(self, workdir: str) -> dict[str, Any]:
         """The one message a job host gets for this job (plain data: it crosses a process boundary)."""
         return {"job_id": self.id, "op": self.op, "params": self.params, "tenant": self.tenant,
                 "workdir": workdir, "attempt": self.attempts,
                 "files": {fid: {"key": ref.key, "url": ref.url} for fid, ref in self.files.items()},
-                "access": dict(self.access)}
+                "access": dict(self.access), "resumed": self.resumed}
 
 
 class QueuedJob(Protocol):
@@ -137,6 +142,23 @@ class JobControl(Protocol):
     def interrupted(self, job: ClaimedJob, worker_id: str) -> None:
         """Record, before the job's host is killed, that this worker is shutting down: when the job is
         released later, by this worker or by a reclaim after this process died, the attempt does not count."""
+        ...
+
+    # fork-join (docs/CHUNKED.md). `can_fork`: whether fork() works here (an op is told, and plans for one
+    # job when it does not)
+    can_fork: bool
+
+    def fork(self, job: ClaimedJob, worker_id: str, children: list[dict[str, Any]],
+             state: dict[str, Any]) -> list[str]:
+        """The owned job waits for these child jobs ({"op", "params", "weight"}; same tenant, queue, priority
+        and timeout); it is queued again, with their results in `resumed`, once they all succeeded, and
+        fails (or is cancelled) with the first that does not. The children are handed to the `on_queued`
+        callback. Returns their ids; [] if this worker no longer owns the job."""
+        ...
+
+    def on_queued(self, hand_on: Callable[[QueuedJob], None]) -> None:
+        """Call `hand_on` with every job this control queues by itself (a fork's children, a parent whose
+        children all succeeded), so the executor of this process sends it on."""
         ...
 
 

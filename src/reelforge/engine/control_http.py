@@ -17,7 +17,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,17 @@ class HttpControl:
 
     def interrupted(self, job: ClaimedJob, worker_id: str) -> None:
         self._job_call("POST", job.id, "interrupted")
+
+    # a remote agent's job cannot start child jobs: its ops plan for one job (docs/CHUNKED.md); the
+    # children of a job forked elsewhere run here like any other job
+    can_fork = False
+
+    def fork(self, job: ClaimedJob, worker_id: str, children: list[dict[str, Any]],
+             state: dict[str, Any]) -> list[str]:
+        raise NotImplementedError("remote agents do not fork jobs")
+
+    def on_queued(self, hand_on: Callable[[QueuedJob], None]) -> None:
+        pass  # this control never queues a job by itself
 
     # ---- inside
     def envelope(self, job_id: str) -> dict[str, Any]:

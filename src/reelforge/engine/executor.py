@@ -7,11 +7,14 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from typing import Any
 
 from reelforge.engine.control import QueuedJob
 from reelforge.engine.services import Services
+
+log = logging.getLogger("reelforge.executor")
 
 
 class Executor(ABC):
@@ -19,6 +22,15 @@ class Executor(ABC):
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        on_queued = getattr(services.control, "on_queued", None)  # (test doubles may lack it)
+        if on_queued is not None:
+            on_queued(self._hand_on)  # a fork's children, a parent queued again: sent on like new jobs
+
+    def _hand_on(self, job: QueuedJob) -> None:
+        try:
+            self.submit(job)
+        except Exception:  # the job stays queued: the reclaimer or the next start sends it again
+            log.exception("could not hand on %s", job.id)
 
     def start(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -46,6 +46,7 @@ class HostResult:
     data: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
     error: dict[str, Any] | None = None
+    fork: dict[str, Any] | None = None  # {"children": [...], "state": {...}}: the op asked for child jobs
 
 
 def host_settings_data(settings: Settings) -> dict[str, Any]:
@@ -138,7 +139,7 @@ class JobHost:
                 elif kind == "done":
                     body = msg[1]
                     return HostResult("succeeded", outputs=body["outputs"], data=body["data"],
-                                      notes={**notes, **body.get("notes", {})})
+                                      notes={**notes, **body.get("notes", {})}, fork=body.get("fork"))
                 elif kind == "error":
                     err = msg[1]
                     outcome: Outcome = "cancelled" if err.get("code") == "cancelled" else "failed"
@@ -296,10 +297,16 @@ def _execute(payload: dict[str, Any], settings: Settings, services: Any,
             job_id=payload["job_id"], workdir=Path(payload["workdir"]), settings=settings,
             resolver=services.resolver_for(payload), on_progress=on_progress,
             is_cancelled=cancel.is_set, on_note=lambda d: send(("note", d)),
+            can_fork=bool(payload.get("can_fork")), workers=int(payload.get("workers") or 1),
+            resumed=payload.get("resumed"),
         )
         result = op.run(params, ctx)
         if cancel.is_set():
             send(("error", {"code": "cancelled", "message": "The job was cancelled."}))
+            return
+        if result.fork is not None:  # child jobs first (docs/CHUNKED.md): no outputs yet
+            send(("done", {"outputs": {}, "data": {}, "notes": ctx.notes,
+                           "fork": {"children": result.fork.children, "state": result.fork.state}}))
             return
         verify_outputs(result.outputs, result.data)  # no job succeeds with an empty or streamless output
         send(("done", {"outputs": {k: str(v) for k, v in result.outputs.items()}, "data": result.data,

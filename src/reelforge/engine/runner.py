@@ -74,11 +74,13 @@ class Runner:
         local_cancel: Callable[[str], bool] = lambda _job_id: False,
         on_requeue: Callable[[ClaimedJob], None] | None = None,
         stopping: Callable[[], bool] = lambda: False,
+        workers: int = 1,
     ) -> JobStatus:
         """`stopping`: True once this process is shutting down. The job is then interrupted (its host
         killed) and queued again without spending an attempt; the interruption is written to the job's
         state before the host is killed, so a process killed before it could requeue the job still gets
-        the attempt back when the job's lease is reclaimed."""
+        the attempt back when the job's lease is reclaimed. `workers`: how many workers could take this job's
+        queue (an op that splits its work into child jobs plans for them; docs/CHUNKED.md)."""
         settings, control = self.settings, self.control
         started = time.monotonic()
         deadline = started + job.timeout_s
@@ -126,6 +128,8 @@ class Runner:
             return None
 
         payload = job.host_payload(str(workdir))  # inputs included: the host opens no database
+        payload["can_fork"] = bool(getattr(control, "can_fork", False)) and job.parent is None
+        payload["workers"] = max(1, workers)
         try:
             self._check_disk(job)
             res = host.run(payload, on_progress=on_progress, on_note=on_note, should_stop=should_stop)
@@ -193,6 +197,10 @@ class Runner:
             return status
         if res.notes:
             control.note(job, res.notes)
+        if res.outcome == "succeeded" and res.fork is not None:
+            children = control.fork(job, worker_id, res.fork["children"], res.fork.get("state") or {})
+            log.info("job %s waits for %d child jobs", job.id, len(children))
+            return JobStatus.RUNNING  # until its children end (the job control settles it)
         if res.outcome == "succeeded":
             try:
                 outputs = self._store_outputs(job, res.outputs)

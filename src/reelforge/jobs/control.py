@@ -8,9 +8,10 @@ event whenever a job ends — finished by its worker, failed after its last atte
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from reelforge.config import Settings
@@ -20,12 +21,16 @@ from reelforge.jobs.events import job_event, sends_progress, terminal_event
 from reelforge.jobs.store import JobRecord, Stores
 from reelforge.jobs.urls import output_urls
 from reelforge.jobs.webhooks import WebhookSender
-from reelforge.refs import file_ids_in
+from reelforge.refs import file_ids_in, job_output_ref
 from reelforge.storage.base import Storage
+
+log = logging.getLogger("reelforge.control")
 
 
 class DatabaseControl:
     """engine.control.JobControl and JobBacklog on the job stores."""
+
+    can_fork = True
 
     def __init__(self, settings: Settings, stores: Stores, storage: Storage, webhooks: WebhookSender) -> None:
         self.settings = settings
@@ -36,6 +41,7 @@ class DatabaseControl:
         # (webhook_url, webhook_format) of each job claimed here, until it ends
         self._hooks: dict[str, tuple[str | None, str | None]] = {}
         self._lock = threading.Lock()
+        self._hand_on: list[Callable[[QueuedJob], None]] = []
 
     # ---- JobControl
     def claim(self, job_id: str, worker_id: str) -> ClaimedJob | None:
@@ -59,6 +65,8 @@ class DatabaseControl:
         self.jobs.update_progress(job.id, worker_id, fraction, stage)
         self._send(job.id, job_event(job, "job.progress", status="running", progress=round(fraction, 4),
                                      stage=stage), "progress")
+        if job.parent is not None:
+            self.jobs.fork_progress(job.parent)
 
     def note(self, job: ClaimedJob, values: dict[str, Any]) -> None:
         self.jobs.add_notes(job.id, values)
@@ -68,6 +76,7 @@ class DatabaseControl:
         ok = self.jobs.finish(job.id, worker_id, status, result=result, error=error)
         if ok:
             self._terminal(job, status, result, error)
+            self._child_ended(job.parent)
         else:
             self._forget(job.id)
         return ok
@@ -76,9 +85,44 @@ class DatabaseControl:
         status = self.jobs.release_for_retry(job.id, worker_id, error, refund=refund)
         if status.terminal:
             self._terminal_from_row(job.id)
+            self._child_ended(job.parent)
         else:
             self._forget(job.id)
         return status
+
+    # ---- fork-join (docs/CHUNKED.md)
+    def on_queued(self, hand_on: Callable[[QueuedJob], None]) -> None:
+        self._hand_on.append(hand_on)
+
+    def fork(self, job: ClaimedJob, worker_id: str, children: list[dict[str, Any]],
+             state: dict[str, Any]) -> list[str]:
+        made = self.jobs.fork(job.id, worker_id, children, state)
+        if made is None:
+            if self.jobs.cancel_requested(job.id):  # cancelled while it planned: no children, cancelled now
+                self.finish(job, worker_id, JobStatus.CANCELLED,
+                            error={"code": "cancelled", "message": "The job was cancelled."})
+            return []
+        for child in made:
+            self._queued(child)
+        return [child.id for child in made]
+
+    def _child_ended(self, parent_id: str | None) -> None:
+        if parent_id is None:
+            return
+        parent = self.jobs.settle_parent(parent_id)
+        if parent is None:
+            self.jobs.fork_progress(parent_id)
+        elif parent.status == JobStatus.QUEUED:
+            self._queued(parent)
+        else:
+            self._terminal_from_row(parent_id)
+
+    def _queued(self, job: QueuedJob) -> None:
+        for hand_on in self._hand_on:
+            try:
+                hand_on(job)
+            except Exception:  # it stays queued: a reclaimer, a restart or a polling slot takes it
+                log.exception("could not hand on %s", job.id)
 
     def interrupted(self, job: ClaimedJob, worker_id: str) -> None:
         self.jobs.mark_interrupted(job.id, worker_id)
@@ -89,6 +133,8 @@ class DatabaseControl:
         for job_id, status in reclaimed:
             if status.terminal:  # out of attempts: nobody else will ever say so
                 self._terminal_from_row(job_id)
+                rec = self.jobs.get_job(job_id)
+                self._child_ended(rec.notes.get("parent") if rec is not None else None)
         return reclaimed
 
     def queued(self, limit: int = 1000) -> list[QueuedJob]:
@@ -104,9 +150,12 @@ class DatabaseControl:
             QUEUE_WAIT.labels(queue=rec.queue).observe(max(0.0, time.time() - rec.created_at))
         with self._lock:
             self._hooks[rec.id] = (rec.webhook_url, rec.notes.get("webhook_format"))
+        files = self._resolve_files(rec)
+        resumed = self._resumed(rec, files)
         job = ClaimedJob(id=rec.id, op=rec.op, params=rec.params, tenant=rec.tenant, queue=rec.queue,
                          priority=rec.priority, attempts=rec.attempts, max_attempts=rec.max_attempts,
-                         timeout_s=rec.timeout_s, files=self._resolve_files(rec), output_keys=rec.output_keys)
+                         timeout_s=rec.timeout_s, files=files, output_keys=rec.output_keys,
+                         parent=rec.notes.get("parent"), resumed=resumed)
         self._send(rec.id, job_event(rec, "job.running", status="running", attempt=rec.attempts), "state")
         return job
 
@@ -115,6 +164,23 @@ class DatabaseControl:
         then fails the job with input_not_found, as it would for any missing input."""
         keys = self.files.storage_keys(file_ids_in(rec.params), rec.tenant)
         return {fid: StorageRef(key, self.storage.url(key)) for fid, key in keys.items()}
+
+    def _resumed(self, rec: JobRecord, files: dict[str, StorageRef]) -> dict[str, Any] | None:
+        """A parent run again after its children: their outputs as job:// refs (added to `files`)."""
+        fork = rec.notes.get("fork")
+        if not fork:
+            return None
+        children = []
+        for child_id in fork.get("children") or []:
+            child = self.jobs.get_job(child_id)
+            result = (child.result or {}) if child is not None else {}
+            outputs = {}
+            for name, meta in (result.get("outputs") or {}).items():
+                ref = job_output_ref(child_id, name)
+                files[ref] = StorageRef(meta["key"], self.storage.url(meta["key"]))
+                outputs[name] = ref
+            children.append({"id": child_id, "outputs": outputs, "data": result.get("data") or {}})
+        return {"state": fork.get("state") or {}, "children": children}
 
     def _webhook(self, job_id: str) -> tuple[str | None, str | None]:
         """(webhook_url, webhook_format) of a job."""

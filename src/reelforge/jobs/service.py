@@ -266,12 +266,30 @@ class JobService:
             raise _not_found(job_id)
         if job.status == JobStatus.RUNNING:
             self.executor.cancel(job_id)
+            if job.notes.get("fork"):
+                return self._cancel_children(job)
         elif job.status == JobStatus.CANCELLED and job.webhook_url and job.started_at is None:
             # no worker ever held this job, so no job control will send its terminal event
             fmt = job.notes.get("webhook_format")
             event = terminal_event(job, "cancelled", None, job.error, row=job, webhook_format=fmt)
             self.webhooks.send(job.id, job.webhook_url, event, kind="state" if fmt is None else "cancelled")
         return job
+
+    def _cancel_children(self, job: JobRecord) -> JobRecord:
+        """A parent waiting for its children (docs/CHUNKED.md): cancel them all; it is cancelled with them
+        (now, when none was running; else when the running ones stopped)."""
+        self.jobs.cancel_children(job.id)
+        for child_id in (job.notes.get("fork") or {}).get("children") or []:
+            child = self.jobs.get_job(child_id)
+            if child is not None and child.status == JobStatus.RUNNING:
+                self.executor.cancel(child_id)
+        settled = self.jobs.settle_parent(job.id)
+        if settled is not None and settled.status.terminal and job.webhook_url:
+            # its runs ended long ago, so no job control will send its terminal event
+            fmt = job.notes.get("webhook_format")
+            event = terminal_event(settled, settled.status.value, None, settled.error, row=settled, webhook_format=fmt)
+            self.webhooks.send(job.id, job.webhook_url, event, kind="state" if fmt is None else settled.status.value)
+        return settled or self.jobs.get_job(job.id) or job
 
     def retry(self, tenant: str, job_id: str) -> tuple[JobRecord, bool]:
         """Submit a failed, cancelled or timed-out job again as a new job (see the module docstring)."""

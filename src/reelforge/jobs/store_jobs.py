@@ -23,6 +23,7 @@ from reelforge.jobs.states import ACTIVE, TERMINAL, JobStatus
 
 _JOBS = JobRow.metadata.tables[JobRow.__tablename__]  # the Table (Core inserts and selects)
 INTERRUPTED_NOTE = "interrupted_by_shutdown"  # in a running job's notes until it is queued again
+FORK_OWNER = "children"  # the lease owner of a parent job waiting for its children (docs/CHUNKED.md)
 
 
 class _Values:
@@ -378,4 +379,95 @@ class JobsStore(_Store):
                 if row.status == JobStatus.QUEUED.value:
                     row.status, row.finished_at, row.stage = JobStatus.CANCELLED.value, now, "cancelled"
                     row.error = {"code": "cancelled", "message": "The job was cancelled before it started."}
+            return JobRecord.from_row(row)
+
+    # ---- fork-join (docs/CHUNKED.md): a parent waits, RUNNING under FORK_OWNER with no lease (so no
+    # reclaim and no claim), while its children run; notes.fork = {"children": [ids], "weights", "state"};
+    # each child's notes.parent names it
+    def fork(self, parent_id: str, worker_id: str, children: list[dict[str, Any]],
+             state: dict[str, Any]) -> list[JobRecord] | None:
+        """Insert the children and park the owned parent; None if this worker does not own it (or it was
+        asked to cancel: the caller cancels it)."""
+        now = time.time()
+        with self.session() as s, s.begin():
+            row = s.get(JobRow, parent_id, with_for_update=self.db.row_locks)
+            if (row is None or row.status != JobStatus.RUNNING.value or row.lease_owner != worker_id
+                    or row.cancel_requested):
+                return None
+            values = []
+            for i, child in enumerate(children):
+                v = self.new_job_values(
+                    tenant=row.tenant, op=child["op"], params=child["params"], queue=row.queue,
+                    timeout_s=row.timeout_s, max_attempts=row.max_attempts, priority=min(10, row.priority + 1),
+                    idempotency_key=f"fork:{parent_id}:{i}")
+                v["notes"] = {"parent": parent_id, "child": i}
+                values.append(v)
+            s.execute(insert(_JOBS), values)
+            row.lease_owner, row.lease_expires_at, row.updated_at = FORK_OWNER, None, now
+            row.stage = f"waiting for {len(values)} chunks"
+            row.notes = {**(row.notes or {}), "fork": {
+                "children": [v["id"] for v in values], "weights": [float(c.get("weight") or 1) for c in children],
+                "state": state}}
+        return [JobRecord.from_row(_Values(v)) for v in values]
+
+    def fork_progress(self, parent_id: str) -> None:
+        """The waiting parent's progress: its children's, weighted (its own first and last runs take the
+        first and last 5 %)."""
+        with self.session() as s, s.begin():
+            row = s.get(JobRow, parent_id)
+            if row is None or row.lease_owner != FORK_OWNER or row.status != JobStatus.RUNNING.value:
+                return
+            fork = (row.notes or {}).get("fork") or {}
+            ids, weights = fork.get("children") or [], fork.get("weights") or []
+            got = dict(s.execute(select(JobRow.id, JobRow.progress).where(JobRow.id.in_(ids))).all())
+            total = sum(weights) or 1.0
+            done = sum(w * (got.get(cid) or 0.0) for cid, w in zip(ids, weights, strict=False)) / total
+            s.execute(update(JobRow).where(JobRow.id == parent_id, JobRow.lease_owner == FORK_OWNER)
+                      .values(progress=0.05 + 0.9 * done, updated_at=time.time()))
+
+    def cancel_children(self, parent_id: str) -> None:
+        """Flag every active child of a parent for cancel (a queued one is cancelled at once)."""
+        parent = self.get_job(parent_id)
+        for child_id in ((parent.notes.get("fork") or {}).get("children") or []) if parent else []:
+            self.request_cancel(child_id, None)
+
+    def settle_parent(self, parent_id: str) -> JobRecord | None:
+        """After a child ended: the parent queued again once every child succeeded, failed (or cancelled)
+        as soon as one did not (its other children then cancelled). Returns the parent when it changed."""
+        now = time.time()
+        with self.session() as s, s.begin():
+            row = s.get(JobRow, parent_id, with_for_update=self.db.row_locks)
+            if row is None or row.status != JobStatus.RUNNING.value or row.lease_owner != FORK_OWNER:
+                return None
+            ids = ((row.notes or {}).get("fork") or {}).get("children") or []
+            kids = {r.id: r for r in s.execute(select(JobRow.id, JobRow.status, JobRow.error, JobRow.notes)
+                                               .where(JobRow.id.in_(ids))).all()}
+            statuses = [JobStatus(kids[i].status) if i in kids else JobStatus.FAILED for i in ids]
+            if all(st == JobStatus.SUCCEEDED for st in statuses):
+                row.status, row.lease_owner, row.updated_at = JobStatus.QUEUED.value, None, now
+                row.stage = "queued (join)"
+                row.attempts = max(0, row.attempts - 1)  # waiting was not an attempt: the join gets its own
+                return JobRecord.from_row(row)
+            ended = [(i, st) for i, st in zip(ids, statuses, strict=True) if st.terminal and st != JobStatus.SUCCEEDED]
+            if not ended:
+                return None
+            bad_id, bad = ended[0]
+            row.lease_owner, row.finished_at, row.updated_at = None, now, now
+            if row.cancel_requested or bad == JobStatus.CANCELLED:
+                row.status, row.stage = JobStatus.CANCELLED.value, "cancelled"
+                row.error = {"code": "cancelled", "message": "The job was cancelled."}
+            else:
+                err = (kids[bad_id].error if bad_id in kids else None) or {}
+                row.status, row.stage = JobStatus.FAILED.value, "failed"
+                row.error = {"code": err.get("code") or "chunk_failed",
+                             "message": f"Chunk {ids.index(bad_id) + 1} of {len(ids)} ({bad_id}) {bad.value}: "
+                                        f"{err.get('message', '')}".strip(), "chunk": bad_id}
+            for child_id, st in zip(ids, statuses, strict=True):
+                if not st.terminal:
+                    child = s.get(JobRow, child_id, with_for_update=self.db.row_locks)
+                    if child is not None:
+                        child.cancel_requested, child.updated_at = True, now
+                        if child.status == JobStatus.QUEUED.value:
+                            child.status, child.finished_at, child.stage = JobStatus.CANCELLED.value, now, "cancelled"
+                            child.error = {"code": "cancelled", "message": "Another chunk of the render ended first."}
             return JobRecord.from_row(row)

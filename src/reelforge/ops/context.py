@@ -43,6 +43,9 @@ class OpContext:
         on_progress: ProgressFn | None = None,
         is_cancelled: Callable[[], bool] | None = None,
         on_note: Callable[[dict[str, Any]], None] | None = None,
+        can_fork: bool = False,
+        workers: int = 1,
+        resumed: dict[str, Any] | None = None,
     ) -> None:
         self.job_id = job_id
         self.workdir = workdir
@@ -51,6 +54,11 @@ class OpContext:
         self._on_progress = on_progress
         self._is_cancelled = is_cancelled or (lambda: False)
         self._on_note = on_note
+        # fork-join (docs/CHUNKED.md): whether this job may answer with a Fork (its job control can create
+        # child jobs), how many workers could take them, and, on the run after its children, their results
+        self.can_fork = can_fork
+        self.workers = workers
+        self.resumed = resumed
         self._parent: OpContext | None = None  # a child context's notes go to the job's context
         self._stage: str | None = None
         self._fetched: dict[str, Path] = {}

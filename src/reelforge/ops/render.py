@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pysubs2
 
 from reelforge.captions import Word, ass_style, build_subtitles, pos_prefix
 from reelforge.config import Settings
 from reelforge.errors import InputError, InvalidParams, MediaError
-from reelforge.media.codecs import DEFAULT_VIDEO_ARGS
-from reelforge.media.encoders import encode_with_fallback
+from reelforge.media.codecs import DEFAULT_VIDEO_ARGS, chunkable_x264_args, gop_args
+from reelforge.media.concat_list import concat_copy_args, write_concat_list
+from reelforge.media.encoders import EncoderChoice, encode_with_fallback
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
 from reelforge.media.fonts import LoadedFont, installed_families, load_font
+from reelforge.media.frame_rate import parse_rate
 from reelforge.media.html import HtmlPicture, render_html
 from reelforge.media.limits import check_duration_limit, check_frame_pixels
 from reelforge.media.limits import probe_input as probe_within_limits
@@ -21,8 +24,19 @@ from reelforge.media.subtitle_files import check_burn_size, read_subtitle_text
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.registry import operation
 from reelforge.ops.resources import ENCODES
-from reelforge.pipelines.render_plan import ClipKey, RenderPlan, plan_render
-from reelforge.pipelines.timeline import CaptionAsset, HtmlAsset, RenderParams, TextAsset
+from reelforge.pipelines.cache import StepCache, file_sha256, step_key
+from reelforge.pipelines.render_plan import (
+    ClipKey,
+    RenderPlan,
+    Window,
+    chunk_windows,
+    clip_lengths,
+    frame_count,
+    plan_render,
+    timeline_duration,
+)
+from reelforge.pipelines.timeline import MAX_TIMELINE_S, CaptionAsset, ChunkSpec, HtmlAsset, RenderParams, TextAsset
+from reelforge.runtime import Fork
 
 _NAMED = {"white": (255, 255, 255), "black": (0, 0, 0), "red": (255, 0, 0), "green": (0, 128, 0),
           "lime": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0), "cyan": (0, 255, 255),
@@ -149,7 +163,8 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
     tl, output = params.timeline, params.output
     out_w, out_h = output.frame_size
     check_frame_pixels(out_w, out_h, ctx.settings)
-    ctx.stage("fetching inputs")
+    joining = ctx.resumed is not None  # the run after a chunked render's chunks: progress starts at 95 %
+    ctx.stage("fetching inputs", 0.95 if joining else 0.0)
     refs: dict[str, str] = {}  # src -> the JSON path of its first use, for error messages
     for ti, track in enumerate(tl.tracks):
         for ci, clip in enumerate(track.clips):
@@ -162,7 +177,8 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
     for i, (ref, where) in enumerate(refs.items()):
         ctx.check_cancelled()
         media[ref] = probe_input(ctx, ref, where)
-        ctx.progress(0.05 * (i + 1) / max(1, len(refs)))
+        if not joining:
+            ctx.progress(0.05 * (i + 1) / max(1, len(refs)))
 
     work = ctx.workdir / "render"
     work.mkdir(parents=True, exist_ok=True)
@@ -204,23 +220,42 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
 
     ext = "." + output.format
     out = ctx.output_path("render", ext)
+    # a long mp4 (not cut by output.range) may be chunked (docs/CHUNKED.md): fixed keyframes either way
+    long_mp4 = (output.format == "mp4" and output.range is None
+                and _duration(params, media) > ctx.settings.compute.chunk_threshold_s)
+    gop = params.chunk.gop if params.chunk is not None else gop_frames(output.fps) if long_mp4 else 0
+    window = Window(params.chunk.start_frame, params.chunk.end_frame) if params.chunk is not None else None
+    if window is not None:
+        captions = {k: _caption_window(p, window, output.fps) for k, p in captions.items()}
 
-    def plan_for(video_args: tuple[str, ...] | None = None) -> RenderPlan:
-        return plan_render(params, media, out=out, workdir=work, captions=captions,
-                           video_args=video_args or DEFAULT_VIDEO_ARGS,
+    def plan_for(choice: EncoderChoice | None = None, **kw: Any) -> RenderPlan:
+        args = choice.args if choice is not None else DEFAULT_VIDEO_ARGS
+        if gop and (choice is None or not choice.hw):  # a long mp4 on the CPU: as its chunks would be encoded
+            args = chunkable_x264_args(output.quality, gop, ctx.settings.compute.threads_per_job)
+        elif gop:  # NVENC (unchunked): at least the same keyframes
+            args = (*args, *gop_args(gop))
+        return plan_render(params, media, out=kw.pop("out", out), workdir=work, captions=captions, video_args=args,
                            fonts_dir=work / "fonts" if fonts else ctx.settings.media.font_dir,
-                           html_images=html_images, font_files=font_files)
+                           html_images=html_images, font_files=font_files, **kw)
 
-    plan = plan_for()
+    plan = plan_for(window=window)
     check_duration_limit(plan.duration_s, ctx.settings, "The timeline")
     for path, text in plan.text_files.items():
         path.write_text(text, encoding="utf-8")
-    ctx.stage("rendering", 0.05)
-    if output.format == "mp4":
-        choice = encode_with_fallback(lambda c: plan_for(c.args).args, ctx, output.quality,
+    if window is not None:
+        return _render_chunk(params, ctx, plan_for, work, window, media)
+    chunks = chunk_count(params, ctx, plan.duration_s) if long_mp4 and not joining else 1
+    if chunks > 1:
+        return _fork(params, plan.duration_s, chunks, gop)
+    if joining:
+        _join_chunks(ctx, plan_for, plan, out, work)
+    elif output.format == "mp4":
+        ctx.stage("rendering", 0.05)
+        choice = encode_with_fallback(lambda c: plan_for(c).args, ctx, output.quality,
                                       duration_s=plan.duration_s, span=(0.05, 1.0), stage="rendering")
         ctx.note(encoder=choice.name)
     else:
+        ctx.stage("rendering", 0.05)
         run_ffmpeg(plan.args, ctx, duration_s=plan.duration_s, span=(0.05, 1.0), stage="rendering")
     ensure_file_output(out, "render")
     outputs = {"render": out}
@@ -242,6 +277,120 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
         ensure_file_output(still, name)
         outputs[name] = still
     ctx.progress(1.0)
-    return OpResult(outputs=outputs,
-                    data={"duration_s": round(plan.duration_s, 3), "format": output.format,
-                          "size": [final_w, final_h], "fps": output.fps, "audio": plan.has_audio})
+    data: dict[str, Any] = {"duration_s": round(plan.duration_s, 3), "format": output.format,
+                            "size": [final_w, final_h], "fps": output.fps, "audio": plan.has_audio}
+    if joining:
+        data["chunks"] = len((ctx.resumed or {}).get("children") or [])
+    return OpResult(outputs=outputs, data=data)
+
+
+# ---- chunked renders (docs/CHUNKED.md)
+GOP_S = 2.0  # a long mp4's keyframe interval: the grain chunks are cut on
+
+
+def gop_frames(fps: float) -> int:
+    return max(1, round(GOP_S * fps))
+
+
+def _duration(params: RenderParams, media: dict[str, MediaInfo]) -> float:
+    return timeline_duration(params, clip_lengths(params, media), MAX_TIMELINE_S)
+
+
+def chunk_count(params: RenderParams, ctx: OpContext, duration_s: float) -> int:
+    """How many chunks: the render's own `chunks`, else the workers that could take them (the setting, or
+    what the executor reported), never so many that a chunk is shorter than compute.chunk_min_s."""
+    if not ctx.can_fork:
+        return 1
+    compute = ctx.settings.compute
+    wanted = params.chunks or compute.chunk_workers or ctx.workers
+    return max(1, min(wanted, int(duration_s // compute.chunk_min_s)))
+
+
+def _fork(params: RenderParams, duration_s: float, chunks: int, gop: int) -> OpResult:
+    rate = float(parse_rate(params.output.fps))
+    frames = frame_count(duration_s, rate)
+    windows = chunk_windows(frames, chunks, gop)
+    base = params.model_dump(mode="json")
+    children = []
+    for i, w in enumerate(windows):
+        spec = ChunkSpec(index=i, start_frame=w.start_frame, end_frame=w.end_frame, gop=gop)
+        children.append({"op": "render", "params": {**base, "chunk": spec.model_dump(mode="json")},
+                         "weight": (w.end_frame or frames) - w.start_frame})
+    return OpResult(fork=Fork(children=children, state={"frames": frames, "gop": gop, "chunks": len(windows)}))
+
+
+def _caption_window(path: Path, window: Window, fps: float) -> Path:
+    """The caption file cut to the cues a window shows (so a chunk's cache key changes only when its own
+    cues do); the cues keep their times on the output's clock."""
+    a, b = window.seconds(float(parse_rate(fps)))
+    margin = 1.0 / fps
+    subs = pysubs2.load(str(path))
+    kept = pysubs2.SSAFile()
+    kept.info, kept.styles = subs.info, subs.styles
+    for ev in subs:
+        if ev.end / 1000 >= a - margin and (b is None or ev.start / 1000 <= b + margin):
+            kept.append(ev)
+    dest = path.with_name(f"{path.stem}_w{window.start_frame}.ass")
+    kept.save(str(dest), format_="ass")
+    return dest
+
+
+def _chunk_key(plan: RenderPlan, media: dict[str, MediaInfo], work: Path, job_dir: Path) -> str:
+    """The step-cache key of a chunk: its ffmpeg arguments with every input by content and the job's work
+    folder by name, so the same picture of the same sources has the same key in any job."""
+    text = "\x00".join(plan.args)
+    for info in media.values():
+        text = text.replace(info.path, file_sha256(Path(info.path)))
+    files = sorted(p for p in work.rglob("*") if p.is_file() and str(p) in text)  # captions, text, fonts
+    hashed = {str(p.relative_to(work)): file_sha256(p) for p in files}
+    return step_key("render.chunk", {"args": text.replace(str(job_dir), "<job>"), "files": hashed})
+
+
+def _render_chunk(params: RenderParams, ctx: OpContext, plan_for: Any, work: Path, window: Window,
+                  media: dict[str, MediaInfo]) -> OpResult:
+    """A child job: the picture of one window, libx264 (the same encoder on every machine), from the step
+    cache when the same chunk was rendered before."""
+    chunk_out = ctx.output_path("chunk", ".mp4")
+    plan = plan_for(None, window=window, out=chunk_out)  # chunkable libx264
+    cache = StepCache.for_settings(ctx.settings)
+    key = _chunk_key(plan, media, work, ctx.workdir)
+    hit = cache.load(key, work / "cached")
+    if hit is not None:
+        ctx.note(chunk_cached=True)
+        ctx.progress(1.0, "chunk from cache")
+        return OpResult(outputs={"chunk": hit.outputs["chunk"]}, data={**hit.data, "cached": True})
+    ctx.stage("rendering chunk", 0.05)
+    a, b = window.seconds(float(parse_rate(params.output.fps)))
+    seconds = (b if b is not None else plan.duration_s) - a
+    run_ffmpeg(plan.args, ctx, duration_s=seconds, span=(0.05, 1.0), stage="rendering chunk")
+    ensure_file_output(chunk_out, "render")
+    ctx.note(encoder="libx264")
+    result = OpResult(outputs={"chunk": chunk_out}, data={"start_frame": window.start_frame,
+                                                            "end_frame": window.end_frame})
+    cache.store(key, "render.chunk", result)
+    ctx.progress(1.0)
+    return result
+
+
+def _join_chunks(ctx: OpContext, plan_for: Any, plan: RenderPlan, out: Path, work: Path) -> None:
+    """The parent's second run: the chunks joined by stream copy, the sound mixed and encoded once for the
+    whole length and muxed in (no encoder priming at the joins)."""
+    resumed = ctx.resumed or {}
+    children = resumed.get("children") or []
+    ctx.stage("joining chunks", 0.95)
+    pieces = [ctx.fetch(child["outputs"]["chunk"]) for child in children]
+    if not pieces:
+        raise MediaError("The chunked render has no chunks to join.", code="chunk_missing")
+    extra: list[str] = []
+    maps = ["0:v:0"]
+    if plan.has_audio:
+        audio = work / "sound.m4a"
+        run_ffmpeg(plan_for(audio_only=True, out=audio).args, ctx, duration_s=plan.duration_s,
+                   span=(0.95, 0.98), stage="mixing sound")
+        extra, maps = ["-i", str(audio)], ["0:v:0", "1:a:0"]
+    join_dir = work / "join"
+    join_dir.mkdir(exist_ok=True)
+    listing = write_concat_list(pieces, join_dir / "chunks.ffconcat")
+    run_ffmpeg(concat_copy_args(listing, out, audio=False, extra_inputs=extra, maps=maps), ctx,
+               duration_s=plan.duration_s, span=(0.98, 1.0), stage="joining chunks")
+    ctx.note(chunks=len(pieces), encoder="libx264")

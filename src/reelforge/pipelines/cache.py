@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reelforge.config import Settings
 from reelforge.runtime import OpResult
 
 CACHE_VERSION = 1
@@ -95,6 +96,13 @@ class StepCache:
     def __init__(self, root: Path, limits: CacheLimits | None = None) -> None:
         self.root = root
         self.limits = limits
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> StepCache:
+        """The service's step cache (data_dir/cache/steps) with the configured size and age limits."""
+        return cls(settings.service.data_dir / "cache" / "steps", CacheLimits(
+            max_bytes=int(settings.compute.step_cache_max_gb * 1024**3),
+            max_age_s=settings.compute.step_cache_max_age_days * 86400))
 
     def _dir(self, key: str) -> Path:
         return self.root / key

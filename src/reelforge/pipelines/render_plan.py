@@ -15,6 +15,7 @@ formatted here from validated floats.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -59,6 +60,35 @@ class RenderPlan:
     text_files: dict[Path, str] = field(default_factory=dict)  # the caller writes these before running
     has_audio: bool = False
     has_video: bool = True
+
+
+@dataclass(frozen=True)
+class Window:
+    """A run of output frames: `start_frame` up to `end_frame` (exclusive; None: to the end).
+
+    A chunk of a chunked render (docs/CHUNKED.md) is the picture of one window, encoded on its own; the
+    frames are the unchunked render's frames, because the whole filter graph is kept on the output's
+    clock and only cut at its end (clips wholly outside the window are left out: they change nothing).
+    """
+
+    start_frame: int
+    end_frame: int | None = None
+
+    def seconds(self, rate: float) -> tuple[float, float | None]:
+        return self.start_frame / rate, None if self.end_frame is None else self.end_frame / rate
+
+
+def frame_count(duration_s: float, rate: float) -> int:
+    """How many frames a render of `duration_s` at `rate` has (frames whose time is before the end)."""
+    return max(1, math.ceil(duration_s * rate - 1e-6))
+
+
+def chunk_windows(frames: int, chunks: int, gop: int) -> list[Window]:
+    """`frames` split into about `chunks` equal windows, every cut on a multiple of `gop` (a keyframe)."""
+    gops = math.ceil(frames / gop)
+    chunks = max(1, min(chunks, gops))
+    cuts = [round(gops * k / chunks) * gop for k in range(chunks)]
+    return [Window(a, b if b < frames else None) for a, b in zip(cuts, [*cuts[1:], frames], strict=True)]
 
 
 def num(x: float) -> str:
@@ -235,24 +265,29 @@ def plan_render(params: RenderParams, media: Mapping[str, MediaInfo], *, out: Pa
                 captions: Mapping[ClipKey, Path] | None = None, video_args: Sequence[str] = DEFAULT_VIDEO_ARGS,
                 fonts_dir: Path | None = None, max_duration_s: float = MAX_TIMELINE_S,
                 html_images: Mapping[ClipKey, Path] | None = None,
-                font_files: Mapping[str, Path] | None = None) -> RenderPlan:
+                font_files: Mapping[str, Path] | None = None, window: Window | None = None,
+                audio_only: bool = False) -> RenderPlan:
     """The ffmpeg arguments rendering `params` to `out`.
 
     `media` maps every asset/soundtrack `src` to its probe; `captions` maps each caption clip to a
     prepared .ass file already on the output's clock; `html_images` each html clip to its rendered
     transparent PNG (of the asset's width x height); `font_files` the timeline's fonts by family;
     text clips' files are returned in `text_files`.
+    `window`: only these frames of the picture, no sound (a chunk). `audio_only`: only the sound, as AAC
+    (a chunked mp4's one audio encode).
     """
     tl = params.timeline
     lengths = clip_lengths(params, media)
     total = timeline_duration(params, lengths, max_duration_s)
     plan = _RenderGraph(params, media, total, workdir=workdir, captions=captions or {}, fonts_dir=fonts_dir,
-                        html_images=html_images or {}, lengths=lengths, font_files=font_files or {})
+                        html_images=html_images or {}, lengths=lengths, font_files=font_files or {},
+                        window=window, audio_only=audio_only)
     # bottom track first, so the first track ends up on top
     for ti in reversed(range(len(tl.tracks))):
         for ci, clip in enumerate(tl.tracks[ti].clips):
-            if clip.start < total and clip.asset.type != "luma":
-                plan.add_clip((ti, ci), clip, min(lengths[(ti, ci)], total - clip.start))
+            length = min(lengths[(ti, ci)], total - clip.start)
+            if clip.start < total and clip.asset.type != "luma" and plan.touches_window(clip.start, length):
+                plan.add_clip((ti, ci), clip, length)
     plan.add_soundtrack()
     return plan.finish(out, video_args)
 
@@ -294,7 +329,8 @@ class _RenderGraph:
 
     def __init__(self, params: RenderParams, media: Mapping[str, MediaInfo], total: float, *, workdir: Path,
                  captions: Mapping[ClipKey, Path], fonts_dir: Path | None, html_images: Mapping[ClipKey, Path],
-                 lengths: Mapping[ClipKey, float], font_files: Mapping[str, Path]) -> None:
+                 lengths: Mapping[ClipKey, float], font_files: Mapping[str, Path], window: Window | None = None,
+                 audio_only: bool = False) -> None:
         self.tl, self.output = params.timeline, params.output
         self.media, self.total = media, total
         self.workdir, self.captions, self.fonts_dir = workdir, captions, fonts_dir
@@ -303,8 +339,9 @@ class _RenderGraph:
         self.rate = parse_rate(self.output.fps)
         self.rate_s = rate_arg(self.rate)
         self.fmt = self.output.format
-        self.want_video = self.fmt not in ("mp3",)
-        self.want_audio = self.fmt in ("mp4", "webm", "mp3") and not self.output.mute
+        self.window, self.audio_only = window, audio_only
+        self.want_video = self.fmt not in ("mp3",) and not audio_only
+        self.want_audio = self.fmt in ("mp4", "webm", "mp3") and not self.output.mute and window is None
         if self.fmt == "mp3" and self.output.mute:
             raise InvalidParams("A muted mp3 would be empty.", code="nothing_audible",
                                 details={"path": "output.mute"})
@@ -313,9 +350,21 @@ class _RenderGraph:
         self.audio_labels: list[str] = []
         self.cur = ""  # label of the picture composited so far
         if self.want_video:
+            cut = [] if window is None else [
+                f"trim=start_frame={window.start_frame}"
+                + (f":end_frame={window.end_frame}" if window.end_frame is not None else "")]
             self.cur = self.g.chain([], [filter_expr("color", c=self.tl.background, s=f"{self.out_w}x{self.out_h}",
-                                                     r=self.rate_s, d=num(total)), "format=yuv420p"],
+                                                     r=self.rate_s, d=num(total)), *cut, "format=yuv420p"],
                                     self.g.label("bg"))
+
+    def touches_window(self, start: float, length: float) -> bool:
+        """Whether a clip shown from `start` for `length` can change a frame of the window (a frame of
+        margin either side: overlays are enabled on a closed interval)."""
+        if self.window is None:
+            return True
+        rate = float(self.rate)
+        a, b = self.window.seconds(rate)
+        return start + length >= a - 1 / rate and (b is None or start <= b + 1 / rate)
 
     # ---- one clip
     def add_clip(self, key: ClipKey, clip: Clip, length: float) -> None:
@@ -557,6 +606,8 @@ class _RenderGraph:
             g.chain(["g1"], ["palettegen=stats_mode=diff"], "pal")
             g.chain(["g2", "pal"], ["paletteuse=dither=bayer:bayer_scale=4"], "vout")
         else:
+            if self.window is not None:
+                tail = [*tail, "setpts=PTS-STARTPTS"]
             g.chain([self.cur], tail, "vout")
         if fmt == "mp4":
             codec = [*video_args, "-r", self.rate_s, "-movflags", "+faststart"]
@@ -576,11 +627,14 @@ class _RenderGraph:
             maps, codec_args = self._video_output(video_args)
         if has_audio:
             maps += ["-map", "[aout_r]" if self.output.range is not None else "[aout]"]
-            codec_args += {"mp4": list(AAC_ARGS), "webm": list(OPUS_ARGS),
-                           "mp3": ["-c:a", "libmp3lame", "-q:a", "2"]}[self.fmt]
+            codec_args += list(AAC_ARGS) if self.audio_only else {
+                "mp4": list(AAC_ARGS), "webm": list(OPUS_ARGS), "mp3": ["-c:a", "libmp3lame", "-q:a", "2"]}[self.fmt]
+        elif self.audio_only:
+            raise InvalidParams("An audio-only plan needs at least one audible clip or a soundtrack.",
+                                code="nothing_audible", details={"path": "timeline"})
         args = [arg for inp in self.g.inputs for arg in inp]
         args += ["-filter_complex", ";".join(self.g.chains), *maps, *codec_args]
-        if self.fmt not in ("jpg", "png"):
+        if self.fmt not in ("jpg", "png") and self.window is None:  # a window ends with its trim
             args += ["-t", num(self.out_duration)]
         args.append(str(out))
         return RenderPlan(args=args, duration_s=self.out_duration, text_files=self.text_files, has_audio=has_audio,

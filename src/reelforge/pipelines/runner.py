@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reelforge.errors import InputError, InvalidParams, JobCancelled, ProcessingError, ReelForgeError
-from reelforge.pipelines.cache import CacheLimits, StepCache, file_sha256, step_key
+from reelforge.pipelines.cache import StepCache, file_sha256, step_key
 from reelforge.pipelines.graph import Graph, Ref, StepPlan, format_loc, parse_step_url, substitute_refs
 from reelforge.refs import parse_ref
 from reelforge.runtime import OpResult, WorkContext
@@ -64,9 +64,7 @@ class PipelineRunner:
         self.plans = graph.by_id()
         self.results: dict[str, OpResult] = {}
         self.records: dict[str, StepRecord] = {s.id: StepRecord(s.step.op) for s in graph.steps}
-        self.cache = StepCache(ctx.settings.service.data_dir / "cache" / "steps", CacheLimits(
-            max_bytes=int(ctx.settings.compute.step_cache_max_gb * 1024**3),
-            max_age_s=ctx.settings.compute.step_cache_max_age_days * 86400))
+        self.cache = StepCache.for_settings(ctx.settings)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._fractions: dict[str, float] = dict.fromkeys(self.plans, 0.0)

@@ -345,9 +345,24 @@ class Output(_Model):
         return parse_frame_size(self.scale_to) if self.scale_to else self.frame_size
 
 
+class ChunkSpec(_Model):
+    """Set by the service on the child jobs of a chunked render (docs/CHUNKED.md), not by clients: render
+    only output frames start_frame..end_frame (exclusive; none: to the end), picture only, keyframe every
+    `gop` frames."""
+
+    index: int = Field(ge=0, le=255)
+    start_frame: int = Field(ge=0)
+    end_frame: int | None = Field(default=None, ge=1)
+    gop: int = Field(ge=1, le=1200)
+
+
 class RenderParams(Params):
     timeline: Timeline
     output: Output = Field(default_factory=Output)
+    chunks: int | None = Field(default=None, ge=1, le=64, description=(
+        "mp4 renders longer than the chunk threshold (60 s by default): how many time chunks to render as "
+        "parallel child jobs (1: never split). Default: as many as the workers for the job's queue."))
+    chunk: ChunkSpec | None = Field(default=None, description="Internal: set on a chunked render's child jobs.")
 
     @model_validator(mode="after")
     def _check_lengths(self) -> RenderParams:

@@ -230,10 +230,21 @@ def make_resolver(settings: Settings, storage: Storage, *, lookup_file: Callable
         except NotFound as exc:
             raise InputError(f"The object {ref!r} does not exist.", code="input_not_found") from exc
 
+    def resolve_job_output(ref: str, dest_dir: Path) -> Path:
+        key = lookup_file(ref)  # only what the service put in the job's payload (a chunked render's chunks)
+        if not key:
+            raise _not_found(ref)
+        try:
+            return storage.get_file(key, Path(dest_dir) / local_name(ref, key.rsplit("/", 1)[-1], safe_suffix(key)))
+        except NotFound as exc:
+            raise _not_found(ref) from exc
+
     def resolve(ref: str, dest_dir: Path) -> Path:
         parsed = parse_ref(ref)
         if parsed.kind == "file":
             return resolve_file_id(ref, dest_dir)
+        if parsed.kind == "job":
+            return resolve_job_output(ref, dest_dir)
         if parsed.kind == "url":
             return fetcher.fetch(ref, dest_dir)
         if parsed.kind == "s3":

@@ -1,0 +1,97 @@
+"""Chunked rendering on real Celery workers (Redis broker, PostgreSQL job store; docs/CHUNKED.md): the chunk
+count comes from the workers' concurrency, and a worker killed with SIGKILL while it holds a chunk costs
+only that chunk a second attempt."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.chunked_media import make_sources, timeline
+from tests.integration.pg import temp_database
+from tests.integration.service import Service, parent_pid, pids_with, wait_job
+
+pytestmark = pytest.mark.services
+REDIS_DB = 13  # this module's own database on the shared Redis
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+    with temp_database() as db_url:
+        svc = Service(tmp_path_factory.mktemp("chunked-celery") / "data", REELFORGE_EXECUTOR="celery",
+                      REELFORGE_DATABASE_URL=db_url, REELFORGE_BROKER_URL=f"redis://127.0.0.1:6379/{REDIS_DB}",
+                      REELFORGE_WORKER_QUEUES="cpu")
+        svc.start()
+        yield svc
+        svc.stop()
+    redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+
+
+@contextlib.contextmanager
+def worker(svc: Service) -> Iterator[subprocess.Popen[bytes]]:
+    log = (svc.data_dir.parent / f"worker-{uuid.uuid4().hex[:6]}.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "reelforge.cli", "worker", "--queues", "cpu", "--concurrency", "1",
+                             "--name", f"chunk-{uuid.uuid4().hex[:6]}@%h"],
+                            env=svc.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_a_worker_killed_mid_chunk_costs_only_that_chunk_a_retry(stack: Service, tmp_path: Path) -> None:
+    files = make_sources(tmp_path / "media")
+    with stack.client() as c, worker(stack) as first, worker(stack) as second:
+        ids = {}
+        for name, path in files.items():
+            with path.open("rb") as fh:
+                ids[name] = c.post("/v1/files", params={"filename": path.name}, content=fh).json()["id"]
+        time.sleep(3)  # both workers up (the chunk count is asked of the live workers)
+        res = c.post("/v1/jobs", json={"op": "render", "params": timeline(ids, total=90, fps=10, size="320x180")})
+        job_id = res.json()["id"]
+        kids: list[str] = []
+        deadline = time.monotonic() + 120
+        victim = None
+        while time.monotonic() < deadline and victim is None:
+            job = c.get(f"/v1/jobs/{job_id}").json()
+            assert job["status"] in ("queued", "running"), job
+            kids = (job["notes"].get("fork") or {}).get("children") or []
+            for kid in kids:
+                found = pids_with(kid)
+                if found:
+                    victim = (kid, found[0])
+                    break
+            time.sleep(0.1)
+        assert victim is not None, "no chunk started"
+        assert len(kids) == 2  # two workers, one thread each
+        kid, ffmpeg_pid = victim
+        host = parent_pid(ffmpeg_pid)
+        holder = first if parent_pid(host) == first.pid else second
+        os.killpg(holder.pid, signal.SIGKILL)  # the worker dies without a word...
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(host, signal.SIGKILL)  # ...and so does the job host it had spawned
+        holder.wait()
+        done = wait_job(c, job_id, timeout=300)
+        children = {k: c.get(f"/v1/jobs/{k}").json() for k in kids}
+    assert done["status"] == "succeeded", done
+    assert children[kid]["attempts"] == 2, children[kid]
+    assert all(ch["attempts"] == 1 for k, ch in children.items() if k != kid), children
+    assert all(ch["status"] == "succeeded" for ch in children.values())
+    assert done["result"]["data"]["chunks"] == 2
