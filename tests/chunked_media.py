@@ -87,5 +87,6 @@ def compare(reference: Path, chunked: Path, joins: list[int], size: tuple[int, i
     return {"frames": (len(fr), len(fc)), "keyframes_ref": [i for i, f in enumerate(fr) if f["key_frame"]],
             "keyframes": [i for i, f in enumerate(fc) if f["key_frame"]],
             "monotonic": all(x < y for x, y in itertools.pairwise(times)),
-            "join_psnr": join_psnr, "samples": (len(sa), len(sb)),
+            "join_psnr": join_psnr, "min_psnr": min(psnr(x, y) for x, y in zip(a, b, strict=False)),
+            "samples": (len(sa), len(sb)),
             "audio_max_diff": float(np.abs(sa[:n] - sb[:n]).max()) if n else 1.0}

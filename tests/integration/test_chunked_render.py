@@ -74,6 +74,7 @@ def test_chunked_render_is_seamless_and_edits_reencode_one_chunk(svc: Service, s
     assert m["monotonic"]
     assert m["keyframes"] == m["keyframes_ref"] == list(range(0, 900, 10))  # a GOP of 2 s; joins at 300, 600
     assert min(m["join_psnr"].values()) > 40, m["join_psnr"]
+    assert m["min_psnr"] == 99.0  # in fact every frame is identical (constant QP: docs/CHUNKED.md)
     assert m["samples"][0] == m["samples"][1] and m["audio_max_diff"] < 1e-3, m
     assert cached == [True, True, False]
 

@@ -1,0 +1,251 @@
+"""Benchmark chunked rendering (docs/CHUNKED.md) on real Celery workers: 2 workers vs 1 on a 1080p render.
+
+    flock /tmp/reelforge-services.lock .venv/bin/python bench/bench_chunked.py            # 2 minutes, 1080p25
+    flock /tmp/reelforge-services.lock .venv/bin/python bench/bench_chunked.py --seconds 30 --size 1280x720
+
+A real `reelforge serve` (Celery executor, a throw-away PostgreSQL database, its own Redis database) and
+`reelforge worker` processes, each pinned to its own core with taskset and running one job at a time, with
+x264 held to one thread (THREADS_PER_JOB=1: chunked-render encodes use `-threads` from it), and job hosts
+not niced (JOB_NICE=0), so the measured encodes compete with other load on equal terms.
+
+    reference   1 worker, the render in one job (`chunks: 1`)
+    chunked     N workers (default 2), the render split by the service (chunk count from the workers)
+
+Printed and written (--write): wall times, the speed-up (reference / chunked, goal >= 1.8x for 2 workers),
+the CPU seconds of the worker process trees in each run (so the chunking's extra work shows apart from
+what other load on the machine did to wall time), and the per-chunk overhead from the jobs' own records:
+the parent's planning run, each chunk's start-up before its encode, the join. The 1-minute load average
+is sampled during each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
+
+from tests.integration.pg import temp_database  # noqa: E402
+from tests.integration.service import Service, wait_job  # noqa: E402
+
+REDIS_DB = 13
+
+
+def make_media(folder: Path, size: str) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    clip, image, music = folder / "clip.mp4", folder / "img.png", folder / "music.mp3"
+    run = ["ffmpeg", "-v", "error", "-y"]
+    subprocess.run([*run, "-f", "lavfi", "-i", f"testsrc2=s={size}:r=25:d=10", "-f", "lavfi", "-i",
+                    "sine=f=330:d=10", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-c:a", "aac",
+                    "-shortest", str(clip)], check=True)
+    subprocess.run([*run, "-f", "lavfi", "-i", f"mandelbrot=s={size}", "-frames:v", "1", str(image)], check=True)
+    subprocess.run([*run, "-f", "lavfi", "-i", "sine=f=220:d=30", "-f", "lavfi", "-i", "anoisesrc=d=30:a=0.05",
+                    "-filter_complex", "amix=inputs=2", "-c:a", "libmp3lame", str(music)], check=True)
+    return {"clip": clip, "image": image, "music": music}
+
+
+def timeline(src: dict[str, str], seconds: float, size: str, fps: float, quality: str) -> dict[str, Any]:
+    """Alternating 10 s video and image clips with fades, a caption track, a title, looped music."""
+    clips, t, i = [], 0.0, 0
+    while t < seconds:
+        length = min(10.0, seconds - t)
+        asset = ({"type": "video", "src": src["clip"]} if i % 2 == 0 else {"type": "image", "src": src["image"]})
+        clips.append({"asset": asset, "start": t, "length": length, "transition": {"in": "fade", "duration": 0.5}})
+        t, i = t + length, i + 1
+    words = [{"text": f"word{k}", "start": k * 0.5, "end": k * 0.5 + 0.45} for k in range(int(seconds * 2))]
+    return {"timeline": {"background": "#101820", "duration": seconds,
+                         "soundtrack": {"src": src["music"], "loop": True, "volume": 0.7},
+                         "tracks": [{"clips": [{"asset": {"type": "caption", "words": words}, "start": 0,
+                                                "length": seconds}]},
+                                    {"clips": [{"asset": {"type": "text", "text": "Chunked", "size": 72},
+                                                "start": 1, "length": 6}]},
+                                    {"clips": clips}]},
+            "output": {"format": "mp4", "size": size, "fps": fps, "quality": quality}}
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds of a live process tree: each process's own + its reaped children's (ffmpeg runs end
+    before the host that started them, so they are counted once, in the host's children times)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    kids: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                text = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = text[text.rindex(")") + 2:].split()
+            stats[int(entry.name)] = fields
+            kids.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        f = stats.get(pid)
+        if f is not None:
+            total += sum(int(x) for x in f[11:15]) / tick
+        todo += kids.get(pid, [])
+    return total
+
+
+@contextlib.contextmanager
+def workers(svc: Service, cores: list[int]) -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs = []
+    for core in cores:
+        log = (svc.data_dir.parent / f"worker-{core}.log").open("ab")
+        procs.append(subprocess.Popen(
+            ["taskset", "-c", str(core), sys.executable, "-m", "reelforge.cli", "worker", "--queues", "cpu",
+             "--concurrency", "1", "--name", f"bench-{core}-{uuid.uuid4().hex[:4]}@%h"],
+            env=svc.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+    time.sleep(4)  # up and answering inspect (the chunk count is asked of the live workers)
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+class LoadSampler:
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(5):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self) -> LoadSampler:
+        self.samples.append(os.getloadavg()[0])
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self.samples.append(os.getloadavg()[0])
+
+
+def one_run(svc: Service, c: httpx.Client, params: dict[str, Any], cores: list[int], timeout: float) -> dict[str, Any]:
+    with workers(svc, cores) as procs, LoadSampler() as load:
+        cpu0 = sum(tree_cpu_s(p.pid) for p in procs)
+        t0 = time.monotonic()
+        job_id = c.post("/v1/jobs", json={"op": "render", "params": params}).json()["id"]
+        job = wait_job(c, job_id, timeout=timeout)
+        wall = time.monotonic() - t0
+        cpu = sum(tree_cpu_s(p.pid) for p in procs) - cpu0
+    assert job["status"] == "succeeded", job
+    out: dict[str, Any] = {"wall_s": wall, "cpu_s": cpu, "load": (min(load.samples), max(load.samples)),
+                           "job": job}
+    kids = (job["notes"].get("fork") or {}).get("children") or []
+    if kids:
+        children = [c.get(f"/v1/jobs/{k}").json() for k in kids]
+        startups, encodes = [], []
+        for ch in children:
+            stages = {stage: at for stage, at in ch["notes"].get("stages") or []}
+            begin = stages.get("rendering chunk", 0.0)  # seconds into the attempt the encode began
+            startups.append(begin)
+            encodes.append(_span(ch) - begin)
+        first_child = min(_ts(ch["created_at"]) for ch in children)
+        last_end = max(_ts(ch["finished_at"]) for ch in children)
+        out.update(chunks=len(kids), plan_s=first_child - _ts(job["started_at"]),
+                   join_s=_ts(job["finished_at"]) - last_end, startup_s=startups, encode_s=encodes,
+                   child_wall_s=[_span(ch) for ch in children])
+    return out
+
+
+def _ts(value: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _span(job: dict[str, Any]) -> float:
+    return _ts(job["finished_at"]) - _ts(job["started_at"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=120)
+    ap.add_argument("--size", default="1920x1080")
+    ap.add_argument("--fps", type=float, default=25)
+    ap.add_argument("--quality", default="standard")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--timeout", type=float, default=3600)
+    ap.add_argument("--write", type=Path, help="append a Markdown section to this file")
+    args = ap.parse_args()
+    cores = list(range(min(args.workers, os.cpu_count() or 1)))
+    if len(cores) < args.workers:
+        raise SystemExit(f"this machine has {os.cpu_count()} cores; one worker per core")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-chunked-"))
+    files = make_media(tmp / "media", args.size)
+    redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+    with temp_database() as db_url:
+        svc = Service(tmp / "data", REELFORGE_EXECUTOR="celery", REELFORGE_DATABASE_URL=db_url,
+                      REELFORGE_BROKER_URL=f"redis://127.0.0.1:6379/{REDIS_DB}",
+                      REELFORGE_THREADS_PER_JOB="1", REELFORGE_JOB_NICE="0",
+                      REELFORGE_WORKER_QUEUES="cpu", REELFORGE_LEASE_TTL_S="20", REELFORGE_HEARTBEAT_S="2")
+        svc.start()
+        try:
+            with svc.client() as c:
+                ids = {}
+                for name, path in files.items():
+                    with path.open("rb") as fh:
+                        ids[name] = c.post("/v1/files", params={"filename": path.name}, content=fh).json()["id"]
+                base = timeline(ids, args.seconds, args.size, args.fps, args.quality)
+                ref = one_run(svc, c, {**base, "chunks": 1}, cores[:1], args.timeout)
+                print(f"reference (1 worker, one job): {ref['wall_s']:.1f} s wall, {ref['cpu_s']:.1f} CPU s, "
+                      f"load {ref['load'][0]:.1f}-{ref['load'][1]:.1f}", flush=True)
+                chk = one_run(svc, c, base, cores, args.timeout)
+        finally:
+            svc.stop()
+    redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+    speedup = ref["wall_s"] / chk["wall_s"]
+    lines = [
+        f"reference (1 worker, one job): {ref['wall_s']:.1f} s wall, {ref['cpu_s']:.1f} CPU s, load "
+        f"{ref['load'][0]:.1f}-{ref['load'][1]:.1f}",
+        f"chunked ({len(cores)} workers, {chk.get('chunks')} chunks): {chk['wall_s']:.1f} s wall, "
+        f"{chk['cpu_s']:.1f} CPU s, load {chk['load'][0]:.1f}-{chk['load'][1]:.1f}",
+        f"speed-up: {speedup:.2f}x (goal >= {0.9 * len(cores):.1f}x); CPU of the chunked run / reference: "
+        f"{chk['cpu_s'] / ref['cpu_s']:.3f}",
+        f"planning run {chk.get('plan_s', 0):.2f} s; chunk start-up before the encode "
+        f"{', '.join(f'{s:.2f}' for s in chk.get('startup_s', []))} s; chunk encodes "
+        f"{', '.join(f'{s:.1f}' for s in chk.get('encode_s', []))} s; join (requeue + sound + copy) "
+        f"{chk.get('join_s', 0):.2f} s",
+    ]
+    per_chunk = (chk.get("plan_s", 0) + chk.get("join_s", 0)) / max(1, chk.get("chunks", 1)) + (
+        sum(chk.get("startup_s", [])) / max(1, chk.get("chunks", 1)))
+    lines.append(f"per-chunk overhead (start-up + planning and join shared out): {per_chunk:.2f} s, "
+                 f"{100 * per_chunk / (ref['wall_s'] / max(1, chk.get('chunks', 1))):.1f}% of a chunk's share of the "
+                 "reference")
+    print("\n".join(lines[1:]))
+    if args.write:
+        with args.write.open("a") as fh:
+            fh.write(f"\n### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {args.seconds:g} s "
+                     f"{args.size} at {args.fps:g} fps, quality {args.quality}, {len(cores)} workers\n\n")
+            fh.write("\n".join(f"- {line}" for line in lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

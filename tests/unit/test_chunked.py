@@ -1,0 +1,132 @@
+"""Chunked rendering's pure parts and its fork-join in job control (docs/CHUNKED.md), without ffmpeg runs:
+windows cut on keyframes, a window's plan and the sound-only plan, the chunk count, and the parent's
+settling on the job store (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reelforge.config import Settings
+from reelforge.engine.control import JobStatus
+from reelforge.jobs.control import DatabaseControl
+from reelforge.jobs.store import Stores
+from reelforge.jobs.store_jobs import FORK_OWNER
+from reelforge.media.codecs import chunkable_x264_args
+from reelforge.media.probe import MediaInfo, StreamInfo
+from reelforge.ops.context import OpContext
+from reelforge.ops.render import chunk_count
+from reelforge.pipelines.render_plan import Window, chunk_windows, frame_count, plan_render
+from reelforge.pipelines.timeline import RenderParams
+from reelforge.refs import job_output_ref, parse_ref
+
+
+def test_windows_are_cut_on_keyframes_and_the_last_runs_to_the_end() -> None:
+    assert chunk_windows(900, 3, 10) == [Window(0, 300), Window(300, 600), Window(600, None)]
+    assert [w.start_frame % 50 for w in chunk_windows(3001, 4, 50)] == [0, 0, 0, 0]
+    assert chunk_windows(25, 8, 10) == [Window(0, 10), Window(10, 20), Window(20, None)]  # no more than GOPs
+    assert frame_count(180, 5) == 900 and frame_count(10.01, 25) == 251
+
+
+def _params(**extra: Any) -> RenderParams:
+    return RenderParams.model_validate({"timeline": {"duration": 90, "background": "#000000", "tracks": [
+        {"clips": [{"asset": {"type": "text", "text": "early"}, "start": 1, "length": 5},
+                   {"asset": {"type": "text", "text": "late"}, "start": 70, "length": 5}]}],
+        "soundtrack": {"src": "music.mp3"}}, "output": {"size": "160x90", "fps": 10}, **extra})
+
+
+def _media(tmp_path: Path) -> dict[str, MediaInfo]:
+    audio = StreamInfo(index=0, kind="audio", codec="mp3", sample_rate=48000, channels=2)
+    return {"music.mp3": MediaInfo(path=str(tmp_path / "music.mp3"), format_name="mp3", duration_s=30,
+                                   size_bytes=1, bit_rate=None, streams=(audio,))}
+
+
+def test_a_window_keeps_the_clock_and_leaves_out_clips_it_does_not_show(tmp_path: Path) -> None:
+    plan = plan_render(_params(), _media(tmp_path), out=tmp_path / "c.mp4", workdir=tmp_path,
+                       window=Window(600, None), video_args=chunkable_x264_args("standard", 20, 1))
+    graph = plan.args[plan.args.index("-filter_complex") + 1]
+    assert "trim=start_frame=600," in graph and "setpts=PTS-STARTPTS[vout]" in graph
+    assert [p.name for p in plan.text_files] == ["text_0_1.txt"]  # the clip at 1-6 s is not in it
+    assert "[aout]" not in plan.args and "-t" not in plan.args and not plan.has_audio
+    assert "-qp" in plan.args and "-crf" not in plan.args
+    sound = plan_render(_params(), _media(tmp_path), out=tmp_path / "a.m4a", workdir=tmp_path, audio_only=True)
+    assert "[aout]" in sound.args and "[vout]" not in sound.args and "aac" in sound.args
+
+
+def test_the_chunk_count(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "d")
+    ctx = OpContext.for_test(tmp_path, settings, can_fork=True, workers=8)
+    assert chunk_count(_params(), ctx, 90) == 6  # 90 s / the 15 s minimum
+    assert chunk_count(_params(chunks=2), ctx, 90) == 2
+    assert chunk_count(_params(), OpContext.for_test(tmp_path, settings, can_fork=True), 90) == 1  # embedded
+    assert chunk_count(_params(chunks=4), OpContext.for_test(tmp_path, settings), 90) == 1  # cannot fork
+
+
+def test_job_output_refs_are_not_client_refs() -> None:
+    assert parse_ref(job_output_ref("job_1", "chunk")).kind == "job"
+    with pytest.raises(ValueError):
+        RenderParams.model_validate({"timeline": {"tracks": [{"clips": [
+            {"asset": {"type": "video", "src": "job://job_1/chunk"}, "start": 0, "length": 1}]}]}},
+            context={"source": "api"})
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def control(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DatabaseControl]:
+    from reelforge.jobs.webhooks import WebhookSender
+    from reelforge.storage.local import LocalStorage
+    from tests.integration.pg import temp_database
+
+    with contextlib.ExitStack() as stack:
+        url = (f"sqlite:///{tmp_path / 'jobs.db'}" if request.param == "sqlite"
+               else stack.enter_context(temp_database()))
+        settings = Settings(data_dir=tmp_path / "d")
+        stores = Stores.open(url, migrate=True)
+        sender = WebhookSender(settings, stores.webhooks.record_webhook_attempt)
+        yield DatabaseControl(settings, stores, LocalStorage(tmp_path / "s"), sender)
+        sender.close(timeout=1)
+        stores.dispose()
+
+
+def _forked(control: DatabaseControl, n: int = 2) -> tuple[Any, list[str], list[Any]]:
+    rec, _ = control.jobs.create_job(tenant="t", op="render", params={}, queue="cpu", timeout_s=60, max_attempts=2)
+    parent = control.claim(rec.id, "w1")
+    assert parent is not None
+    sent: list[Any] = []
+    control.on_queued(sent.append)
+    kids = control.fork(parent, "w1", [{"op": "render", "params": {"i": i}, "weight": 1} for i in range(n)], {"s": 1})
+    return parent, kids, sent
+
+
+def test_a_parent_is_queued_again_when_every_child_succeeded(control: DatabaseControl) -> None:
+    parent, kids, sent = _forked(control)
+    waiting = control.jobs.get_job(parent.id)
+    assert waiting is not None and waiting.lease_owner == FORK_OWNER and waiting.lease_expires_at is None
+    assert [j.id for j in sent] == kids and control.claim(parent.id, "w2") is None
+    assert control.jobs.reclaim_expired() == []
+    for i, kid in enumerate(kids):
+        child = control.claim(kid, f"c{i}")
+        assert child is not None and child.parent == parent.id
+        control.progress(child, f"c{i}", 0.5, "rendering chunk")
+        assert control.jobs.get_job(parent.id).progress == pytest.approx(0.05 + 0.9 * (i + 0.5) / 2, abs=0.01)
+        control.finish(child, f"c{i}", JobStatus.SUCCEEDED,
+                       result={"outputs": {"chunk": {"key": f"jobs/{kid}/chunk.mp4"}}, "data": {}})
+    assert sent[-1].id == parent.id
+    again = control.claim(parent.id, "w3")
+    assert again is not None and again.attempts == 1 and again.resumed is not None
+    refs = [ch["outputs"]["chunk"] for ch in again.resumed["children"]]
+    assert refs == [job_output_ref(k, "chunk") for k in kids]
+    assert again.files[refs[0]].key == f"jobs/{kids[0]}/chunk.mp4" and again.resumed["state"] == {"s": 1}
+
+
+def test_a_failed_chunk_fails_the_parent_and_cancels_the_others(control: DatabaseControl) -> None:
+    parent, kids, _ = _forked(control, 3)
+    first = control.claim(kids[0], "c0")
+    assert first is not None
+    control.finish(first, "c0", JobStatus.FAILED, error={"code": "ffmpeg_failed", "message": "boom"})
+    done = control.jobs.get_job(parent.id)
+    assert done.status == JobStatus.FAILED and done.error["chunk"] == kids[0] and done.error["code"] == "ffmpeg_failed"
+    assert [control.jobs.get_job(k).status for k in kids[1:]] == [JobStatus.CANCELLED] * 2
