@@ -15,7 +15,8 @@ Printed and written (--write): wall times, the speed-up (reference / chunked, go
 the CPU seconds of the worker process trees in each run (so the chunking's extra work shows apart from
 what other load on the machine did to wall time), and the per-chunk overhead from the jobs' own records:
 the parent's planning run, each chunk's start-up before its encode, the join. The 1-minute load average
-is sampled during each run.
+is sampled during each run. Before each timed run every worker runs one short render, so its job host
+is up, as on a long-lived worker.
 """
 
 from __future__ import annotations
@@ -147,8 +148,25 @@ class LoadSampler:
         self.samples.append(os.getloadavg()[0])
 
 
+def warm_up(c: httpx.Client, params: dict[str, Any], n: int) -> None:
+    """One short render per worker, at once, so every worker has its job host up (a long-lived worker's
+    state): a host's first start is a cost per worker, not per chunk."""
+    short = {**params, "timeline": {**params["timeline"], "duration": 2, "tracks": params["timeline"]["tracks"][:2]},
+             "output": {**params["output"], "size": "160x90"}, "chunks": 1}
+    ids = [c.post("/v1/jobs", json={"op": "render", "params": short}).json()["id"] for _ in range(n)]
+    for job_id in ids:
+        wait_job(c, job_id, timeout=300)
+
+
 def one_run(svc: Service, c: httpx.Client, params: dict[str, Any], cores: list[int], timeout: float) -> dict[str, Any]:
-    with workers(svc, cores) as procs, LoadSampler() as load:
+    with workers(svc, cores) as procs:
+        warm_up(c, params, len(cores))
+        return _timed(c, params, procs, timeout)
+
+
+def _timed(c: httpx.Client, params: dict[str, Any], procs: list[subprocess.Popen[bytes]],
+           timeout: float) -> dict[str, Any]:
+    with LoadSampler() as load:
         cpu0 = sum(tree_cpu_s(p.pid) for p in procs)
         t0 = time.monotonic()
         job_id = c.post("/v1/jobs", json={"op": "render", "params": params}).json()["id"]
