@@ -436,8 +436,10 @@ class BatchService:
     # ---- results
     def results(self, tenant: str, batch_id: str, fmt: Literal["json", "csv"]) -> bytes:
         rec = self.get(tenant, batch_id)
-        items = self.store.items(batch_id)
-        return results_json(rec, self.store.counts(batch_id), items) if fmt == "json" else results_csv(items)
+        items, costs = self.store.items(batch_id), self.store.job_costs(batch_id)
+        if fmt == "json":
+            return results_json(rec, self.store.counts(batch_id), items, costs)
+        return results_csv(items, costs)
 
     # ---- presets
     def put_preset(self, tenant: str, name: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -463,19 +465,22 @@ def _item_view(i: ItemRecord) -> dict[str, Any]:
             "tries": i.tries, "job_id": i.job_id, "outputs": i.outputs, "error": i.error, "seconds": i.seconds}
 
 
-def results_json(rec: BatchRecord, counts: dict[str, int], items: list[ItemRecord]) -> bytes:
+def results_json(rec: BatchRecord, counts: dict[str, int], items: list[ItemRecord],
+                 costs: dict[int, float] | None = None) -> bytes:
+    costs = costs or {}
     rows = []
     for i in items:
         rows.append({"index": i.idx, "source": i.source, "etag": i.etag, "size": i.size, "row": i.row,
                      "status": i.status, "job_id": i.job_id,
                      "outputs": {name: o.get("url") or o.get("key") for name, o in (i.outputs or {}).items()},
                      "error_code": (i.error or {}).get("code"), "error": (i.error or {}).get("message"),
-                     "seconds": i.seconds, "cost": None})
+                     "seconds": i.seconds, "cost": costs.get(i.idx)})
     return json.dumps({"batch_id": rec.id, "name": rec.name, "status": rec.status, "counts": counts,
                        "items": rows}, indent=1).encode()
 
 
-def results_csv(items: list[ItemRecord]) -> bytes:
+def results_csv(items: list[ItemRecord], costs: dict[int, float] | None = None) -> bytes:
+    costs = costs or {}
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(RESULT_COLUMNS)
@@ -483,7 +488,8 @@ def results_csv(items: list[ItemRecord]) -> bytes:
         outputs = ";".join(f"{name}={o.get('url') or o.get('key')}" for name, o in (i.outputs or {}).items())
         writer.writerow([i.idx, i.source, i.etag, "" if i.size is None else i.size, "" if i.row is None else i.row,
                          i.status, i.job_id or "", outputs, (i.error or {}).get("code") or "",
-                         (i.error or {}).get("message") or "", "" if i.seconds is None else round(i.seconds, 3), ""])
+                         (i.error or {}).get("message") or "", "" if i.seconds is None else round(i.seconds, 3),
+                         costs.get(i.idx, "")])
     return buf.getvalue().encode()
 
 
@@ -678,10 +684,10 @@ class BatchFeeder:
 
     def _write_results(self, rec: BatchRecord, status: str, counts: dict[str, int]) -> dict[str, Any]:
         storage = self.service.storage
-        items = self.store.items(rec.id)
+        items, costs = self.store.items(rec.id), self.store.job_costs(rec.id)
         final = BatchRecord(**{**rec.__dict__, "status": status})
-        docs = {"json": (results_json(final, counts, items), "application/json"),
-                "csv": (results_csv(items), "text/csv")}
+        docs = {"json": (results_json(final, counts, items, costs), "application/json"),
+                "csv": (results_csv(items, costs), "text/csv")}
         out: dict[str, Any] = {}
         for fmt, (data, ctype) in docs.items():
             key = f"batches/{rec.id}/results.{fmt}"

@@ -168,6 +168,16 @@ class BatchesStore(_Store):
             return [InFlight(ItemRecord.from_row(r), r.job_status, r.job_result, r.job_error, r.job_started_at,
                              r.job_finished_at) for r in conn.execute(q)]
 
+    def job_costs(self, batch_id: str) -> dict[int, float]:
+        """{item index: its job's cost in USD} where the job's notes know one (rented capacity writes
+        `cost_usd`, jobs/capacity.py)."""
+        jobs = JobRow.metadata.tables[JobRow.__tablename__]
+        q = (select(_ITEMS.c.idx, jobs.c.notes).select_from(_ITEMS.join(jobs, jobs.c.id == _ITEMS.c.job_id))
+             .where(_ITEMS.c.batch_id == batch_id))
+        with self.engine.connect() as conn:
+            return {idx: float(notes["cost_usd"]) for idx, notes in conn.execute(q)
+                    if isinstance(notes, dict) and isinstance(notes.get("cost_usd"), int | float)}
+
     def update_item(self, batch_id: str, idx: int, *, expect: str | None = None, **values: Any) -> bool:
         q = update(BatchItemRow).where(BatchItemRow.batch_id == batch_id, BatchItemRow.idx == idx)
         if expect is not None:
