@@ -55,6 +55,7 @@ OTHER_ENV_NAMES = frozenset({
         "extensions", "min_size", "max_size", "modified_after", "modified_before", "s3_endpoint_url",
         "s3_access_key_id", "s3_secret_access_key", "s3_region", "destination", "filename", "max_concurrent",
         "max_retries", "priority", "timeout_s", "webhook_url", "item_webhooks", "remote_config")),
+    "REELFORGE_MODAL_GPU", "REELFORGE_MODAL_TIMEOUT_S",  # `modal deploy` of engine/modal_app.py
 })
 REVEAL_SECRETS = "reveal_secrets"  # serialization context key: see Settings.handover_dict
 
@@ -123,12 +124,18 @@ class ComputeSettings(_Group):
     # queue -> ordered backends that take its jobs, e.g. {"gpu": ["agent", "local"]}: remote agents
     # (`reelforge agent`) take gpu jobs; the local slots take them only while no agent has asked for that
     # queue within agent_alive_s. A queue not named here is taken by the configured executor.
-    queue_backends: dict[str, list[Literal["local", "celery", "agent", "runpod"]]] = Field(default_factory=dict)
+    queue_backends: dict[str, list[Literal["local", "celery", "agent", "runpod", "modal"]]] = Field(
+        default_factory=dict)
     agent_alive_s: float = Field(default=30.0, gt=0)
     # the `runpod` backend: a RunPod serverless endpoint whose handler runs job envelopes (deploy/runpod/)
     runpod_endpoint_id: str = ""
     runpod_api_key: Secret = SecretStr("")
     runpod_base_url: str = "https://api.runpod.ai/v2"
+    runpod_ttl_s: float = Field(default=24 * 3600.0, gt=0)  # a job's whole life on RunPod, its queue included
+    # the `modal` backend: the Modal app deployed from engine/modal_app.py (Modal's token: MODAL_TOKEN_ID/SECRET)
+    modal_app: str = ""
+    modal_function: str = "run_envelope"
+    modal_environment: str = ""
     max_attempts: int = Field(default=3, ge=1)
     lease_ttl_s: float = Field(default=20.0, gt=1)
     heartbeat_s: float = Field(default=2.0, gt=0)
@@ -375,7 +382,9 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "max_attempts": ("compute", "max_attempts"),
     "queue_backends": ("compute", "queue_backends"), "agent_alive_s": ("compute", "agent_alive_s"),
     "runpod_endpoint_id": ("compute", "runpod_endpoint_id"), "runpod_api_key": ("compute", "runpod_api_key"),
-    "runpod_base_url": ("compute", "runpod_base_url"),
+    "runpod_base_url": ("compute", "runpod_base_url"), "runpod_ttl_s": ("compute", "runpod_ttl_s"),
+    "modal_app": ("compute", "modal_app"), "modal_function": ("compute", "modal_function"),
+    "modal_environment": ("compute", "modal_environment"),
     "lease_ttl_s": ("compute", "lease_ttl_s"), "heartbeat_s": ("compute", "heartbeat_s"),
     "max_timeout_s": ("compute", "max_timeout_s"), "threads_per_job": ("compute", "threads_per_job"),
     "job_nice": ("compute", "job_nice"),

@@ -28,6 +28,7 @@ from reelforge.api.routes_system import StoreCollector
 from reelforge.api.routes_system import router as system_router
 from reelforge.api.routes_ui import install_ui
 from reelforge.config import Settings
+from reelforge.engine.backends import remote_configured
 from reelforge.engine.executor import Executor, make_executor
 from reelforge.engine.metrics import GpuCollector
 from reelforge.engine.routing import check_routes, configured_queues
@@ -38,6 +39,7 @@ from reelforge.jobs.batcher import SubmitBatcher
 from reelforge.jobs.batches import BatchFeeder, BatchService
 from reelforge.jobs.capacity import CapacityCollector, Ledger, ledger_path
 from reelforge.jobs.idle import IdleShutdown
+from reelforge.jobs.remote_backend import RemoteFunctionBackend
 from reelforge.jobs.services import JobServices
 from reelforge.ops.registry import load_plugins
 
@@ -157,6 +159,21 @@ def check_bind_safety(settings: Settings, services: JobServices) -> None:
             "`reelforge keys create --name <name>` (or bind to 127.0.0.1).", code="no_api_keys")
 
 
+def remote_backends(settings: Settings, services: JobServices, agents: AgentJobs) -> list[RemoteFunctionBackend]:
+    """The remote-function backends (RunPod, Modal) that some queue names and the settings configure."""
+    named = {b for chain in settings.compute.queue_backends.values() for b in chain}
+    out: list[RemoteFunctionBackend] = []
+    if "runpod" in named and remote_configured(settings, "runpod"):
+        from reelforge.jobs.runpod_backend import RunPodBackend
+
+        out.append(RunPodBackend(settings, services.stores, agents, services.engine.presence))
+    if "modal" in named and remote_configured(settings, "modal"):
+        from reelforge.jobs.modal_backend import ModalBackend
+
+        out.append(ModalBackend(settings, services.stores, agents, services.engine.presence))
+    return out
+
+
 def create_app(settings: Settings | None = None, *,
                executor_factory: Callable[[Services], Executor] | None = None) -> FastAPI:
     settings = settings or Settings()
@@ -175,12 +192,7 @@ def create_app(settings: Settings | None = None, *,
         app.state.executor = executor
         app.state.keys = KeyCache(services.stores.keys)
         app.state.agents = AgentJobs(settings, services.stores, services.storage, services.control)
-        remote = None
-        if settings.compute.runpod_endpoint_id and any("runpod" in chain
-                                                       for chain in settings.compute.queue_backends.values()):
-            from reelforge.jobs.runpod_backend import RunPodBackend
-
-            remote = RunPodBackend(settings, services.stores, app.state.agents, services.engine.presence)
+        remotes = remote_backends(settings, services, app.state.agents)
         capacity = None
         if settings.capacity.provider == "vast" and settings.capacity.in_api:
             from reelforge.jobs.capacity import CapacityController
@@ -199,7 +211,7 @@ def create_app(settings: Settings | None = None, *,
         app.state.metrics_registry = registry
         app.state.db_limiter = make_limiter()
         executor.start()
-        if remote is not None:
+        for remote in remotes:
             remote.start()
         if capacity is not None:
             capacity.start()
@@ -213,7 +225,7 @@ def create_app(settings: Settings | None = None, *,
             if capacity is not None:
                 capacity.stop()
             app.state.batcher.close()
-            if remote is not None:
+            for remote in remotes:
                 remote.stop()
             executor.stop()
             services.close()

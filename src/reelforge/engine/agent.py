@@ -24,6 +24,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -193,10 +194,11 @@ def install_signal_handlers(agent: Agent) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def run_envelope(settings: Settings, api: str, envelope: dict[str, Any]) -> dict[str, Any]:
+def run_envelope(settings: Settings, api: str, envelope: dict[str, Any], *,
+                 on_progress: Callable[[float, str | None], None] | None = None) -> dict[str, Any]:
     """Run one job from its envelope and report through the job token only (a RunPod or Modal handler's
     body: the provider hands the envelope over, no agent token exists there). Returns the final status."""
-    control = HttpControl(api)
+    control = HttpControl(api, on_progress=on_progress)
     host = JobHost(settings)
     try:
         job = control.adopt(envelope)

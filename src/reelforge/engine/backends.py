@@ -5,6 +5,7 @@
             asked for this queue within `compute.agent_alive_s`
     runpod  a RunPod serverless endpoint (jobs/runpod_backend.py); available when configured and not
             marked down after a failure (unreachable, key refused, 5xx beyond the retries)
+    modal   a deployed Modal function (jobs/modal_backend.py); the same rules
     local   the embedded executor's slots (engine/local.py)
     celery  the broker's workers
 
@@ -55,6 +56,14 @@ class AgentPresence:
         return why if time.monotonic() < until else None
 
 
+REMOTE_FUNCTIONS = ("runpod", "modal")  # backends that run one provider call per job (jobs/remote_backend.py)
+
+
+def remote_configured(settings: Settings, backend: str) -> bool:
+    conf = settings.compute
+    return bool(conf.runpod_endpoint_id if backend == "runpod" else conf.modal_app if backend == "modal" else False)
+
+
 def backend_for(settings: Settings, queue: str, presence: AgentPresence) -> str:
     """The backend that should take this queue's jobs right now."""
     chain = settings.compute.queue_backends.get(queue)
@@ -63,7 +72,7 @@ def backend_for(settings: Settings, queue: str, presence: AgentPresence) -> str:
     for backend in chain:
         if backend == "agent" and not presence.alive(queue, settings.compute.agent_alive_s):
             continue
-        if backend == "runpod" and (not settings.compute.runpod_endpoint_id or presence.down("runpod")):
+        if backend in REMOTE_FUNCTIONS and (not remote_configured(settings, backend) or presence.down(backend)):
             continue
         return backend
     return chain[-1]  # none available: the last one's (agents still get them when they come back)

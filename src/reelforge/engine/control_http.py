@@ -39,8 +39,10 @@ class HttpControl:
     """engine.control.JobControl for a worker that holds only an agent token."""
 
     def __init__(self, api: str, token: str = "", *, wait_s: float = 20.0, timeout_s: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None,
+                 on_progress: Callable[[float, str | None], None] | None = None) -> None:
         self.api = api.rstrip("/")
+        self.on_progress = on_progress  # e.g. RunPod's progress_update, so its status shows it too
         self.wait_s = wait_s
         self.client = httpx.Client(base_url=self.api, timeout=timeout_s, trust_env=False, transport=transport,
                                    headers={"User-Agent": "ReelForge-agent/1"})
@@ -118,6 +120,11 @@ class HttpControl:
         return self._saw_cancel(job.id, resp.json().get("cancel_requested"))
 
     def progress(self, job: ClaimedJob, worker_id: str, fraction: float, stage: str | None) -> None:
+        if self.on_progress is not None:
+            try:
+                self.on_progress(fraction, stage)
+            except Exception:  # a provider's status relay must never fail the job
+                log.debug("progress relay failed", exc_info=True)
         resp = self._job_call("POST", job.id, "progress", json={"fraction": max(0.0, min(1.0, fraction)),
                                                                 "stage": stage})
         if resp is not None and resp.status_code == 200:

@@ -20,54 +20,41 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
-RunPodStatus = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]
-TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
+from reelforge.engine.remote import (
+    TERMINAL_STATUSES,
+    CallStatus,
+    RemoteAuthError,
+    RemoteError,
+    RemoteNotFound,
+    RemoteStatus,
+    RemoteUnavailable,
+)
+
+__all__ = ["RemoteStatus", "RunPodAuthError", "RunPodClient", "RunPodError", "RunPodNotFound", "RunPodUnavailable"]
+
+RunPodStatus = CallStatus
 DEFAULT_BASE_URL = "https://api.runpod.ai/v2"
 MAX_RETRY_AFTER_S = 30.0
 
 
-class RunPodError(Exception):
+class RunPodError(RemoteError):
     """Any failure to talk to RunPod (not a job's own failure)."""
 
 
-class RunPodUnavailable(RunPodError):
+class RunPodUnavailable(RunPodError, RemoteUnavailable):
     """Unreachable, overloaded (429 beyond its patience) or failing (5xx) after the retries."""
 
 
-class RunPodAuthError(RunPodError):
+class RunPodAuthError(RunPodError, RemoteAuthError):
     """The API key was refused (401/403)."""
 
 
-class RunPodNotFound(RunPodError):
+class RunPodNotFound(RunPodError, RemoteNotFound):
     """No such endpoint or job (e.g. a job RunPod has forgotten: results expire)."""
-
-
-@dataclass(frozen=True)
-class RemoteStatus:
-    id: str
-    status: RunPodStatus
-    delay_s: float | None = None  # time in RunPod's queue (cold start included)
-    execution_s: float | None = None
-    output: Any = None
-    error: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-    @property
-    def progress(self) -> float | None:
-        """The fraction a handler reported with progress_update({"progress": x, ...}), while IN_PROGRESS."""
-        out = self.output
-        if self.status == "IN_PROGRESS" and isinstance(out, dict) and isinstance(out.get("progress"), int | float):
-            return max(0.0, min(1.0, float(out["progress"])))
-        return None
 
 
 def _ms(value: Any) -> float | None:
@@ -91,6 +78,7 @@ class RunPodClient:
     # ---- the documented operations
     def run(self, payload: dict[str, Any], *, execution_timeout_s: float | None = None,
             ttl_s: float | None = None) -> RemoteStatus:
+        """Queue a job. `ttl_s` bounds its whole life on RunPod (queue included); RunPod's default is 24 h."""
         body: dict[str, Any] = {"input": payload}
         policy = {}
         if execution_timeout_s is not None:

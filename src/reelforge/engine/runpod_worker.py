@@ -13,26 +13,31 @@ from __future__ import annotations
 from typing import Any
 
 from reelforge.config import Settings
-from reelforge.engine.agent import run_envelope
+from reelforge.engine.remote import handle_remote_input
 
 
 def handler(event: dict[str, Any]) -> dict[str, Any]:
-    body = event.get("input") or {}
-    envelope, api = body.get("envelope"), body.get("api")
-    if not isinstance(envelope, dict) or not isinstance(api, str) or not api:
-        return {"error": "The input must be {\"envelope\": {...}, \"api\": \"https://...\"} from a ReelForge service."}
-    settings = Settings()
-    settings.ensure_dirs()
-    return run_envelope(settings, api, envelope)
+    return handle_remote_input(event.get("input"))
 
 
-def main() -> None:  # pragma: no cover - needs the runpod package (worker image only)
+def handler_with_progress(event: dict[str, Any]) -> dict[str, Any]:
+    """handler, also relaying progress into RunPod's own job status (what /status shows while IN_PROGRESS)."""
+    import runpod
+
+    def relay(fraction: float, stage: str | None) -> None:
+        runpod.serverless.progress_update(event, {"progress": round(fraction, 3), "stage": stage})
+
+    return handle_remote_input(event.get("input"), on_progress=relay)
+
+
+def main() -> None:
+    """RunPod's worker loop; `--test_input '{"input": ...}'` (the package's local test mode) runs one event."""
     import runpod
 
     from reelforge.ops.registry import load_plugins
 
     load_plugins(Settings().service.plugins)
-    runpod.serverless.start({"handler": handler})
+    runpod.serverless.start({"handler": handler_with_progress})
 
 
 if __name__ == "__main__":  # pragma: no cover
