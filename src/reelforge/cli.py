@@ -3,6 +3,15 @@ webhooks | capacity | batch | presets.
 
 submit/status/list/cancel/retry/batch/presets talk to a running service over HTTP (REELFORGE_URL, REELFORGE_API_KEY);
 serve/worker/keys act on this machine with the settings from the environment / REELFORGE_CONFIG.
+
+Exit codes (for scripts; README "CLI" lists them too):
+    0  done (with --wait: the job succeeded)
+    1  with --wait: the job ended failed, cancelled or timed out
+    2  usage or input error: bad option, invalid JSON in --params / a job file, missing local file, bad settings
+    3  the service cannot be reached (`reelforge agent`: the service refused the agent)
+    4  the service refused the request (an HTTP 4xx: invalid params, unknown job, bad key, rate limited, ...)
+    5  the service failed (an HTTP 5xx)
+    6  with --wait: --max-wait elapsed before the job ended (the job goes on)
 """
 
 from __future__ import annotations
@@ -52,6 +61,44 @@ UrlOpt = Annotated[str, typer.Option("--url", envvar="REELFORGE_URL", help="Serv
 KeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="REELFORGE_API_KEY", help="API key")]
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
+EXIT_JOB_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_API_ERROR, EXIT_SERVER_ERROR, EXIT_WAIT_TIMEOUT = 1, 2, 3, 4, 5, 6
+DEFAULT_MAX_WAIT_S = 3600.0
+
+
+def _version(value: bool) -> None:
+    if value:
+        from reelforge import __version__
+
+        out.print(f"reelforge {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit")] = False) -> None:
+    """ReelForge: a self-hosted video-building service. Exit codes: see `reelforge --help` in README (0 ok,
+    1 job failed, 2 usage, 3 unreachable, 4 request refused, 5 server error, 6 wait timed out)."""
+
+
+def _usage_error(message: str) -> typer.Exit:
+    """One line on stderr and exit code 2 (no traceback)."""
+    sys.stderr.write(f"reelforge: {message}\n")
+    return typer.Exit(EXIT_USAGE)
+
+
+def _json_value(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _usage_error(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def _param_value(text: str) -> Any:
+    """`-p key=value`: the value as JSON when it is valid JSON (2, true, [1,2], {"a":1}, "x"), else the text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def _client(url: str, api_key: str | None) -> httpx.Client:
@@ -69,7 +116,7 @@ def _check(resp: httpx.Response) -> Any:
                     console.print(f"  - {d['path']}: {d['message']}")
         except (ValueError, KeyError, TypeError):
             console.print(f"[red]Error {resp.status_code}:[/red] {resp.text[:500]}")
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_SERVER_ERROR if resp.status_code >= 500 else EXIT_API_ERROR)
     return resp.json()
 
 
@@ -92,7 +139,7 @@ def _load_settings(**overrides: Any) -> Settings:
 
 def _connect_error(url: str, exc: Exception) -> typer.Exit:
     console.print(f"[red]Cannot reach ReelForge at {url}[/red] ({exc}). Is `reelforge serve` (make run) running?")
-    return typer.Exit(3)
+    return typer.Exit(EXIT_UNREACHABLE)
 
 
 # ------------------------------------------------------------------ serve / worker
@@ -215,8 +262,7 @@ def _upload_local_refs(client: httpx.Client, value: Any, base: Path) -> Any:
         if not path.is_absolute():
             path = base / path if (base / path).exists() else Path.cwd() / path
         if not path.is_file():
-            console.print(f"[red]Local file not found:[/red] {path}")
-            raise typer.Exit(2)
+            raise _usage_error(f"local file not found: {path}")
         with path.open("rb") as fh:
             resp = client.post("/v1/files", params={"filename": path.name}, content=fh)
         return _check(resp)["id"]
@@ -227,28 +273,77 @@ def _upload_local_refs(client: httpx.Client, value: Any, base: Path) -> Any:
     return value
 
 
-def _wait(client: httpx.Client, job: dict[str, Any], max_wait: float, expect: float | None) -> dict[str, Any]:
+def _events(client: httpx.Client, job_id: str, read_timeout: float) -> Any:
+    """The job's server-sent events as (event, data) pairs; ends when the stream does."""
+    timeout = httpx.Timeout(10.0, read=read_timeout)
+    with client.stream("GET", f"/v1/jobs/{job_id}/events", timeout=timeout) as resp:
+        if resp.status_code >= 400:
+            resp.read()
+            _check(resp)
+        event, data = "message", list[str]()
+        for line in resp.iter_lines():
+            if not line:
+                if data:
+                    yield event, json.loads("\n".join(data))
+                event, data = "message", []
+            elif line.startswith(":"):
+                continue  # keep-alive
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip())
+
+
+def _wait(client: httpx.Client, job: dict[str, Any], max_wait: float,
+          expect: float | None) -> tuple[dict[str, Any], bool]:
+    """Follow the job's event stream until it ends: (the job, whether --max-wait ran out first).
+
+    A dropped stream (the service restarting, a proxy's idle timeout) is opened again until the deadline."""
     expected = expect or job.get("timeout_s", 600) * 0.5
     started = time.monotonic()
+    deadline = started + max_wait
     warned = False
     with Progress(TextColumn("[bold]{task.fields[status]}[/bold] {task.description}"), BarColumn(),
                   TextColumn("{task.percentage:>5.1f}%"), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task(job.get("stage") or "", total=1.0, status=job["status"])
-        while True:
-            job = _check(client.get(f"/v1/jobs/{job['id']}"))
-            bar.update(task, completed=job["progress"], description=job.get("stage") or "", status=job["status"])
-            if job["status"] in TERMINAL:
-                return job
+
+        def tick() -> None:
+            nonlocal warned
             elapsed = time.monotonic() - started
             if not warned and elapsed > expected:
                 warned = True
                 bar.console.print(f"[yellow]Still running after {elapsed:.0f}s (expected about {expected:.0f}s); "
                                   "still waiting.[/yellow]")
-            if elapsed > max_wait:
-                bar.console.print(f"[yellow]Stopped waiting after {max_wait:.0f}s; the job goes on. "
-                                  f"Check it with `reelforge status {job['id']}`.[/yellow]")
-                return job
-            time.sleep(0.5)
+
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                for event, data in _events(client, job["id"], read_timeout=max(0.2, min(remaining, 20.0))):
+                    if event == "done":
+                        return data, False
+                    job = {**job, **data}
+                    bar.update(task, completed=job["progress"], description=job.get("stage") or "",
+                               status=job["status"])
+                    tick()
+                    if time.monotonic() >= deadline:
+                        break
+            except httpx.ReadTimeout:
+                pass  # nothing for a while (keep-alives come every 15 s): check the deadline, listen again
+            except httpx.TransportError:
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            tick()
+        job = _check(client.get(f"/v1/jobs/{job['id']}"))
+        if job["status"] in TERMINAL:
+            return job, False
+        bar.console.print(f"[yellow]Stopped waiting after {max_wait:.0f}s; the job goes on. "
+                          f"Check it with `reelforge status {job['id']}`.[/yellow]")
+        return job, True
+
+
+def _wait_exit(job: dict[str, Any], timed_out: bool) -> None:
+    if timed_out:
+        raise typer.Exit(EXIT_WAIT_TIMEOUT)
+    if job["status"] != "succeeded":
+        raise typer.Exit(EXIT_JOB_FAILED)
 
 
 def _print_job(job: dict[str, Any]) -> None:
@@ -270,59 +365,79 @@ def submit(
     params: Annotated[str | None, typer.Option(help="Params as a JSON object")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value (repeatable)")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Show live progress until the job ends")] = False,
-    max_wait: Annotated[float, typer.Option(help="Give up waiting (without cancelling) after N seconds")] = 3600,
+    max_wait: Annotated[float, typer.Option(help="Give up waiting (without cancelling; exit 6) after N seconds")
+                        ] = DEFAULT_MAX_WAIT_S,
     expect: Annotated[float | None, typer.Option(help="Warn when running longer than N seconds")] = None,
     url: UrlOpt = DEFAULT_URL,
     api_key: KeyOpt = None,
 ) -> None:
-    """Submit a job. Local files in params can be given as "@path" and are uploaded first."""
+    """Submit a job. Local files in params can be given as "@path" and are uploaded first. `-p` values are
+    JSON when they parse as JSON (`-p duration_s=2`, `-p mux_audio=false`), else text."""
     base = Path.cwd()
     if job_file is not None:
-        text = sys.stdin.read() if str(job_file) == "-" else job_file.read_text()
-        body = json.loads(text)
-        if str(job_file) != "-":
+        if str(job_file) == "-":
+            text = sys.stdin.read()
+        elif job_file.is_file():
+            text = job_file.read_text()
             base = job_file.resolve().parent
+        else:
+            raise _usage_error(f"job file not found: {job_file}")
+        body = _json_value(text, f"the job file {job_file}")
+        if not isinstance(body, dict):
+            raise _usage_error(f"the job file {job_file} must hold a JSON object {{op, params, ...}}")
     else:
         if not op:
-            console.print("[red]Give a JSON job file or --op.[/red]")
-            raise typer.Exit(2)
-        body = {"op": op, "params": json.loads(params) if params else {}}
+            raise _usage_error("give a JSON job file or --op")
+        body = {"op": op, "params": _json_value(params, "--params") if params else {}}
+        if not isinstance(body["params"], dict):
+            raise _usage_error("--params must be a JSON object, e.g. '{\"input\": \"@clip.mp4\"}'")
     for kv in param or []:
-        k, _, v = kv.partition("=")
-        body.setdefault("params", {})[k] = v
+        k, sep, v = kv.partition("=")
+        if not sep or not k:
+            raise _usage_error(f"-p takes key=value, not {kv!r}")
+        body.setdefault("params", {})[k] = _param_value(v)
+    timed_out = False
     try:
         with _client(url, api_key) as client:
             body["params"] = _upload_local_refs(client, body.get("params", {}), base)
             job = _check(client.post("/v1/jobs", json=body))
             console.print(f"Submitted {job['id']} ({job['op']})")
             if wait:
-                job = _wait(client, job, max_wait, expect)
+                job, timed_out = _wait(client, job, max_wait, expect)
             _print_job(job)
     except httpx.TransportError as exc:
         raise _connect_error(url, exc) from None
-    if wait and job["status"] in ("failed", "timed_out", "cancelled"):
-        raise typer.Exit(1)
+    if wait:
+        _wait_exit(job, timed_out)
 
 
 @app.command()
 def status(job_id: str, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None,
-           wait: Annotated[bool, typer.Option("--wait")] = False, max_wait: float = 3600) -> None:
+           wait: Annotated[bool, typer.Option("--wait", help="Wait for the job to end (exit 1 unless it succeeded)")
+                           ] = False,
+           max_wait: Annotated[float, typer.Option(help="Give up waiting after N seconds (exit 6)")
+                               ] = DEFAULT_MAX_WAIT_S) -> None:
     """Show a job (optionally wait for it)."""
+    timed_out = False
     try:
         with _client(url, api_key) as client:
             job = _check(client.get(f"/v1/jobs/{job_id}"))
             if wait and job["status"] not in TERMINAL:
-                job = _wait(client, job, max_wait, None)
+                job, timed_out = _wait(client, job, max_wait, None)
             _print_job(job)
     except httpx.TransportError as exc:
         raise _connect_error(url, exc) from None
+    if wait:
+        _wait_exit(job, timed_out)
 
 
 @app.command("list")
 def list_jobs(status: Annotated[str | None, typer.Option(help="Filter by status")] = None,
               op: Annotated[str | None, typer.Option(help="Filter by op")] = None,
-              limit: int = 20, url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> None:
-    """List recent jobs."""
+              limit: int = 20,
+              as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON (all fields)")] = False,
+              url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None) -> None:
+    """List recent jobs: a table on a terminal; piped, one tab-separated line per job with full ids."""
     query: dict[str, Any] = {"limit": limit}
     if status:
         query["status"] = status
@@ -333,9 +448,17 @@ def list_jobs(status: Annotated[str | None, typer.Option(help="Filter by status"
             data = _check(client.get("/v1/jobs", params=query))
     except httpx.TransportError as exc:
         raise _connect_error(url, exc) from None
+    if as_json:
+        sys.stdout.write(json.dumps(data) + "\n")
+        return
+    rows = [(j["id"], j["op"], j["status"], j.get("stage") or "", f"{j['progress']:.0%}", j["created_at"] or "")
+            for j in data["jobs"]]
+    if not sys.stdout.isatty():  # a pipe or a file: nothing truncated or wrapped
+        sys.stdout.write("".join("\t".join(row) + "\n" for row in rows))
+        return
     table = Table("id", "op", "status", "stage", "progress", "created")
-    for j in data["jobs"]:
-        table.add_row(j["id"], j["op"], j["status"], j.get("stage") or "", f"{j['progress']:.0%}", j["created_at"])
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
 
 
