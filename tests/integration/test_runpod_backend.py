@@ -6,7 +6,9 @@ reporting to the service over HTTP with the job token only. A fake that is down 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -33,6 +35,8 @@ class FakeRunPod:
     hold: bool = False  # jobs stay IN_QUEUE (no worker free)
     fail_next: int = 0  # this many jobs end FAILED without running (a worker crash on RunPod)
     cancels: list[str] = field(default_factory=list)
+    test_mode: bool = False  # run the worker image's entry point under the runpod package's --test_input
+    test_mode_logs: list[str] = field(default_factory=list)
 
     def start_job(self, job_id: str, payload: dict[str, Any]) -> None:
         job = self.jobs[job_id]
@@ -45,10 +49,22 @@ class FakeRunPod:
 
         def work() -> None:  # what RunPod does: call the worker image's handler with the job's input
             job.update(status="IN_PROGRESS", delayTime=300)
-            out = handler({"id": job_id, "input": payload})
+            out = self.run_test_mode(payload) if self.test_mode else handler({"id": job_id, "input": payload})
             job.update(status="COMPLETED", output=out, executionTime=1000)
 
         threading.Thread(target=work, daemon=True).start()
+
+
+    def run_test_mode(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """`python -m reelforge.engine.runpod_worker --test_input ...`: the runpod package's own local test mode,
+        in an environment with a data folder and the test ops only (what the image would have)."""
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
+        env.update(REELFORGE_DATA_DIR=str(self.workdir / "test-mode"), REELFORGE_PLUGINS="tests.plugins.slow_ops")
+        proc = subprocess.run([sys.executable, "-m", "reelforge.engine.runpod_worker", "--test_input",
+                               json.dumps({"input": payload})], env=env, capture_output=True, text=True,
+                              timeout=float(payload["envelope"]["timeout_s"]) + 60)
+        self.test_mode_logs.append(proc.stdout + proc.stderr)
+        return {"returncode": proc.returncode}
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +190,25 @@ def test_a_job_that_dies_on_runpod_is_retried(stack: Service, fake: FakeRunPod) 
     assert done["attempts"] == 2
     assert done["notes"]["last_worker_error"]["code"] == "remote_failed"
     assert "137" in done["notes"]["last_worker_error"]["message"]
+
+
+def test_the_image_entry_point_in_runpods_test_mode_runs_an_envelope(stack: Service, fake: FakeRunPod) -> None:
+    pytest.importorskip("runpod")
+    fake.test_mode = True
+    try:
+        with stack.client() as c:
+            job = submit(c, "test_slow", {"seconds": 1, "marker": "runpodtestmode"})
+            done = wait_job(c, job["id"], timeout=120)
+        assert done["status"] == "succeeded", (done, fake.test_mode_logs[-1:])
+        remote = fake.jobs[done["notes"]["remote_id"]]
+        deadline = time.monotonic() + 60  # the job is reported before the worker process exits
+        while remote["status"] != "COMPLETED" and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        fake.test_mode = False
+    log = fake.test_mode_logs[-1]
+    assert "test_input set" in log and "'status': 'succeeded'" in log  # runpod's own runner ran our handler
+    assert fake.jobs[done["notes"]["remote_id"]]["output"] == {"returncode": 0}
 
 
 def test_the_handler_refuses_input_that_is_no_envelope() -> None:
