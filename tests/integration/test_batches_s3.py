@@ -152,6 +152,26 @@ def run_prefix_of_30_objects(s3: tuple[Service, dict[str, str]], hooks: Any) -> 
         assert c.post(f"/v1/batches/{run['id']}/resume").status_code == 409
 
 
+def test_manifest_params_and_bounded_retries(s3):
+    svc, _env = s3
+    manifest = "input,param.key,param.fail_times\nhttps://example.com/a,once,1\nhttps://example.com/b,always,5\n"
+    with svc.client() as c:
+        created = c.post("/v1/batches", json={"op": "test_flaky", "manifest": manifest, "max_retries": 1,
+                                              "params": {"key": "{stem}"}})
+        assert created.status_code == 202, created.text
+        assert "params.input" not in created.json()["explain"]  # the op reads no input
+        batch = wait_batch(c, created.json()["id"])
+        assert batch["status"] == "failed" and batch["counts"]["succeeded"] == 1 and batch["counts"]["failed"] == 1
+        items = c.get(f"/v1/batches/{batch['id']}/items").json()["items"]
+        assert [(i["row"], i["status"], i["tries"]) for i in items] == [(2, "succeeded", 2), (3, "failed", 2)]
+        assert items[1]["error"]["code"] == "processing_failed"
+        assert len(batch_jobs(c, batch["id"])) == 4  # two tries each, no more
+        rows = list(csv.DictReader(io.StringIO(c.get(f"/v1/batches/{batch['id']}/results",
+                                                     params={"format": "csv"}).text)))
+        assert [(r["row"], r["status"], r["error_code"]) for r in rows] == [("2", "succeeded", ""),
+                                                                            ("3", "failed", "processing_failed")]
+
+
 def test_cli_dry_run_and_explain(s3):
     svc, env = s3
     bucket = env["REELFORGE_S3_BUCKET"]

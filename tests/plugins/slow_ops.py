@@ -54,3 +54,24 @@ class NeedsGpuParams(Params):
            resources=Resources(gpu="required", vram_gb=12.0), timeout_s=30)
 def needs_gpu(params: NeedsGpuParams, ctx: OpContext) -> OpResult:
     return OpResult(outputs={}, data={"ran": True})
+
+
+class FlakyParams(Params):
+    key: str = Field(pattern=r"^[a-z0-9_-]{1,40}$")
+    fail_times: int = Field(default=1, ge=0, le=10)
+
+
+@operation("test_flaky", params=FlakyParams, summary="Test-only: fails its first `fail_times` runs per key.",
+           timeout_s=30)
+def flaky(params: FlakyParams, ctx: OpContext) -> OpResult:
+    from reelforge.errors import ProcessingError
+
+    counter = ctx.settings.service.data_dir / "test_flaky" / params.key
+    counter.parent.mkdir(parents=True, exist_ok=True)
+    runs = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(runs))
+    if runs <= params.fail_times:
+        raise ProcessingError(f"test_flaky {params.key}: run {runs} fails on purpose.")
+    out = ctx.output_path("flaky", ".txt")
+    out.write_text(f"{params.key} ran {runs} times\n")
+    return OpResult(outputs={"flaky": out}, data={"runs": runs})

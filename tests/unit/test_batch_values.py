@@ -79,3 +79,43 @@ def test_listing_filters():
     assert len(from_listing("bkt", "in/", objects, Filters.of({"min_size": 50, "max_size": 1000}))) == 1
     assert len(from_listing("bkt", "in/", objects, Filters.of({"glob": "*.txt"}))) == 1
     assert len(from_listing("bkt", "in/", objects, Filters.of({"modified_after": "1970-01-01T00:25:00Z"}))) == 2
+
+
+def test_bucket_errors_become_named_4xx():
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from reelforge.errors import UserError
+    from reelforge.storage.bucket import Bucket
+
+    class Refusing:
+        def __init__(self, code: str, status: int) -> None:
+            self.error = ClientError({"Error": {"Code": code, "Message": "no"},
+                                      "ResponseMetadata": {"HTTPStatusCode": status}}, "ListObjectsV2")
+
+        def get_paginator(self, _name: str) -> Refusing:
+            return self
+
+        def paginate(self, **_kw: object) -> list[dict[str, object]]:
+            raise self.error
+
+    for code, status, ours in (("InvalidAccessKeyId", 403, "source_bad_credentials"),
+                               ("SignatureDoesNotMatch", 403, "source_bad_credentials"),
+                               ("AccessDenied", 403, "source_access_denied"),
+                               ("NoSuchBucket", 404, "source_bucket_not_found")):
+        with pytest.raises(UserError) as exc:
+            list(Bucket(Refusing(code, status), "media").list("input/c1"))
+        assert (exc.value.code, exc.value.http_status) == (ours, 422), code
+        assert "'media'" in str(exc.value)
+
+    class Unreachable(Refusing):
+        def paginate(self, **_kw: object) -> list[dict[str, object]]:
+            raise EndpointConnectionError(endpoint_url="http://s3.invalid")
+
+    with pytest.raises(UserError) as exc:
+        list(Bucket(Unreachable("x", 0), "media").list("in/"))
+    assert exc.value.code == "source_unreachable"
+    guarded = Bucket(Unreachable("x", 0), "svc", guarded_prefix="rf/")
+    for prefix in ("", "rf/jobs", "r"):
+        with pytest.raises(UserError) as exc:
+            list(guarded.list(prefix))
+        assert exc.value.code == "source_bucket_not_allowed"

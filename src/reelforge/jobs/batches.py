@@ -220,6 +220,8 @@ class BatchService:
             raise InvalidParams("No op: give one (--op, `op` in the config, or a preset that sets it).",
                                 code="invalid_config")
         op = get_operation(v["op"])
+        if merged.explain.get("params.input") == "default" and "input" not in op.params_model.model_fields:
+            del v["params"]["input"], merged.explain["params.input"]  # an op that reads no `input`
         secrets = _secrets(v)
         t_layers = time.perf_counter()
         items = self._list_items(v, secrets)
