@@ -103,3 +103,29 @@ def test_resources_and_timeout_scale_with_the_request():
     assert op.default_timeout(large, cap=7200) == 7200
     with pytest.raises(ValueError, match="frames or duration_s"):
         op.params_model.model_validate({"image": "x.png", "frames": 9, "duration_s": 2})
+
+
+def test_warm_cache_drops_least_recently_used_beyond_its_memory_budget(svd_xt, monkeypatch):
+    from reelforge.models import generate_pipe as gp
+
+    settings, entry = svd_xt
+    cache = gp.PipelineCache()
+    loads: list[str] = []
+
+    def fake_load(plan):
+        loads.append(plan.model.name)
+        return gp.Loaded(pipe=object(), resident_gb=plan.resident_gb, cancel_box=[None], loaded_in_s=0.0)
+
+    monkeypatch.setattr(gp, "load_pipeline", fake_load)
+    monkeypatch.setattr(gp, "free_memory", lambda: None)
+    base = plan_for(settings, entry, 24)  # mode none: 4.4 GB resident
+    plans = [base.__class__(**{**base.__dict__, "model": base.model.__class__(
+        **{**base.model.__dict__, "name": n})}) for n in ("a", "b", "c")]
+    for p in plans[:2]:
+        _, loaded_now, dropped = cache.get(p, cache_budget_gb=16)
+        assert loaded_now and dropped == []
+    assert cache.get(plans[0], 16)[1] is False  # warm; "a" is now the most recently used
+    _, _, dropped = cache.get(plans[2], cache_budget_gb=12)  # a + b + c's need do not fit 12 GB: b goes
+    held = cache.keys()
+    assert dropped == ["b"] and [k[0] for k in held] == ["a", "c"]
+    assert loads == ["a", "b", "c"]
