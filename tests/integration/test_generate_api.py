@@ -1,4 +1,4 @@
-"""`generate` through the real service on CPU: tiny random-weight SVD and LTX pipelines saved to a folder.
+"""`generate` through the real service on CPU: tiny random-weight SVD, LTX and Wan pipelines saved to folders.
 
 One job host (WORKERS=1) so warmth is observable: the first job loads, the second has no loading_model
 stage, a cancel mid-denoise keeps the host (and its warm model). GENERATE_VRAM_GB=2 is the declared budget,
@@ -26,16 +26,15 @@ SMALL = {"frames": 3, "fps": 6, "width": 64, "height": 64, "steps": 2, "guidance
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from reelforge.models.generate_tiny import save_tiny_ltx, save_tiny_svd
+    from reelforge.models.generate_tiny import TINY
 
     root = tmp_path_factory.mktemp("gen-models")
-    return {"svd": save_tiny_svd(root / "tiny-svd"), "ltx": save_tiny_ltx(root / "tiny-ltx")}
+    return {family: save(root / f"tiny-{family}") for family, save in TINY.items()}
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path]):
-    configured = {"tiny-svd": {"folder": str(models["svd"]), "family": "svd"},
-                  "tiny-ltx": {"folder": str(models["ltx"]), "family": "ltx"}}
+    configured = {f"tiny-{family}": {"folder": str(folder), "family": family} for family, folder in models.items()}
     svc = Service(tmp_path_factory.mktemp("gen-svc") / "data", REELFORGE_WORKERS="1",
                   REELFORGE_GENERATE_MODELS=json.dumps(configured), REELFORGE_GENERATE_VRAM_GB="2",
                   REELFORGE_DEVICE="cpu", REELFORGE_THREADS_PER_JOB="1").start()
@@ -134,6 +133,16 @@ def test_ltx_with_a_prompt_then_interpolated_and_upscaled_by_ffmpeg(client, imag
     assert 9 <= int(stream["nb_read_frames"]) <= 10  # 5 frames at 6 fps blended up to 12 fps
 
 
+def test_wan_with_a_prompt_makes_the_requested_clip(client, image_id, tmp_path):
+    job = wait_job(client, submit(client, image=image_id, model="tiny-wan", prompt="a dog walks", fit="contain",
+                                  **{**SMALL, "frames": 5, "guidance": 3.0}), timeout=240)
+    assert job["status"] == "succeeded", job
+    assert job["result"]["data"]["generated_frames"] == 5  # 4k+1
+    stream = probe_video(client, job, tmp_path)
+    assert (stream["width"], stream["height"], stream["r_frame_rate"], int(stream["nb_read_frames"])) == \
+        (64, 64, "6/1", 5)
+
+
 def test_too_large_for_the_declared_memory_and_unknown_model_are_clear_errors(client, image_id):
     big = wait_job(client, submit(client, image=image_id, model="tiny-svd",
                                   **{**SMALL, "width": 512, "height": 512, "frames": 25}), timeout=60)
@@ -143,4 +152,4 @@ def test_too_large_for_the_declared_memory_and_unknown_model_are_clear_errors(cl
     assert "loading_model" not in stages(big)
     missing = wait_job(client, submit(client, image=image_id, model="nope", **SMALL), timeout=60)
     assert missing["status"] == "failed" and missing["error"]["code"] == "model_not_configured", missing
-    assert "tiny-ltx, tiny-svd" in missing["error"]["message"]
+    assert "tiny-ltx, tiny-svd, tiny-wan" in missing["error"]["message"]

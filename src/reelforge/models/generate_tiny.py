@@ -4,12 +4,13 @@ For tests, benchmarks and an operator's smoke test of a worker (`docs/GENERATE.m
 exact layout of a real model (model_index.json + one folder per component), a few MB of weights, and run
 a step in well under a second on a CPU. The pictures they make are noise; what they prove is the plumbing
 (loading, offload choice, progress, cancel, seeds, frame counts, encoding). Nothing is downloaded: the
-LTX text side is a 1-layer T5 encoder with a word-level tokenizer built here.
+LTX and Wan text sides are 1-layer T5 / umT5 encoders with a word-level tokenizer built here.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from reelforge.models.generate_pipe import import_torch
 
@@ -61,19 +62,12 @@ def save_tiny_ltx(folder: Path, seed: int = 0) -> Path:
         LTXImageToVideoPipeline,
         LTXVideoTransformer3DModel,
     )
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
+    from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(seed)
-    words = ["a", "an", "the", "cat", "dog", "bird", "sea", "sky", "city", "road", "runs", "walks", "flies", "red",
-             "blue", "green", "slowly", "camera", "pans"]
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>",
-                                        unk_token="<unk>", model_max_length=32)
+    tokenizer = _word_tokenizer()
     text = 16
-    encoder = T5EncoderModel(T5Config(vocab_size=len(vocab), d_model=text, d_kv=8, d_ff=32, num_layers=1,
+    encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=text, d_kv=8, d_ff=32, num_layers=1,
                                       num_heads=2, relative_attention_num_buckets=8))
     transformer = LTXVideoTransformer3DModel(in_channels=8, out_channels=8, num_attention_heads=2,
                                              attention_head_dim=8, cross_attention_dim=16, num_layers=1,
@@ -91,4 +85,50 @@ def save_tiny_ltx(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-TINY = {"svd": save_tiny_svd, "ltx": save_tiny_ltx}
+def _word_tokenizer() -> Any:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["a", "an", "the", "cat", "dog", "bird", "sea", "sky", "city", "road", "runs", "walks", "flies", "red",
+             "blue", "green", "slowly", "camera", "pans"]
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                                   model_max_length=32)
+
+
+def save_tiny_wan(folder: Path, seed: int = 0) -> Path:
+    """Wan 2.1 image-to-video: 1-block transformer with image cross-attention, 4-level causal 3D VAE (4 latent
+    channels), 1-layer umT5 + word tokenizer, small CLIP vision encoder."""
+    torch = import_torch()
+    from diffusers import (
+        AutoencoderKLWan,
+        FlowMatchEulerDiscreteScheduler,
+        WanImageToVideoPipeline,
+        WanTransformer3DModel,
+    )
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(seed)
+    tokenizer = _word_tokenizer()
+    text, z = 16, 4
+    encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(tokenizer), d_model=text, d_kv=8, d_ff=32, num_layers=1,
+                                          num_heads=2, relative_attention_num_buckets=8))
+    vae = AutoencoderKLWan(base_dim=8, z_dim=z, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True], latents_mean=[0.0] * z, latents_std=[1.0] * z)
+    image_encoder = CLIPVisionModel(CLIPVisionConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                                     intermediate_size=32, image_size=32, patch_size=8))
+    # the transformer sees noise latents + the image's latents + a 4-channel first-frame mask
+    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8,
+                                        in_channels=2 * z + 4, out_channels=z, text_dim=text, freq_dim=16, ffn_dim=32,
+                                        num_layers=1, image_dim=16, rope_max_seq_len=32)
+    pipe = WanImageToVideoPipeline(tokenizer=tokenizer, text_encoder=encoder, vae=vae,
+                                   scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+                                   image_processor=CLIPImageProcessor(size=32, crop_size=32),
+                                   image_encoder=image_encoder, transformer=transformer)
+    pipe.save_pretrained(str(folder))
+    return folder
+
+
+TINY = {"svd": save_tiny_svd, "ltx": save_tiny_ltx, "wan": save_tiny_wan}
