@@ -70,7 +70,7 @@ def test_cheapest_valid_offer_taken_next_stuck_destroyed_idle_destroyed_costs(tm
     worker = f"agent:{good.agent_id}:box:0"
     claimed = stores.jobs.claim(jobs[0], worker, 30)
     assert claimed is not None
-    stores.jobs.add_notes(jobs[0], {"agent_id": good.agent_id, "claimed_at": time.time()})
+    stores.jobs.add_notes(jobs[0], {"agent_id": good.agent_id, "claimed_at": time.time(), "batch_id": "bat_1"})
     ctl.tick()
     assert good.registered_at is not None and good.busy == 1
     time.sleep(0.3)
@@ -89,6 +89,7 @@ def test_cheapest_valid_offer_taken_next_stuck_destroyed_idle_destroyed_costs(tm
     assert notes["cost_boot_usd"] > 0 and notes["cost_usd"] > notes["cost_boot_usd"]
     summary = Ledger(ctl.ledger.path).summary()
     assert not summary.open() and summary.jobs == 1 and summary.by_op["probe"][2] == 60
+    assert summary.by_batch["bat_1"] == pytest.approx(notes["cost_usd"])  # summed per batch (boot share included)
     assert max(dph for _, dph in fake.timeline) <= 0.30 + 1e-9
     ctl.stop()
 
@@ -131,3 +132,16 @@ def test_search_quota_stops_searching_until_the_next_day_and_says_so(tmp_path: P
     ctl.tick()
     assert sum(1 for _, path, _ in fake.requests if path == "/api/v0/bundles/") == searches  # no new search
     ctl.stop()
+
+
+def test_instances_from_capacity_up_are_adopted_not_reaped(tmp_path: Path, fake: FakeVast) -> None:
+    fake.offers = [offer(40, "RTX 3090", 0.2), offer(41, "RTX 3090", 0.3)]
+    cli_side, _, _ = make(tmp_path, fake, max_instances=2)
+    assert [r.offer.id for r in cli_side.up(2, "gpu", dry_run=True)] == [40, 41] and not fake.instances
+    assert [r.offer.id for r in cli_side.up(1, "gpu")] == [40]
+    service_side, _, _ = make(tmp_path, fake, max_instances=2)
+    service_side.tick()  # the reaper runs at start: the `up` instance is adopted, not destroyed
+    (adopted,) = service_side.known.values()
+    assert fake.instances[adopted.vast_id].destroyed_at is None  # type: ignore[index]
+    service_side.stop()  # destroy_on_stop
+    assert not fake.live()

@@ -309,6 +309,7 @@ class CapacityController:
         if now >= self._next_reap:
             self.reap()
             self._next_reap = now + self.settings.capacity.reap_every_s
+        self._adopt()
         self._refresh(now)
         self._record_costs()
         work = self._work()
@@ -575,6 +576,18 @@ class CapacityController:
                 self.ledger.append({"ev": "boot_share", "key": t.key, "job_id": job_id, "op": op, "usd": share,
                                     "batch": batch})
 
+    def _adopt(self) -> None:
+        """Watch instances `reelforge capacity up` started from another process (they are in the ledger),
+        so they count against the budgets from the next tick on."""
+        for made in self.ledger.summary().open():
+            key = str(made["key"])
+            if key not in self.known and made.get("by") == "up" and made.get("agent_id") and made.get("vast_id"):
+                self.known[key] = Tracked(key=key, queue=str(made["queue"]), offer_id=0, dph=float(made["dph"]),
+                                          gpu=str(made["gpu"] or ""), created_at=float(made["created_at"]),
+                                          agent_id=str(made["agent_id"]), vast_id=int(made["vast_id"]),
+                                          registered_at=made.get("registered_at"))
+                log.info("capacity: adopted %s (vast %s), started by `capacity up`", key, made["vast_id"])
+
     def reap(self) -> int:
         """Destroy our deployment's instances this controller does not know; how many."""
         try:
@@ -582,22 +595,13 @@ class CapacityController:
         except VastError as exc:
             log.warning("capacity: reaper could not list instances: %s", exc)
             return 0
+        self._adopt()  # started by `reelforge capacity up` (another process): watched, not reaped
         mine = {t.vast_id for t in self.known.values()}
-        opened = {i["key"]: i for i in self.ledger.summary().open()}
         reaped = 0
         for inst in instances:
             if not inst.label.startswith(self.prefix) or inst.id in mine:
                 continue
             key = inst.label[len(self.prefix):]
-            made = opened.get(key)
-            if made is not None and made.get("by") == "up" and made.get("agent_id"):
-                # started by `reelforge capacity up` (another process): watched from now on, not reaped
-                self.known[key] = Tracked(key=key, queue=str(made["queue"]), offer_id=0, dph=float(made["dph"]),
-                                          gpu=str(made["gpu"] or ""), created_at=float(made["created_at"]),
-                                          agent_id=str(made["agent_id"]), vast_id=inst.id,
-                                          registered_at=made.get("registered_at"))
-                log.info("capacity: adopted %s (vast %s), started by `capacity up`", key, inst.id)
-                continue
             try:
                 self.client.destroy(inst.id)
             except VastError as exc:
