@@ -215,6 +215,7 @@ def test_bad_sources_manifests_and_templates_are_4xx_and_create_nothing(s3):
                       422, "batch_items_invalid")
         assert "unknown placeholder {nope}" in err["details"][0]["message"]
         refused({"inputs": ["https://example.com/a.mp4"], "max_concurrent": 0}, 422, "invalid_request")
+        refused({"inputs": ["https://example.com/a.mp4"], "destination": "a/../../jobs"}, 422, "destination_invalid")
         refused({"inputs": ["https://example.com/a.mp4"], "layers": [{"rank": "file", "label": "config file b.toml",
                                                                        "values": {"max_concurent": 2}}]},
                 422, "invalid_config")

@@ -71,6 +71,7 @@ from reelforge.ops.registry import get_operation
 from reelforge.refs import is_file_id
 from reelforge.storage.base import Storage, validate_key
 from reelforge.storage.bucket import Bucket, SourceError, split_s3_url
+from reelforge.storage.delivery import delivery_key
 from reelforge.storage.fetch import UrlFetcher
 from reelforge.storage.urlguard import check_resolved_host
 
@@ -230,7 +231,7 @@ class BatchService:
             raise InvalidParams(f"The batch has {len(items)} items; at most {cap} (limits.max_batch_items).",
                                 code="batch_too_large")
         t_list = time.perf_counter()
-        self._destination(v, secrets)
+        self._destination(tenant, v, secrets)
         planned = self._validate(tenant, v, op.name, items)
         fingerprint = hashlib.sha256(json.dumps({k: v.get(k) for k in FINGERPRINT_KEYS}, sort_keys=True,
                                                 default=str).encode()).hexdigest()
@@ -283,7 +284,7 @@ class BatchService:
         except UnicodeDecodeError:
             raise InvalidParams(f"The manifest {ref} is not UTF-8 text.", code="manifest_invalid") from None
 
-    def _destination(self, v: dict[str, Any], secrets: dict[str, Any] | None) -> None:
+    def _destination(self, tenant: str, v: dict[str, Any], secrets: dict[str, Any] | None) -> None:
         dest = v.get("destination")
         if not dest:
             return
@@ -294,8 +295,8 @@ class BatchService:
                 raise InvalidParams(f"destination {dest!r} {exc}.", code="destination_invalid") from None
             self.bucket(bucket, secrets).check_writable(prefix.rstrip("/") + "/")
         else:
-            try:
-                validate_key(dest.strip("/") + "/x")
+            try:  # a folder of the tenant's delivery root (storage/delivery.py), never the service's own
+                self.local_key(tenant, dest, "x")
             except ValueError as exc:
                 raise InvalidParams(f"destination {dest!r}: {exc}.", code="destination_invalid") from None
 
@@ -318,7 +319,10 @@ class BatchService:
                 params = render_tree({**template, **render_tree(item.params, item.vars)}, item.vars)
                 if dest:
                     name = render(pattern, {**item.vars, "output": "output", "out_ext": ".ext"})
-                    validate_key(f"{dest.partition('://')[2] if '://' in dest else dest}/{name}".lstrip("/"))
+                    if dest.startswith("s3://"):
+                        validate_key(f"{dest.partition('://')[2].partition('/')[2]}/{name}".lstrip("/"))
+                    else:
+                        self.local_key(tenant, dest, name)
             except TemplateError as exc:
                 errors.append(_item_error(index, item, "template", str(exc), "template_invalid"))
                 continue
@@ -352,6 +356,10 @@ class BatchService:
                                 f"{first['path']}: {first['message']}.", code="batch_items_invalid",
                                 details=errors[:200])
         return planned
+
+    def local_key(self, tenant: str, dest: str, name: str) -> str:
+        """A destination in the service's own storage: under the tenant's delivery root (ValueError if not)."""
+        return delivery_key(self.settings.storage.delivery_root, tenant, f"{dest.strip('/')}/{name}")
 
     # ---- create / read
     def create(self, tenant: str, body: BatchCreate) -> dict[str, Any]:
@@ -659,7 +667,7 @@ class BatchFeeder:
                     self._bucket(rec, bucket).put(key, fh, ctype)
                 delivered[name] = {"key": key, "size": meta.get("size"), "url": f"s3://{bucket}/{key}"}
             else:
-                key = f"{dest.strip('/')}/{name_part}"
+                key = self.service.local_key(rec.tenant, dest, name_part)
                 with storage.open_read(source_key) as fh:
                     storage.put_stream(_chunks(fh), key, max_bytes=1 << 40, content_type=ctype)
                 delivered[name] = {"key": key, "size": meta.get("size"), "url": storage.url(key) or key}
@@ -705,7 +713,7 @@ class BatchFeeder:
                         self._bucket(rec, bucket).put(key, data, ctype)
                         out[f"{fmt}_destination"] = f"s3://{bucket}/{key}"
                     else:
-                        key = f"{dest.strip('/')}/results.{fmt}"
+                        key = self.service.local_key(rec.tenant, dest, f"results.{fmt}")
                         storage.put_stream(iter([data]), key, max_bytes=len(data) + 1, content_type=ctype)
                         out[f"{fmt}_destination"] = key
             except ReelForgeError as exc:
