@@ -265,6 +265,26 @@ def test_jobs_go_only_to_agents_whose_resources_fit(stack: Service, tmp_path: Pa
         assert "box-big" in listed and "Test GPU 16G" in listed
 
 
+def test_an_agents_gpu_memory_bounds_what_runs_at_once(stack: Service, tmp_path: Path) -> None:
+    """Two 12 GB jobs on a 16 GB agent with two slots run one after the other; a CPU job runs beside them."""
+    with stack.client() as c:
+        gpu = [submit(c, "test_gpu_slow", {"seconds": 3}) for _ in range(2)]
+        cpu = submit(c, "test_slow", {"seconds": 2, "marker": "besidegpu"})
+        with agent(stack, tmp_path, "box-16g", "--gpu-name", "Test GPU 16G", "--vram-gb", "16",
+                   "--nvenc-sessions", "3", "--concurrency", "2") as box:
+            done = [wait_done(c, j["id"], box, timeout=60) for j in [*gpu, cpu]]
+    assert all(d["status"] == "succeeded" for d in done), done
+    spans = sorted((d["started_at"], d["finished_at"]) for d in done[:2])
+    assert spans[1][0] >= spans[0][1], spans  # the second GPU job waited for the first one's memory
+    first_gpu, cpu_job = done[0], done[2]
+    overlap = min(first_gpu["finished_at"], cpu_job["finished_at"]) > max(first_gpu["started_at"],
+                                                                           cpu_job["started_at"])
+    second = done[1]
+    overlap = overlap or min(second["finished_at"], cpu_job["finished_at"]) > max(second["started_at"],
+                                                                                 cpu_job["started_at"])
+    assert overlap  # a job that needs no GPU memory took the other slot meanwhile
+
+
 def test_a_stopped_agent_gives_its_job_back_without_spending_an_attempt(stack: Service, tmp_path: Path) -> None:
     with stack.client() as c:
         job = submit(c, "test_slow", {"seconds": 60, "marker": "agentterm"})

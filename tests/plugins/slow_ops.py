@@ -7,6 +7,7 @@ kill its process, and see what really happens to the ffmpeg child.
 from __future__ import annotations
 
 import os
+import time
 
 from pydantic import Field
 
@@ -53,6 +54,20 @@ class NeedsGpuParams(Params):
 @operation("test_needs_gpu", params=NeedsGpuParams, summary="Test-only: declares it needs a 12 GB GPU.",
            resources=Resources(gpu="required", vram_gb=12.0), timeout_s=30)
 def needs_gpu(params: NeedsGpuParams, ctx: OpContext) -> OpResult:
+    return OpResult(outputs={}, data={"ran": True})
+
+
+class GpuSlowParams(Params):
+    seconds: float = Field(default=2.0, gt=0, le=60)
+
+
+@operation("test_gpu_slow", params=GpuSlowParams, summary="Test-only: holds a 12 GB GPU for a while.",
+           resources=Resources(gpu="required", vram_gb=12.0), timeout_s=60)
+def gpu_slow(params: GpuSlowParams, ctx: OpContext) -> OpResult:
+    deadline = time.monotonic() + params.seconds
+    while time.monotonic() < deadline:
+        ctx.check_cancelled()
+        time.sleep(0.05)
     return OpResult(outputs={}, data={"ran": True})
 
 

@@ -125,3 +125,15 @@ def test_resource_fit() -> None:
     need = Resources(gpu="required", vram_gb=24)
     assert not none.fits(need) and not small.fits(need) and big.fits(need)
     assert none.fits(Resources(gpu="preferred", vram_gb=2)) and none.fits(Resources())
+
+
+def test_memory_held_by_an_agents_running_jobs_counts() -> None:
+    need = Resources(gpu="required", vram_gb=12)
+    busy = AgentResources(gpu_name="L4", vram_gb=24, vram_free_gb=8)
+    assert not busy.fits(need)  # 24 GB in all, 16 held by its other job
+    assert AgentResources(gpu_name="L4", vram_gb=24, vram_free_gb=12).fits(need)
+    assert busy.fits(Resources())  # CPU work needs no GPU memory
+    assert not busy.fits(Resources(gpu="preferred", vram_gb=10))  # would run on its GPU: waits for memory
+    small = AgentResources(gpu_name="T4", vram_gb=8, vram_free_gb=0)
+    assert small.fits(Resources(gpu="preferred", vram_gb=10))  # never fits that GPU: runs on the CPU there
+    assert AgentResources.from_dict({"gpu_name": "L4", "vram_gb": 24, "vram_free_gb": 8}) == busy

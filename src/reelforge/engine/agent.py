@@ -107,6 +107,10 @@ class Agent:
         self._last_work = time.monotonic()
         self._lock = threading.Lock()
         self._hosts: list[JobHost] = []
+        # GPU memory held by running jobs; one claim is in flight at a time, so each claim states the
+        # memory really free (two slots polling at once could otherwise both take a job for the same GB)
+        self._vram_held = 0.0
+        self._claiming = threading.Lock()
         self.worker_prefix = f"{socket.gethostname()[:20]}:{os.getpid()}:{uuid.uuid4().hex[:4]}"
 
     def stop(self) -> None:
@@ -148,6 +152,24 @@ class Agent:
             self.control.close()
         return EXIT_REFUSED if self.control.refused else 0
 
+    def claim_resources(self) -> dict[str, Any]:
+        """The declared resources, with the GPU memory the running jobs do not hold."""
+        with self._lock:
+            free = max(0.0, self.resources.vram_gb - self._vram_held)
+        return {**asdict(self.resources), "vram_free_gb": round(free, 2)}
+
+    def hold(self, job_id: str) -> float:
+        """Count a claimed job's GPU memory as held until it ends (a CPU-only job, or this agent has no GPU:
+        nothing)."""
+        needs = self.control.needs(job_id)
+        vram = float(needs.get("vram_gb") or 0.0)
+        if not self.resources.gpu_name or needs.get("gpu") not in ("preferred", "required") \
+                or vram > self.resources.vram_gb:
+            return 0.0
+        with self._lock:
+            self._vram_held += vram
+        return vram
+
     def _idle_too_long(self) -> bool:
         if self.idle_exit_s is None:
             return False
@@ -161,7 +183,10 @@ class Agent:
             if self.idle_exit_s is not None:
                 wait = max(0.5, min(wait, self.idle_exit_s))
             try:
-                job = self.control.claim_next(worker_id, self.queues, wait_s=wait)
+                with self._claiming:
+                    job = self.control.claim_next(worker_id, self.queues, wait_s=wait,
+                                                  resources=self.claim_resources())
+                    held = self.hold(job.id) if job is not None else 0.0
             except Exception:
                 if self.control.refused:
                     return
@@ -182,6 +207,7 @@ class Agent:
             finally:
                 with self._lock:
                     self._busy -= 1
+                    self._vram_held = max(0.0, self._vram_held - held)
                     self._last_work = time.monotonic()
 
 

@@ -70,9 +70,10 @@ class HttpControl:
         return None  # agents are given jobs by the service (claim_next); they never pick one by id
 
     def claim_next(self, worker_id: str, queues: Collection[str] | None = None, *,
-                   wait_s: float | None = None) -> ClaimedJob | None:
+                   wait_s: float | None = None, resources: dict[str, Any] | None = None) -> ClaimedJob | None:
         wait = self.wait_s if wait_s is None else wait_s
-        body = {"worker_id": worker_id, "queues": list(queues or []), "resources": self.resources, "wait_s": wait}
+        body = {"worker_id": worker_id, "queues": list(queues or []), "resources": resources or self.resources,
+                "wait_s": wait}
         try:
             resp = self.client.post("/v1/agent/claim", json=body, headers=self._agent_auth,
                                     timeout=httpx.Timeout(wait + 30.0))
@@ -102,6 +103,13 @@ class HttpControl:
                           access={"api": self.api, "token": env["token"]})
 
     # ---- job-token calls
+    def needs(self, job_id: str) -> dict[str, Any]:
+        """What the service says a claimed job holds while it runs ({"gpu", "vram_gb", "nvenc"})."""
+        with self._lock:
+            env = self._envelopes.get(job_id) or {}
+        needs = env.get("needs")
+        return needs if isinstance(needs, dict) else {}
+
     def renew(self, job: ClaimedJob, worker_id: str) -> Lease:
         resp = self._job_call("POST", job.id, "renew")
         if resp is None:

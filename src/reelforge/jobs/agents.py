@@ -56,19 +56,28 @@ class AgentResources:
     cuda: str | None = None
     nvenc_sessions: int = 0  # 0: no NVENC
     cpu_cores: int = 1
+    # GPU memory not held by the agent's running jobs, sent with each claim (None: all of vram_gb)
+    vram_free_gb: float | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> AgentResources:
         d = data or {}
+        free = d.get("vram_free_gb")
         return cls(gpu_name=d.get("gpu_name") or None, vram_gb=float(d.get("vram_gb") or 0),
                    cuda=d.get("cuda") or None, nvenc_sessions=int(d.get("nvenc_sessions") or 0),
-                   cpu_cores=max(1, int(d.get("cpu_cores") or 1)))
+                   cpu_cores=max(1, int(d.get("cpu_cores") or 1)),
+                   vram_free_gb=float(free) if isinstance(free, int | float) else None)
 
     def fits(self, need: Resources) -> bool:
         """A job goes only where it can run: a GPU-required op needs a GPU with enough memory; ops that
-        merely prefer a GPU run anywhere (on the CPU where there is none)."""
+        merely prefer a GPU run anywhere (on the CPU where there is none). On a GPU big enough for the job,
+        the memory the agent's other jobs hold counts: the job waits rather than share a full GPU."""
+        free = self.vram_gb if self.vram_free_gb is None else min(self.vram_free_gb, self.vram_gb)
+        on_gpu = self.gpu_name is not None and self.vram_gb >= need.vram_gb
         if need.gpu == "required":
-            return self.gpu_name is not None and self.vram_gb >= need.vram_gb
+            return on_gpu and free >= need.vram_gb
+        if need.gpu == "preferred" and on_gpu:
+            return free >= need.vram_gb
         return True
 
 
@@ -146,7 +155,7 @@ class AgentJobs:
                 continue
             job = self.control.claim(job_id, worker_id)
             if job is not None and not record:
-                return self.envelope(job, worker_id, agent)
+                return self.envelope(job, worker_id, agent, need)
             if job is not None:
                 rec = self.stores.jobs.get_job(job_id)
                 delay = round(time.time() - rec.created_at, 3) if rec is not None else None
@@ -156,10 +165,11 @@ class AgentJobs:
                 JOBS_STARTED_REMOTE.labels(backend="agent", queue=job.queue).inc()
                 if delay is not None:
                     REMOTE_QUEUE_DELAY.labels(backend="agent").observe(delay)
-                return self.envelope(job, worker_id, agent)
+                return self.envelope(job, worker_id, agent, need)
         return None
 
-    def envelope(self, job: ClaimedJob, worker_id: str, agent: AgentTokenRecord) -> dict[str, Any]:
+    def envelope(self, job: ClaimedJob, worker_id: str, agent: AgentTokenRecord,
+                 need: Resources | None = None) -> dict[str, Any]:
         now = time.time()
         deadline = now + job.timeout_s
         token = self._sign(job.id, job.attempts, worker_id, deadline + self.settings.compute.lease_ttl_s + 300)
@@ -172,7 +182,9 @@ class AgentJobs:
         return {"job_id": job.id, "op": job.op, "params": job.params, "tenant": job.tenant, "queue": job.queue,
                 "priority": job.priority, "attempt": job.attempts, "max_attempts": job.max_attempts,
                 "timeout_s": job.timeout_s, "deadline": deadline, "worker_id": worker_id, "token": token,
-                "files": files, "uploads": f"/v1/agent/jobs/{job.id}/outputs/"}
+                "files": files, "uploads": f"/v1/agent/jobs/{job.id}/outputs/",
+                # what the job holds while it runs: an agent counts it against its GPU memory
+                "needs": (need or Resources()).model_dump(include={"gpu", "vram_gb", "nvenc"})}
 
     # ---- job tokens
     def _sign(self, job_id: str, attempt: int, worker_id: str, expires: float) -> str:
