@@ -501,6 +501,13 @@ def _store() -> Any:
     return KeysStore(_database())
 
 
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (Alembic) and exit; `serve` and `worker` do it too."""
+    _database()
+    console.print("Database schema is up to date.")
+
+
 @keys_app.command("create")
 def keys_create(name: Annotated[str, typer.Option(help="A name for the key's owner")],
                 tenant: Annotated[str | None, typer.Option(help="Tenant (default: the name)")] = None) -> None:

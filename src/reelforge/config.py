@@ -176,6 +176,9 @@ class StorageSettings(_Group):
     s3_secret_access_key: Secret = SecretStr("")
     s3_presign_expiry_s: int = Field(default=86400, ge=60)
     s3_public_base_url: str = ""  # e.g. a CDN or R2 public domain; outputs then get plain URLs
+    # the endpoint presigned URLs are made for, as clients reach the storage (e.g. http://localhost:9000 when the
+    # service itself talks to http://minio:9000 inside a compose network); default: s3_endpoint_url
+    s3_presign_endpoint_url: str = ""
     # where outputs a client names (the earlier API's path + output_filename) land, under the prefix above;
     # one folder per tenant ({tenant}), never the service's own jobs/ or uploads/ (storage/delivery.py)
     delivery_root: str = "delivered/{tenant}/"
@@ -397,6 +400,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "s3_prefix": ("storage", "s3_prefix"), "s3_region": ("storage", "s3_region"),
     "s3_access_key_id": ("storage", "s3_access_key_id"), "s3_secret_access_key": ("storage", "s3_secret_access_key"),
     "s3_presign_expiry_s": ("storage", "s3_presign_expiry_s"), "s3_public_base_url": ("storage", "s3_public_base_url"),
+    "s3_presign_endpoint_url": ("storage", "s3_presign_endpoint_url"),
     "delivery_root": ("storage", "delivery_root"),
     "max_body_bytes": ("limits", "max_body_bytes"), "max_upload_bytes": ("limits", "max_upload_bytes"),
     "max_fetch_bytes": ("limits", "max_fetch_bytes"), "fetch_timeout_s": ("limits", "fetch_timeout_s"),

@@ -98,3 +98,9 @@ def test_entry_point_runs_main_which_sets_the_offline_default():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**env, "PYTHONPATH": PYTHONPATH})
     assert res.stdout.strip().endswith("1"), res.stdout + res.stderr
+
+
+def test_migrate_creates_the_schema_and_exits(tmp_path: Path):
+    res = run_cli("migrate", env={"REELFORGE_DATA_DIR": str(tmp_path / "data")})
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "data" / "reelforge.db").is_file()

@@ -114,10 +114,13 @@ def _unavailable(exc: Exception, bucket: str) -> ServiceUnavailable:
 class S3Storage(Storage):
     def __init__(self, client: Any, *, bucket: str, prefix: str = "", public_base_url: str = "",
                  presign_expiry_s: int = 86400, part_size: int = 8 * MIB,
-                 transfer_config: TransferConfig | None = None, stage_then_copy: bool = True) -> None:
+                 transfer_config: TransferConfig | None = None, stage_then_copy: bool = True,
+                 presign_client: Any = None) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (an S3 rule)")
         self.client = client
+        # presigned URLs are signed for the endpoint clients use (signing sends nothing: no connection is made)
+        self.presign_client = presign_client or client
         self.bucket = bucket
         prefix = prefix.lstrip("/")
         self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
@@ -135,8 +138,14 @@ class S3Storage(Storage):
     @classmethod
     def from_settings(cls, settings: Settings, client: Any = None) -> S3Storage:
         conf = settings.storage
+        presign = None
+        if conf.s3_presign_endpoint_url and conf.s3_presign_endpoint_url != conf.s3_endpoint_url:
+            presign = make_client(endpoint_url=conf.s3_presign_endpoint_url, access_key_id=conf.s3_access_key_id,
+                                  secret_access_key=conf.s3_secret_access_key.get_secret_value(),
+                                  region=conf.s3_region)
         return cls(client or make_s3_client(settings), bucket=conf.s3_bucket, prefix=conf.s3_prefix,
-                   public_base_url=conf.s3_public_base_url, presign_expiry_s=conf.s3_presign_expiry_s)
+                   public_base_url=conf.s3_public_base_url, presign_expiry_s=conf.s3_presign_expiry_s,
+                   presign_client=presign)
 
     # ---- helpers
     def _full(self, key: str) -> str:
@@ -377,7 +386,7 @@ class S3Storage(Storage):
         if filename:
             params["ResponseContentDisposition"] = content_disposition(filename)
         try:
-            return cast(str, self.client.generate_presigned_url(
+            return cast(str, self.presign_client.generate_presigned_url(
                 "get_object", Params=params, ExpiresIn=self.presign_expiry_s))
         except (ClientError, BotoCoreError) as exc:
             raise _unavailable(exc, self.bucket) from exc
