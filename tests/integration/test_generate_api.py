@@ -1,4 +1,5 @@
-"""`generate` through the real service on CPU: tiny random-weight SVD, LTX and Wan pipelines saved to folders.
+"""`generate` through the real service on CPU: tiny random-weight SVD, LTX, Wan and CogVideoX
+pipelines saved to folders.
 
 One job host (WORKERS=1) so warmth is observable: the first job loads, the second has no loading_model
 stage, a cancel mid-denoise keeps the host (and its warm model). GENERATE_VRAM_GB=2 is the declared budget,
@@ -143,6 +144,15 @@ def test_wan_with_a_prompt_makes_the_requested_clip(client, image_id, tmp_path):
         (64, 64, "6/1", 5)
 
 
+def test_cogvideox_keeps_the_requested_frames_of_its_8k_plus_1(client, image_id, tmp_path):
+    job = wait_job(client, submit(client, image=image_id, model="tiny-cogvideox", prompt="the sea", **SMALL),
+                   timeout=240)
+    assert job["status"] == "succeeded", job
+    assert job["result"]["data"]["generated_frames"] == 9 and job["result"]["data"]["frames"] == 3
+    stream = probe_video(client, job, tmp_path)
+    assert (stream["width"], stream["height"], int(stream["nb_read_frames"])) == (64, 64, 3)
+
+
 def test_too_large_for_the_declared_memory_and_unknown_model_are_clear_errors(client, image_id):
     big = wait_job(client, submit(client, image=image_id, model="tiny-svd",
                                   **{**SMALL, "width": 512, "height": 512, "frames": 25}), timeout=60)
@@ -152,4 +162,4 @@ def test_too_large_for_the_declared_memory_and_unknown_model_are_clear_errors(cl
     assert "loading_model" not in stages(big)
     missing = wait_job(client, submit(client, image=image_id, model="nope", **SMALL), timeout=60)
     assert missing["status"] == "failed" and missing["error"]["code"] == "model_not_configured", missing
-    assert "tiny-ltx, tiny-svd, tiny-wan" in missing["error"]["message"]
+    assert "tiny-cogvideox, tiny-ltx, tiny-svd, tiny-wan" in missing["error"]["message"]

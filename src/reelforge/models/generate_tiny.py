@@ -131,4 +131,35 @@ def save_tiny_wan(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-TINY = {"svd": save_tiny_svd, "ltx": save_tiny_ltx, "wan": save_tiny_wan}
+def save_tiny_cogvideox(folder: Path, seed: int = 0) -> Path:
+    """CogVideoX image-to-video (1.0 layout): 1-block transformer with 3D rotary embeddings (head dim 16: the
+    rotary split over time/height/width needs even parts), 4-level CogVideoX VAE, 1-layer T5 + word tokenizer."""
+    torch = import_torch()
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXDDIMScheduler,
+        CogVideoXImageToVideoPipeline,
+        CogVideoXTransformer3DModel,
+    )
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    tokenizer = _word_tokenizer()
+    encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=16, d_kv=8, d_ff=32, num_layers=1,
+                                      num_heads=2, relative_attention_num_buckets=8))
+    vae = AutoencoderKLCogVideoX(down_block_types=("CogVideoXDownBlock3D",) * 4,
+                                 up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8),
+                                 latent_channels=4, layers_per_block=1, norm_num_groups=2,
+                                 temporal_compression_ratio=4, sample_height=64, sample_width=64)
+    # image-to-video: the transformer sees the noise latents and the image's latents side by side (2 x 4)
+    transformer = CogVideoXTransformer3DModel(
+        num_attention_heads=2, attention_head_dim=16, in_channels=8, out_channels=4, time_embed_dim=8,
+        text_embed_dim=16, num_layers=1, sample_width=8, sample_height=8, sample_frames=9, patch_size=2,
+        temporal_compression_ratio=4, max_text_seq_length=16, use_rotary_positional_embeddings=True)
+    pipe = CogVideoXImageToVideoPipeline(tokenizer=tokenizer, text_encoder=encoder, vae=vae, transformer=transformer,
+                                         scheduler=CogVideoXDDIMScheduler())
+    pipe.save_pretrained(str(folder))
+    return folder
+
+
+TINY = {"svd": save_tiny_svd, "ltx": save_tiny_ltx, "wan": save_tiny_wan, "cogvideox": save_tiny_cogvideox}
