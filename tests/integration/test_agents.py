@@ -315,3 +315,24 @@ def test_a_queue_mapped_to_agent_then_local_runs_locally_when_no_agent_is_around
             assert done["status"] == "succeeded" and done["notes"]["agent"] == "box-fallback"
     finally:
         svc.stop()
+
+
+def test_an_agent_polling_one_api_process_counts_in_the_others(tmp_path: Path) -> None:
+    """Two API processes on one database: the agent long-polls the first; a job submitted to the second is
+    left to the agent by the second's local slots (gpu = ["agent", "local"] holds across processes)."""
+    backends = json.dumps({"cpu": ["agent", "local"]})
+    first = Service(tmp_path / "data", REELFORGE_QUEUE_BACKENDS=backends, REELFORGE_AGENT_ALIVE_S="5")
+    first.start()
+    second = Service(tmp_path / "data", REELFORGE_QUEUE_BACKENDS=backends, REELFORGE_AGENT_ALIVE_S="5")
+    second.start()
+    try:
+        with agent(first, tmp_path, "box-shared") as box, second.client() as c:
+            box.wait_registered()
+            time.sleep(3.0)  # the agent's polls reach the store; the second process reads them
+            job = submit(c, "test_slow", {"seconds": 0.5, "marker": "sharedpresence"})
+            done = wait_done(c, job["id"], box, timeout=60)
+        assert done["status"] == "succeeded", done
+        assert done["notes"]["backend"] == "agent" and done["notes"]["agent"] == "box-shared"
+    finally:
+        second.stop()
+        first.stop()

@@ -137,3 +137,19 @@ def test_memory_held_by_an_agents_running_jobs_counts() -> None:
     small = AgentResources(gpu_name="T4", vram_gb=8, vram_free_gb=0)
     assert small.fits(Resources(gpu="preferred", vram_gb=10))  # never fits that GPU: runs on the CPU there
     assert AgentResources.from_dict({"gpu_name": "L4", "vram_gb": 24, "vram_free_gb": 8}) == busy
+
+
+def test_presence_counts_agents_seen_by_other_processes() -> None:
+    from reelforge.engine.backends import AgentPresence
+
+    asked: list[float] = []
+
+    def shared(within_s: float) -> set[str]:
+        asked.append(within_s)
+        return {"gpu"}
+
+    presence = AgentPresence(shared)
+    assert presence.alive("gpu", 30) and not presence.alive("cpu", 30)
+    assert asked == [30]  # answered from a short cache afterwards: claims ask on every poll
+    presence.seen(["cpu"])
+    assert presence.alive("cpu", 30)

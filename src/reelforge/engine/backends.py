@@ -19,19 +19,26 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from reelforge.config import Settings
 from reelforge.engine.routing import configured_queues
 
+SHARED_REFRESH_S = 2.0
+
 
 class AgentPresence:
-    """When an agent last asked for each queue (in this API process: agents long-poll it)."""
+    """When an agent last asked for each queue. Agents long-poll one API process; `shared` (set by the
+    composition root from the agent store) tells what agents polled any process of this deployment, so a
+    second API process's local slots leave agent queues alone too."""
 
-    def __init__(self) -> None:
+    def __init__(self, shared: Callable[[float], Collection[str]] | None = None) -> None:
         self._seen: dict[str, float] = {}
         self._down: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
+        self.shared = shared  # within_s -> queues some agent polled within that many seconds
+        self._shared_at = -1e9
+        self._shared_queues: frozenset[str] = frozenset()
 
     def seen(self, queues: Collection[str]) -> None:
         now = time.monotonic()
@@ -42,7 +49,22 @@ class AgentPresence:
     def alive(self, queue: str, within_s: float) -> bool:
         with self._lock:
             at = self._seen.get(queue)
-        return at is not None and time.monotonic() - at <= within_s
+        if at is not None and time.monotonic() - at <= within_s:
+            return True
+        return queue in self._elsewhere(within_s)
+
+    def _elsewhere(self, within_s: float) -> frozenset[str]:
+        if self.shared is None:
+            return frozenset()
+        now = time.monotonic()
+        if now - self._shared_at >= SHARED_REFRESH_S:  # a cached answer: this runs on every claim
+            try:
+                queues = frozenset(self.shared(within_s))
+            except Exception:
+                queues = self._shared_queues  # the store is unreachable: keep what was known
+            with self._lock:
+                self._shared_queues, self._shared_at = queues, now
+        return self._shared_queues
 
     def mark_down(self, backend: str, for_s: float, why: str) -> None:
         """A remote backend failed (unreachable, refused the key, 5xx): skip it for a while."""

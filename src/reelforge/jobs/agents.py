@@ -113,6 +113,7 @@ class AgentJobs:
         self.storage = storage
         self.control = control
         self._key = hashlib.sha256(b"reelforge-agent-job-token:" + settings.resolved_webhook_secret().encode()).digest()
+        self._touched: dict[str, float] = {}  # agent id -> when its poll was last written to the store
 
     # ---- agent tokens
     def authenticate(self, token: str | None) -> AgentTokenRecord:
@@ -135,6 +136,13 @@ class AgentJobs:
                                   f"(allowed: {', '.join(agent.queues)}).", code="queue_not_allowed")
         return asked or list(agent.queues)
 
+    def _touch(self, agent: AgentTokenRecord) -> None:
+        """Record that this agent polls (for the other API processes' presence), at most every few seconds."""
+        now = time.monotonic()
+        if now - self._touched.get(agent.id, -1e9) >= max(1.0, self.settings.compute.agent_alive_s / 4):
+            self._touched[agent.id] = now
+            self.stores.agents.seen(agent.id)
+
     def worker_prefix(self, agent: AgentTokenRecord) -> str:
         return f"agent:{agent.id}:"
 
@@ -143,6 +151,8 @@ class AgentJobs:
               resources: dict[str, Any], *, record: bool = True) -> dict[str, Any] | None:
         """Claim one queued job of these queues whose op's resources fit the agent; its envelope, or None.
         `record`: note on the job which agent took it (a backend that may still hand it back notes later)."""
+        if record:
+            self._touch(agent)
         if not worker_id.startswith(self.worker_prefix(agent)):
             worker_id = f"{self.worker_prefix(agent)}{worker_id}"[:100]
         fit = AgentResources.from_dict(resources)

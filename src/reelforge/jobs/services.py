@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from reelforge.config import Settings
+from reelforge.engine.backends import REMOTE_FUNCTIONS
 from reelforge.engine.services import Services
 from reelforge.jobs.batcher import SubmitBatcher
 from reelforge.jobs.control import DatabaseControl
@@ -31,6 +33,9 @@ class JobServices:
 
     def __post_init__(self) -> None:
         self.engine = Services(self.settings, self.storage, self.control, self.control)
+        agents, builtin = self.stores.agents, [f"agt_{name}" for name in REMOTE_FUNCTIONS]
+        # agents polling another API process of this deployment count as present here too
+        self.engine.presence.shared = lambda within_s: agents.polled_queues(time.time() - within_s, builtin)
 
     @classmethod
     def create(cls, settings: Settings, *, migrate: bool = True) -> JobServices:

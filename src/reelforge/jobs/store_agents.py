@@ -9,6 +9,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,13 @@ class AgentsStore(_Store):
             values["resources"] = resources
         with self.session() as s, s.begin():
             s.execute(update(AgentTokenRow).where(AgentTokenRow.id == agent_id).values(**values))
+
+    def polled_queues(self, since: float, exclude: Collection[str] = ()) -> set[str]:
+        """The queues of the (not revoked) agents that asked for work since `since` (epoch seconds)."""
+        with self.session() as s:
+            rows = s.execute(select(AgentTokenRow.id, AgentTokenRow.queues).where(
+                AgentTokenRow.revoked.is_(False), AgentTokenRow.last_seen_at >= since)).all()
+        return {q for agent_id, queues in rows if agent_id not in exclude for q in (queues or ())}
 
     def ensure_builtin(self, agent_id: str, name: str, queues: list[str]) -> AgentTokenRecord:
         """The identity a service-side backend (e.g. RunPod) claims and reports under. Its token is random
