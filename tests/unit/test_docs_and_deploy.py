@@ -116,3 +116,12 @@ def test_presigned_urls_use_the_public_endpoint(tmp_path):
     assert url is not None and url.startswith("http://localhost:9000/reelforge/"), url
     internal = S3Storage.from_settings(settings.replace(s3_presign_endpoint_url="")).url("jobs/j1/out.mp4")
     assert internal is not None and internal.startswith("http://minio:9000/")
+
+
+def test_the_runpod_template_hands_no_credentials_to_runpod():
+    template = json.loads((ROOT / "deploy" / "runpod-template.json").read_text())
+    env = template["env"]
+    secrets = {"DATABASE_URL", "BROKER_URL", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "WEBHOOK_SECRET",
+               "API_KEYS", "RUNPOD_API_KEY", "VAST_API_KEY", "AGENT_TOKEN"}
+    assert not {n.removeprefix(ENV_PREFIX) for n in env} & secrets
+    assert template["isServerless"] and template["containerDiskInGb"] >= 20
