@@ -510,10 +510,14 @@ def migrate() -> None:
 
 @keys_app.command("create")
 def keys_create(name: Annotated[str, typer.Option(help="A name for the key's owner")],
-                tenant: Annotated[str | None, typer.Option(help="Tenant (default: the name)")] = None) -> None:
+                tenant: Annotated[str | None, typer.Option(help="Tenant (default: the name)")] = None,
+                admin: Annotated[bool, typer.Option("--admin", help="An admin key: reads and acts on every "
+                                                    "tenant's jobs (its own submissions are its tenant's)")] = False,
+                ) -> None:
     """Create an API key and print it once."""
-    key, rec = _store().create_api_key(name, tenant)
-    console.print(f"Created key {rec.id} for tenant {rec.tenant!r}. Store it now; it is not shown again:")
+    key, rec = _store().create_api_key(name, tenant, admin=admin)
+    kind = "admin key" if rec.admin else "key"
+    console.print(f"Created {kind} {rec.id} for tenant {rec.tenant!r}. Store it now; it is not shown again:")
     out.print(key)
 
 
@@ -521,9 +525,9 @@ def keys_create(name: Annotated[str, typer.Option(help="A name for the key's own
 def keys_list() -> None:
     """List API keys (never the keys themselves: a key's public prefix id, e.g. rf_1a2b3c4d, is the part
     before its secret)."""
-    table = Table("id", "name", "tenant", "prefix", "revoked")
+    table = Table("id", "name", "tenant", "prefix", "admin", "revoked")
     for k in _store().list_api_keys():
-        table.add_row(k.id, k.name, k.tenant, f"{k.prefix}_…", str(k.revoked))
+        table.add_row(k.id, k.name, k.tenant, f"{k.prefix}_…", str(k.admin), str(k.revoked))
     out.print(table)
 
 

@@ -113,6 +113,11 @@ class AuthError(ReelForgeError):
     http_status = 401
 
 
+class Forbidden(ReelForgeError):
+    code = "forbidden"
+    http_status = 403
+
+
 class Conflict(ReelForgeError):
     code = "conflict"
     http_status = 409

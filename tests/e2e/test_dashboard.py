@@ -297,6 +297,48 @@ def test_a_tenant_sees_only_its_jobs(browser, keyed):
     page.locator("#flash.bad", has_text="job_not_found").wait_for()
 
 
+@pytest.fixture(scope="module")
+def admin_key(service: Service) -> str:
+    res = service.cli("keys", "create", "--name", "ops", "--admin")
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip().splitlines()[-1]
+
+
+def test_an_admin_key_sees_every_tenant_and_filters_by_one(browser, keyed, admin_key):
+    service, key, other = keyed
+    ids = {}
+    for name, k in (("editor", key), ("other", other)):
+        with service.client(k) as client:
+            ids[name] = client.post("/v1/jobs", json={"op": "test_slow", "params": {"seconds": 0.2}}).json()["id"]
+    page = open_ui(browser, service, admin_key)
+    assert "Admin key (tenant ops)" in page.locator("#admin-note").inner_text()
+    assert "all tenants" in page.locator("#jobs-caption").inner_text()
+    for name, job_id in ids.items():
+        assert page.locator(f"tr[data-job='{job_id}'] .cell-tenant").inner_text() == name
+    tenants = set(page.locator("table.jobs tbody tr[data-job]").evaluate_all("rs => rs.map(r => r.dataset.tenant)"))
+    assert {"editor", "other"} <= tenants
+    shot(page, "13-admin-all-tenants")
+    # the tenant filter changes the rows: only "other"'s jobs, as many as the API lists for it
+    page.get_by_label("Tenant").fill("other")
+    page.get_by_role("button", name="Apply filters").click()
+    page.wait_for_url(re.compile(r".*tenant=other"))
+    rendered(page)
+    shown = page.locator("table.jobs tbody tr[data-job]").evaluate_all("rs => rs.map(r => r.dataset.tenant)")
+    with service.client(admin_key) as client:
+        theirs = client.get("/v1/jobs", params={"tenant": "other", "limit": 25}).json()["jobs"]
+    assert shown == ["other"] * len(theirs) and len(theirs) >= 1
+    assert page.locator(f"tr[data-job='{ids['editor']}']").count() == 0
+    assert f"{len(theirs)} job(s) on this page · tenant other" == page.locator("#jobs-caption").inner_text()
+    shot(page, "14-admin-tenant-filter")
+    # the admin opens another tenant's job; an ordinary key has no tenant filter or column
+    page.locator(f"tr[data-job='{ids['other']}'] a").click()
+    rendered(page)
+    assert "other" in page.locator("main").inner_text()
+    mine = open_ui(browser, service, key)
+    assert mine.locator("#f-tenant").count() == 0 and mine.locator(".cell-tenant").count() == 0
+    assert mine.locator("#admin-note").count() == 0
+
+
 def test_pages_older_and_newer(browser, service, key):
     with service.client(key) as client:
         for _ in range(3):

@@ -26,6 +26,41 @@ def svc(tmp_path_factory: pytest.TempPathFactory):
     service.stop()
 
 
+def test_an_admin_key_sees_every_tenant_and_filters_by_one(svc: Service):
+    res = svc.cli("keys", "create", "--name", "ops", "--admin")
+    assert res.returncode == 0 and "admin key" in res.stderr + res.stdout, res.stderr
+    admin = res.stdout.strip().splitlines()[-1]
+    carol, dave = make_key(svc, "carol"), make_key(svc, "dave")
+    assert "True" in svc.cli("keys", "list").stdout  # the admin column
+    with svc.client(admin) as adm, svc.client(carol) as c, svc.client(dave) as d:
+        cj = c.post("/v1/jobs", json={"op": "test_slow", "params": {"seconds": 60}}).json()
+        dj = d.post("/v1/jobs", json={"op": "test_slow", "params": {"seconds": 0.1}}).json()
+        assert cj["tenant"] == "carol" and dj["tenant"] == "dave"
+        me = adm.get("/v1/me").json()
+        assert me["tenant"] == "ops" and me["admin"] is True and {"carol", "dave", "ops"} <= set(me["tenants"])
+        assert c.get("/v1/me").json() == {"tenant": "carol", "admin": False, "tenants": None}
+        every = {j["id"] for j in adm.get("/v1/jobs", params={"limit": 200}).json()["jobs"]}
+        assert {cj["id"], dj["id"]} <= every
+        only = adm.get("/v1/jobs", params={"tenant": "dave"}).json()["jobs"]
+        assert [j["id"] for j in only] == [dj["id"]]
+        # an ordinary key may name its own tenant only
+        assert [j["id"] for j in d.get("/v1/jobs", params={"tenant": "dave"}).json()["jobs"]] == [dj["id"]]
+        refused = d.get("/v1/jobs", params={"tenant": "carol"})
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "admin_key_required"
+        assert d.get(f"/v1/jobs/{cj['id']}").status_code == 404
+        # the admin reads, cancels and retries another tenant's job; the retry stays that tenant's
+        assert adm.get(f"/v1/jobs/{cj['id']}").json()["tenant"] == "carol"
+        assert adm.post(f"/v1/jobs/{cj['id']}/cancel").status_code == 200
+        assert wait_job(adm, cj["id"])["status"] == "cancelled"
+        again = adm.post(f"/v1/jobs/{cj['id']}/retry").json()
+        assert again["tenant"] == "carol" and again["notes"]["retry_of"] == cj["id"]
+        assert c.get(f"/v1/jobs/{again['id']}").status_code == 200
+        c.post(f"/v1/jobs/{again['id']}/cancel")
+        # what the admin submits is its own tenant's
+        mine = adm.post("/v1/jobs", json={"op": "test_slow", "params": {"seconds": 0.1}}).json()
+        assert mine["tenant"] == "ops" and c.get(f"/v1/jobs/{mine['id']}").status_code == 404
+
+
 def test_tenants_cannot_see_each_others_jobs_or_files(svc: Service, make_video):
     alice, bob = make_key(svc, "alice"), make_key(svc, "bob")
     with svc.client(alice) as a, svc.client(bob) as b:

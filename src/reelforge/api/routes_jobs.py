@@ -13,18 +13,21 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
-from reelforge.api.auth import current_tenant
+from reelforge.api.auth import current_principal, current_tenant
 from reelforge.api.dbcalls import run_db
 from reelforge.api.openapi import EVENT_STREAM, binary_response, error_responses
 from reelforge.api.ratelimit import rate_limit
 from reelforge.api.schemas import JobCreate, JobList, JobView, WebhookReplay, job_view
-from reelforge.errors import NotFound
+from reelforge.errors import Forbidden, NotFound
 from reelforge.jobs.service import JobService
 from reelforge.jobs.states import JobStatus
+from reelforge.jobs.store_keys import Principal
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 Tenant = Annotated[str, Depends(current_tenant)]
 SubmitLimit = Depends(rate_limit("submit"))
+# reads and actions on existing jobs: scoped to the key's tenant, or to none for an admin key
+Who = Annotated[Principal, Depends(current_principal)]
 
 
 def _service(request: Request) -> JobService:
@@ -41,19 +44,26 @@ async def submit_job(body: JobCreate, request: Request, tenant: Tenant,
     return job_view(job, service.output_url)
 
 
-@router.get("", response_model=JobList, summary="List jobs, newest first")
-def list_jobs(request: Request, tenant: Tenant,
+@router.get("", response_model=JobList, summary="List jobs, newest first", responses=error_responses(403))
+def list_jobs(request: Request, who: Who,
               status: Annotated[list[JobStatus] | None, Query()] = None,
               op: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-              before: float | None = None) -> JobList:
+              before: float | None = None,
+              tenant: Annotated[str | None, Query(description="Only this tenant's jobs: for an admin key, which "
+                                                  "otherwise lists every tenant's; any other key may name only its "
+                                                  "own tenant (403 `admin_key_required`)")] = None) -> JobList:
     service = _service(request)
-    jobs = service.list_jobs(tenant, status=[s.value for s in status or []], op=op, limit=limit, before=before)
+    if tenant is not None and not who.admin and tenant != who.tenant:
+        raise Forbidden("Only an admin key may list another tenant's jobs.", code="admin_key_required")
+    scope = tenant if tenant is not None else who.scope
+    jobs = service.list_jobs(scope, status=[s.value for s in status or []], op=op, limit=limit, before=before)
     nxt = jobs[-1].created_at if len(jobs) == limit else None
     return JobList(jobs=[job_view(j, service.output_url) for j in jobs], next_before=nxt)
 
 
 @router.get("/{job_id}", response_model=JobView, summary="A job's status, progress and result")
-async def get_job(job_id: str, request: Request, tenant: Tenant) -> Response:
+async def get_job(job_id: str, request: Request, who: Who) -> Response:
+    tenant = who.scope
     # the hottest read (clients poll it): the store read on the API's small database pool, and the view
     # serialised once (returning the model would have FastAPI validate it again against JobView)
     service = _service(request)
@@ -62,7 +72,8 @@ async def get_job(job_id: str, request: Request, tenant: Tenant) -> Response:
 
 
 @router.post("/{job_id}/cancel", response_model=JobView, summary="Cancel a queued or running job")
-def cancel_job(job_id: str, request: Request, tenant: Tenant) -> JobView:
+def cancel_job(job_id: str, request: Request, who: Who) -> JobView:
+    tenant = who.scope
     service = _service(request)
     return job_view(service.cancel(tenant, job_id), service.output_url)
 
@@ -71,7 +82,8 @@ def cancel_job(job_id: str, request: Request, tenant: Tenant) -> JobView:
              responses=error_responses(409), summary="Run a failed, cancelled or timed-out job again, as a new job",
              description="Returns the new job (its `notes.retry_of` names this one); asking again returns the "
                          "same new job. 409 `job_not_retryable` for a job that is queued, running or succeeded.")
-def retry_job(job_id: str, request: Request, tenant: Tenant) -> JobView:
+def retry_job(job_id: str, request: Request, who: Who) -> JobView:
+    tenant = who.scope
     service = _service(request)
     job, _created = service.retry(tenant, job_id)
     return job_view(job, service.output_url)
@@ -82,13 +94,15 @@ def retry_job(job_id: str, request: Request, tenant: Tenant) -> JobView:
              description="Every job state event still kept (7 days) is delivered again, with its own `webhook-id` "
                          "and the retry schedule from the start; when none is kept, the job's terminal event "
                          "anew. 409 `no_webhook` for a job without a `webhook_url`.")
-def replay_webhooks(job_id: str, request: Request, tenant: Tenant) -> WebhookReplay:
+def replay_webhooks(job_id: str, request: Request, who: Who) -> WebhookReplay:
+    tenant = who.scope
     return WebhookReplay(job_id=job_id, replayed=_service(request).replay_webhooks(tenant, job_id))
 
 
 @router.get("/{job_id}/events", summary="Server-sent events with the job's progress until it ends",
             response_class=StreamingResponse, responses=EVENT_STREAM)
-async def job_events(job_id: str, request: Request, tenant: Tenant) -> StreamingResponse:
+async def job_events(job_id: str, request: Request, who: Who) -> StreamingResponse:
+    tenant = who.scope
     service = _service(request)
     await run_in_threadpool(service.get, tenant, job_id)  # 404 before the stream starts
     url = service.output_url
@@ -126,7 +140,8 @@ async def job_events(job_id: str, request: Request, tenant: Tenant) -> Streaming
 
 @router.get("/{job_id}/outputs/{name}", summary="Download one output of a finished job", response_model=None,
             response_class=Response, responses=binary_response("The output"))
-def get_output(job_id: str, name: str, request: Request, tenant: Tenant) -> FileResponse | RedirectResponse:
+def get_output(job_id: str, name: str, request: Request, who: Who) -> FileResponse | RedirectResponse:
+    tenant = who.scope
     service = _service(request)
     meta = service.output(tenant, job_id, name)
     storage = service.storage

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -12,11 +12,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, Field
 
-from reelforge.api.auth import metrics_access
+from reelforge.api.auth import current_principal, metrics_access
+from reelforge.api.dbcalls import run_db
 from reelforge.config import Settings
 from reelforge.diskspace import free_bytes
 from reelforge.engine.metrics import process_registry
 from reelforge.engine.routing import queue_for, routes
+from reelforge.jobs.store_keys import Principal
 from reelforge.media.ffmpeg import have_ffmpeg
 from reelforge.ops.registry import Operation, load_all
 from reelforge.ops.resources import Resources
@@ -153,6 +155,18 @@ def _params_with(when: dict[str, Any]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[last] = value
     return out
+
+
+class Me(BaseModel):
+    tenant: str = Field(description="The tenant this key acts as (its submissions are this tenant's)")
+    admin: bool = Field(description="An admin key reads and acts on every tenant's jobs")
+    tenants: list[str] | None = Field(None, description="For an admin key: the tenants that have keys")
+
+
+@router.get("/v1/me", response_model=Me, summary="Who this key is: its tenant, and whether it is an admin key")
+async def me(request: Request, who: Annotated[Principal, Depends(current_principal)]) -> Me:
+    tenants = await run_db(request, request.app.state.keys.store.tenants) if who.admin else None
+    return Me(tenant=who.tenant, admin=who.admin, tenants=tenants)
 
 
 @router.get("/v1/ops", response_model=OpList,

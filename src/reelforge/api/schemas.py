@@ -41,6 +41,7 @@ class JobResult(BaseModel):
 
 class JobView(BaseModel):
     id: str
+    tenant: str = Field(description="The tenant the job belongs to (the key's own, or any for an admin key)")
     op: str = Field(description="The operation (api/openapi.py lists the service's ops as an enum)")
     status: JobStatus
     stage: str | None
@@ -75,7 +76,8 @@ def job_view(job: JobRecord, output_url: Any, webhook_attempts: list[dict[str, A
     if job.started_at is not None:
         duration = round((job.finished_at or job.updated_at) - job.started_at, 3)
     return JobView(
-        id=job.id, op=job.op, status=job.status, stage=job.stage, progress=round(job.progress, 4),
+        id=job.id, tenant=job.tenant, op=job.op, status=job.status, stage=job.stage,
+        progress=round(job.progress, 4),
         queue=job.queue, priority=job.priority, params=job.params, created_at=iso(job.created_at),
         started_at=iso(job.started_at), finished_at=iso(job.finished_at), duration_s=duration,
         attempts=job.attempts, max_attempts=job.max_attempts, timeout_s=job.timeout_s,

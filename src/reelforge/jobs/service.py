@@ -291,9 +291,11 @@ class JobService:
             self.webhooks.send(job.id, job.webhook_url, event, kind="state" if fmt is None else settled.status.value)
         return settled or self.jobs.get_job(job.id) or job
 
-    def retry(self, tenant: str, job_id: str) -> tuple[JobRecord, bool]:
-        """Submit a failed, cancelled or timed-out job again as a new job (see the module docstring)."""
+    def retry(self, tenant: str | None, job_id: str) -> tuple[JobRecord, bool]:
+        """Submit a failed, cancelled or timed-out job again as a new job (see the module docstring). The new
+        job is the old job's tenant's (tenant None: an admin's retry of any tenant's job)."""
         old = self.get(tenant, job_id)
+        tenant = old.tenant
         if old.status not in RETRYABLE:
             raise Conflict(f"Job {job_id} is {old.status.value}; only failed, cancelled or timed-out jobs can be "
                            "retried.", code="job_not_retryable")
@@ -345,7 +347,7 @@ class JobService:
         job = self.get(tenant, job_id)
         return job, (self.stores.webhooks.webhook_attempts(job_id) if job.webhook_url else None)
 
-    def list_jobs(self, tenant: str, *, status: Sequence[str] = (), op: str | None = None, limit: int = 50,
+    def list_jobs(self, tenant: str | None, *, status: Sequence[str] = (), op: str | None = None, limit: int = 50,
              before: float | None = None) -> list[JobRecord]:
         """Newest first; pass the last job's created_at as `before` for the next page."""
         return self.jobs.list_jobs(tenant=tenant, status=list(status), op=op, limit=limit, before=before)

@@ -149,9 +149,12 @@ class JobsStore(_Store):
             return None
         return JobRecord.from_row(row)
 
-    def list_jobs(self, *, tenant: str, status: Sequence[str] = (), op: str | None = None, limit: int = 50,
+    def list_jobs(self, *, tenant: str | None, status: Sequence[str] = (), op: str | None = None, limit: int = 50,
                   before: float | None = None) -> list[JobRecord]:
-        q = select(JobRow).where(JobRow.tenant == tenant)
+        """Newest first; tenant None lists every tenant's jobs (an admin key)."""
+        q = select(JobRow)
+        if tenant is not None:
+            q = q.where(JobRow.tenant == tenant)
         if status:
             q = q.where(JobRow.status.in_(list(status)))
         if op:

@@ -22,7 +22,19 @@ class ApiKeyRecord:
     prefix: str
     created_at: float
     revoked: bool
+    admin: bool = False
 
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as: a tenant, and whether its key is an admin key (sees every tenant's jobs)."""
+    tenant: str
+    admin: bool = False
+
+    @property
+    def scope(self) -> str | None:
+        """The tenant to scope reads to: None (every tenant) for an admin."""
+        return None if self.admin else self.tenant
 
 
 def new_key_prefix() -> str:
@@ -35,26 +47,36 @@ def _hash_key(key: str) -> str:
 
 
 class KeysStore(_Store):
-    def create_api_key(self, name: str, tenant: str | None = None) -> tuple[str, ApiKeyRecord]:
-        """Returns the plaintext key (shown once) and its record; only a hash is stored."""
+    def create_api_key(self, name: str, tenant: str | None = None, *, admin: bool = False) -> tuple[str, ApiKeyRecord]:
+        """Returns the plaintext key (shown once) and its record; only a hash is stored. An admin key reads
+        and acts on every tenant's jobs."""
         prefix = new_key_prefix()
         plaintext = f"{prefix}_{secrets.token_urlsafe(32)}"
         row = ApiKeyRow(id=f"key_{uuid.uuid4().hex[:16]}", name=name, tenant=tenant or name,
                         key_hash=_hash_key(plaintext), prefix=prefix, created_at=time.time(),
-                        revoked=False)
+                        revoked=False, admin=admin)
         with self.session() as s, s.begin():
             s.add(row)
-        return plaintext, ApiKeyRecord(row.id, row.name, row.tenant, row.prefix, row.created_at, False)
+        return plaintext, ApiKeyRecord(row.id, row.name, row.tenant, row.prefix, row.created_at, False, admin)
 
-    def tenant_for_key(self, plaintext: str) -> str | None:
+    def principal_for_key(self, plaintext: str) -> Principal | None:
         with self.session() as s:
             row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == _hash_key(plaintext),
                                                    ApiKeyRow.revoked.is_(False)))
-            return row.tenant if row else None
+            return Principal(row.tenant, bool(row.admin)) if row else None
+
+    def tenant_for_key(self, plaintext: str) -> str | None:
+        principal = self.principal_for_key(plaintext)
+        return principal.tenant if principal else None
+
+    def tenants(self) -> list[str]:
+        """Every tenant that has a key (revoked ones too: their jobs are still there)."""
+        with self.session() as s:
+            return sorted(s.scalars(select(ApiKeyRow.tenant).distinct()))
 
     def list_api_keys(self) -> list[ApiKeyRecord]:
         with self.session() as s:
-            return [ApiKeyRecord(r.id, r.name, r.tenant, r.prefix, r.created_at, r.revoked)
+            return [ApiKeyRecord(r.id, r.name, r.tenant, r.prefix, r.created_at, r.revoked, bool(r.admin))
                     for r in s.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at))]
 
     def revoke_api_key(self, key_id: str) -> bool:

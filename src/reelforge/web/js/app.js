@@ -8,6 +8,7 @@ import { renderSubmit } from "./submit.js";
 import { renderSystem } from "./system.js";
 
 let opsCache = null;
+let meCache = null;
 let current = null;
 
 function makeContext() {
@@ -19,6 +20,8 @@ function makeContext() {
     signal: controller.signal,
     pageSize: 25,
     ops: async () => (opsCache ??= (await api("/v1/ops")).ops),
+    // who the key is: {tenant, admin, tenants}; an admin key sees every tenant's jobs
+    me: async () => (meCache ??= await api("/v1/me")),
     every: (ms, fn) => timers.push(setInterval(fn, ms)),
     refreshSoon: () => { if (!pending) pending = setTimeout(() => { pending = null; route(false); }, 300); },
     objectUrl: (blob) => { const u = URL.createObjectURL(blob); urls.push(u); return u; },
@@ -98,6 +101,7 @@ document.getElementById("key-dialog").addEventListener("close", () => {
   else return;
   updateKeyButton();
   opsCache = null;
+  meCache = null;
   flash(getKey() ? "Key saved for this browser tab." : "No key: requests go without one.");
   route();
 });

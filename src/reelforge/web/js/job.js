@@ -69,7 +69,7 @@ function draw(main, job, ctx) {
   const stages = stageTimeline(job);
   const facts = h("section", { class: "card", "aria-labelledby": "facts-h" }, h("h2", { id: "facts-h" }, "Details"),
     timeline, stages,
-    kv([["Operation", job.op], ["Queue", job.queue], ["Priority", job.priority],
+    kv([["Operation", job.op], ["Tenant", job.tenant], ["Queue", job.queue], ["Priority", job.priority],
       ["Attempts", `${job.attempts} of ${job.max_attempts}`], ["Timeout", seconds(job.timeout_s)],
       ["Encoder", job.encoder || notes.encoder || "—"], ["Device", job.device || notes.device || "—"],
       ["Backend", notes.backend || notes.executor || "—"], ["Cost", notes.cost ?? "not known"],

@@ -1,5 +1,5 @@
-// The jobs list: filters (status, op, time), search by id, pages (the API's `before` cursor), and live
-// progress of the running jobs on the page over the job events stream.
+// The jobs list: filters (status, op, time; tenant for an admin key), search by id, pages (the API's `before`
+// cursor), and live progress of the running jobs on the page over the job events stream.
 import { api, streamEvents } from "./api.js";
 import { h, badge, when, seconds, pct, progressBar, errorBlock, STATUSES, TERMINAL, flash } from "./dom.js";
 
@@ -9,17 +9,19 @@ const SINCE = { "": "Any time", "3600": "Last hour", "86400": "Last 24 hours", "
 export async function renderJobs(main, query, ctx) {
   const status = query.get("status") || "";
   const op = query.get("op") || "";
+  const tenant = query.get("tenant") || "";
   const since = query.get("since") || "";
   const before = query.get("before") || "";
   const limit = Math.min(200, Math.max(1, Number(query.get("limit")) || ctx.pageSize));  // the API's bounds
   const cursors = (query.get("pages") || "").split(",").filter(Boolean);  // the `before` of newer pages
 
-  const ops = await ctx.ops();
+  const [ops, me] = await Promise.all([ctx.ops(), ctx.me()]);
+  const admin = Boolean(me.admin);
   const form = h("form", { class: "card filters", role: "search", "aria-label": "Filter jobs", onsubmit: (e) => {
     e.preventDefault();
     const f = new FormData(form);
     const q = new URLSearchParams();
-    for (const k of ["status", "op", "since"]) if (f.get(k)) q.set(k, f.get(k));
+    for (const k of ["status", "op", "since", "tenant"]) if (f.get(k)) q.set(k, String(f.get(k)).trim());
     const cb = f.get("created_before");
     if (cb) q.set("before", String(new Date(cb).getTime() / 1000));
     location.hash = `#/jobs?${q}`;
@@ -28,6 +30,9 @@ export async function renderJobs(main, query, ctx) {
       STATUSES.map((s) => h("option", { value: s, selected: s === status }, s.replace("_", " "))))),
     field("Operation", h("select", { id: "f-op", name: "op" }, h("option", { value: "" }, "Any operation"),
       ops.map((o) => h("option", { value: o.name, selected: o.name === op }, o.name)))),
+    admin ? field("Tenant", h("input", { id: "f-tenant", name: "tenant", type: "search", list: "f-tenants",
+      value: tenant, placeholder: "All tenants", autocomplete: "off" })) : null,
+    admin ? h("datalist", { id: "f-tenants" }, (me.tenants || []).map((t) => h("option", { value: t }))) : null,
     field("Created", h("select", { id: "f-since", name: "since" },
       Object.entries(SINCE).map(([v, t]) => h("option", { value: v, selected: v === since }, t)))),
     field("Created before", h("input", { id: "f-created_before", name: "created_before", type: "datetime-local",
@@ -59,19 +64,21 @@ export async function renderJobs(main, query, ctx) {
     const params = new URLSearchParams({ limit: String(limit) });
     if (status) params.append("status", status);
     if (op) params.set("op", op);
+    if (tenant && admin) params.set("tenant", tenant);
     if (before) params.set("before", before);
     const page = await api(`/v1/jobs?${params}`, { signal: ctx.signal });
     const floor = since ? Date.now() / 1000 - Number(since) : null;
     const jobs = floor ? page.jobs.filter((j) => Date.parse(j.created_at) / 1000 >= floor) : page.jobs;
     const more = page.next_before && !(floor && jobs.length < page.jobs.length);
 
-    const tbody = h("tbody", {}, jobs.map(row));
+    const tbody = h("tbody", {}, jobs.map((j) => row(j, admin)));
+    const heads = ["Job", ...(admin ? ["Tenant"] : []), "Op", "Status", "Progress", "Stage / error", "Created", "Duration"];
+    const scope = admin ? (tenant ? ` · tenant ${tenant}` : " · all tenants") : "";
     const table = h("div", { class: "table-wrap" }, h("table", { class: "jobs" },
-      h("caption", { class: "hint table-caption" }, `${jobs.length} job(s) on this page`),
-      h("thead", {}, h("tr", {}, ["Job", "Op", "Status", "Progress", "Stage / error", "Created", "Duration"]
-        .map((t) => h("th", { scope: "col" }, t)))),
+      h("caption", { class: "hint table-caption", id: "jobs-caption" }, `${jobs.length} job(s) on this page${scope}`),
+      h("thead", {}, h("tr", {}, heads.map((t) => h("th", { scope: "col" }, t)))),
       tbody));
-    if (!jobs.length) tbody.append(h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No jobs match these filters.")));
+    if (!jobs.length) tbody.append(h("tr", {}, h("td", { colspan: heads.length, class: "empty" }, "No jobs match these filters.")));
 
     const nav = h("div", { class: "actions", role: "navigation", "aria-label": "Pages" });
     if (cursors.length || before) {
@@ -111,7 +118,9 @@ export async function renderJobs(main, query, ctx) {
     if (!pending) pending = setTimeout(() => { pending = null; load().catch(() => {}); }, 300);
   };
   await load();
-  main.replaceChildren(h("h1", {}, "Jobs"), form, search, results);
+  const who = admin ? h("p", { class: "hint", id: "admin-note" },
+    `Admin key (tenant ${me.tenant}): every tenant's jobs are listed; filter by tenant above.`) : null;
+  main.replaceChildren(h("h1", {}, "Jobs"), ...(who ? [who] : []), form, search, results);
   ctx.every(10000, again);
 }
 
@@ -125,9 +134,10 @@ function localInput(ts) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
-function row(job) {
-  return h("tr", { "data-job": job.id, "data-status": job.status },
+function row(job, admin) {
+  return h("tr", { "data-job": job.id, "data-status": job.status, "data-tenant": job.tenant },
     h("td", { class: "id mono", "data-label": "Job" }, h("a", { href: `#/job/${encodeURIComponent(job.id)}` }, job.id)),
+    admin ? h("td", { class: "cell-tenant", "data-label": "Tenant" }, job.tenant) : null,
     h("td", { "data-label": "Op" }, job.op),
     h("td", { "data-label": "Status", class: "cell-status" }, badge(job.status)),
     h("td", { "data-label": "Progress", class: "cell-progress" }, progressBar(job.progress, `Progress of ${job.id}`),
