@@ -387,12 +387,30 @@ def test_phone_width_and_keyboard(browser, service, key):
     assert page.get_by_label("Job id").input_value() == "job_typing"
 
 
-def test_workers_and_capacity(browser, service, key):
+def test_workers_and_capacity(browser, service, key, admin_key):
+    # an ordinary key sees the queues but not the fleet
     page = open_ui(browser, service, key, "#/system")
     page.locator("#queues tr[data-queue=cpu]").wait_for()
     assert "test_slow" in page.locator("#queues tr[data-queue=cpu]").inner_text()
-    assert page.locator("#capacity-empty").is_visible()
+    assert "admin_key_required" in page.locator("#fleet-refused").inner_text()
     assert "local" in page.locator("main").inner_text()
+    # a remote agent declares its resources; the admin's panel shows them, and no rented capacity (none set up)
+    res = service.cli("agents", "token", "create", "--name", "box-4090", "--queues", "gpu")
+    assert res.returncode == 0, res.stderr
+    token = res.stdout.strip().splitlines()[-1]
+    declared = {"gpu_name": "NVIDIA GeForce RTX 4090", "vram_gb": 24, "nvenc_sessions": 5, "cpu_cores": 16}
+    reg = httpx.post(f"{service.url}/v1/agent/register", json={"resources": declared},
+                     headers={"Authorization": f"Bearer {token}"})
+    assert reg.status_code == 200, reg.text
+    page = open_ui(browser, service, admin_key, "#/system")
+    row = page.locator("#agents tr[data-agent=box-4090]")
+    row.wait_for()
+    cells = row.locator("td").all_inner_texts()
+    assert cells[:7] == ["box-4090", "gpu", "online", "NVIDIA GeForce RTX 4090", "24 GB", "5", "16"], cells
+    assert page.locator("#agents tbody tr[data-agent]").count() == 1
+    assert "No RunPod or Modal backend" in page.locator("#backends").inner_text()
+    assert "No rented capacity" in page.locator("#capacity-empty").inner_text()
+    assert "Spent today (UTC)" in page.locator("main").inner_text()
     shot(page, "11-system")
 
 

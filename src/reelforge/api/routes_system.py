@@ -14,10 +14,12 @@ from pydantic import BaseModel, Field
 
 from reelforge.api.auth import current_principal, metrics_access
 from reelforge.api.dbcalls import run_db
+from reelforge.api.openapi import error_responses
 from reelforge.config import Settings
 from reelforge.diskspace import free_bytes
 from reelforge.engine.metrics import process_registry
 from reelforge.engine.routing import queue_for, routes
+from reelforge.errors import Forbidden
 from reelforge.jobs.store_keys import Principal
 from reelforge.media.ffmpeg import have_ffmpeg
 from reelforge.ops.registry import Operation, load_all
@@ -167,6 +169,58 @@ class Me(BaseModel):
 async def me(request: Request, who: Annotated[Principal, Depends(current_principal)]) -> Me:
     tenants = await run_db(request, request.app.state.keys.store.tenants) if who.admin else None
     return Me(tenant=who.tenant, admin=who.admin, tenants=tenants)
+
+
+@router.get("/v1/workers", responses=error_responses(403),
+            summary="What runs jobs: the executor, remote agents and their resources, remote backends, rented capacity",
+            description="For an admin key (or no key on a loopback install that needs none); others get 403 "
+                        "`admin_key_required`. Celery workers do not report to the API: the executor entry says "
+                        "what the broker knows.")
+async def workers(request: Request, who: Annotated[Principal, Depends(current_principal)]) -> dict[str, Any]:
+    state = request.app.state
+    settings: Settings = state.settings
+    if not who.admin and settings.keys_required:
+        raise Forbidden("Only an admin key may see the workers.", code="admin_key_required")
+    return await run_db(request, _workers, state, settings)
+
+
+def _workers(state: Any, settings: Settings) -> dict[str, Any]:
+    from reelforge.engine.backends import remote_configured
+    from reelforge.jobs.capacity import Ledger, day_start, ledger_path
+
+    try:
+        executor: Any = state.executor.health()
+    except Exception as exc:
+        executor = {"error": str(exc)[:300]}
+    now = time.time()
+    alive_s = settings.compute.agent_alive_s
+    agents = [{"id": a.id, "name": a.name, "queues": list(a.queues), "last_seen_at": a.last_seen_at,
+               "alive": a.last_seen_at is not None and now - a.last_seen_at <= alive_s, "resources": a.resources}
+              for a in state.services.stores.agents.list_tokens() if not a.revoked]
+    named = {b for chain in settings.compute.queue_backends.values() for b in chain}
+    presence = state.services.engine.presence
+    backends = []
+    for name in ("runpod", "modal"):
+        configured = remote_configured(settings, name)
+        if not configured and name not in named:
+            continue
+        why = presence.down(name)
+        backends.append({"name": name, "configured": configured,
+                         "queues": sorted(q for q, chain in settings.compute.queue_backends.items() if name in chain),
+                         "state": "down" if why or not configured else "up",
+                         "why": why or (None if configured else "not configured (no endpoint/app in the settings)")})
+    cap = settings.capacity
+    capacity: dict[str, Any] = {"provider": cap.provider or None, "instances": [], "dph": 0.0,
+                                "spent_today_usd": 0.0, "max_day_usd": cap.max_day_usd, "max_dph": cap.max_dph}
+    path = ledger_path(settings)
+    if cap.provider or path.exists():
+        ledger = Ledger(path)
+        live = ledger.summary(now).open()
+        capacity["instances"] = [{k: i.get(k) for k in ("key", "vast_id", "queue", "gpu", "dph", "created_at",
+                                                        "registered_at", "jobs")} for i in live]
+        capacity["dph"] = round(sum(i["dph"] for i in live), 4)
+        capacity["spent_today_usd"] = round(ledger.spent_since(day_start(now), now), 4)
+    return {"executor": executor, "agents": agents, "backends": backends, "capacity": capacity}
 
 
 @router.get("/v1/ops", response_model=OpList,

@@ -1,14 +1,16 @@
 // Workers and capacity: the executor and the service's health (GET /health), the queues the ops are routed
-// to (GET /v1/ops) with their depth (GET /metrics, when this key may read it), and empty states for what
-// this version does not report yet (rented instances, spend, GPU workers, batches).
+// to (GET /v1/ops) with their depth (GET /metrics, when this key may read it), and what runs jobs
+// (GET /v1/workers, admin keys): remote agents with their declared resources, RunPod/Modal backends and
+// their state, rented instances with $/h and today's spend against the budget.
 import { api } from "./api.js";
-import { h, bytes } from "./dom.js";
+import { h, bytes, when } from "./dom.js";
 
 export async function renderSystem(main, ctx) {
-  const [health, ops, metrics] = await Promise.all([
+  const [health, ops, metrics, fleet] = await Promise.all([
     fetch("/health").then((r) => r.json()).catch(() => null),
     ctx.ops(),
     api("/metrics").then(parseMetrics).catch(() => null),
+    api("/v1/workers", { signal: ctx.signal }).catch((e) => ({ refused: e })),
   ]);
 
   const checks = health?.checks || {};
@@ -21,9 +23,10 @@ export async function renderSystem(main, ctx) {
   const workers = h("section", { class: "card", "aria-labelledby": "wk-h" }, h("h2", { id: "wk-h" }, "Executor and workers"),
     kv([["Executor", executor.executor || "—"],
       ...Object.entries(executor).filter(([k]) => k !== "executor").map(([k, v]) => [k.replaceAll("_", " "), text(v)])]),
-    h("p", { class: "empty", id: "workers-empty" }, executor.executor === "celery"
-      ? "Celery workers do not report their resources (GPU, memory, NVENC sessions) to the API yet."
-      : "The embedded executor runs jobs in this service's own job hosts; per-GPU figures are not reported yet."));
+    h("p", { class: "hint", id: "workers-note" }, executor.executor === "celery"
+      ? "Celery workers do not report their resources (GPU, memory, NVENC sessions) to the API: the broker's view is above."
+      : "The embedded executor runs jobs in this service's own job hosts (the slots above)."));
+  const remote = fleetSections(fleet);
 
   const byQueue = new Map();
   for (const op of ops) {
@@ -42,13 +45,47 @@ export async function renderSystem(main, ctx) {
     h("p", { class: "hint" }, metrics ? "Counts are jobs of these operations in that state (all tenants, from /metrics); an op whose params route it elsewhere is counted in each of its queues."
       : "Queue depth needs /metrics, which this key may not read."));
 
-  const capacity = h("section", { class: "card", "aria-labelledby": "cap-h" }, h("h2", { id: "cap-h" }, "Rented capacity and spend"),
-    h("p", { class: "empty", id: "capacity-empty" }, "No rented instances. This version does not rent capacity: instances, $/h and today's spend against the budget appear here once the capacity feature is installed."));
-  const batches = h("section", { class: "card", "aria-labelledby": "b-h" }, h("h2", { id: "b-h" }, "Batches"),
-    h("p", { class: "empty" }, "No batches: this version submits jobs one at a time."));
-
-  main.replaceChildren(h("h1", {}, "Workers & capacity"), h("div", { class: "grid2" }, service, workers), queues, capacity, batches);
+  main.replaceChildren(h("h1", {}, "Workers & capacity"), h("div", { class: "grid2" }, service, workers), queues, ...remote);
   ctx.every(5000, () => ctx.refreshSoon());
+}
+
+// agents, remote backends and rented capacity from GET /v1/workers (an admin key's view)
+function fleetSections(fleet) {
+  if (fleet.refused) {
+    return [h("section", { class: "card", "aria-labelledby": "ag-h" }, h("h2", { id: "ag-h" }, "Agents, backends and rented capacity"),
+      h("p", { class: "empty", id: "fleet-refused" }, `${fleet.refused.code}: ${fleet.refused.message}`))];
+  }
+  const table = (id, heads, rows, empty) => h("div", { class: "table-wrap" }, h("table", { id },
+    h("thead", {}, h("tr", {}, heads.map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: heads.length, class: "empty" }, empty)))));
+  const agents = h("section", { class: "card", "aria-labelledby": "ag-h" }, h("h2", { id: "ag-h" }, "Remote agents"),
+    table("agents", ["Agent", "Queues", "State", "GPU", "VRAM", "NVENC sessions", "CPU cores", "Last seen"],
+      fleet.agents.map((a) => {
+        const r = a.resources || {};
+        return h("tr", { "data-agent": a.name },
+          h("td", {}, a.name), h("td", { class: "mono" }, a.queues.join(", ")),
+          h("td", { class: "cell-state" }, a.alive ? "online" : a.last_seen_at ? "offline" : "never seen"),
+          h("td", {}, r.gpu_name || "none"), h("td", {}, r.vram_gb ? `${r.vram_gb} GB` : "—"),
+          h("td", {}, r.nvenc_sessions ? String(r.nvenc_sessions) : "no NVENC"), h("td", {}, r.cpu_cores ?? "—"),
+          h("td", {}, a.last_seen_at ? when(new Date(a.last_seen_at * 1000).toISOString()) : "—"));
+      }), "No agent tokens: `reelforge agents create` makes one for a GPU machine running `reelforge agent`."));
+  const backends = h("section", { class: "card", "aria-labelledby": "be-h" }, h("h2", { id: "be-h" }, "Remote backends"),
+    table("backends", ["Backend", "Queues", "State", "Why"], fleet.backends.map((b) => h("tr", { "data-backend": b.name },
+      h("td", {}, b.name), h("td", { class: "mono" }, b.queues.join(", ") || "—"),
+      h("td", { class: "cell-state" }, b.state), h("td", {}, b.why || "—"))),
+    "No RunPod or Modal backend is configured."));
+  const c = fleet.capacity;
+  const capacity = h("section", { class: "card", "aria-labelledby": "cap-h" }, h("h2", { id: "cap-h" }, "Rented capacity and spend"),
+    kv([["Provider", c.provider || "none"], ["Instances", String(c.instances.length)], ["$/h now", `$${c.dph.toFixed(2)} (limit $${c.max_dph.toFixed(2)})`],
+      ["Spent today (UTC)", `$${c.spent_today_usd.toFixed(2)} of $${c.max_day_usd.toFixed(2)}`]]),
+    c.instances.length ? table("instances", ["Instance", "Queue", "GPU", "$/h", "Agent registered", "Jobs"],
+      c.instances.map((i) => h("tr", { "data-instance": i.key }, h("td", { class: "mono" }, `${i.key} (${i.vast_id ?? "—"})`),
+        h("td", { class: "mono" }, i.queue), h("td", {}, i.gpu || "—"), h("td", {}, `$${Number(i.dph).toFixed(3)}`),
+        h("td", {}, i.registered_at ? "yes" : "booting"), h("td", {}, String(i.jobs)))), "")
+      : h("p", { class: "empty", id: "capacity-empty" }, c.provider
+        ? "No rented instances alive now (the controller scales to zero when the queues are empty)."
+        : "No rented capacity: set CAPACITY_PROVIDER=vast (docs/CAPACITY.md) to rent GPU instances."));
+  return [agents, backends, capacity];
 }
 
 function text(v) { return v === null || v === undefined ? "—" : typeof v === "object" ? JSON.stringify(v) : String(v); }
