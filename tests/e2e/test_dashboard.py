@@ -414,6 +414,41 @@ def test_workers_and_capacity(browser, service, key, admin_key):
     shot(page, "11-system")
 
 
+def test_batches_list_and_progress(browser, service, key, make_video, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video\n" * 100)
+    with service.client(key) as client:
+        ids = []
+        for path in (make_video(duration=1.0, size="160x90"), make_video(duration=1.0, size="160x90", name="w.mp4"), bad):
+            with path.open("rb") as fh:
+                ids.append(client.post("/v1/files", params={"filename": path.name}, content=fh).json()["id"])
+        made = client.post("/v1/batches", json={"op": "probe", "inputs": ids, "name": "ui-batch"})
+        assert made.status_code == 202, made.text
+        batch_id = made.json()["id"]
+        deadline = time.monotonic() + 90
+        while (b := client.get(f"/v1/batches/{batch_id}").json())["status"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.5)
+    assert b["counts"]["succeeded"] == 2 and b["counts"]["failed"] == 1, b
+    page = open_ui(browser, service, key, "#/batches")
+    row = page.locator(f"#batches tr[data-batch='{batch_id}']")
+    row.wait_for()
+    assert "ui-batch" in row.inner_text() and row.locator(".pct").inner_text() == "100%"
+    assert row.locator(".cell-counts").inner_text() == "3 — 2 succeeded, 1 failed"
+    shot(page, "15-batches")
+    row.locator("a").click()
+    rendered(page)
+    assert page.locator("#batch-counts dd[data-state=succeeded]").inner_text() == "2"
+    assert page.locator("#batch-counts dd[data-state=failed]").inner_text() == "1"
+    assert page.locator("#batch-items tbody tr").count() == 3
+    failed = page.locator("#batch-items tr[data-status=failed]")
+    assert failed.count() == 1 and ":" in failed.locator("td").nth(4).inner_text()
+    shot(page, "16-batch")
+    # the item's job link opens the job
+    page.locator("#batch-items tr[data-status=succeeded] a").first.click()
+    rendered(page)
+    assert page.locator("#job-id").inner_text().startswith("job_")
+
+
 @pytest.mark.parametrize("path,ready", [("/docs", ".swagger-ui .opblock-tag"), ("/redoc", ".redoc-wrap .menu-content")])
 def test_docs_render_without_network(browser, service, path, ready):
     page = browser.page()

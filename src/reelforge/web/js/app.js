@@ -1,4 +1,4 @@
-// The dashboard shell: hash routes (#/jobs, #/job/ID, #/submit/OP, #/system), the key dialog, and a
+// The dashboard shell: hash routes (#/jobs, #/job/ID, #/submit/OP, #/system, #/batches, #/batch/ID), the key dialog, and a
 // per-view context that cancels the previous view's streams and timers when the view changes.
 import { api, getKey, setKey } from "./api.js";
 import { flash, h } from "./dom.js";
@@ -6,6 +6,7 @@ import { renderJobs } from "./jobs.js";
 import { renderJob } from "./job.js";
 import { renderSubmit } from "./submit.js";
 import { renderSystem } from "./system.js";
+import { renderBatch, renderBatches } from "./batches.js";
 
 let opsCache = null;
 let meCache = null;
@@ -42,7 +43,7 @@ async function route(moveFocus = true) {
   const query = new URLSearchParams(qs || "");
   const section = parts[0] || "jobs";
   for (const a of document.querySelectorAll("[data-nav]")) {
-    if (a.dataset.nav === (section === "job" ? "jobs" : section)) a.setAttribute("aria-current", "page");
+    if (a.dataset.nav === (section === "job" ? "jobs" : section === "batch" ? "batches" : section)) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
   const scrollY = window.scrollY;
@@ -55,6 +56,8 @@ async function route(moveFocus = true) {
     if (section === "job" && parts[1]) await renderJob(main, parts[1], ctx);
     else if (section === "submit") await renderSubmit(main, parts[1], ctx);
     else if (section === "system") await renderSystem(main, ctx);
+    else if (section === "batches") await renderBatches(main, ctx);
+    else if (section === "batch" && parts[1]) await renderBatch(main, parts[1], ctx);
     else await renderJobs(main, query, ctx);
     document.title = `${main.querySelector("h1")?.textContent || "Dashboard"} · ReelForge`;
     if (moveFocus) { main.focus({ preventScroll: true }); window.scrollTo(0, 0); }
