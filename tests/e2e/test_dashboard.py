@@ -419,14 +419,16 @@ def test_batches_list_and_progress(browser, service, key, make_video, tmp_path):
     bad.write_bytes(b"not a video\n" * 100)
     with service.client(key) as client:
         ids = []
-        for path in (make_video(duration=1.0, size="160x90"), make_video(duration=1.0, size="160x90", name="w.mp4"), bad):
+        clips = [make_video(duration=1.0, size="160x90", name=n) for n in ("v.mp4", "w.mp4")]
+        for path in (*clips, bad):
             with path.open("rb") as fh:
                 ids.append(client.post("/v1/files", params={"filename": path.name}, content=fh).json()["id"])
         made = client.post("/v1/batches", json={"op": "probe", "inputs": ids, "name": "ui-batch"})
         assert made.status_code == 202, made.text
         batch_id = made.json()["id"]
         deadline = time.monotonic() + 90
-        while (b := client.get(f"/v1/batches/{batch_id}").json())["status"] == "running" and time.monotonic() < deadline:
+        while (b := client.get(f"/v1/batches/{batch_id}").json())["status"] == "running":
+            assert time.monotonic() < deadline, b
             time.sleep(0.5)
     assert b["counts"]["succeeded"] == 2 and b["counts"]["failed"] == 1, b
     page = open_ui(browser, service, key, "#/batches")
