@@ -9,7 +9,8 @@ x264 held to one thread (THREADS_PER_JOB=1: chunked-render encodes use `-threads
 not niced (JOB_NICE=0), so the measured encodes compete with other load on equal terms.
 
     reference   1 worker, the render in one job (`chunks: 1`)
-    chunked     N workers (default 2), the render split by the service (chunk count from the workers)
+    chunked     N workers (default 2), the render split into N chunks (`chunks: N`, so a worker count
+                taken while the workers start cannot change what is measured)
 
 Printed and written (--write): wall times, the speed-up (reference / chunked, goal >= 1.8x for 2 workers),
 the CPU seconds of the worker process trees in each run (so the chunking's extra work shows apart from
@@ -235,7 +236,7 @@ def main() -> None:
                 ref = one_run(svc, c, {**base, "chunks": 1}, cores[:1], args.timeout)
                 print(f"reference (1 worker, one job): {ref['wall_s']:.1f} s wall, {ref['cpu_s']:.1f} CPU s, "
                       f"load {ref['load'][0]:.1f}-{ref['load'][1]:.1f}", flush=True)
-                chk = one_run(svc, c, base, cores, args.timeout)
+                chk = one_run(svc, c, {**base, "chunks": len(cores)}, cores, args.timeout)
         finally:
             svc.stop()
     redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()

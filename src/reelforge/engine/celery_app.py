@@ -84,8 +84,8 @@ def send_job(app: Celery, job_id: str, op: str, queue: str, priority: int) -> No
     """Send a job's task: its op's task name, its queue, its priority on the broker's scale."""
     app.send_task(task_name(op), args=[job_id], queue=queue, routing_key=queue, exchange=queue,
                   priority=broker_priority(priority, app.conf.broker_url or ""))
-WORKERS_TTL_S = 60.0
-WORKERS_INSPECT_S = 0.5
+WORKERS_TTL_S = 10.0  # short: a count taken while workers start or stop must not stick
+WORKERS_INSPECT_S = 1.0
 
 
 def make_celery(settings: Settings, services_factory: Callable[[], Services] | None = None) -> Celery:
