@@ -139,3 +139,33 @@ def test_webhook_attempts_and_outbox(stores: Stores) -> None:
     assert hooks.outbox_claim_stale(claim_s=60) == []  # claimed by the first caller
     hooks.outbox_done(item, "delivered")
     assert hooks.outbox_prune(older_than_s=-1) == 1
+
+
+def test_batched_status_reads_match_single_reads_and_keep_tenants_apart(stores: Stores) -> None:
+    import asyncio
+
+    from reelforge.jobs.batcher import StatusReader
+
+    plain = new_job(stores.jobs, "t1")
+    other = new_job(stores.jobs, "t2")
+    hooked = new_job(stores.jobs, "t1", webhook_url="https://example.com/hook")
+    quiet = new_job(stores.jobs, "t1", webhook_url="https://example.com/hook")
+    stores.webhooks.record_webhook_attempt(hooked, {"event": "job.running", "attempt": 1, "status_code": 204})
+    stores.webhooks.record_webhook_attempt(hooked, {"event": "job.running", "attempt": 2, "error": "timeout"})
+    asks = [("t1", plain), ("t2", plain), ("t2", other), ("t1", other), (None, other), ("t1", hooked),
+            ("t2", hooked), ("t1", quiet), ("t1", "job_missing"), ("t1", plain)]
+    reader = StatusReader(stores.jobs, stores.webhooks, max_batch=3)  # several batches from one loop turn
+
+    async def read_all() -> list[object]:
+        return list(await asyncio.gather(*(reader.get(t, j) for t, j in asks)))
+
+    try:
+        got = asyncio.run(read_all())
+    finally:
+        reader.close()
+    for (tenant, job_id), (job, attempts) in zip(asks, got, strict=True):  # type: ignore[misc]
+        single = stores.jobs.get_job(job_id, tenant)
+        assert job == single, (tenant, job_id)
+        assert attempts == (stores.webhooks.webhook_attempts(job_id) if single and single.webhook_url else None)
+    assert [j is not None for j, _ in got] == [True, False, True, False, True, True, False, True, False, True]  # type: ignore[misc]
+    assert [a["attempt"] for a in got[5][1]] == [1, 2] and got[7][1] == []  # type: ignore[index]

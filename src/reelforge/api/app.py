@@ -35,7 +35,7 @@ from reelforge.engine.routing import check_routes, configured_queues
 from reelforge.engine.services import Services
 from reelforge.errors import ReelForgeError
 from reelforge.jobs.agents import AgentJobs
-from reelforge.jobs.batcher import SubmitBatcher
+from reelforge.jobs.batcher import StatusReader, SubmitBatcher
 from reelforge.jobs.batches import BatchFeeder, BatchService
 from reelforge.jobs.capacity import CapacityCollector, Ledger, ledger_path
 from reelforge.jobs.idle import IdleShutdown
@@ -77,8 +77,11 @@ class BodyLimit:
                 declared = int(value)
             elif name == b"transfer-encoding" and b"chunked" in value.lower():
                 chunked = True
-        seen = 0
         body_done = not chunked and not declared  # no body to read (GET, empty POST)
+        if body_done:  # nothing to count, cap or drain: the app as it is (status polls take this path)
+            await self.app(scope, receive, send)
+            return
+        seen = 0
         started = False
         over = False  # the body crossed the cap while the app read it: the answer is our 413, whatever
         # the app made of the exception (FastAPI turns errors while reading a body into a 400)
@@ -203,7 +206,8 @@ def create_app(settings: Settings | None = None, *,
         app.state.capacity = capacity
         app.state.idle_shutdown = IdleShutdown(settings, services.stores.jobs)
         app.state.batcher = SubmitBatcher(services.stores.jobs, executor.submit)
-        app.state.jobs = services.job_service(executor, batcher=app.state.batcher)
+        app.state.reader = StatusReader(services.stores.jobs, services.stores.webhooks)
+        app.state.jobs = services.job_service(executor, batcher=app.state.batcher, reader=app.state.reader)
         # batches submit through the same JobService; the feeder resumes batches a stopped service left
         app.state.batches = BatchService(settings, services.stores, storage=services.storage, jobs=app.state.jobs,
                                          webhooks=services.webhooks)
@@ -225,6 +229,7 @@ def create_app(settings: Settings | None = None, *,
             if capacity is not None:
                 capacity.stop()
             app.state.batcher.close()
+            app.state.reader.close()
             for remote in remotes:
                 remote.stop()
             executor.stop()

@@ -22,6 +22,10 @@ Scope = dict[str, Any]
 class HttpMetrics:
     def __init__(self, app: Any) -> None:
         self.app = app
+        # the labelled children, looked up once per (route, method, status): labels() takes a lock and
+        # builds a tuple per call; the label values are bounded (route templates), so is this cache
+        self._counters: dict[tuple[str, str, str], Any] = {}
+        self._histograms: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -41,5 +45,12 @@ class HttpMetrics:
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = str(scope.get("method", ""))
-            HTTP_REQUESTS.labels(route=route, method=method, status=str(status)).inc()
-            HTTP_SECONDS.labels(route=route, method=method).observe(time.perf_counter() - started)
+            key = (route, method, str(status))
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self._counters[key] = HTTP_REQUESTS.labels(route=route, method=method, status=key[2])
+            counter.inc()
+            histogram = self._histograms.get(key[:2])
+            if histogram is None:
+                histogram = self._histograms[(route, method)] = HTTP_SECONDS.labels(route=route, method=method)
+            histogram.observe(time.perf_counter() - started)

@@ -14,7 +14,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from reelforge.api.auth import current_principal, current_tenant
-from reelforge.api.dbcalls import run_db
 from reelforge.api.openapi import EVENT_STREAM, binary_response, error_responses
 from reelforge.api.ratelimit import rate_limit
 from reelforge.api.schemas import JobCreate, JobList, JobView, WebhookReplay, job_view
@@ -64,10 +63,10 @@ def list_jobs(request: Request, who: Who,
 @router.get("/{job_id}", response_model=JobView, summary="A job's status, progress and result")
 async def get_job(job_id: str, request: Request, who: Who) -> Response:
     tenant = who.scope
-    # the hottest read (clients poll it): the store read on the API's small database pool, and the view
+    # the hottest read (clients poll it): through the batched status reader (jobs/batcher.py), and the view
     # serialised once (returning the model would have FastAPI validate it again against JobView)
     service = _service(request)
-    job, attempts = await run_db(request, service.get_with_attempts, tenant, job_id)
+    job, attempts = await service.get_with_attempts_async(tenant, job_id)
     return Response(job_view(job, service.output_url, attempts).model_dump_json(), media_type="application/json")
 
 

@@ -47,7 +47,7 @@ from reelforge.storage.delivery import delivery_key
 from reelforge.storage.urlguard import check_url_syntax
 
 if TYPE_CHECKING:
-    from reelforge.jobs.batcher import SubmitBatcher
+    from reelforge.jobs.batcher import StatusReader, SubmitBatcher
     from reelforge.jobs.store import Stores
     from reelforge.jobs.webhooks import WebhookSender
     from reelforge.storage.base import Storage
@@ -107,7 +107,8 @@ def _not_found(job_id: str) -> NotFound:
 
 class JobService:
     def __init__(self, settings: Settings, stores: Stores, *, storage: Storage, webhooks: WebhookSender,
-                 executor: HandOff, batcher: SubmitBatcher | None = None) -> None:
+                 executor: HandOff, batcher: SubmitBatcher | None = None,
+                 reader: StatusReader | None = None) -> None:
         self.settings = settings
         self.stores = stores
         self.jobs = stores.jobs
@@ -115,6 +116,7 @@ class JobService:
         self.webhooks = webhooks
         self.executor = executor
         self.batcher = batcher
+        self.reader = reader
 
     # ---- submit
     def prepare(self, tenant: str, body: JobCreate, *, idempotency_key: str | None = None,
@@ -346,6 +348,16 @@ class JobService:
         """A job and, when it has a webhook, every delivery attempt so far."""
         job = self.get(tenant, job_id)
         return job, (self.stores.webhooks.webhook_attempts(job_id) if job.webhook_url else None)
+
+    async def get_with_attempts_async(self, tenant: str | None,
+                                      job_id: str) -> tuple[JobRecord, list[dict[str, Any]] | None]:
+        """get_with_attempts() for an event loop: through the batched status reader when there is one."""
+        if self.reader is None:
+            return await anyio.to_thread.run_sync(self.get_with_attempts, tenant, job_id)
+        job, attempts = await self.reader.get(tenant, job_id)
+        if job is None:
+            raise _not_found(job_id)
+        return job, attempts
 
     def list_jobs(self, tenant: str | None, *, status: Sequence[str] = (), op: str | None = None, limit: int = 50,
              before: float | None = None) -> list[JobRecord]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from reelforge.config import Settings
 from reelforge.engine.backends import REMOTE_FUNCTIONS
 from reelforge.engine.services import Services
-from reelforge.jobs.batcher import SubmitBatcher
+from reelforge.jobs.batcher import StatusReader, SubmitBatcher
 from reelforge.jobs.control import DatabaseControl
 from reelforge.jobs.service import HandOff, JobService
 from reelforge.jobs.store import Stores
@@ -47,10 +47,11 @@ class JobServices:
         sender = WebhookSender(settings, stores.webhooks.record_webhook_attempt, outbox=stores.webhooks)
         return cls(settings, stores, storage, sender, DatabaseControl(settings, stores, storage, sender))
 
-    def job_service(self, executor: HandOff, batcher: SubmitBatcher | None = None) -> JobService:
+    def job_service(self, executor: HandOff, batcher: SubmitBatcher | None = None,
+                    reader: StatusReader | None = None) -> JobService:
         """The submit/cancel/retry/read path on these stores, handing new jobs to `executor`."""
         return JobService(self.settings, self.stores, storage=self.storage, webhooks=self.webhooks,
-                          executor=executor, batcher=batcher)
+                          executor=executor, batcher=batcher, reader=reader)
 
     def close(self) -> None:
         if not self._closed:

@@ -149,6 +149,13 @@ class JobsStore(_Store):
             return None
         return JobRecord.from_row(row)
 
+    def get_jobs(self, job_ids: Iterable[str]) -> dict[str, JobRecord]:
+        """Many jobs by id in one query (any tenant: the caller filters), for batched status reads."""
+        ids = list(set(job_ids))
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_JOBS).where(_JOBS.c.id.in_(ids))).all() if ids else []
+        return {row.id: JobRecord.from_row(row) for row in rows}
+
     def list_jobs(self, *, tenant: str | None, status: Sequence[str] = (), op: str | None = None, limit: int = 50,
                   before: float | None = None) -> list[JobRecord]:
         """Newest first; tenant None lists every tenant's jobs (an admin key)."""

@@ -32,6 +32,20 @@ class WebhooksStore(_Store):
             return [{"event": r.event, "attempt": r.attempt, "status_code": r.status_code, "error": r.error,
                      "at": r.at} for r in rows]
 
+    def webhook_attempts_for(self, job_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+        """webhook_attempts() of many jobs in one query (jobs with none are absent)."""
+        ids = list(set(job_ids))
+        out: dict[str, list[dict[str, Any]]] = {}
+        if not ids:
+            return out
+        with self.session() as s:
+            rows = s.scalars(select(WebhookAttemptRow).where(WebhookAttemptRow.job_id.in_(ids))
+                             .order_by(WebhookAttemptRow.id))
+            for r in rows:
+                out.setdefault(r.job_id, []).append({"event": r.event, "attempt": r.attempt,
+                                                     "status_code": r.status_code, "error": r.error, "at": r.at})
+        return out
+
     # ---- webhook outbox (terminal events until delivered; see jobs/webhooks.py)
     def outbox_add(self, job_id: str, url: str, event_type: str, kind: str, body: bytes, claim_s: float) -> int:
         now = time.time()
