@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, cast
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from reelforge.api.auth import current_tenant
+from reelforge.api.openapi import error_responses
+from reelforge.jobs.batch_config import PRESET_NAME
 from reelforge.jobs.batches import BatchCreate, BatchService, PresetBody
 from reelforge.jobs.store_batches import ITEM_STATES
 
 router = APIRouter(tags=["batches"])
 Tenant = Annotated[str, Depends(current_tenant)]
+PresetName = Annotated[str, Path(pattern=PRESET_NAME, description="1-64 letters, digits, '.', '_' or '-'")]
 
 
 def _service(request: Request) -> BatchService:
@@ -21,6 +24,8 @@ def _service(request: Request) -> BatchService:
 
 
 @router.post("/v1/batches", status_code=202, summary="Create a batch (or plan one: dry_run)",
+             responses={200: {"description": "dry_run: the items and jobs that would run; nothing created"},
+                        **error_responses(404)},  # a named preset that does not exist
              description="One job per object under `prefix`, per entry of `inputs`, or per manifest row. Every "
                          "item is validated first; a bad item is a 422 naming it and nothing is created. With "
                          "`dry_run` the answer lists the items and jobs and nothing changes.")
@@ -83,16 +88,16 @@ def list_presets(request: Request, tenant: Tenant) -> dict[str, Any]:
 
 
 @router.get("/v1/presets/{name}", summary="One preset")
-def get_preset(name: str, request: Request, tenant: Tenant) -> dict[str, Any]:
+def get_preset(name: PresetName, request: Request, tenant: Tenant) -> dict[str, Any]:
     return _service(request).get_preset(tenant, name)
 
 
 @router.put("/v1/presets/{name}", summary="Create or replace a preset (batch values: op, params, ...)")
-def put_preset(name: str, body: PresetBody, request: Request, tenant: Tenant) -> dict[str, Any]:
-    return _service(request).put_preset(tenant, name, body.values)
+def put_preset(name: PresetName, body: PresetBody, request: Request, tenant: Tenant) -> dict[str, Any]:
+    return _service(request).put_preset(tenant, name, body.stored())
 
 
 @router.delete("/v1/presets/{name}", status_code=204, summary="Remove a preset")
-def delete_preset(name: str, request: Request, tenant: Tenant) -> Response:
+def delete_preset(name: PresetName, request: Request, tenant: Tenant) -> Response:
     _service(request).delete_preset(tenant, name)
     return Response(status_code=204)

@@ -38,9 +38,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict, create_model
 
 from reelforge.config import Settings
 from reelforge.errors import Conflict, InvalidParams, NotFound, ReelForgeError, UserError
@@ -111,10 +111,28 @@ class BatchCreate(BatchValues):
     dry_run: bool = Field(default=False, description="List the items and jobs; create nothing")
 
 
+# what a preset may hold: any batch value but another preset or a remote config (so the OpenAPI says exactly
+# what PUT /v1/presets/{name} accepts)
+def _strict_scalars(annotation: Any) -> Any:
+    # JSON 0/1 are not booleans and "5" is no number here: the document says boolean / integer / number
+    scalars = {bool, int, float}
+    return Annotated[annotation, Strict()] if set(get_args(annotation)) & scalars or annotation in scalars \
+        else annotation
+
+
+_PRESET_FIELDS: dict[str, Any] = {k: (_strict_scalars(f.annotation), f) for k, f in BatchValues.model_fields.items()
+                                   if k not in ("preset", "remote_config")}
+PresetValues: type[BaseModel] = create_model("PresetValues", __config__=ConfigDict(extra="forbid"),
+                                             **_PRESET_FIELDS)
+
+
 class PresetBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    values: dict[str, Any] = Field(description="Batch values (op, params, max_concurrent, ...)")
+    values: PresetValues = Field(description="Batch values (op, params, max_concurrent, ...)")
+
+    def stored(self) -> dict[str, Any]:
+        return dict(self.values.model_dump(mode="json", exclude_unset=True))
 
 
 @dataclass
