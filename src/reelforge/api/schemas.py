@@ -39,6 +39,12 @@ class JobResult(BaseModel):
     data: dict[str, Any] = Field(description="The op's facts (durations, words, probe data, ...)")
 
 
+class JobErrorBody(ErrorBody):
+    """Why a job failed: the error shape, and the stage the job was in (its own stage is then "failed")."""
+
+    stage: str | None = Field(default=None, description="The stage the job failed in, e.g. `encoding`")
+
+
 class JobView(BaseModel):
     id: str
     tenant: str = Field(description="The tenant the job belongs to (the key's own, or any for an admin key)")
@@ -60,7 +66,7 @@ class JobView(BaseModel):
     device: str | None = None
     notes: dict[str, Any] = Field(default_factory=dict)
     result: JobResult | None = None
-    error: ErrorBody | None = None
+    error: JobErrorBody | None = None
     webhook_url: str | None = None
     webhook_attempts: list[dict[str, Any]] | None = None
 
@@ -86,13 +92,15 @@ def job_view(job: JobRecord, output_url: Any, webhook_attempts: list[dict[str, A
     )
 
 
-def _error(error: dict[str, Any] | None) -> ErrorBody | None:
+def _error(error: dict[str, Any] | None) -> JobErrorBody | None:
     """A job's stored error in the wire shape (rows written before details were one shape included)."""
     if error is None:
         return None
     message = str(error.get("message") or "")
-    return ErrorBody(code=str(error.get("code") or "error"), message=message,
-                     details=wire_details(error.get("details"), message))  # type: ignore[arg-type]
+    stage = error.get("stage")
+    return JobErrorBody(code=str(error.get("code") or "error"), message=message,
+                        details=wire_details(error.get("details"), message),  # type: ignore[arg-type]
+                        stage=str(stage) if stage else None)
 
 
 class JobList(BaseModel):
