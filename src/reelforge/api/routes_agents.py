@@ -97,9 +97,13 @@ async def claim(body: Claim, request: Request) -> dict[str, Any] | Response:
         envelope = await run_in_threadpool(agents.claim, agent, body.worker_id, queues, body.resources)
         if envelope is not None:
             return {"job": envelope}
-        if time.monotonic() >= deadline or await request.is_disconnected():
+        if time.monotonic() >= deadline:
             return Response(status_code=204)
         await asyncio.sleep(POLL_INTERVAL_S)
+        # an agent that stopped mid-poll must not be handed a job it will never run (it would hold the job
+        # until its lease ran out and cost it an attempt): look for the hang-up before every further claim
+        if await request.is_disconnected():
+            return Response(status_code=204)
 
 
 @router.post("/jobs/{job_id}/renew")
