@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -31,22 +32,40 @@ mimetypes.add_type("text/x-ssa", ".ass")
 mimetypes.add_type("video/webm", ".webm")
 
 # A supervisor that signals every process of the service (systemd's control-group kill) can end a job's
-# host or its ffmpeg a moment before this process hears of the shutdown. A crash, or a failure of the kind
-# a signal causes, is therefore held this long to see whether the service is stopping.
+# host or its ffmpeg a moment before this process hears of the shutdown. A failure that shows a signal (a
+# host that died, an encoder that exited by a signal or with ffmpeg's 255 "received signal") is therefore
+# held this long to see whether the service is stopping. Other failures answer at once.
 SHUTDOWN_GRACE_S = 3.0
-_SIGNAL_LIKE = {"worker_lost", "ffmpeg_failed", "processing_failed", "internal_error"}
+_EXIT_IN_MESSAGE = re.compile(r"\(exit (-?\d+)\)")
+_SIGNAL_EXITS = 255  # ffmpeg's own exit status after SIGINT/SIGTERM; negative: killed by that signal
 DISK_FULL_WRITE_TRIES = 10
 DISK_FULL_WRITE_WAIT_S = 1.0
 _DISK_FULL = {"code": "disk_full", "message": "The server's disk filled up while the job ran. The job is not "
               "retried: free some space (or ask the operator to), then submit it again."}
 
 
-def _shutdown_caused(res: HostResult, stopping: Callable[[], bool]) -> bool:
-    if res.outcome not in ("crashed", "failed") or (res.error or {}).get("code") not in _SIGNAL_LIKE:
+def _shows_signal(res: HostResult) -> bool:
+    """Whether a failed attempt looks like something a signal ended (see SHUTDOWN_GRACE_S)."""
+    if res.outcome == "crashed":
+        return True
+    error = res.error or {}
+    if res.outcome != "failed" or error.get("code") not in ("ffmpeg_failed", "processing_failed", "internal_error"):
+        return False
+    match = _EXIT_IN_MESSAGE.search(str(error.get("message", "")))  # our encoders' "(exit N)"
+    if match is None:
+        return error.get("code") == "internal_error"  # an unexpected exception: a pipe cut by a signal, maybe
+    code = int(match.group(1))
+    return code < 0 or code == _SIGNAL_EXITS
+
+
+def _shutdown_caused(res: HostResult, stopping: Callable[[], bool], keep_lease: Callable[[], bool]) -> bool:
+    """Hold a signal-like failure up to SHUTDOWN_GRACE_S while watching for the service's shutdown. The job's
+    lease is renewed meanwhile (the hold may outlast a short lease: the job would be reclaimed as lost)."""
+    if not _shows_signal(res):
         return False
     deadline = time.monotonic() + SHUTDOWN_GRACE_S
     while not stopping():
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or not keep_lease():
             return False
         time.sleep(0.1)
     return True
@@ -219,7 +238,16 @@ class Runner:
                 return JobStatus.CANCELLED
             ok = control.finish(job, worker_id, JobStatus.SUCCEEDED, result={"outputs": outputs, "data": res.data})
             return JobStatus.SUCCEEDED if ok else JobStatus.RUNNING
-        if res.outcome == "interrupted" or _shutdown_caused(res, stopping):
+        next_renew = [0.0]
+
+        def keep_lease() -> bool:
+            now = time.monotonic()
+            if now < next_renew[0]:
+                return True
+            next_renew[0] = now + self.settings.compute.heartbeat_s
+            return control.renew(job, worker_id).owned
+
+        if res.outcome == "interrupted" or _shutdown_caused(res, stopping, keep_lease):
             # the service is stopping: the job did not fail, it was stopped; the attempt is given back
             log.info("job %s attempt %d interrupted by shutdown; queued again", job.id, job.attempts)
             status = control.release(job, worker_id, {
