@@ -157,3 +157,60 @@ def test_a_job_out_of_attempts_tells_its_webhook(parent: Parent, hooks: Hooks) -
     assert control.release(claimed, "worker-1", {"code": "worker_lost", "message": "gone."}) == JobStatus.FAILED
     event = hooks.wait_for("job.failed", job.id)
     assert event["error"]["code"] == "worker_lost" and "Gave up" in event["error"]["message"]
+
+
+@pytest.mark.parametrize("case", ["plain-failure", "host-killed"])
+def test_a_failure_is_the_jobs_own_while_a_reclaimer_watches(tmp_path: Path, case: str) -> None:
+    """plain-failure: a processing failure is not held to watch for a shutdown (runner.SHUTDOWN_GRACE_S) and
+    ends the job with its own error. host-killed: a host that died *is* held (a signal may mean the service is
+    stopping), and the job's lease is renewed meanwhile. Either way, with a lease shorter than the hold and a
+    reclaimer sweeping expired leases all the while, the job is never taken for a lost worker."""
+    import signal
+    import threading
+
+    settings = Settings(data_dir=tmp_path / "data", plugins="tests.plugins.slow_ops", heartbeat_s=0.2,
+                        lease_ttl_s=1.5)
+    load_plugins(settings.service.plugins)
+    services = JobServices.create(settings)
+    host = JobHost(settings.replace(database_url=NO_DATABASE))
+    stop = threading.Event()
+
+    def reclaim() -> None:
+        while not stop.wait(0.1):
+            services.stores.jobs.reclaim_expired()
+
+    def kill_host_when_running() -> None:
+        while not stop.wait(0.1):
+            job_row = service.get("t1", job.id)
+            if job_row.progress and host._proc is not None and host._proc.pid:
+                os.kill(host._proc.pid, signal.SIGKILL)
+                return
+
+    sweeper = threading.Thread(target=reclaim, daemon=True)
+    try:
+        service = services.job_service(NoExecutor())
+        params: dict[str, Any] = ({"key": "plain", "fail_times": 1} if case == "plain-failure"
+                                  else {"seconds": 30})
+        job, _ = service.submit("t1", JobCreate(op="test_flaky" if case == "plain-failure" else "test_slow",
+                                                params=params))
+        claimed = services.control.claim(job.id, "worker-1")
+        assert claimed is not None
+        sweeper.start()
+        if case == "host-killed":
+            threading.Thread(target=kill_host_when_running, daemon=True).start()
+        status = Runner(services.engine).run_claimed(claimed, host, "worker-1")
+        stop.set()
+        sweeper.join()
+        done = service.get("t1", job.id)
+        assert done.attempts == 1
+        if case == "plain-failure":
+            assert status == JobStatus.FAILED and done.status == JobStatus.FAILED
+            assert done.error is not None and done.error["code"] == "processing_failed", done.error
+        else:  # released by its own runner, as a crash: queued again for its next attempt
+            assert status == JobStatus.QUEUED and done.status == JobStatus.QUEUED
+            lost = done.notes["last_worker_error"]
+            assert lost["code"] == "worker_lost" and "died" in lost["message"], lost
+    finally:
+        stop.set()
+        host.close()
+        services.close()
