@@ -878,6 +878,11 @@ def _print_plan(plan: dict[str, Any]) -> None:
     more = " (first 1000 shown)" if plan.get("truncated") else ""
     console.print(f"Dry run: {plan['total']} items{more}, {plan['jobs']} jobs would run, {plan['skipped']} "
                   "skipped as done before. Nothing was created.")
+    cap = plan.get("capacity")
+    if cap:
+        cost = f"about ${cap['estimate_usd']:.2f}" if cap.get("estimate_usd") is not None else "cost unknown"
+        console.print(f"Rented capacity ({cap['provider']}): {cap['jobs']} jobs on up to {cap['instances']} "
+                      f"instances (at most ${cap['max_dph']}/h, ${cap['max_day_usd']}/day), {cost}: {cap['basis']}.")
 
 
 def _print_batch(batch: dict[str, Any]) -> None:
@@ -969,7 +974,8 @@ def batch_run(
                 return
             if dry_run:
                 _print_plan(answer)
-                out.print_json(json.dumps({k: answer[k] for k in ("total", "jobs", "skipped")}))
+                shown = ("total", "jobs", "skipped", "capacity")
+                out.print_json(json.dumps({k: answer[k] for k in shown if k in answer}))
                 return
             console.print(f"Created batch {answer['id']} ({answer['total']} items)")
             if wait:

@@ -8,7 +8,10 @@ import csv
 import http.server
 import io
 import json
+import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import ffmpeg
-from tests.integration.service import Service, moto_bucket
+from tests.integration.service import CLI_OVERHEAD_S, Service, moto_bucket
 from tests.webhook_receiver import webhook_receiver
 
 moto_server = pytest.importorskip("moto.server")
@@ -183,6 +186,101 @@ def test_cli_dry_run_and_explain(s3):
     explain = svc.cli("batch", "run", "--prefix", f"s3://{bucket}/input/c1", "--op", "probe", "--explain")
     assert explain.returncode == 0, explain.stderr
     assert "max_concurrent" in explain.stdout and "default" in explain.stdout and "flags" in explain.stdout
+
+
+def test_cli_run_wait_status_results_and_cancel(s3, tmp_path):
+    svc, env = s3
+    bucket = env["REELFORGE_S3_BUCKET"]
+    run = svc.cli("batch", "run", "--prefix", f"s3://{bucket}/input/c1", "--op", "probe", "--glob", "clip2*",
+                  "--destination", f"s3://{bucket}/out/cli", "--max-concurrent", "3", "--wait")
+    assert run.returncode == 0, run.stderr
+    answer = json.loads(run.stdout[run.stdout.index("{"):])
+    assert answer["status"] == "succeeded" and answer["counts"]["succeeded"] == 10, answer
+    assert "10/10" in run.stderr and "done 10 failed 0" in run.stderr  # the progress bar's last state
+    status = svc.cli("batch", "status", answer["id"])
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout[status.stdout.index("{"):])["counts"]["succeeded"] == 10
+    out = tmp_path / "results.csv"
+    got = svc.cli("batch", "results", answer["id"], "--format", "csv", "--output", str(out))
+    assert got.returncode == 0, got.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [r["source"] for r in rows] == [f"s3://{bucket}/input/c1/clip{i}.mp4" for i in range(20, 30)]
+    assert {r["status"] for r in rows} == {"succeeded"}
+    assert rows[0]["outputs"] == f"probe=s3://{bucket}/out/cli/clip20.probe.json"
+    results = json.loads(svc.cli("batch", "results", answer["id"]).stdout)
+    assert len(results["items"]) == 10
+
+    # a slow batch (one job at a time) cancelled from the CLI: the pending items never run
+    slow = svc.cli("batch", "run", "--prefix", f"s3://{bucket}/input/c1", "--op", "probe", "--glob", "clip1*",
+                   "--destination", f"s3://{bucket}/out/cli-cancel", "--max-concurrent", "1")
+    assert slow.returncode == 0, slow.stderr
+    batch_id = json.loads(slow.stdout[slow.stdout.index("{"):])["id"]
+    cancelled = svc.cli("batch", "cancel", batch_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    with svc.client() as c:
+        batch = wait_batch(c, batch_id)
+    assert batch["status"] == "cancelled" and batch["counts"]["cancelled"] >= 8, batch
+    assert svc.cli("batch", "cancel", "bat_nope").returncode == 4  # an API 4xx: the documented exit code
+
+
+def test_cli_layers_file_remote_s3_config_dotenv_environment_and_flags(s3, tmp_path):
+    """The CLI's own layers: a config file, a remote config at an s3:// key (named in .env), the .env file
+    under the environment, and flags, merged default < file < remote < env < flags (--explain)."""
+    svc, env = s3
+    bucket = env["REELFORGE_S3_BUCKET"]
+    s3_client(env).put_object(Bucket=bucket, Key="configs/batch.json",
+                              Body=json.dumps({"max_retries": 2, "priority": 7, "timeout_s": 200}).encode())
+    spec = tmp_path / "batch.toml"
+    spec.write_text('name = "from file"\nmax_retries = 1\npriority = 1\nmax_concurrent = 2\ntimeout_s = 100\n')
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"REELFORGE_BATCH_MAX_RETRIES=3\nREELFORGE_BATCH_REMOTE_CONFIG=s3://{bucket}/configs/batch.json\n")
+    run = subprocess.run([sys.executable, "-m", "reelforge.cli", "batch", "run", str(spec), "--prefix",
+                          f"s3://{bucket}/input/c1", "--op", "probe", "--max-concurrent", "4", "--explain"],
+                         env={**svc.env, "REELFORGE_URL": svc.url, "REELFORGE_ENV_FILE": str(dotenv),
+                              "REELFORGE_BATCH_PRIORITY": "4", "COLUMNS": "300"},
+                         capture_output=True, text=True, timeout=CLI_OVERHEAD_S)
+    assert run.returncode == 0, run.stderr
+    rows = {cells[0]: cells[1:] for line in run.stdout.splitlines()
+            if len(cells := [c.strip() for c in re.split(r"[│┃|]", line) if c.strip()]) == 3}
+    env_label = f"env (environment, {dotenv})"
+    assert {"name", "timeout_s", "max_retries", "priority", "max_concurrent", "op"} <= set(rows), run.stdout
+    assert rows["name"] == ["from file", f"config file {spec}"]
+    assert rows["timeout_s"] == ["200.0", f"remote config s3://{bucket}/configs/batch.json"]
+    assert rows["max_retries"] == ["3", env_label] and rows["priority"] == ["4", env_label]
+    assert rows["max_concurrent"] == ["4", "flags"] and rows["op"] == ["probe", "flags"]
+    assert f"default < config file {spec} < remote config s3://{bucket}/configs/batch.json < {env_label} < flags" \
+        in " ".join(run.stderr.split())
+
+
+def test_dry_run_estimates_rented_capacity_from_the_ledger(tmp_path):
+    """With rented capacity configured for the batch's queue, a dry run says how many instances the jobs may
+    take within the budgets and what they would cost at the ledger's measured $ per job of the op."""
+    data = tmp_path / "data"
+    ledger = data / "capacity" / "ledger.jsonl"
+    ledger.parent.mkdir(parents=True)
+    ledger.write_text("".join(json.dumps({"t": 1.0, "ev": "job", "key": "k1", "op": "probe", "cost_usd": usd}) + "\n"
+                              for usd in (0.01, 0.03)))
+    svc = Service(data, REELFORGE_CAPACITY_PROVIDER="vast", REELFORGE_CAPACITY_IN_API="false",
+                  REELFORGE_CAPACITY_QUEUES='["cpu"]', REELFORGE_CAPACITY_JOBS_PER_INSTANCE="2",
+                  REELFORGE_CAPACITY_MAX_INSTANCES="2", REELFORGE_CAPACITY_MAX_DPH="1.5").start()
+    try:
+        inputs = [f"https://example.com/v{i}.mp4" for i in range(5)]
+        with svc.client() as c:
+            plan = c.post("/v1/batches", json={"op": "probe", "inputs": inputs, "dry_run": True})
+            assert plan.status_code == 200, plan.text
+            cap = plan.json()["capacity"]
+            assert (cap["queues"], cap["jobs"], cap["instances"], cap["max_dph"]) == ({"cpu": 5}, 5, 2, 1.5)
+            assert cap["usd_per_job"] == 0.02 and cap["estimate_usd"] == 0.1
+            other = c.post("/v1/batches", json={"op": "test_flaky", "inputs": inputs, "params": {"key": "x"},
+                                                "dry_run": True}).json()["capacity"]
+            assert other["estimate_usd"] is None and "no test_flaky job" in other["basis"]
+            assert c.get("/v1/batches").json()["batches"] == []
+        run = svc.cli("batch", "run", "--op", "probe", *[a for i in inputs for a in ("--input", i)], "--dry-run")
+        assert run.returncode == 0, run.stderr
+        assert "about $0.10" in run.stderr and "up to 2 instances" in run.stderr
+        assert json.loads(run.stdout[run.stdout.index("{"):])["capacity"]["estimate_usd"] == 0.1
+    finally:
+        svc.stop()
 
 
 def test_bad_sources_manifests_and_templates_are_4xx_and_create_nothing(s3):

@@ -64,6 +64,7 @@ from reelforge.jobs.batch_items import (
     render,
     render_tree,
 )
+from reelforge.jobs.capacity import batch_estimate
 from reelforge.jobs.service import JobCreate, JobService
 from reelforge.jobs.states import JobStatus
 from reelforge.jobs.store_batches import ACTIVE_BATCH, BatchesStore, BatchRecord, InFlight, ItemRecord, new_batch_id
@@ -412,7 +413,13 @@ class BatchService:
                   "job": None if p.skip else {"op": op, "params": p.params, "queue": p.queue}}
                  for i, p in enumerate(plan.items[:SHOWN_ITEMS])]
         skipped = sum(1 for p in plan.items if p.skip is not None)
-        return {"dry_run": True, "config": plan.merged.shown(), "explain": plan.merged.explain,
+        by_queue: dict[str, int] = {}
+        for p in plan.items:
+            if p.skip is None:
+                by_queue[p.queue] = by_queue.get(p.queue, 0) + 1
+        capacity = batch_estimate(self.settings, op, by_queue)
+        return {"dry_run": True, **({"capacity": capacity} if capacity else {}), "config": plan.merged.shown(),
+                "explain": plan.merged.explain,
                 "layers": plan.merged.layers, "total": len(plan.items), "skipped": skipped,
                 "jobs": len(plan.items) - skipped, "items": shown, "truncated": len(plan.items) > SHOWN_ITEMS}
 

@@ -180,6 +180,27 @@ class LedgerSummary:
         return [i for i in self.instances.values() if i["destroyed_at"] is None]
 
 
+def batch_estimate(settings: Settings, op: str, jobs_by_queue: dict[str, int]) -> dict[str, Any] | None:
+    """What a batch's jobs would take of rented capacity, for a dry run: the instances the controller may start
+    for them within its limits and, when jobs of this op have run on rented instances before, their cost at
+    the ledger's measured $ per job (boot shares included). The provider is not asked (a dry run must not search
+    offers, and live prices move): None when no capacity is configured or none of the jobs' queues is rented."""
+    cap = settings.capacity
+    rented = {q: n for q, n in jobs_by_queue.items() if n and q in cap.queues}
+    if not cap.provider or not rented:
+        return None
+    jobs = sum(rented.values())
+    wanted = sum(min(cap.max_instances_per_queue, -(-n // cap.jobs_per_instance)) for n in rented.values())
+    count, usd, _video_s = Ledger(ledger_path(settings)).summary().by_op.get(op) or (0, 0.0, 0.0)
+    per_job = usd / count if count else None
+    basis = (f"{count} earlier {op} jobs on rented instances cost ${per_job:.6f} each (capacity ledger)"
+             if per_job is not None else f"no {op} job has run on rented capacity yet: no cost estimate")
+    return {"provider": cap.provider, "queues": rented, "jobs": jobs, "instances": min(cap.max_instances, wanted),
+            "max_dph": cap.max_dph, "max_day_usd": cap.max_day_usd,
+            "usd_per_job": None if per_job is None else round(per_job, 6),
+            "estimate_usd": None if per_job is None else round(per_job * jobs, 4), "basis": basis}
+
+
 class CapacityCollector:
     """/metrics: rented capacity from the ledger (so it is right whichever process runs the controller)."""
 
