@@ -63,6 +63,33 @@ def test_auto_and_end_lengths_and_starts() -> None:
     assert "length" not in video["timeline"]["tracks"][0]["clips"][0]  # the rest of the source
 
 
+def test_overlapping_clips_of_a_track_become_lanes_later_on_top() -> None:
+    """Shotstack's filters example overlaps each clip with the next by 1 s and wipes the later one in over
+    it; natively a track's clips may not overlap, so the track becomes lanes (native tracks, first on top)."""
+    def video(start: float, length: float, name: str) -> dict[str, Any]:
+        return {"asset": {"type": "video", "src": f"https://example.com/{name}.mp4"}, "start": start,
+                "length": length, "transition": {"in": "wipeRight"}}
+
+    e = {"timeline": {"tracks": [
+        {"clips": [{"asset": {"type": "title", "text": "t"}, "start": 0, "length": 2},
+                   {"asset": {"type": "title", "text": "u"}, "start": 2, "length": 3}]},
+        {"clips": [video(0, 3, "a"), video(2, 4, "b"), video(5, 4, "c"), video(10, 1, "d")]}]},
+        "output": {"format": "mp4", "resolution": "sd"}}
+    tracks = native(e)["timeline"]["tracks"]  # validates: no native track has overlapping clips
+    srcs = [[c["asset"].get("src", c["asset"].get("text", ""))[-5:] for c in t["clips"]] for t in tracks]
+    # touching titles stay one track; c over b over a; d overlaps nothing and stays in the bottom lane
+    assert srcs == [["t", "u"], ["c.mp4"], ["b.mp4"], ["a.mp4", "d.mp4"]]
+    luma = {"timeline": {"tracks": [{"clips": [
+        {"asset": {"type": "luma", "src": SRC}, "start": 0, "length": 1}, video(0, 1, "a")]}]},
+        "output": {"format": "mp4", "resolution": "sd"}}
+    assert len(native(luma)["timeline"]["tracks"]) == 1  # a matte and the clip it masks stay together
+    # native paths name the edit's own clips (for errors found by the native checks)
+    t = translate(e)
+    assert t.edit_path("timeline.tracks[2].clips[0].start") == "timeline.tracks[1].clips[1].start"
+    assert t.edit_path("timeline.tracks[3].clips[1]") == "timeline.tracks[1].clips[3]"
+    assert t.edit_path("timeline.tracks[0].clips[1].asset") == "timeline.tracks[0].clips[1].asset"
+
+
 def test_merge_fields_replace_strings_and_whole_values() -> None:
     e = edit({"asset": {"type": "title", "text": "Hello {{ NAME }}!"}, "start": 0, "length": "{{LEN}}"})
     e["merge"] = [{"find": "NAME", "replace": "World"}, {"find": "LEN", "replace": 2.5}]

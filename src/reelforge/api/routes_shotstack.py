@@ -62,7 +62,7 @@ async def post_render(version: str, request: Request) -> JSONResponse:
         try:
             job, _created = await _service(request).submit_async(tenant, body, notes=notes)
         except ReelForgeError as exc:  # the native timeline's own checks: name the field in the edit's terms
-            raise _in_edit_terms(exc) from None
+            raise _in_edit_terms(exc, translation) from None
     except ReelForgeError as exc:
         return _error(exc)
     return JSONResponse(shotstack.queued_response(job.id), status_code=201)
@@ -94,12 +94,16 @@ def _facts(job: JobRecord) -> shotstack.JobFacts:
                               result=job.result)
 
 
-def _in_edit_terms(exc: ReelForgeError) -> ReelForgeError:
-    """A native validation error's path (params.timeline.tracks[0]...) as the edit's (timeline.tracks[0]...)."""
+def _in_edit_terms(exc: ReelForgeError, translation: shotstack.Translation) -> ReelForgeError:
+    """A native validation error's path (params.timeline.tracks[0]...) as the edit's (timeline.tracks[0]...,
+    the edit's own track and clip where a track was split into lanes)."""
     if isinstance(exc.details, list):
         for item in exc.details:
             if isinstance(item, dict) and isinstance(item.get("path"), str):
-                item["path"] = item["path"].removeprefix("params.")
+                native = item["path"].removeprefix("params.")
+                item["path"] = translation.edit_path(native)
+                if isinstance(item.get("message"), str):  # an op's own check repeats its path first
+                    item["message"] = item["message"].removeprefix(f"{native}: ")
         if exc.details and isinstance(exc.details[0], dict):
             first = exc.details[0]
             exc.message = f"{first.get('path')}: {first.get('message')}"

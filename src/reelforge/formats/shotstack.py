@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,6 +87,15 @@ class Translation:
     params: dict[str, Any]  # the render op's params
     callback: str | None
     merged: dict[str, Any]  # the edit after its merge fields were applied
+    # native clip path -> the edit's, where they differ (a track with overlapping clips became several)
+    paths: dict[str, str] = field(default_factory=dict)
+
+    def edit_path(self, native: str) -> str:
+        """A native params path (timeline.tracks[3].clips[0].start) in the edit's terms."""
+        for prefix, edit in self.paths.items():
+            if native == prefix or native.startswith((prefix + ".", prefix + "[")):
+                return edit + native[len(prefix):]
+        return native
 
 
 # ---- merge fields
@@ -193,8 +202,12 @@ def translate(edit: Any, *, src_of: Callable[[str, str], str] | None = None) -> 
     if callback is not None and not isinstance(callback, str):
         raise _invalid("callback", "must be a URL")
     output, size = _output(merged["output"])
-    timeline = _timeline(merged["timeline"], size, src_of or (lambda src, _path: src))
-    return Translation(params={"timeline": timeline, "output": output}, callback=callback or None, merged=merged)
+    origins: dict[int, str] = {}
+    timeline = _timeline(merged["timeline"], size, src_of or (lambda src, _path: src), origins)
+    paths = {f"timeline.tracks[{ti}].clips[{ci}]": origins[id(clip)]
+             for ti, track in enumerate(timeline["tracks"]) for ci, clip in enumerate(track["clips"])}
+    return Translation(params={"timeline": timeline, "output": output}, callback=callback or None, merged=merged,
+                       paths={k: v for k, v in paths.items() if k != v})
 
 
 def output_size(output: Mapping[str, Any]) -> tuple[int, int]:
@@ -277,7 +290,9 @@ def _output(raw: Any) -> tuple[dict[str, Any], tuple[int, int]]:
     return out, size
 
 
-def _timeline(raw: Any, size: tuple[int, int], src_of: Callable[[str, str], str]) -> dict[str, Any]:
+def _timeline(raw: Any, size: tuple[int, int], src_of: Callable[[str, str], str],
+              origins: dict[int, str]) -> dict[str, Any]:
+    """The native timeline; `origins` gets id(native clip) -> the clip's path in the edit."""
     t = _obj(raw, "timeline", {"tracks", "soundtrack", "background", "fonts", "cache"})
     fonts = t.get("fonts") or []
     if not isinstance(fonts, list):
@@ -311,6 +326,7 @@ def _timeline(raw: Any, size: tuple[int, int], src_of: Callable[[str, str], str]
             else:
                 ends.append(end)
             previous_end = end
+            origins[id(native)] = path
             clips.append(native)
         clips_per_track.append(clips)
     if pending_end:
@@ -323,10 +339,31 @@ def _timeline(raw: Any, size: tuple[int, int], src_of: Callable[[str, str], str]
             if native["length"] <= 0:
                 raise _invalid(path + ".length", "'end': the clip starts at or after the end of the timeline")
             _fit_transitions(native)
-    out["tracks"] = [{"clips": clips} for clips in clips_per_track]
+    out["tracks"] = [{"clips": lane} for clips in clips_per_track for lane in _lanes(clips)]
     if "soundtrack" in t:
         out["soundtrack"] = _soundtrack(t["soundtrack"], src_of)
     return out
+
+
+def _lanes(clips: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """One Shotstack track as native tracks, top first. Shotstack lets the clips of a track overlap, the later
+    one drawn over the earlier (its own examples wipe from one clip to the next that way); a native track may
+    not. Each clip goes one lane above every earlier-starting clip it overlaps, so the order on screen is
+    Shotstack's. A track with a luma matte stays whole (the matte masks the clips of its own track), and a clip
+    whose end depends on its media counts as ending where it starts (checked when the media is known)."""
+    if len(clips) < 2 or any(c["asset"]["type"] == "luma" for c in clips):
+        return [clips]
+    lanes: list[list[dict[str, Any]]] = []  # bottom first
+    placed: list[tuple[float, float, int]] = []  # start, end, lane
+    for clip in sorted(clips, key=lambda c: float(c["start"])):  # stable: listed order among equal starts
+        start = float(clip["start"])
+        end = start + float(clip.get("length", 0.0))
+        lane = max((lane + 1 for s, e, lane in placed if s < end - 1e-6 and start < e - 1e-6), default=0)
+        if lane == len(lanes):
+            lanes.append([])
+        lanes[lane].append(clip)
+        placed.append((start, end, lane))
+    return lanes[::-1]
 
 
 def _soundtrack(raw: Any, src_of: Callable[[str, str], str]) -> dict[str, Any]:
