@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import http.server
 import io
+import itertools
 import json
 import re
 import signal
@@ -15,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +252,29 @@ def test_cli_layers_file_remote_s3_config_dotenv_environment_and_flags(s3, tmp_p
     assert rows["max_concurrent"] == ["4", "flags"] and rows["op"] == ["probe", "flags"]
     assert f"default < config file {spec} < remote config s3://{bucket}/configs/batch.json < {env_label} < flags" \
         in " ".join(run.stderr.split())
+
+
+def test_item_webhooks_report_every_job_and_then_the_batch(s3):
+    """item_webhooks: every job reports to the batch's webhook too; max_concurrent 1 runs the jobs one after
+    the other (the service has 3 job hosts), each with the batch's priority."""
+    svc, env = s3
+    bucket = env["REELFORGE_S3_BUCKET"]
+    with webhook_receiver() as hooks, svc.client() as c:
+        created = c.post("/v1/batches", json={"prefix": f"s3://{bucket}/input/c1", "op": "probe",
+                                              "glob": "clip0[012].mp4", "webhook_url": hooks.url,
+                                              "item_webhooks": True, "max_concurrent": 1, "priority": 3,
+                                              "destination": f"s3://{bucket}/out/hooks"})
+        assert created.status_code == 202, created.text
+        batch = wait_batch(c, created.json()["id"])
+        assert batch["status"] == "succeeded" and batch["counts"]["succeeded"] == 3, batch
+        hooks.wait_for("batch.succeeded")
+        jobs = batch_jobs(c, batch["id"])
+        assert len(jobs) == 3 and {j["priority"] for j in jobs} == {3}
+        for job in jobs:
+            assert hooks.wait_for("job.succeeded", job["id"])["op"] == "probe"
+        assert [e["type"] for e in hooks.got].count("batch.succeeded") == 1
+    runs = sorted((datetime.fromisoformat(j["started_at"]), datetime.fromisoformat(j["finished_at"])) for j in jobs)
+    assert all(prev[1] <= nxt[0] for prev, nxt in itertools.pairwise(runs)), runs  # never two at once
 
 
 def test_dry_run_estimates_rented_capacity_from_the_ledger(tmp_path):
