@@ -277,6 +277,28 @@ def test_item_webhooks_report_every_job_and_then_the_batch(s3):
     assert all(prev[1] <= nxt[0] for prev, nxt in itertools.pairwise(runs)), runs  # never two at once
 
 
+def test_a_list_of_uploaded_file_ids(s3, media):
+    """`inputs` may name the tenant's uploaded files: one job per file, results keyed by the file id; an id
+    that is no upload of this service is refused before anything is created."""
+    svc, _env = s3
+    with svc.client() as c:
+        ids = [c.post("/v1/files", params={"filename": f"up{i}.mp4"}, content=media.read_bytes()).json()["id"]
+               for i in range(2)]
+        before = len(c.get("/v1/batches").json()["batches"])
+        bad = c.post("/v1/batches", json={"op": "probe", "inputs": [ids[0], "file_0123456789abcdef0123456789abcdef"]})
+        assert 400 <= bad.status_code < 500 and "error" in bad.json(), bad.text
+        assert len(c.get("/v1/batches").json()["batches"]) == before
+        created = c.post("/v1/batches", json={"op": "probe", "inputs": ids})
+        assert created.status_code == 202, created.text
+        batch = wait_batch(c, created.json()["id"])
+        assert batch["status"] == "succeeded" and batch["counts"]["succeeded"] == 2, batch
+        items = c.get(f"/v1/batches/{batch['id']}/results").json()["items"]
+        assert [i["source"] for i in items] == ids
+        for job in batch_jobs(c, batch["id"]):
+            assert job["params"]["input"] in ids
+            assert job["result"]["data"]["streams"][0]["width"] == 320
+
+
 def test_dry_run_estimates_rented_capacity_from_the_ledger(tmp_path):
     """With rented capacity configured for the batch's queue, a dry run says how many instances the jobs may
     take within the budgets and what they would cost at the ledger's measured $ per job of the op."""
