@@ -40,8 +40,8 @@ FUZZ_EXAMPLES = 3  # per operation and phase: bounded (the coverage phase adds i
 
 def _tool(name: str) -> str:
     path = BIN / name
-    if not path.exists():
-        pytest.skip(f"{name} is not installed (it is in the dev extras: pip install -e '.[dev]')")
+    # installed by `make install` (the dev extras): a missing tool is a broken set-up, not a reason to skip
+    assert path.exists(), f"{name} is not installed (it is in the dev extras: pip install -e '.[dev]')"
     return str(path)
 
 

