@@ -34,7 +34,7 @@ BIN = Path(sys.executable).parent
 # the Shotstack /edit routes' 404 body is not their documented shape, /v1/batches answers an undocumented 404 and
 # rejects `{}` that its schema allows, /v1/presets rejects schema-valid values. Every other route, and every new
 # one, is fuzzed.
-NOT_YET = r"^/(video|overlay|transcribe|job|edit)(/|$)|^/v1/(batches|presets)(/|$)"
+NOT_YET = r"^/(video|overlay|transcribe|job|edit)(/|$)"
 FUZZ_EXAMPLES = 3  # per operation and phase: bounded (the coverage phase adds its own edge cases)
 
 

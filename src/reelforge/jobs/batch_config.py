@@ -24,9 +24,9 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from reelforge.config import OTHER_ENV_NAMES
 from reelforge.errors import InvalidParams, validation_details
@@ -34,6 +34,16 @@ from reelforge.errors import InvalidParams, validation_details
 PRESET_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 SECRET_KEYS = frozenset({"s3_secret_access_key"})
 CREDENTIAL_KEYS = ("s3_endpoint_url", "s3_access_key_id", "s3_secret_access_key", "s3_region")
+
+
+def _not_a_number(value: Any) -> Any:
+    # pydantic would take 0 as 1970-01-01; the OpenAPI says a date-time string, so a number is refused
+    if isinstance(value, int | float):
+        raise ValueError("a date-time string (RFC 3339, e.g. 2026-01-31T00:00:00Z), not a number")
+    return value
+
+
+DateTimeText = Annotated[datetime, BeforeValidator(_not_a_number)]
 
 
 class BatchValues(BaseModel):
@@ -56,8 +66,8 @@ class BatchValues(BaseModel):
     extensions: list[str] | None = Field(default=None, description="e.g. [\".mp4\", \".mov\"]")
     min_size: int | None = Field(default=None, ge=0)
     max_size: int | None = Field(default=None, ge=0)
-    modified_after: datetime | None = None
-    modified_before: datetime | None = None
+    modified_after: DateTimeText | None = None
+    modified_before: DateTimeText | None = None
     # the source's own bucket credentials (default: the service's storage)
     s3_endpoint_url: str | None = Field(default=None, max_length=500)
     s3_access_key_id: str | None = Field(default=None, max_length=200)
