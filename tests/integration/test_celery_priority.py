@@ -4,7 +4,7 @@
 "Higher runs first": jobs of priority -5, 0, 5, 10 are submitted in that order (oldest first, so FIFO would
 be exactly wrong) with no worker running; a worker with concurrency 1 then starts them 10, 5, 0, -5.
 On Redis, `celery -A reelforge.engine.celery_app inspect registered` and Flower's API see the worker and
-its one task per op.
+its one task per op, and the worker answers `inspect reelforge_resources` (its queues, pool, CPU and GPUs).
 """
 
 from __future__ import annotations
@@ -124,6 +124,14 @@ def test_celery_inspect_flower_and_the_workers_metrics(stack: Service, tmp_path)
         assert inspect.returncode == 0, inspect.stderr + inspect.stdout
         [(name, registered)] = json.loads(inspect.stdout.strip().splitlines()[-1]).items()
         assert {"reelforge.op.subtitles", "reelforge.op.probe", "reelforge.op.transcribe"} <= set(registered)
+        # the worker's own inspect command: its queues, pool and this machine (what the dashboard shows)
+        res = subprocess.run([sys.executable, "-m", "celery", "-A", "reelforge.engine.celery_app", "inspect",
+                              "reelforge_resources", "--json", "--timeout=5"], env=stack.env, capture_output=True,
+                             text=True, timeout=60)
+        assert res.returncode == 0, res.stderr + res.stdout
+        reply = json.loads(res.stdout.strip().splitlines()[-1])[name]
+        assert reply["queues"] == [QUEUE] and reply["concurrency"] == 1 and reply["cpu_cores"] == os.cpu_count()
+        assert isinstance(reply["gpus"], list)
 
         port = free_port()
         with flower(stack, port):

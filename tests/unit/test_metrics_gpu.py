@@ -59,3 +59,20 @@ def test_the_grafana_dashboard_reads_only_metrics_that_exist() -> None:
     missing = sorted(n for n in names if f'"{n}"' not in source)
     assert len(names) >= 15 and missing == [], missing
     assert all(p["gridPos"]["w"] <= 24 for p in dash["panels"])
+
+
+def test_a_celery_worker_reports_its_gpus_from_nvidia_smi() -> None:
+    """What a worker answers to the `reelforge_resources` broadcast (the dashboard's Celery workers table)."""
+    import os
+
+    from reelforge.engine.celery_resources import machine_resources
+
+    got = machine_resources(GpuCollector(run=lambda: GEFORCE))
+    assert got["cpu_cores"] == (os.cpu_count() or 1)
+    first, second = got["gpus"]
+    assert first == {"index": "0", "name": "NVIDIA GeForce RTX 4090", "memory_total_mb": 24564.0,
+                     "memory_used_mb": 8000.0, "utilization": 0.91, "nvenc_sessions_in_use": 3, "nvenc_sessions": 8}
+    assert second["nvenc_sessions_in_use"] == 0 and second["utilization"] == 0.0
+    [h200] = machine_resources(GpuCollector(run=lambda: H200))["gpus"]
+    assert h200["nvenc_sessions"] == 0 and "nvenc_sessions_in_use" not in h200  # no NVENC on the card
+    assert machine_resources(GpuCollector(run=lambda: None))["gpus"] == []

@@ -174,8 +174,10 @@ async def me(request: Request, who: Annotated[Principal, Depends(current_princip
 @router.get("/v1/workers", responses=error_responses(403),
             summary="What runs jobs: the executor, remote agents and their resources, remote backends, rented capacity",
             description="For an admin key (or no key on a loopback install that needs none); others get 403 "
-                        "`admin_key_required`. Celery workers do not report to the API: the executor entry says "
-                        "what the broker knows.")
+                        "`admin_key_required`. With the Celery executor, `celery_workers` lists the live workers as "
+                        "they answer over the broker (queues, pool size, running tasks, CPU cores, GPUs with "
+                        "memory, utilisation and NVENC sessions); `celery_workers_error` says why when the "
+                        "broker could not be asked.")
 async def workers(request: Request, who: Annotated[Principal, Depends(current_principal)]) -> dict[str, Any]:
     state = request.app.state
     settings: Settings = state.settings
@@ -220,7 +222,14 @@ def _workers(state: Any, settings: Settings) -> dict[str, Any]:
                                                         "registered_at", "jobs")} for i in live]
         capacity["dph"] = round(sum(i["dph"] for i in live), 4)
         capacity["spent_today_usd"] = round(ledger.spent_since(day_start(now), now), 4)
-    return {"executor": executor, "agents": agents, "backends": backends, "capacity": capacity}
+    out: dict[str, Any] = {"executor": executor, "agents": agents, "backends": backends, "capacity": capacity}
+    lister = getattr(state.executor, "workers", None)
+    if callable(lister):  # Celery: what every live worker answers over the broker (queues, pool, GPUs)
+        try:
+            out["celery_workers"] = lister()
+        except Exception as exc:
+            out["celery_workers_error"] = str(exc)[:300]
+    return out
 
 
 @router.get("/v1/ops", response_model=OpList,

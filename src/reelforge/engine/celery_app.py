@@ -43,6 +43,7 @@ from celery.signals import worker_init, worker_shutting_down
 from kombu import Exchange, Queue
 
 from reelforge.config import Settings
+from reelforge.engine import celery_resources  # noqa: F401  registers the workers' `reelforge_resources` command
 from reelforge.engine.routing import CPU_QUEUE, configured_queues
 from reelforge.errors import ServiceUnavailable
 

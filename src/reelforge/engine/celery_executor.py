@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from reelforge.engine.celery_app import make_celery, send_job
+from reelforge.engine.celery_resources import celery_workers
 from reelforge.engine.control import QueuedJob
 from reelforge.engine.executor import Executor
 from reelforge.engine.services import Services
@@ -60,6 +61,14 @@ class CeleryExecutor(Executor):
 
     def cancel(self, job_id: str) -> None:
         pass  # the cancel flag is in the job's state; the worker running it polls the flag every 0.5 s
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The live workers as they describe themselves over the broker (engine/celery_resources.py)."""
+        try:
+            return celery_workers(self.app)
+        except Exception as exc:
+            raise ServiceUnavailable(f"The job queue (broker) is unreachable: {exc}.",
+                                     code="broker_unavailable") from exc
 
     def health(self) -> dict[str, Any]:
         try:

@@ -23,9 +23,15 @@ export async function renderSystem(main, ctx) {
   const workers = h("section", { class: "card", "aria-labelledby": "wk-h" }, h("h2", { id: "wk-h" }, "Executor and workers"),
     kv([["Executor", executor.executor || "—"],
       ...Object.entries(executor).filter(([k]) => k !== "executor").map(([k, v]) => [k.replaceAll("_", " "), text(v)])]),
-    h("p", { class: "hint", id: "workers-note" }, executor.executor === "celery"
-      ? "Celery workers do not report their resources (GPU, memory, NVENC sessions) to the API: the broker's view is above."
-      : "The embedded executor runs jobs in this service's own job hosts (the slots above)."));
+    h("p", { class: "hint", id: "workers-note" }, executor.executor !== "celery"
+      ? "The embedded executor runs jobs in this service's own job hosts (the slots above)."
+      : fleet.refused ? "The Celery workers and their resources are shown to an admin key."
+        : fleet.celery_workers_error ? `The Celery workers could not be asked: ${fleet.celery_workers_error}`
+          : "Each live Celery worker answers over the broker with its queues, pool and this machine's resources (below)."));
+  const celery = executor.executor === "celery" && fleet.celery_workers
+    ? h("section", { class: "card", "aria-labelledby": "cw-h" }, h("h2", { id: "cw-h" }, "Celery workers"),
+      celeryWorkers(fleet.celery_workers))
+    : null;
   const remote = fleetSections(fleet);
 
   const byQueue = new Map();
@@ -45,8 +51,27 @@ export async function renderSystem(main, ctx) {
     h("p", { class: "hint" }, metrics ? "Counts are jobs of these operations in that state (all tenants, from /metrics); an op whose params route it elsewhere is counted in each of its queues."
       : "Queue depth needs /metrics, which this key may not read."));
 
-  main.replaceChildren(h("h1", {}, "Workers & capacity"), h("div", { class: "grid2" }, service, workers), queues, ...remote);
+  main.replaceChildren(h("h1", {}, "Workers & capacity"), h("div", { class: "grid2" }, service, workers),
+    ...(celery ? [celery] : []), queues, ...remote);
   ctx.every(5000, () => ctx.refreshSoon());
+}
+
+// GET /v1/workers' celery_workers: one row per live worker; a machine's GPUs are listed in its row
+function celeryWorkers(workers) {
+  const heads = ["Worker", "Queues", "Pool", "Running", "CPU cores", "GPU", "GPU memory", "GPU use", "NVENC sessions"];
+  const gpuCells = (gpus) => gpus.length ? [
+    gpus.map((g) => g.name).join(", "),
+    gpus.map((g) => g.memory_total_mb ? `${bytes((g.memory_used_mb || 0) * 2 ** 20)} of ${bytes(g.memory_total_mb * 2 ** 20)}` : "—").join(", "),
+    gpus.map((g) => g.utilization !== undefined ? `${Math.round(g.utilization * 100)}%` : "—").join(", "),
+    gpus.map((g) => !g.nvenc_sessions ? "no NVENC" : `${g.nvenc_sessions_in_use ?? "?"} of ${g.nvenc_sessions}`).join(", "),
+  ] : ["none", "—", "—", "—"];
+  return h("div", { class: "table-wrap" }, h("table", { id: "celery-workers" },
+    h("thead", {}, h("tr", {}, heads.map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, workers.length ? workers.map((w) => h("tr", { "data-worker": w.name },
+      h("td", { class: "mono" }, w.name), h("td", { class: "mono" }, (w.queues || []).join(", ")),
+      h("td", {}, text(w.concurrency)), h("td", {}, text(w.running)), h("td", {}, text(w.cpu_cores)),
+      ...gpuCells(w.gpus || []).map((c) => h("td", {}, c))))
+      : h("tr", {}, h("td", { colspan: heads.length, class: "empty" }, "No Celery worker answered: start one with `reelforge worker`.")))));
 }
 
 // agents, remote backends and rented capacity from GET /v1/workers (an admin key's view)
