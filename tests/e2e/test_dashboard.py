@@ -11,9 +11,12 @@ No browser is downloaded: `playwright` drives /usr/bin/chromium (scripts/ensure-
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +25,11 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from playwright import sync_api  # the dev extras; a missing one fails the module, never skips it
 
-from tests.integration.service import REPO, Service, wait_job
+from tests.integration.service import REPO, Service, cli_timeout, wait_job
 
-sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (scripts/ensure-system-deps.sh)")
 
 ARTIFACTS = REPO / "test-artifacts" / "dashboard"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -67,6 +69,7 @@ class Browser:
         self.blocked: list[str] = []
         self.errors: list[str] = []
         self.contexts: list[Any] = []
+        assert CHROMIUM.exists(), "needs Debian's chromium: run scripts/ensure-system-deps.sh (`make test` does)"
         self._pw = sync_api.sync_playwright().start()
         self.browser = self._pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                                 args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
@@ -140,6 +143,17 @@ def ffprobe_duration(data: bytes, tmp: Path) -> float:
     out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)],
                          capture_output=True, text=True, check=True).stdout
     return float(json.loads(out)["format"]["duration"])
+
+
+def run_copied(command: str, key: str) -> dict[str, Any]:
+    """Run a command the page copied, as a user would paste it into bash (the `reelforge` of this Python)."""
+    env = {**os.environ, "REELFORGE_API_KEY": key, "PATH": f"{Path(sys.executable).parent}{os.pathsep}"
+                                                           f"{os.environ.get('PATH', '')}",
+           "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env,
+                          timeout=cli_timeout(shlex.split(command)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)
 
 
 def until(page: Any, js: str, timeout: float = 30) -> Any:
@@ -222,6 +236,20 @@ def test_submit_example_from_form_watch_progress_and_play_the_video(browser, ser
         page.get_by_role("button", name=re.compile("^Download")).click()
     assert Path(dl.value.path()).read_bytes() == data
 
+    # "Copy as curl" and "Copy as CLI": the copied commands, run by a shell with the key in the environment
+    # (never in the command), submit the same job again
+    for button, runs in (("Copy as curl", "curl"), ("Copy as CLI", "cli")):
+        page.get_by_role("button", name=button).click()
+        command = until(page, "document.getElementById('flash').dataset.copied")
+        assert key not in command, command
+        if runs == "curl":
+            assert "$REELFORGE_API_KEY" in command, command
+        again = run_copied(command, key)
+        assert again["op"] == "test_slow" and again["params"] == job["params"] and again["id"] != job_id, again
+        if runs == "cli":  # the CLI command waits for the job
+            assert again["status"] == "succeeded"
+        page.evaluate("delete document.getElementById('flash').dataset.copied")
+
     # the list shows it, and a filter on another status hides it
     page.get_by_role("link", name="Jobs", exact=True).click()
     rendered(page)
@@ -249,9 +277,19 @@ def test_cancel_a_long_job(browser, service, key):
     page.locator("#job-status [data-status=cancelled]").wait_for(timeout=30_000)
     page.locator("#job-error .err-code", has_text="cancelled").wait_for()
     with service.client(key) as client:
-        assert wait_job(client, job_id, timeout=30)["status"] == "cancelled"
-    assert page.get_by_role("button", name="Retry").is_enabled()
-    shot(page, "06-long-job-cancelled")
+        cancelled = wait_job(client, job_id, timeout=30)
+        assert cancelled["status"] == "cancelled"
+        assert page.get_by_role("button", name="Retry").is_enabled()
+        shot(page, "06-long-job-cancelled")
+        # Retry resubmits the same params as a new job, and the page moves to it
+        page.get_by_role("button", name="Retry").click()
+        page.wait_for_url(re.compile(rf".*#/job/(?!{job_id}$)job_[0-9a-f]+$"))
+        rendered(page)
+        retried = client.get(f"/v1/jobs/{page.locator('#job-id').inner_text()}").json()
+        assert retried["params"] == cancelled["params"] and retried["notes"]["retry_of"] == job_id, retried
+        page.locator("#job-status [data-status=running]").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Cancel").click()
+        assert wait_job(client, retried["id"], timeout=30)["status"] == "cancelled"
 
 
 def test_failed_job_shows_its_error_code_and_sentence(browser, service, key, tmp_path):
@@ -283,6 +321,37 @@ def test_failed_job_shows_its_error_code_and_sentence(browser, service, key, tmp
     page.goto(f"{service.url}/ui/#/jobs?status=failed")
     rendered(page)
     page.locator(f"tr[data-job='{job_id}'] .err-code", has_text=job["error"]["code"]).wait_for()
+
+
+def test_text_and_audio_outputs_preview_inline(browser, service, key):
+    """Subtitles show as text (the stored bytes), speech as an audio player as long as the file."""
+    words = [{"text": "Hello", "start": 0.0, "end": 0.4}, {"text": "world", "start": 0.45, "end": 0.9}]
+    with service.client(key) as client:
+        subs = client.post("/v1/jobs", json={"op": "subtitles", "params": {"words": words}}).json()["id"]
+        speech = client.post("/v1/jobs", json={"op": "tts", "params": {"text": "Hello there.", "engine": "espeak",
+                                                                        "word_timings": False}}).json()["id"]
+        done = {job_id: wait_job(client, job_id) for job_id in (subs, speech)}
+        assert all(j["status"] == "succeeded" for j in done.values()), done
+        texts = {name: client.get(f"/v1/jobs/{subs}/outputs/{name}").text
+                 for name in done[subs]["result"]["outputs"]}
+        wav = client.get(f"/v1/jobs/{speech}/outputs/audio").content
+    page = open_ui(browser, service, key, f"#/job/{subs}")
+    for name, text in texts.items():
+        pre = page.locator(f"#outputs [data-output='{name}'] pre.text")
+        pre.wait_for()
+        assert pre.inner_text().strip() == text.replace("\r\n", "\n").strip() and "Hello" in text, name
+    shot(page, "17-subtitles-preview")
+    page.goto(f"{service.url}/ui/#/job/{speech}")
+    rendered(page)
+    audio = page.locator("#outputs [data-output='audio'] audio")
+    audio.wait_for()
+    until(page, "document.querySelector('#outputs audio').readyState >= 1")
+    tmp = ARTIFACTS / "speech.wav"
+    tmp.write_bytes(wav)
+    probed = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(tmp)],
+                            capture_output=True, text=True, check=True).stdout
+    assert abs(audio.evaluate("a => a.duration") - float(json.loads(probed)["format"]["duration"])) < 0.05
+    shot(page, "18-audio-preview")
 
 
 def test_a_tenant_sees_only_its_jobs(browser, keyed):
@@ -357,6 +426,24 @@ def test_pages_older_and_newer(browser, service, key):
     page.locator("#newer").click()
     rendered(page)
     assert shown() == newest[:2]
+    # the time and operation filters: created in the last hour + test_slow shows these jobs; created before
+    # 2020 shows none (the API's since/before/op filters, read back from the URL into the form)
+    page.goto(f"{service.url}/ui/#/jobs")
+    rendered(page)
+    page.get_by_label("Operation").select_option("test_slow")
+    page.get_by_label("Created", exact=True).select_option("3600")
+    page.get_by_role("button", name="Apply filters").click()
+    page.wait_for_url(re.compile(r".*op=test_slow.*since=3600|.*since=3600.*op=test_slow"))
+    rendered(page)
+    assert set(newest[:3]) <= set(shown())
+    ops = page.locator("table.jobs tbody tr[data-job] td[data-label=Op]").all_inner_texts()
+    assert ops and set(ops) == {"test_slow"}, ops
+    assert page.get_by_label("Created", exact=True).input_value() == "3600"
+    page.get_by_label("Created before").fill("2020-01-01T00:00")
+    page.get_by_role("button", name="Apply filters").click()
+    page.wait_for_url(re.compile(r".*before=\d+"))
+    rendered(page)
+    assert shown() == []
 
 
 def test_phone_width_and_keyboard(browser, service, key):
