@@ -29,11 +29,11 @@ from tests.integration.service import Service, free_port
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-# Front doors whose documents do not yet follow the rules (found by this test when they landed, reported):
-# the legacy seed003/seed004 routes declare no request bodies and answer 400 / a plain "Not Found" undocumented,
-# the Shotstack /edit routes' 404 body is not their documented shape (both answer in the foreign API's own shape,
-# which their clients expect). Every other route, and every new one, is fuzzed.
-NOT_YET = r"^/(video|overlay|transcribe|job|edit)(/|$)"
+# The earlier API's front doors (seed003/seed004: /overlay, /video/*, /transcribe, /job/{id}) are not fuzzed: they
+# wait for the job they submit and answer a failed job with a 500 in the earlier API's shape, as that API did
+# (its clients expect it), which Schemathesis's not_a_server_error check rightly flags; their bodies are not
+# declared either. Every other route, the Shotstack /edit front door included, and every new one, is fuzzed.
+NOT_YET = r"^/(video|overlay|transcribe|job)(/|$)"
 FUZZ_EXAMPLES = 3  # per operation and phase: bounded (the coverage phase adds its own edge cases)
 
 

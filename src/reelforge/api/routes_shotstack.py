@@ -9,13 +9,16 @@ See docs/FRONTDOOR_SHOTSTACK.md.
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from reelforge.api.auth import current_tenant
 from reelforge.api.dbcalls import run_db
+from reelforge.api.errors import STATUS_TEXT, ErrorResponse
+from reelforge.api.openapi import OWN_ERRORS
 from reelforge.errors import NotFound, ReelForgeError
 from reelforge.formats import shotstack
 from reelforge.jobs.service import JobCreate, JobService
@@ -24,6 +27,64 @@ from reelforge.jobs.urls import output_urls
 
 router = APIRouter(prefix="/edit", tags=["shotstack"])
 VERSIONS = ("v1", "stage")
+
+# ---- the OpenAPI document: Shotstack's own envelope on every answer, so the service-wide rules (ErrorResponse
+# on each error status, api/openapi.py) are replaced by what these routes really send (OWN_ERRORS)
+class ShotstackErrorDetail(BaseModel):
+    error: str
+    code: str = Field(description="ReelForge's error code")
+    field: str | None = Field(default=None, description="The edit's field at fault")
+
+
+class ShotstackError(BaseModel):
+    success: Literal[False]
+    message: str
+    response: ShotstackErrorDetail
+
+
+class ShotstackQueuedDetail(BaseModel):
+    message: str
+    id: str
+
+
+class ShotstackQueued(BaseModel):
+    success: Literal[True]
+    message: str
+    response: ShotstackQueuedDetail
+
+
+class ShotstackRenderDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")  # owner, plan, url, poster, data, created... (formats/shotstack.py)
+
+    id: str
+    status: Literal["queued", "fetching", "rendering", "saving", "done", "failed"]
+
+
+class ShotstackRender(BaseModel):
+    success: Literal[True]
+    message: str
+    response: ShotstackRenderDetail
+
+
+def _answers(ok_status: int, ok: type[BaseModel], *errors: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=`: the success body and the Shotstack-shaped errors."""
+    out: dict[int | str, dict[str, Any]] = {ok_status: {"model": ok, "description": "Shotstack's envelope"}}
+    for status in errors:
+        out[status] = {"model": ShotstackError,
+                       "description": f"{STATUS_TEXT.get(status, 'Error')} (Shotstack's envelope)"}
+    return out
+
+
+def _service_error(status: int) -> dict[int | str, dict[str, Any]]:
+    """413 (the body limit) and 422 (a query parameter FastAPI cannot read) come from the service's own layers,
+    in its ErrorResponse shape."""
+    return {status: {"model": ErrorResponse, "description": STATUS_TEXT[status]}}
+
+
+_EDIT_BODY = {"required": True, "description": "A Shotstack edit: {timeline, output, merge?, callback?, disk?} "
+                                               "(docs/FRONTDOOR_SHOTSTACK.md lists what is supported; the rest is "
+                                               "refused with a 400 naming the field)",
+              "content": {"application/json": {"schema": {"title": "ShotstackEdit", "type": "object"}}}}
 
 
 def _service(request: Request) -> JobService:
@@ -45,7 +106,10 @@ def _version(version: str) -> None:
         raise NotFound(f"No Edit API version {version!r}: use v1 or stage.")
 
 
-@router.post("/{version}/render", status_code=201, summary="Shotstack: queue a render of an edit")
+@router.post("/{version}/render", status_code=201, summary="Shotstack: queue a render of an edit",
+             responses={**_answers(201, ShotstackQueued, 400, 401, 403, 404, 409, 429, 503, 507), **_service_error(413),
+                        **_service_error(422)},
+             openapi_extra={OWN_ERRORS: True, "requestBody": _EDIT_BODY})
 async def post_render(version: str, request: Request) -> JSONResponse:
     try:
         _version(version)
@@ -68,7 +132,9 @@ async def post_render(version: str, request: Request) -> JSONResponse:
     return JSONResponse(shotstack.queued_response(job.id), status_code=201)
 
 
-@router.get("/{version}/render/{render_id}", summary="Shotstack: a render's status and URL")
+@router.get("/{version}/render/{render_id}", summary="Shotstack: a render's status and URL",
+            responses={**_answers(200, ShotstackRender, 401, 403, 404, 503), **_service_error(422)},
+            openapi_extra={OWN_ERRORS: True})
 async def get_render(version: str, render_id: str, request: Request, data: bool = Query(default=True),
                      merged: bool = Query(default=False)) -> JSONResponse:
     try:
