@@ -151,7 +151,11 @@ class Runner:
         payload["workers"] = max(1, workers)
         try:
             self._check_disk(job)
+            op_started = time.monotonic()
             res = host.run(payload, on_progress=on_progress, on_note=on_note, should_stop=should_stop)
+            # the op's own time in its host; the rest of started -> finished is the worker's (claim hand-over,
+            # storing outputs, finish): what a remote worker's envelope costs shows there
+            res.notes["op_s"] = round(time.monotonic() - op_started, 3)
             if res.outcome != "succeeded":
                 _remove(workdir)  # before any write: a full disk needs the space back for the job's state
             status = self._conclude(job, worker_id, res, on_requeue, stopping)
