@@ -176,6 +176,19 @@ def test_public_base_url(s3_settings: Settings, endpoint: str) -> None:
     assert httpx.get(url).content == b"public bytes"
 
 
+def test_move_and_put_moved(store: S3Storage, tmp_path: Path) -> None:
+    payload = b"uploaded by an agent " * 1000
+    src = tmp_path / "received.part"
+    src.write_bytes(payload)
+    obj = store.put_moved(src, "agent-uploads/j1/1/v.mp4", "video/mp4")
+    assert obj.sha256 == hashlib.sha256(payload).hexdigest() and not src.exists()
+    moved = store.move("agent-uploads/j1/1/v.mp4", "jobs/j1/v.mp4", "video/mp4")
+    assert (moved.size, moved.sha256) == (len(payload), obj.sha256)
+    assert bucket_keys(store) == ["rf/jobs/j1/v.mp4"]
+    with store.open_read("jobs/j1/v.mp4") as fh:
+        assert fh.read() == payload
+
+
 def test_delete_and_delete_prefix(store: S3Storage) -> None:
     for key in ["jobs/ab/1.mp4", "jobs/ab/sub/2.srt", "jobs/abc/3.mp4", "files/x"]:
         store.put_stream([key.encode()], key, max_bytes=100)

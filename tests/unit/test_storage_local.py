@@ -49,6 +49,34 @@ def test_put_file_round_trip(store: LocalStorage, tmp_path: Path) -> None:
     assert files_under(store.root) == ["jobs/j1/video.mp4"]  # nothing left in staging
 
 
+def test_put_moved_renames_the_callers_file_into_place(store: LocalStorage, tmp_path: Path) -> None:
+    src = tmp_path / "received.part"
+    payload = b"agent output " * 5000
+    src.write_bytes(payload)
+    inode = src.stat().st_ino
+    obj = store.put_moved(src, "agent-uploads/j1/1/v.mp4", "video/mp4")
+    assert (obj.size, obj.sha256, obj.content_type) == (len(payload), hashlib.sha256(payload).hexdigest(),
+                                                        "video/mp4")
+    assert not src.exists()
+    placed = store.root / "agent-uploads/j1/1/v.mp4"
+    assert placed.read_bytes() == payload and placed.stat().st_ino == inode  # renamed, not written again
+    with pytest.raises(ValueError):
+        store.put_moved(tmp_path / "x", "../escape")
+
+
+def test_move_renames_and_hashes_what_lies_under_the_new_key(store: LocalStorage) -> None:
+    payload = b"\x00\x01 video bytes" * 3000
+    store.put_stream([payload], "agent-uploads/j1/1/v.mp4", max_bytes=len(payload))
+    inode = (store.root / "agent-uploads/j1/1/v.mp4").stat().st_ino
+    obj = store.move("agent-uploads/j1/1/v.mp4", "jobs/j1/v.mp4", "video/mp4")
+    assert (obj.key, obj.size, obj.sha256) == ("jobs/j1/v.mp4", len(payload), hashlib.sha256(payload).hexdigest())
+    assert (store.root / "jobs/j1/v.mp4").stat().st_ino == inode
+    assert not store.exists("agent-uploads/j1/1/v.mp4")
+    assert files_under(store.root) == ["jobs/j1/v.mp4"]  # the emptied upload folders are pruned too
+    with pytest.raises(NotFound):
+        store.move("agent-uploads/j1/1/v.mp4", "jobs/j1/w.mp4")
+
+
 def test_explicit_content_type_wins(store: LocalStorage, tmp_path: Path) -> None:
     src = tmp_path / "x.bin"
     src.write_bytes(b"WEBVTT\n")

@@ -188,7 +188,8 @@ async def upload_output(job_id: str, filename: str, request: Request) -> dict[st
                                           code="output_too_large")
                 fh.write(chunk)
         ctype = request.headers.get("content-type") or None
-        obj = await run_in_threadpool(agents.storage.put_file, tmp, key, ctype)
+        # handed over, not copied: local storage renames the received file into place
+        obj = await run_in_threadpool(agents.storage.put_moved, tmp, key, ctype)
     finally:
         tmp.unlink(missing_ok=True)
     return {"size": obj.size, "sha256": obj.sha256}

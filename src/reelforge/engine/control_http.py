@@ -221,14 +221,20 @@ class HttpControl:
             return resp
         return None
 
-    def upload(self, job_id: str, path: Path, content_type: str) -> dict[str, Any]:
+    def upload(self, job_id: str, path: Path, content_type: str) -> tuple[dict[str, Any], str]:
+        """PUT one output to the job's upload route: (the service's answer, the SHA-256 of what was sent),
+        the file hashed as it is sent rather than read twice."""
         env = self.envelope(job_id)
         headers = {"Authorization": f"Bearer {env['token']}", "Content-Type": content_type,
                    "Content-Length": str(path.stat().st_size)}
+        digest = hashlib.sha256()
 
         def body() -> Iterable[bytes]:
+            nonlocal digest
+            digest = hashlib.sha256()  # afresh for each try
             with path.open("rb") as fh:
                 while chunk := fh.read(CHUNK):
+                    digest.update(chunk)
                     yield chunk
 
         last: Exception | None = None
@@ -248,7 +254,7 @@ class HttpControl:
                 raise RuntimeError(f"the service refused the output {path.name} (HTTP {resp.status_code}: "
                                    f"{resp.text[:200]})")
             data: dict[str, Any] = resp.json()
-            return data
+            return data, digest.hexdigest()
         raise RuntimeError(f"the output {path.name} could not be uploaded ({last})")
 
 
@@ -263,16 +269,12 @@ class JobUploads(NoStorage):
         parts = key.split("/")
         if len(parts) != 3 or parts[0] != "jobs":
             raise ValueError(f"an agent stores only job outputs, not {key!r}")
-        digest = hashlib.sha256()
-        with src.open("rb") as fh:
-            while chunk := fh.read(CHUNK):
-                digest.update(chunk)
         ctype = guess_content_type(key, content_type)
-        answer = self.control.upload(parts[1], src, ctype)
+        answer, sha = self.control.upload(parts[1], src, ctype)
         size = src.stat().st_size
-        if answer.get("size") != size or answer.get("sha256") != digest.hexdigest():
+        if answer.get("size") != size or answer.get("sha256") != sha:
             raise RuntimeError(f"the output {src.name} arrived damaged ({answer.get('size')} of {size} bytes)")
-        return StoredObject(key=key, size=size, content_type=ctype, sha256=digest.hexdigest())
+        return StoredObject(key=key, size=size, content_type=ctype, sha256=sha)
 
 
 class NoBacklog:

@@ -36,7 +36,7 @@ from reelforge.jobs.store_agents import AgentTokenRecord
 from reelforge.ops.registry import get_operation
 from reelforge.ops.resources import Resources
 from reelforge.refs import file_ids_in
-from reelforge.storage.base import Storage, StoredObject
+from reelforge.storage.base import Storage
 
 UPLOAD_PREFIX = "agent-uploads"
 _FILENAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
@@ -313,7 +313,8 @@ class AgentJobs:
             if not self.storage.exists(temp):
                 raise UserError(f"Output {name!r} was reported but never uploaded.", code="output_incomplete")
             key = job.output_key(name, filename)
-            obj = self._copy(temp, key, meta.get("content_type"))
+            # moved, not copied (local storage renames): the upload is this attempt's and ends here anyway
+            obj = self.storage.move(temp, key, meta.get("content_type"))
             if obj.size != meta.get("size") or obj.sha256 != meta.get("sha256"):
                 self.storage.delete(obj.key)
                 raise UserError(f"Output {name!r} arrived incomplete ({obj.size} bytes, the worker reported "
@@ -321,15 +322,6 @@ class AgentJobs:
             committed[name] = {"key": obj.key, "filename": key.rsplit("/", 1)[-1], "size": obj.size,
                                "content_type": obj.content_type, "sha256": obj.sha256}
         return committed
-
-    def _copy(self, src: str, dest: str, content_type: str | None) -> StoredObject:
-        local = self.storage.local_path(src)
-        if local is not None:
-            return self.storage.put_file(local, dest, content_type)
-        with self.storage.open_read(src) as fh:
-            chunks = iter(lambda: fh.read(1024 * 1024), b"")
-            return self.storage.put_stream(chunks, dest, max_bytes=self.settings.limits.max_upload_bytes,
-                                           content_type=content_type)
 
     def _drop_uploads(self, grant: JobGrant) -> None:
         self.storage.delete_prefix(f"{UPLOAD_PREFIX}/{grant.job_id}/{grant.attempt}/")

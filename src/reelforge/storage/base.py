@@ -86,6 +86,24 @@ class Storage(ABC):
                    content_type: str | None = None) -> StoredObject:
         """Store a stream of chunks; more than `max_bytes` raises PayloadTooLarge and stores nothing."""
 
+    def put_moved(self, src: Path, key: str, content_type: str | None = None) -> StoredObject:
+        """put_file for a file the caller gives up (`src` is gone afterwards): local storage renames it into
+        place instead of writing it a second time. This default copies, then removes `src`."""
+        try:
+            return self.put_file(src, key, content_type)
+        finally:
+            Path(src).unlink(missing_ok=True)
+
+    def move(self, src: str, dest: str, content_type: str | None = None) -> StoredObject:
+        """Give the object `src` the key `dest` (`src` is gone afterwards). Size and SHA-256 are those of the
+        bytes under `dest` now. This default copies through this process; local storage renames."""
+        size = self.size(src)
+        with self.open_read(src) as fh:
+            obj = self.put_stream(iter(lambda: fh.read(COPY_CHUNK), b""), dest, max_bytes=max(1, size),
+                                  content_type=content_type)
+        self.delete(src)
+        return obj
+
     @abstractmethod
     def get_file(self, key: str, dest: Path) -> Path:
         """Download `key` to the file `dest` (parents created); missing key -> NotFound."""

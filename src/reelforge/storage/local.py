@@ -9,6 +9,7 @@ never crosses filesystems.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -27,6 +28,15 @@ from reelforge.storage.base import (
     guess_content_type,
     validate_key,
 )
+
+
+def _digest(fh: BinaryIO) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := fh.read(COPY_CHUNK):
+        size += len(chunk)
+        digest.update(chunk)
+    return size, digest.hexdigest()
 
 
 class LocalStorage(Storage):
@@ -97,6 +107,38 @@ class LocalStorage(Storage):
             return self._commit(tmp, key, size, sha, content_type)
         finally:
             tmp.unlink(missing_ok=True)  # gone already after a commit; removes the partial file otherwise
+
+    def put_moved(self, src: Path, key: str, content_type: str | None = None) -> StoredObject:
+        self._path(key)
+        tmp = self._staging()
+        try:
+            os.replace(src, tmp)  # the caller's file becomes the staging file: no second copy
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            return super().put_moved(src, key, content_type)  # another filesystem: copied after all
+        try:
+            with tmp.open("rb") as fh:  # hashed as stored, and durable before it appears (as put_file)
+                size, sha = _digest(fh)
+                os.fsync(fh.fileno())
+            return self._commit(tmp, key, size, sha, content_type)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def move(self, src: str, dest: str, content_type: str | None = None) -> StoredObject:
+        path = self._path(src)
+        self._path(dest)
+        if not path.is_file():
+            raise NotFound(f"Stored object {src!r} does not exist.")
+        staged = self._staging()
+        os.replace(path, staged)  # taken out first: a later write to `src` cannot change what `dest` gets
+        self._prune_empty_parents(path.parent)
+        try:
+            with staged.open("rb") as fh:  # hashed after the rename: the bytes `dest` will hold
+                size, sha = _digest(fh)
+            return self._commit(staged, dest, size, sha, content_type)
+        finally:
+            staged.unlink(missing_ok=True)
 
     # ---- reading
     def get_file(self, key: str, dest: Path) -> Path:
