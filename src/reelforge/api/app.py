@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from reelforge.api.legacy_seed004 import router as seed004_router
 from reelforge.api.metrics_http import HttpMetrics
 from reelforge.api.openapi import install_openapi, operation_id
 from reelforge.api.ratelimit import RateLimiter
+from reelforge.api.routes_agents import ClaimWake, WakingHandOff
 from reelforge.api.routes_agents import router as agents_router
 from reelforge.api.routes_batches import router as batches_router
 from reelforge.api.routes_files import router as files_router
@@ -205,9 +207,12 @@ def create_app(settings: Settings | None = None, *,
             registry.register(CapacityCollector(Ledger(ledger_path(settings))))
         app.state.capacity = capacity
         app.state.idle_shutdown = IdleShutdown(settings, services.stores.jobs)
-        app.state.batcher = SubmitBatcher(services.stores.jobs, executor.submit)
+        # every new job also wakes the agents' long polls in this process (no wait for the poll interval)
+        app.state.claim_wake = ClaimWake(asyncio.get_running_loop())
+        handoff = WakingHandOff(executor, app.state.claim_wake)
+        app.state.batcher = SubmitBatcher(services.stores.jobs, handoff.submit)
         app.state.reader = StatusReader(services.stores.jobs, services.stores.webhooks)
-        app.state.jobs = services.job_service(executor, batcher=app.state.batcher, reader=app.state.reader)
+        app.state.jobs = services.job_service(handoff, batcher=app.state.batcher, reader=app.state.reader)
         # batches submit through the same JobService; the feeder resumes batches a stopped service left
         app.state.batches = BatchService(settings, services.stores, storage=services.storage, jobs=app.state.jobs,
                                          webhooks=services.webhooks)

@@ -19,6 +19,7 @@ own short session: no connection is held while it waits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from typing import Any, Literal
@@ -35,6 +36,45 @@ from reelforge.jobs.agents import AgentJobs, JobGrant
 
 router = APIRouter(prefix="/v1/agent", tags=["agents"], dependencies=[Depends(agent_token_doc)])
 POLL_INTERVAL_S = 0.25
+
+
+class ClaimWake:
+    """Wakes the agents' long polls in this process when a job is queued here, so a claim does not wait
+    for the next poll interval (a job queued by another API process is still found by the poll)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._event = asyncio.Event()
+
+    def current(self) -> asyncio.Event:
+        """Taken before a claim looks: a job queued after that sets it, so the wait that follows ends."""
+        return self._event
+
+    def notify(self) -> None:
+        """From any thread (the submit path runs in the threadpool)."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the service is stopping
+            self._loop.call_soon_threadsafe(self._fire)
+
+    def _fire(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+
+class WakingHandOff:
+    """An executor as the submit path sees it (jobs/service.py HandOff), also waking the agents' polls."""
+
+    def __init__(self, executor: Any, wake: ClaimWake) -> None:
+        self.executor = executor
+        self.wake = wake
+
+    def submit(self, job: Any) -> None:
+        try:
+            self.executor.submit(job)
+        finally:
+            self.wake.notify()
+
+    def cancel(self, job_id: str) -> None:
+        self.executor.cancel(job_id)
 
 
 class Register(BaseModel):
@@ -89,17 +129,25 @@ async def claim(body: Claim, request: Request) -> dict[str, Any] | Response:
     agents = _agents(request)
     presence = request.app.state.services.engine.presence
     token = extract_key(request)
+    wake: ClaimWake | None = getattr(request.app.state, "claim_wake", None)
     deadline = time.monotonic() + body.wait_s
     while True:
+        woken = wake.current() if wake is not None else None
         agent = await run_in_threadpool(agents.authenticate, token)  # revoked -> 401 at once, even mid-poll
         queues = agents.allowed_queues(agent, body.queues)
         presence.seen(queues)
         envelope = await run_in_threadpool(agents.claim, agent, body.worker_id, queues, body.resources)
         if envelope is not None:
             return {"job": envelope}
-        if time.monotonic() >= deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             return Response(status_code=204)
-        await asyncio.sleep(POLL_INTERVAL_S)
+        # the next look: when a job is queued in this process, else after the poll interval
+        if woken is None:
+            await asyncio.sleep(POLL_INTERVAL_S)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), min(POLL_INTERVAL_S, left))
         # an agent that stopped mid-poll must not be handed a job it will never run (it would hold the job
         # until its lease ran out and cost it an attempt): look for the hang-up before every further claim
         if await request.is_disconnected():
