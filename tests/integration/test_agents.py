@@ -184,6 +184,9 @@ def test_an_agent_without_credentials_runs_probe_kenburns_and_transcription(stac
         metrics = c.get("/metrics").text
         assert 'reelforge_jobs_started_remote_total{backend="agent",queue="gpu"} 1.0' in metrics
         assert 'reelforge_remote_queue_delay_seconds_count{backend="agent"}' in metrics
+        # the fresh agent loaded whisper for the transcription: a cold start, and the job's timeline says so
+        assert any(s[0] == "loading_model" for s in done[asr["id"]]["notes"]["stages"])
+        assert 'reelforge_remote_cold_starts_total{backend="agent"} 1.0' in metrics
         # outputs were committed: no temporary agent uploads remain in the service's storage
         assert not list((stack.data_dir / "storage").glob("agent-uploads/*/*/*"))
 
@@ -336,3 +339,4 @@ def test_an_agent_polling_one_api_process_counts_in_the_others(tmp_path: Path) -
     finally:
         second.stop()
         first.stop()
+

@@ -37,6 +37,9 @@ REMOTE_QUEUE_DELAY = Histogram(
     "reelforge_remote_queue_delay_seconds", "Time from submit to a remote backend's claim (agents), or RunPod's "
     "own queue time (cold starts included)", ["backend"], buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
 )
+REMOTE_COLD_STARTS = Counter(
+    "reelforge_remote_cold_starts_total", "Remote jobs that finished after loading their model cold where they "
+    "ran (a `loading_model` stage: a fresh agent, container or function), by backend", ["backend"])
 # webhooks (jobs/webhooks.py): each try by its result (delivered | retrying | failed), each event's end
 # (delivered | failed | superseded: a newer event of its job went instead), request time, events waiting
 WEBHOOK_ATTEMPTS = Counter("reelforge_webhook_attempts_total", "Webhook delivery tries by this process, by event "

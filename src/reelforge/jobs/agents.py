@@ -28,7 +28,7 @@ from typing import Any
 
 from reelforge.config import Settings
 from reelforge.engine.control import ClaimedJob, JobStatus, Lease
-from reelforge.engine.metrics import JOBS_STARTED_REMOTE, REMOTE_QUEUE_DELAY
+from reelforge.engine.metrics import JOBS_STARTED_REMOTE, REMOTE_COLD_STARTS, REMOTE_QUEUE_DELAY
 from reelforge.errors import AuthError, Conflict, NotFound, ReelForgeError, UserError
 from reelforge.jobs.control import DatabaseControl
 from reelforge.jobs.store import Stores
@@ -288,7 +288,16 @@ class AgentJobs:
                 return self.control.finish(job, grant.worker_id, JobStatus.FAILED, error=exc.to_dict())
             result = {"outputs": outputs, "data": (result or {}).get("data") or {}}
         self._drop_uploads(grant)
+        self._count_cold_start(job.id)
         return self.control.finish(job, grant.worker_id, status, result=result, error=error)
+
+    def _count_cold_start(self, job_id: str) -> None:
+        """A remote job whose stage timeline shows a model loaded cold: a cold start of its backend."""
+        rec = self.stores.jobs.get_job(job_id)
+        notes = rec.notes if rec is not None else {}
+        stages = notes.get("stages") or []
+        if any(isinstance(s, list) and s and s[0] == "loading_model" for s in stages):
+            REMOTE_COLD_STARTS.labels(backend=str(notes.get("backend") or "agent")).inc()
 
     # ---- files
     def input_file(self, grant: JobGrant, file_id: str) -> tuple[str, str]:
