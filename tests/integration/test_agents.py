@@ -340,3 +340,58 @@ def test_an_agent_polling_one_api_process_counts_in_the_others(tmp_path: Path) -
         second.stop()
         first.stop()
 
+
+def test_a_user_error_found_on_the_agent_fails_the_job_with_its_code(stack: Service, tmp_path: Path,
+                                                                     make_video) -> None:
+    """Bad input found only where the job runs is the user's error: the job fails with the op's own code at
+    once, with no retry (a retry would find the same input)."""
+    with stack.client() as c:
+        silent = upload(c, make_video(duration=1.0, size="160x120", audio=False, name="silent.mp4"))
+        job = submit(c, "transcribe", {"input": silent, "language": "en"})
+        with agent(stack, tmp_path, "box-usererror") as box:
+            done = wait_done(c, job["id"], box, timeout=120)
+    assert done["status"] == "failed", done
+    assert done["error"]["code"] == "no_audio_stream" and "audio" in done["error"]["message"]
+    assert done["attempts"] == 1 and done["notes"]["agent"] == "box-usererror"
+
+
+def make_key(svc: Service, name: str) -> str:
+    res = svc.cli("keys", "create", "--name", name)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip().splitlines()[-1]
+
+
+def test_an_agent_sees_only_the_inputs_of_the_jobs_it_is_given(stack: Service, make_image) -> None:
+    """The job token reads the inputs its job names and nothing else: not the same tenant's other files, not
+    another tenant's, not another job's; the agent token opens none of the tenants' API."""
+    token = create_token(stack, "box-scope", "cpu")
+    agent_auth = {"Authorization": f"Bearer {token}"}
+    alice, bob = make_key(stack, "alice-scope"), make_key(stack, "bob-scope")
+    with stack.client(alice) as a, stack.client(bob) as b:
+        mine = make_image(size="64x48", name="mine.png")
+        mine_id, unnamed_id = upload(a, mine), upload(a, make_image(size="32x24", name="other.png"))
+        theirs_id = upload(b, make_image(size="48x32", name="theirs.png"))
+        job = submit(a, "img2vid", {"images": [mine_id], "size": "64x48", "fps": 10, "duration_s": 0.5})
+        claimed = httpx.post(f"{stack.url}/v1/agent/claim", headers=agent_auth, timeout=30,
+                             json={"worker_id": "scope", "queues": ["cpu"], "wait_s": 10})
+        assert claimed.status_code == 200, claimed.text
+        env = claimed.json()["job"]
+        assert env["job_id"] == job["id"] and set(env["files"]) == {mine_id}
+        job_auth = {"Authorization": f"Bearer {env['token']}"}
+        files = f"{stack.url}/v1/agent/jobs/{job['id']}/files"
+        got = httpx.get(f"{stack.url}{env['files'][mine_id]['url']}", headers=job_auth, timeout=30)
+        assert got.status_code == 200 and got.content == mine.read_bytes()
+        for other in (unnamed_id, theirs_id):
+            refused = httpx.get(f"{files}/{other}", headers=job_auth, timeout=30)
+            assert refused.status_code == 404 and refused.json()["error"]["code"] == "input_not_found"
+        their_job = submit(b, "test_slow", {"seconds": 0.1})
+        wrong_job = httpx.get(f"{stack.url}/v1/agent/jobs/{their_job['id']}/files/{theirs_id}", headers=job_auth,
+                              timeout=30)
+        assert wrong_job.status_code == 401 and wrong_job.json()["error"]["code"] == "invalid_job_token"
+        assert httpx.get(f"{files}/{mine_id}", headers=agent_auth, timeout=30).status_code == 401
+        assert httpx.get(f"{stack.url}/v1/jobs", headers={"X-API-Key": token}, timeout=30).status_code == 401
+        finished = httpx.post(f"{stack.url}/v1/agent/jobs/{job['id']}/finish", headers=job_auth, timeout=30,
+                              json={"status": "failed", "error": {"code": "test_over", "message": "Done."}})
+        assert finished.status_code == 200 and finished.json()["ok"] is True
+        assert a.get(f"/v1/jobs/{job['id']}").json()["status"] == "failed"
+        assert b.post(f"/v1/jobs/{their_job['id']}/cancel").status_code in (200, 202)

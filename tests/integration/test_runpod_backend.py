@@ -34,12 +34,17 @@ class FakeRunPod:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     hold: bool = False  # jobs stay IN_QUEUE (no worker free)
     fail_next: int = 0  # this many jobs end FAILED without running (a worker crash on RunPod)
+    vanish_next: int = 0  # this many jobs are forgotten right after /run (their /status answers 404)
     cancels: list[str] = field(default_factory=list)
     test_mode: bool = False  # run the worker image's entry point under the runpod package's --test_input
     test_mode_logs: list[str] = field(default_factory=list)
 
     def start_job(self, job_id: str, payload: dict[str, Any]) -> None:
         job = self.jobs[job_id]
+        if self.vanish_next:
+            self.vanish_next -= 1
+            del self.jobs[job_id]
+            return
         if self.fail_next:
             self.fail_next -= 1
             job.update(status="FAILED", error="worker exited with code 137", delayTime=200)
@@ -190,6 +195,16 @@ def test_a_job_that_dies_on_runpod_is_retried(stack: Service, fake: FakeRunPod) 
     assert done["attempts"] == 2
     assert done["notes"]["last_worker_error"]["code"] == "remote_failed"
     assert "137" in done["notes"]["last_worker_error"]["message"]
+
+
+def test_a_job_runpod_loses_is_retried(stack: Service, fake: FakeRunPod) -> None:
+    fake.vanish_next = 1
+    with stack.client() as c:
+        job = submit(c, "test_slow", {"seconds": 0.5, "marker": "runpodvanish"})
+        done = wait_job(c, job["id"], timeout=90)
+    assert done["status"] == "succeeded", done
+    assert done["attempts"] == 2 and done["notes"]["backend"] == "runpod"
+    assert done["notes"]["last_worker_error"]["code"] == "remote_lost"
 
 
 def test_the_image_entry_point_in_runpods_test_mode_runs_an_envelope(stack: Service, fake: FakeRunPod) -> None:

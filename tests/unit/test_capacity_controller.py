@@ -145,3 +145,20 @@ def test_instances_from_capacity_up_are_adopted_not_reaped(tmp_path: Path, fake:
     assert fake.instances[adopted.vast_id].destroyed_at is None  # type: ignore[index]
     service_side.stop()  # destroy_on_stop
     assert not fake.live()
+
+
+def test_a_price_risen_since_the_search_is_rechecked_at_create_and_skipped(tmp_path: Path, fake: FakeVast,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    fake.offers = [offer(50, "RTX 3090", 0.20), offer(51, "RTX 3090", 0.30)]
+    fake.price_at_create = {50: 0.90}  # offer 50 costs $0.90/h by the time we create: over the $0.50/h budget
+    fake.rate_limit = 1  # and the first call is answered 429 with Retry-After
+    caplog.set_level("DEBUG")
+    ctl, stores, _ = make(tmp_path, fake, max_dph=0.5)
+    queue_jobs(stores, 1)
+    ctl.tick()
+    chosen = only(ctl)
+    assert chosen.offer_id == 51 and [i.offer["id"] for i in fake.instances.values()] == [51]
+    assert max(dph for _, dph in fake.timeline) <= 0.5
+    assert "now costs $0.900/h" in caplog.text
+    assert fake.key not in caplog.text  # the API key is never logged
+    ctl.stop()
