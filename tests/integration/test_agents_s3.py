@@ -1,9 +1,11 @@
 """An agent with no storage credentials against a service on S3 storage (moto's server on loopback): its
-job reads the uploaded input through a presigned GET straight from the bucket, its output goes through
-the API to a temporary key, and the service commits it into the bucket on finish."""
+job reads the uploaded input through a presigned GET straight from the bucket, its output goes with a
+presigned PUT straight to a temporary key in the bucket (never through the API), and the service commits
+it on finish (hashed, then copied by S3 itself)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +41,12 @@ def test_an_agent_reads_presigned_inputs_and_its_outputs_are_committed_to_the_bu
         assert done["status"] == "succeeded", (done, box.output())
         out = done["result"]["outputs"]["video"]
         assert out["url"].startswith(endpoint) and "Signature" in out["url"]
+        metrics = c.get("/metrics").text
+    # the output's bytes went to the bucket, not through the API's upload route
+    asked = [line for line in metrics.splitlines() if line.startswith("reelforge_http_requests_total")
+             and "/output-urls/" in line and 'status="200"' in line]
+    assert asked and not [line for line in metrics.splitlines() if line.startswith("reelforge_http_requests_total")
+                          and "/outputs/{filename}" in line and 'method="PUT"' in line]
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
                       aws_secret_access_key="testing")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
@@ -48,3 +56,4 @@ def test_an_agent_reads_presigned_inputs_and_its_outputs_are_committed_to_the_bu
     s3.download_file(bucket, f"rf/{out['key']}", str(local))
     assert abs(float(ffprobe(local)["format"]["duration"]) - 2.5) < 0.1
     assert local.stat().st_size == out["size"]
+    assert hashlib.sha256(local.read_bytes()).hexdigest() == out["sha256"]  # what the service hashed on commit

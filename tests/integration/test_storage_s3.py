@@ -189,6 +189,19 @@ def test_move_and_put_moved(store: S3Storage, tmp_path: Path) -> None:
         assert fh.read() == payload
 
 
+def test_a_presigned_put_is_committed_by_a_server_side_copy(store: S3Storage) -> None:
+    """An agent's output on S3: PUT to a presigned URL by a machine without credentials, then moved."""
+    url = store.upload_url("agent-uploads/j2/1/o.mp4", content_type="video/mp4", expires_s=600)
+    assert url is not None and store.presigned_uploads
+    data = b"straight to the bucket " * 2000
+    assert httpx.put(url, content=data, headers={"Content-Type": "video/mp4"}, timeout=30).status_code == 200
+    moved = store.move("agent-uploads/j2/1/o.mp4", "jobs/j2/o.mp4", "video/mp4")
+    assert (moved.size, moved.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert bucket_keys(store) == ["rf/jobs/j2/o.mp4"]
+    head = store.client.head_object(Bucket=store.bucket, Key="rf/jobs/j2/o.mp4")
+    assert head["ContentType"] == "video/mp4" and head["Metadata"]["sha256"] == moved.sha256
+
+
 def test_delete_and_delete_prefix(store: S3Storage) -> None:
     for key in ["jobs/ab/1.mp4", "jobs/ab/sub/2.srt", "jobs/abc/3.mp4", "files/x"]:
         store.put_stream([key.encode()], key, max_bytes=100)

@@ -11,6 +11,7 @@
     POST /v1/agent/jobs/{id}/release             job token: no verdict (host crashed): retry elsewhere
     GET  /v1/agent/jobs/{id}/files/{file_id}     job token: one of the job's uploaded inputs
     PUT  /v1/agent/jobs/{id}/outputs/{filename}  job token: one output, to a temporary key of this attempt
+    POST /v1/agent/jobs/{id}/output-urls/{name}  job token: S3 only, a presigned PUT to that same temporary key
 
 Tokens go as `Authorization: Bearer`. The long poll asks the database once per interval, each time in its
 own short session: no connection is held while it waits.
@@ -214,6 +215,18 @@ async def input_file(job_id: str, file_id: str, request: Request) -> FileRespons
     if not url:
         raise UserError("This input cannot be served.", code="input_unavailable")
     return RedirectResponse(url, status_code=307)
+
+
+class OutputUrlIn(BaseModel):
+    content_type: str = Field(default="application/octet-stream", min_length=1, max_length=200)
+
+
+@router.post("/jobs/{job_id}/output-urls/{filename}")
+async def output_url(job_id: str, filename: str, body: OutputUrlIn, request: Request) -> dict[str, Any]:
+    """S3 storage: a presigned PUT for one output, so its bytes go to the bucket, not through the API."""
+    agents = _agents(request)
+    grant = await _grant(request, job_id)
+    return await run_in_threadpool(agents.output_url, grant, filename, body.content_type)
 
 
 @router.put("/jobs/{job_id}/outputs/{filename}")

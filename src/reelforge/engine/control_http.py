@@ -3,8 +3,9 @@
 The same Runner and JobHost as the service's own workers; only the seam differs. Claims long-poll the API
 with the agent token (api/routes_agents.py); every report on a claimed job goes with that job's own token
 from its envelope (jobs/agents.py), which can do nothing but report on that one job. Inputs are read by
-URL (storage/url_files.py, in the job host); outputs are PUT to the API by `uploads` (a Storage the Runner
-stores outputs through) and committed by the service when the job finishes.
+URL (storage/url_files.py, in the job host); outputs are PUT by `uploads` (a Storage the Runner stores
+outputs through) to the API, or on S3 storage straight to the bucket with a presigned PUT the API hands out,
+and committed by the service when the job finishes.
 
 Network trouble never kills a job by itself: a renewal that cannot reach the API keeps the job running
 (the service requeues it if the lease really runs out, and a late finish is then refused); a 401 — the
@@ -231,11 +232,44 @@ class HttpControl:
         return None
 
     def upload(self, job_id: str, path: Path, content_type: str) -> tuple[dict[str, Any], str]:
-        """PUT one output to the job's upload route: (the service's answer, the SHA-256 of what was sent),
-        the file hashed as it is sent rather than read twice."""
+        """Send one output: (the service's answer {size, sha256}, the SHA-256 of what was sent), the file
+        hashed as it is sent rather than read twice. S3 storage: PUT straight to the bucket with a presigned
+        URL the service gives this job (the bytes never pass through the API; the service hashes them when
+        it commits); otherwise, or when that fails, PUT to the job's upload route on the API."""
         env = self.envelope(job_id)
+        size = path.stat().st_size
+        direct = self._upload_direct(env, job_id, path, content_type, size)
+        if direct is not None:
+            return direct
         headers = {"Authorization": f"Bearer {env['token']}", "Content-Type": content_type,
-                   "Content-Length": str(path.stat().st_size)}
+                   "Content-Length": str(size)}
+        resp, sha = self._put(f"{env['uploads']}{path.name}", headers, path, "the service")
+        data: dict[str, Any] = resp.json()
+        return data, sha
+
+    def _upload_direct(self, env: dict[str, Any], job_id: str, path: Path, content_type: str,
+                       size: int) -> tuple[dict[str, Any], str] | None:
+        if not env.get("output_urls"):
+            return None
+        resp = self._job_call("POST", job_id, f"output-urls/{path.name}", json={"content_type": content_type})
+        if resp is None or resp.status_code != 200:
+            log.info("%s: no direct upload URL for %s (%s): through the API", job_id, path.name,
+                     resp.status_code if resp is not None else "unreachable")
+            return None
+        target = resp.json()
+        if size > int(target.get("max_bytes") or 0):
+            return None
+        # the presigned URL carries its own signature: no token goes to the bucket
+        headers = {**target.get("headers", {}), "Content-Length": str(size)}
+        try:
+            _, sha = self._put(str(target["url"]), headers, path, "the bucket")
+        except RuntimeError as exc:
+            log.warning("%s: direct upload of %s failed (%s): through the API", job_id, path.name, exc)
+            return None
+        return {"size": size, "sha256": sha}, sha
+
+    def _put(self, url: str, headers: dict[str, str], path: Path, where: str) -> tuple[httpx.Response, str]:
+        """PUT a file with retries on transport errors and 5xx: (the answer, the SHA-256 of what was sent)."""
         digest = hashlib.sha256()
 
         def body() -> Iterable[bytes]:
@@ -249,7 +283,7 @@ class HttpControl:
         last: Exception | None = None
         for attempt in range(4):
             try:
-                resp = self.client.put(f"{env['uploads']}{path.name}", content=body(), headers=headers,
+                resp = self.client.put(url, content=body(), headers=headers,
                                        timeout=httpx.Timeout(30.0, write=300.0, read=300.0))
             except httpx.TransportError as exc:
                 last = exc
@@ -260,11 +294,10 @@ class HttpControl:
                 time.sleep(0.5 * 2 ** attempt)
                 continue
             if resp.status_code >= 400:
-                raise RuntimeError(f"the service refused the output {path.name} (HTTP {resp.status_code}: "
+                raise RuntimeError(f"{where} refused the output {path.name} (HTTP {resp.status_code}: "
                                    f"{resp.text[:200]})")
-            data: dict[str, Any] = resp.json()
-            return data, digest.hexdigest()
-        raise RuntimeError(f"the output {path.name} could not be uploaded ({last})")
+            return resp, digest.hexdigest()
+        raise RuntimeError(f"the output {path.name} could not be uploaded to {where} ({last})")
 
 
 class JobUploads(NoStorage):

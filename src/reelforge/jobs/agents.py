@@ -7,11 +7,14 @@ claims a job it gets an *envelope* — everything the job needs and nothing more
     files    {file id: {key, url}}                 each uploaded input as a presigned GET (S3) or a path on
                                                    the API that serves that one file to that one job
     uploads  a path on the API where each output is PUT (to a temporary key of this attempt)
+    output_urls  S3 storage only: where to ask for a presigned PUT of an output to that same temporary key,
+             so its bytes go straight to the bucket
     token    a job token: HMAC-signed (job, attempt, worker, expiry); it can report on that one job only,
              and only while the agent's own token is valid (revoking it stops the job's reports at once)
 
-Outputs are committed only on finish: each uploaded temporary object is copied to the job's output key
-and checked against the size and SHA-256 the agent reported; a missing or different one fails the job.
+Outputs are committed only on finish: each uploaded temporary object is moved to the job's output key
+(Storage.move: renamed on local storage; hashed and copied by S3 itself on S3) and checked against the size
+and SHA-256 the agent reported; a missing or different one fails the job.
 Every call goes through DatabaseControl, so webhooks, leases and retries are those of any other worker.
 """
 
@@ -36,7 +39,7 @@ from reelforge.jobs.store_agents import AgentTokenRecord
 from reelforge.ops.registry import get_operation
 from reelforge.ops.resources import Resources
 from reelforge.refs import file_ids_in
-from reelforge.storage.base import Storage
+from reelforge.storage.base import MAX_PRESIGNED_PUT, Storage
 
 UPLOAD_PREFIX = "agent-uploads"
 _FILENAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
@@ -193,6 +196,9 @@ class AgentJobs:
                 "priority": job.priority, "attempt": job.attempts, "max_attempts": job.max_attempts,
                 "timeout_s": job.timeout_s, "deadline": deadline, "worker_id": worker_id, "token": token,
                 "files": files, "uploads": f"/v1/agent/jobs/{job.id}/outputs/",
+                # S3: each output may be PUT straight to the bucket, to a URL asked for here (none on local
+                # storage: outputs go to `uploads`)
+                "output_urls": f"/v1/agent/jobs/{job.id}/output-urls/" if self.storage.presigned_uploads else None,
                 # what the job holds while it runs: an agent counts it against its GPU memory
                 "needs": (need or Resources()).model_dump(include={"gpu", "vram_gb", "nvenc"})}
 
@@ -313,6 +319,17 @@ class AgentJobs:
     def upload_key(self, grant: JobGrant, filename: str) -> str:
         self._owned(grant)
         return f"{UPLOAD_PREFIX}/{grant.job_id}/{grant.attempt}/{check_filename(filename)}"
+
+    def output_url(self, grant: JobGrant, filename: str, content_type: str) -> dict[str, Any]:
+        """Where this attempt may PUT one output straight into storage (the same temporary key as the upload
+        route's, committed on finish alike), valid until the job's token expires."""
+        key = self.upload_key(grant, filename)
+        job = self._owned(grant)
+        url = self.storage.upload_url(key, content_type=content_type,
+                                      expires_s=int(job.timeout_s + self.settings.compute.lease_ttl_s + 300))
+        if url is None:
+            raise NotFound("This service takes outputs only through its upload route.", code="no_output_url")
+        return {"url": url, "headers": {"Content-Type": content_type}, "max_bytes": MAX_PRESIGNED_PUT}
 
     def _commit(self, grant: JobGrant, job: ClaimedJob, outputs: dict[str, Any]) -> dict[str, Any]:
         committed: dict[str, Any] = {}

@@ -23,6 +23,7 @@ from reelforge.errors import UrlNotAllowed
 PARTIAL_DIR = ".partial"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 COPY_CHUNK = 1024 * 1024
+MAX_PRESIGNED_PUT = 5 * 1024**3  # S3's limit for one PUT; a bigger output goes through the API
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -93,6 +94,14 @@ class Storage(ABC):
             return self.put_file(src, key, content_type)
         finally:
             Path(src).unlink(missing_ok=True)
+
+    # a machine without storage credentials (a remote agent) may PUT an object straight to `upload_url`
+    presigned_uploads: bool = False
+
+    def upload_url(self, key: str, *, content_type: str, expires_s: int) -> str | None:
+        """A URL that takes one PUT of one object (at most MAX_PRESIGNED_PUT bytes, `Content-Type:
+        content_type`) to `key`, for a machine holding no credentials; None: uploads go through the API."""
+        return None
 
     def move(self, src: str, dest: str, content_type: str | None = None) -> StoredObject:
         """Give the object `src` the key `dest` (`src` is gone afterwards). Size and SHA-256 are those of the

@@ -35,6 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from reelforge.config import Settings
 from reelforge.errors import InputError, NotFound, PayloadTooLarge, ServiceUnavailable, UrlNotAllowed
 from reelforge.storage.base import (
+    COPY_CHUNK,
     PARTIAL_DIR,
     Storage,
     StoredObject,
@@ -375,6 +376,41 @@ class S3Storage(Storage):
             return self._delete_keys(keys)
         except (ClientError, BotoCoreError) as exc:
             raise _unavailable(exc, self.bucket) from exc
+
+    # ---- agents' outputs: PUT straight to the bucket, committed by a server-side copy
+    presigned_uploads = True
+
+    def upload_url(self, key: str, *, content_type: str, expires_s: int) -> str | None:
+        params = {"Bucket": self.bucket, "Key": self._full(key), "ContentType": content_type}
+        try:
+            return cast(str, self.presign_client.generate_presigned_url(
+                "put_object", Params=params, ExpiresIn=max(60, min(int(expires_s), 7 * 86400))))
+        except (ClientError, BotoCoreError) as exc:
+            raise _unavailable(exc, self.bucket) from exc
+
+    def move(self, src: str, dest: str, content_type: str | None = None) -> StoredObject:
+        """The bytes under `src` are read once here, to hash them, then S3 copies them to `dest` itself
+        (only if `src` is still the object that was hashed: its ETag) and `src` is removed."""
+        full_src, full_dest = self._full(src), self._full(dest)
+        ctype = guess_content_type(dest, content_type)
+        digest = hashlib.sha256()
+        size = 0
+        with self._reading(src):
+            answer = self.client.get_object(Bucket=self.bucket, Key=full_src)
+            with contextlib.closing(answer["Body"]) as body:
+                while chunk := body.read(COPY_CHUNK):
+                    size += len(chunk)
+                    digest.update(chunk)
+        sha = digest.hexdigest()
+        try:
+            self.client.copy({"Bucket": self.bucket, "Key": full_src}, self.bucket, full_dest,
+                             ExtraArgs={"ContentType": ctype, "Metadata": {"sha256": sha},
+                                        "MetadataDirective": "REPLACE", "CopySourceIfMatch": answer["ETag"]},
+                             Config=self.transfer_config)
+            self.client.delete_object(Bucket=self.bucket, Key=full_src)
+        except (ClientError, BotoCoreError) as exc:
+            raise _unavailable(exc, self.bucket) from exc
+        return StoredObject(key=dest, size=size, content_type=ctype, sha256=sha)
 
     # ---- serving
     def url(self, key: str, *, filename: str | None = None) -> str | None:
