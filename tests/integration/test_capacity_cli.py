@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def fake() -> Iterator[FakeVast]:
     state = FakeVast(boot_s=0.3, offers=[offer(103, "RTX 4090", 0.55), offer(104, "RTX 3090", 0.65),
-                                         offer(101, "H100 SXM", 0.12, verified=False)])
+                                         offer(105, "RTX 3090", 0.60), offer(101, "H100 SXM", 0.12, verified=False)])
     with serve(state) as running:
         yield running
 
@@ -68,6 +68,11 @@ def test_cli_and_reaper_after_kill_9(tmp_path: Path, fake: FakeVast) -> None:
     assert f"fake instance {inst.id}" in cli(env, "logs", key)
     assert "destroyed" in cli(env, "down", str(inst.id))
     assert not fake.live()
+    cli(env, "up", "1")
+    (again,) = fake.live()
+    assert "would destroy" in cli(env, "down", "--all", "--dry-run") and again.destroyed_at is None
+    assert "destroyed" in cli(env, "down", "--all")
+    assert not fake.live()
 
     # the controller alone, with work queued: it starts an instance; SIGKILL leaves that instance behind
     settings = Settings(data_dir=tmp_path / "data")
@@ -94,5 +99,5 @@ def test_cli_and_reaper_after_kill_9(tmp_path: Path, fake: FakeVast) -> None:
         assert ctl2.wait(timeout=30) == 0
     assert "reaped orphan instance" in (tmp_path / "ctl.log").read_text()
     cost = cli(env, "cost")
-    assert "instances: 2 (0 alive)" in cost and "instance-hours" in cost
+    assert "instances: 3 (0 alive)" in cost and "instance-hours" in cost
     assert not fake.live() and max(d for _, d in fake.timeline) <= 0.65 + 1e-9  # one at a time (max_instances 1)
