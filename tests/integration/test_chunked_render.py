@@ -6,6 +6,8 @@ Small picture (160x90 at 5 fps) so the 3 minutes render in seconds on a shared 2
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,43 @@ def test_chunked_render_is_seamless_and_edits_reencode_one_chunk(svc: Service, s
     assert m["min_psnr"] == 99.0  # in fact every frame is identical (constant QP: docs/CHUNKED.md)
     assert m["samples"][0] == m["samples"][1] and m["audio_max_diff"] < 1e-3, m
     assert cached == [True, True, False]
+
+
+def test_a_chunked_render_with_a_large_image_joins_and_ends(svc: Service, sources: dict[str, str],
+                                                            tmp_path: Path) -> None:
+    """The join's sound pass used to open every picture input too: with a ~2 MB 1080p PNG looped (unmapped)
+    ffmpeg 5.1 wrote the AAC, then never exited. Now it reads only what is heard; the video is whole."""
+    photo = tmp_path / "photo.png"  # random grey: ~2 MB of PNG (the hang needed more than ~0.5 MB)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "nullsrc=s=1920x1080,geq=random(1)*255",
+                    "-frames:v", "1", "-pix_fmt", "gray", str(photo)], check=True)
+    assert photo.stat().st_size > 1_000_000
+    total = 64  # over the 60 s chunking threshold; two chunks of 32 s (the minimum is 15 s)
+    with svc.client() as c:
+        with photo.open("rb") as fh:
+            photo_id = c.post("/v1/files", params={"filename": "photo.png"}, content=fh).json()["id"]
+        params = {"timeline": {"duration": total, "background": "#203040",
+                               "soundtrack": {"src": sources["music"], "loop": True},
+                               "tracks": [{"clips": [
+                                   {"asset": {"type": "video", "src": sources["clip"]}, "start": 0, "length": 20},
+                                   {"asset": {"type": "image", "src": photo_id}, "start": 20, "length": 24},
+                                   {"asset": {"type": "video", "src": sources["clip"]}, "start": 44,
+                                    "length": 20}]}]},
+                  "output": {"format": "mp4", "size": "160x90", "fps": FPS}, "chunks": 2}
+        # the work: 320 frames at 160x90 (the PNG decoded for 120 of them), 64 s of sound; a few seconds
+        # each here, so 120 s is ample (the bug never ends)
+        job = wait_job(c, submit(c, params), timeout=120)
+        assert job["status"] == "succeeded", job
+        assert job["result"]["data"]["chunks"] == 2
+        out = download(c, job, tmp_path / "joined.mp4")
+    probe = json.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-show_entries",
+         "format=duration:stream=codec_type,codec_name,nb_read_frames,duration", "-of", "json", str(out)],
+        capture_output=True, text=True, check=True).stdout)
+    streams = {s["codec_type"]: s for s in probe["streams"]}
+    assert sorted(streams) == ["audio", "video"] and len(probe["streams"]) == 2
+    assert streams["video"]["codec_name"] == "h264" and int(streams["video"]["nb_read_frames"]) == total * FPS
+    assert streams["audio"]["codec_name"] == "aac" and abs(float(streams["audio"]["duration"]) - total) < 0.05
+    assert abs(float(probe["format"]["duration"]) - total) < 0.05
 
 
 def test_cancelling_the_parent_cancels_every_child(svc: Service, sources: dict[str, str]) -> None:

@@ -57,6 +57,44 @@ def test_a_window_keeps_the_clock_and_leaves_out_clips_it_does_not_show(tmp_path
     assert "[aout]" in sound.args and "[vout]" not in sound.args and "aac" in sound.args
 
 
+MP4 = "mov,mp4,m4a,3gp,3g2,mj2"
+
+
+def _info(tmp_path: Path, name: str, fmt: str, codec: str, *kinds: str) -> MediaInfo:
+    streams = tuple(StreamInfo(index=i, kind=k, codec=codec if k == "video" else "aac",
+                               width=1920 if k == "video" else None, height=1080 if k == "video" else None,
+                               sample_rate=48000 if k == "audio" else None) for i, k in enumerate(kinds))
+    return MediaInfo(path=str(tmp_path / name), format_name=fmt, duration_s=30, size_bytes=1, bit_rate=None,
+                     streams=streams)
+
+
+def test_the_sound_only_plan_opens_only_what_carries_sound(tmp_path: Path) -> None:
+    """The join's sound pass: a looped image left open (unmapped) kept ffmpeg 5.1 reading it forever after
+    the AAC was written (a chunked 1080p render's join never finished). Pictures are not inputs of it."""
+    media = {**_media(tmp_path), "photo.png": _info(tmp_path, "photo.png", "png_pipe", "png", "video"),
+             "talk.mp4": _info(tmp_path, "talk.mp4", MP4, "h264", "video", "audio"),
+             "silent.mp4": _info(tmp_path, "silent.mp4", MP4, "h264", "video"),
+             "muted.mp4": _info(tmp_path, "muted.mp4", MP4, "h264", "video", "audio")}
+    params = _params()
+    params = RenderParams.model_validate({**params.model_dump(mode="json"), "timeline": {
+        **params.timeline.model_dump(mode="json"), "tracks": [{"clips": [
+            {"asset": {"type": "image", "src": "photo.png"}, "start": 0, "length": 20},
+            {"asset": {"type": "video", "src": "talk.mp4"}, "start": 20, "length": 20},
+            {"asset": {"type": "video", "src": "silent.mp4"}, "start": 40, "length": 20},
+            {"asset": {"type": "video", "src": "muted.mp4", "volume": 0}, "start": 60, "length": 20}]}]}})
+    sound = plan_render(params, media, out=tmp_path / "a.m4a", workdir=tmp_path, audio_only=True)
+    args = sound.args[:sound.args.index("-filter_complex")]
+    opened = [Path(args[i + 1]).name for i, a in enumerate(args) if a == "-i"]
+    assert opened == ["talk.mp4", "music.mp3"]
+    assert args[:2] == ["-vn", "-ss"] and "-loop" not in args  # the clip's picture stream is switched off
+    graph = sound.args[sound.args.index("-filter_complex") + 1]
+    assert "[0:a]" in graph and "[1:a]" in graph and ":v]" not in graph and sound.has_audio
+    picture = plan_render(params, media, out=tmp_path / "v.mp4", workdir=tmp_path)  # the unchunked render
+    assert [Path(picture.args[i + 1]).name for i, a in enumerate(picture.args) if a == "-i"] == [
+        "photo.png", "talk.mp4", "silent.mp4", "muted.mp4", "music.mp3"]
+    assert "-vn" not in picture.args
+
+
 def test_the_chunk_count(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "d")
     ctx = OpContext.for_test(tmp_path, settings, can_fork=True, workers=8)

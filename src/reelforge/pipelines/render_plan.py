@@ -374,6 +374,11 @@ class _RenderGraph:
         info: MediaInfo | None = None
         if asset.type in ("video", "audio", "image"):
             info = self.media[asset.src]
+            if not self.want_video and not self._sounds(clip, info):
+                # a sound-only plan opens nothing that carries no sound: ffmpeg 5.1 keeps reading an
+                # unmapped looped image (a 1080p PNG of ~1 MB) after the output is done and never exits
+                # (a chunked 1080p render's sound pass wrote its AAC, then spun at 200 % CPU, deaf to SIGTERM)
+                return
             input_idx = self._add_clip_input(clip, info, length)
         if self.want_audio and asset.type in ("video", "audio") and asset.volume > 0:
             assert info is not None and input_idx is not None
@@ -393,10 +398,20 @@ class _RenderGraph:
         full_frame_text = asset.type == "text" and asset.width is None
         self._composite(key, clip, layer, length, text_layer=full_frame_text)
 
+    def _sounds(self, clip: Clip, info: MediaInfo) -> bool:
+        """Whether a clip's source is heard in this render's sound (an audio-less video is not, nor an image;
+        an audio clip without a stream is, so that its error is raised where its sound is added)."""
+        asset = clip.asset
+        return (self.want_audio and asset.type in ("video", "audio") and asset.volume > 0
+                and (info.audio is not None or asset.type == "audio"))
+
     def _add_clip_input(self, clip: Clip, info: MediaInfo, length: float) -> int:
         if clip.asset.type == "image":
             return self.g.add_input(["-loop", "1", "-framerate", self.rate_s, "-t", num(length), "-i", info.path])
-        return self.g.add_input(["-ss", num(getattr(clip.asset, "trim", 0.0)), "-t", num(length), "-i", info.path])
+        # sound only: the clip's picture stream is switched off at the input (read, never decoded)
+        skip_picture = ["-vn"] if not self.want_video else []
+        return self.g.add_input([*skip_picture, "-ss", num(getattr(clip.asset, "trim", 0.0)), "-t", num(length),
+                                 "-i", info.path])
 
     # ---- sound
     def _add_clip_sound(self, clip: Clip, info: MediaInfo, input_idx: int, length: float, where: str) -> None:
