@@ -116,7 +116,7 @@ def test_idempotency_key_from_body_or_header(world: World) -> None:
 
 
 def test_submit_async_goes_through_the_group_commit_batcher(world: World) -> None:
-    batcher = SubmitBatcher(world.stores.jobs, world.executor.submit)
+    batcher = SubmitBatcher(world.stores.jobs, world.executor.submit, files=world.stores.files)
     world.service.batcher = batcher
 
     async def many() -> list[tuple[JobRecord, bool]]:
@@ -129,6 +129,46 @@ def test_submit_async_goes_through_the_group_commit_batcher(world: World) -> Non
     assert all(created for _, created in results)
     assert sorted(world.executor.submitted) == sorted(j.id for j, _ in results)
     assert len(world.service.list_jobs("t1", limit=50)) == 20
+
+
+def test_one_batch_checks_each_jobs_files_for_its_tenant_and_keeps_idempotency(world: World,
+                                                                               tmp_path: Path) -> None:
+    """Submits of one event-loop turn are one batch: each job's files are checked for its own tenant (one bad
+    job does not fail the others), a key used twice in the batch gives one job, and every job answered is
+    committed (read back through another connection pool)."""
+    world.stores.files.create_file(tenant="t1", filename="a.mp4", content_type="video/mp4", size=1, sha256="0",
+                                   storage_key="uploads/a.mp4", file_id=FILE_A)
+    batcher = SubmitBatcher(world.stores.jobs, world.executor.submit, files=world.stores.files)
+    world.service.batcher = batcher
+    service = world.service
+
+    async def one_turn() -> list[Any]:
+        return await asyncio.gather(
+            *(service.submit_async("t1", probe(input=FILE_A)) for _ in range(5)),
+            service.submit_async("t2", probe(input=FILE_A)),  # t1's file: missing for t2
+            service.submit_async("t1", probe(input="file_" + "b" * 32)),  # no such upload
+            service.submit_async("t1", probe(idempotency_key="k1")),
+            service.submit_async("t1", probe(), idempotency_key="k1"),
+            return_exceptions=True)
+
+    try:
+        results = asyncio.run(one_turn())
+    finally:
+        batcher.close()
+    plain, refused, keyed = results[:5], results[5:7], results[7:]
+    assert all(created for _, created in plain)
+    for exc in refused:
+        assert isinstance(exc, InputError) and exc.code == "input_not_found"
+    (first, first_created), (again, again_created) = keyed
+    assert first_created and not again_created and again.id == first.id
+    created_ids = sorted([j.id for j, _ in plain] + [first.id])
+    assert sorted(world.executor.submitted) == created_ids
+    other = Stores.open(f"sqlite:///{tmp_path / 'jobs.db'}")
+    try:
+        assert sorted(other.jobs.get_jobs(created_ids)) == created_ids
+        assert {j.tenant for j in other.jobs.get_jobs(created_ids).values()} == {"t1"}
+    finally:
+        other.dispose()
 
 
 def test_cancel_a_queued_job_tells_its_webhook(world: World, hooks: Hooks) -> None:

@@ -210,7 +210,7 @@ def create_app(settings: Settings | None = None, *,
         # every new job also wakes the agents' long polls in this process (no wait for the poll interval)
         app.state.claim_wake = ClaimWake(asyncio.get_running_loop())
         handoff = WakingHandOff(executor, app.state.claim_wake)
-        app.state.batcher = SubmitBatcher(services.stores.jobs, handoff.submit)
+        app.state.batcher = SubmitBatcher(services.stores.jobs, handoff.submit, files=services.stores.files)
         app.state.reader = StatusReader(services.stores.jobs, services.stores.webhooks)
         app.state.jobs = services.job_service(handoff, batcher=app.state.batcher, reader=app.state.reader)
         # batches submit through the same JobService; the feeder resumes batches a stopped service left

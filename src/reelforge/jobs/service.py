@@ -35,7 +35,8 @@ from sqlalchemy.exc import IntegrityError
 from reelforge.config import Settings
 from reelforge.engine.metrics import JOBS_SUBMITTED
 from reelforge.engine.routing import queue_for
-from reelforge.errors import Conflict, InputError, InvalidParams, NotFound, ReelForgeError, invalid_params
+from reelforge.errors import Conflict, InvalidParams, NotFound, ReelForgeError, invalid_params
+from reelforge.jobs.batcher import missing_file
 from reelforge.jobs.events import terminal_event
 from reelforge.jobs.states import JobStatus
 from reelforge.jobs.store import JobRecord
@@ -180,18 +181,21 @@ class JobService:
         owned = self.stores.files.storage_keys(file_ids, tenant)  # one query however many files
         for file_id in file_ids:
             if file_id not in owned:
-                raise InputError(f"No uploaded file {file_id!r}.", code="input_not_found")
+                raise missing_file(file_id)
 
     async def submit_async(self, tenant: str, body: JobCreate, *, idempotency_key: str | None = None,
                            notes: dict[str, Any] | None = None, strict: bool = False) -> tuple[JobRecord, bool]:
-        """submit() for an event loop: database work on threads, the insert group-committed. `notes`: facts a
-        front door records on the new job (e.g. what the client asked for that maps onto something else)."""
+        """submit() for an event loop: the file check and the insert on the group-commit batcher's thread.
+        `notes`: facts a front door records on the new job (e.g. what the client asked for that maps onto
+        something else)."""
         prepared = self.prepare(tenant, body, idempotency_key=idempotency_key, notes=notes, strict=strict)
-        if prepared.file_ids:
-            await anyio.to_thread.run_sync(self.check_files, tenant, prepared.file_ids)
         if self.batcher is not None:
-            job, created = await self.batcher.create(prepared.values)  # hands the job to the executor
+            # the files are checked on the batcher's thread, one query per batch (no thread hop per request);
+            # it hands the job to the executor
+            job, created = await self.batcher.create(prepared.values, tenant, prepared.file_ids)
         else:
+            if prepared.file_ids:
+                await anyio.to_thread.run_sync(self.check_files, tenant, prepared.file_ids)
             job, created = await anyio.to_thread.run_sync(self._insert, prepared.values)
         if created:
             JOBS_SUBMITTED.labels(op=job.op).inc()
@@ -231,7 +235,7 @@ class JobService:
                 if missing is None:
                     kept.append((index, p))
                 else:
-                    out[index] = InputError(f"No uploaded file {missing!r}.", code="input_not_found")
+                    out[index] = missing_file(missing)
             prepared = kept
         if not prepared:
             return out
