@@ -169,3 +169,24 @@ def test_batched_status_reads_match_single_reads_and_keep_tenants_apart(stores: 
         assert attempts == (stores.webhooks.webhook_attempts(job_id) if single and single.webhook_url else None)
     assert [j is not None for j, _ in got] == [True, False, True, False, True, True, False, True, False, True]  # type: ignore[misc]
     assert [a["attempt"] for a in got[5][1]] == [1, 2] and got[7][1] == []  # type: ignore[index]
+
+
+def test_job_ids_are_random_128_bit_hex_and_a_forked_child_never_repeats_the_parents() -> None:
+    import os
+    import re
+
+    from reelforge.jobs.store_jobs import new_job_id
+
+    ids = [new_job_id() for _ in range(1000)]  # several reads of the buffered randomness
+    assert len(set(ids)) == 1000 and all(re.fullmatch(r"job_[0-9a-f]{32}", i) for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the ids it makes next, sent back
+        os.write(write, " ".join(new_job_id() for _ in range(10)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as fh:
+        child = fh.read().split()
+    parent = [new_job_id() for _ in range(10)]  # what the parent's buffer hands out next
+    assert len(child) == 10 and not set(child) & set(parent + ids)
