@@ -9,7 +9,10 @@ machine, so the ratio shows what the job store and validation cost.
 
     .venv/bin/python bench/bench_api.py [--clients 20,100,200] [--seconds 10]
 
-The last lines compare the highest level with the lowest (throughput ratio, paced status p99).
+The last lines compare the highest level with the lowest (throughput ratio, paced status p99). Each phase
+also prints its load generator's CPU (`client cpu %`, of one core: wrk's, or this process's for the paced
+client): on a 2-core machine the client shares the cores with the server, so a client that uses much of a
+core caps what either stack can show.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -84,11 +88,20 @@ def ensure_wrk() -> str:
 def wrk_run(url: str, clients: int, seconds: float, script: str, tmp: Path) -> dict[str, float]:
     lua = tmp / f"s{abs(hash(script))}.lua"
     lua.write_text(script + REPORT_LUA)
+    before = _children_cpu()
     res = subprocess.run([ensure_wrk(), "-t", "2", "-c", str(clients), "-d", f"{int(seconds)}s", "--timeout", "10s",
                           "-s", str(lua), url], capture_output=True, text=True, check=True)
     line = next(ln for ln in res.stdout.splitlines() if ln.startswith("RESULT"))
     n, dur, p50, p99, errors = line.split()[1:]
-    return {"rps": int(n) / float(dur), "p50": float(p50), "p99": float(p99), "errors": int(errors)}
+    # wrk is the only child reaped meanwhile: its CPU time, as a share of one core over the phase
+    client_cpu = (_children_cpu() - before) / float(dur) * 100
+    return {"rps": int(n) / float(dur), "p50": float(p50), "p99": float(p99), "errors": int(errors),
+            "client cpu %": client_cpu}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def paced_status(url: str, clients: int, seconds: float, ids: list[str], interval_s: float) -> dict[str, float]:
@@ -118,10 +131,12 @@ async def paced_status(url: str, clients: int, seconds: float, ids: list[str], i
             await asyncio.sleep(max(0.0, interval_s - (time.perf_counter() - t0)))
         writer.close()
 
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(clients)))
+    client_cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0) * 100  # this process: the client
     lat.sort()
     return {"rps": len(lat) / seconds, "p50": lat[len(lat) // 2] * 1000, "p99": lat[int(len(lat) * 0.99)] * 1000,
-            "errors": errors}
+            "errors": errors, "client cpu %": client_cpu}
 
 
 def measure(url: str, clients: int, seconds: float, body: dict, ids_file: Path, tmp: Path) -> dict:
@@ -209,6 +224,7 @@ def main() -> None:
             print(f"{phase + ' p50 ms':24}{r['p50']:12.1f}{b['p50']:12.1f}")
             print(f"{phase + ' p99 ms':24}{r['p99']:12.1f}{b['p99']:12.1f}")
             print(f"{phase + ' errors':24}{r['errors']:12d}{b['errors']:12d}")
+            print(f"{phase + ' client cpu %':24}{r['client cpu %']:12.0f}{b['client cpu %']:12.0f}")
     lo, hi = levels[0], levels[-1]
     print(f"\n== scaling {lo} -> {hi} clients (goal: throughput >= 0.9x; paced status p99 < 100 ms at {hi})")
     for phase in ("submit", "status"):
