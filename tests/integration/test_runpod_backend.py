@@ -33,6 +33,8 @@ class FakeRunPod:
     url: str = ""
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     hold: bool = False  # jobs stay IN_QUEUE (no worker free)
+    stall: dict[str, Any] | None = None  # jobs go IN_PROGRESS with this output (a handler's progress_update)
+    # and stay so: a worker whose own reports to the service never get through
     fail_next: int = 0  # this many jobs end FAILED without running (a worker crash on RunPod)
     vanish_next: int = 0  # this many jobs are forgotten right after /run (their /status answers 404)
     cancels: list[str] = field(default_factory=list)
@@ -50,6 +52,9 @@ class FakeRunPod:
             job.update(status="FAILED", error="worker exited with code 137", delayTime=200)
             return
         if self.hold:
+            return
+        if self.stall is not None:
+            job.update(status="IN_PROGRESS", delayTime=300, output=dict(self.stall))
             return
 
         def work() -> None:  # what RunPod does: call the worker image's handler with the job's input
@@ -184,6 +189,27 @@ def test_a_cancel_reaches_a_job_runpod_still_queues(stack: Service, fake: FakeRu
             assert remote_id in fake.cancels
     finally:
         fake.hold = False
+
+
+def test_progress_is_read_from_runpods_status_output(stack: Service, fake: FakeRunPod) -> None:
+    """The IN_PROGRESS status' output (what the handler sent with progress_update) reaches the job when the
+    handler's own reports do not; then a cancel ends it on RunPod."""
+    fake.stall = {"progress": 0.4, "stage": "encoding"}
+    try:
+        with stack.client() as c:
+            job = submit(c, "test_slow", {"seconds": 1, "marker": "runpodstall"})
+            deadline = time.monotonic() + 30
+            view = c.get(f"/v1/jobs/{job['id']}").json()
+            while view["progress"] < 0.4 and time.monotonic() < deadline:
+                time.sleep(0.2)
+                view = c.get(f"/v1/jobs/{job['id']}").json()
+            assert view["status"] == "running" and view["progress"] == 0.4 and view["stage"] == "encoding", view
+            assert c.post(f"/v1/jobs/{job['id']}/cancel").status_code in (200, 202)
+            done = wait_job(c, job["id"], timeout=10)
+            assert done["status"] == "cancelled", done
+            assert view["notes"]["remote_id"] in fake.cancels
+    finally:
+        fake.stall = None
 
 
 def test_a_job_that_dies_on_runpod_is_retried(stack: Service, fake: FakeRunPod) -> None:

@@ -37,6 +37,7 @@ class _Call:
     grant: JobGrant
     remote_id: str
     cancel_sent: bool = False
+    relayed: float = 0.0  # the highest progress taken from the provider's status output
 
 
 class RemoteFunctionBackend:
@@ -127,6 +128,7 @@ class RemoteFunctionBackend:
             except RemoteUnavailable:
                 continue  # try again next round; the lease is ours meanwhile
             if not status.terminal:
+                self._relay_progress(call, status.output)
                 continue
             self._running.pop(job_id, None)
             self.agents.note(call.grant, {f"{self.name}_status": status.status, "queue_delay_s": status.delay_s,
@@ -140,6 +142,24 @@ class RemoteFunctionBackend:
                 self.agents.release(call.grant, {"code": f"remote_{status.status.lower()}", "message":
                                     f"The job ended on {self.label} as {status.status}"
                                     f"{': ' + status.error[:300] if status.error else ''}."})
+
+    def _relay_progress(self, call: _Call, output: Any) -> None:
+        """The provider's own view of a running call (RunPod: what the handler last sent with `progress_update`,
+        in the IN_PROGRESS status' output) is forwarded when it is ahead of what the job shows. The handler's
+        reports with its job token come first and sooner; this keeps a job's progress moving when those do not
+        get through (a worker whose route to the API is slow or cut), and never moves it back."""
+        if not isinstance(output, dict):
+            return
+        fraction, stage = output.get("progress"), output.get("stage")
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction <= 1:
+            return
+        if fraction <= call.relayed:
+            return
+        call.relayed = float(fraction)
+        rec = self.stores.jobs.get_job(call.grant.job_id)
+        if rec is None or rec.progress >= fraction:
+            return
+        self.agents.progress(call.grant, float(fraction), stage[:200] if isinstance(stage, str) else None)
 
     def _record(self, call: _Call) -> None:
         try:
