@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -43,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-from tests.integration.service import Service, wait_job  # noqa: E402
+from tests.integration.service import Service, stop_group, wait_job  # noqa: E402
 
 ALIVE_S = 2.0
 COMMON_ENV = {"REELFORGE_JOB_NICE": "0", "REELFORGE_THREADS_PER_JOB": "2", "REELFORGE_DEVICE": "cpu",
@@ -70,13 +69,7 @@ def agent_process(svc: Service, token: str, data_dir: Path) -> Iterator[subproce
     try:
         yield proc
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop_group(proc, 30)
         time.sleep(ALIVE_S + 1.0)  # the service sees the agent gone: its local slot takes `cpu` again
 
 

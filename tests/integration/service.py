@@ -37,6 +37,19 @@ def cli_timeout(args: tuple[str, ...] | list[str]) -> float:
     return max_wait + CLI_OVERHEAD_S
 
 
+def stop_group(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """Stop a process started with start_new_session=True as a supervisor would: SIGTERM to its whole group,
+    then SIGKILL to the group if it has not exited within `timeout` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from tests.integration.pg import temp_database
-from tests.integration.service import Service, parent_pid, pids_with, wait_job
+from tests.integration.service import Service, parent_pid, pids_with, stop_group, wait_job
 
 pytestmark = pytest.mark.services
 REDIS_DB = 11
@@ -45,13 +45,7 @@ def worker(svc: Service, queues: str = "cpu,gpu", *args: str,
     try:
         yield proc
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, 15)
 
 
 def upload(client, path: Path) -> str:

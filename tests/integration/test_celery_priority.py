@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import pytest
 import redis
 
 from tests.integration.pg import temp_database
-from tests.integration.service import Service, free_port, wait_job
+from tests.integration.service import Service, free_port, stop_group, wait_job
 from tests.integration.test_celery_postgres import worker
 from tests.metrics_check import check_exposition
 
@@ -90,13 +89,7 @@ def flower(svc: Service, port: int) -> Iterator[subprocess.Popen[bytes]]:
     try:
         yield proc
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, 10)
 
 
 def test_celery_inspect_flower_and_the_workers_metrics(stack: Service, tmp_path):

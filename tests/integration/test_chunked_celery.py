@@ -19,7 +19,7 @@ import redis
 
 from tests.chunked_media import make_sources, timeline
 from tests.integration.pg import temp_database
-from tests.integration.service import Service, parent_pid, pids_with, wait_job
+from tests.integration.service import Service, parent_pid, pids_with, stop_group, wait_job
 
 pytestmark = pytest.mark.services
 REDIS_DB = 13  # this module's own database on the shared Redis
@@ -47,13 +47,7 @@ def worker(svc: Service) -> Iterator[subprocess.Popen[bytes]]:
     try:
         yield proc
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, 15)
 
 
 def test_a_worker_killed_mid_chunk_costs_only_that_chunk_a_retry(stack: Service, tmp_path: Path) -> None:
