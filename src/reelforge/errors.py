@@ -19,7 +19,8 @@
     └── ServiceUnavailable (503)   a dependency (store, broker, storage) is down
 
 Domain code raises these; only api/errors.py turns them into HTTP responses, and the runner turns them
-into a job's `error` {code, message}. Every class has a machine-readable default `code`; instances may
+into a job's `error` {code, message, http_status} (job_error: http_status says whether the user or the
+service caused the failure once the class is gone). Every class has a machine-readable default `code`; instances may
 carry a more specific one (e.g. MediaError(code="no_video_stream")).
 
 On the wire (`to_dict`: HTTP error bodies, a job's `error`, webhooks) `details` is always a list of objects,
@@ -163,6 +164,34 @@ class RateLimited(ReelForgeError):
         import math
 
         return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+
+
+# ---- a job's stored error: who caused it (the earlier API's front doors answer a failed job by it)
+def job_error(exc: ReelForgeError) -> dict[str, Any]:
+    """The error a job stores and sends: `to_dict` plus `http_status`, the status the same error gets when a
+    request raises it (4xx: the user's input or params; 5xx: ours), since the class is gone once stored."""
+    return {**exc.to_dict(), "http_status": exc.http_status}
+
+
+def _default_statuses() -> dict[str, int]:
+    out: dict[str, int] = {}
+    todo: list[type[ReelForgeError]] = [ReelForgeError]
+    while todo:
+        cls = todo.pop()
+        out.setdefault(cls.code, cls.http_status)
+        todo.extend(cls.__subclasses__())
+    return out
+
+
+def job_error_status(error: dict[str, Any] | None) -> int:
+    """The HTTP status of a failed job's stored error: its `http_status` (job_error), else the status of the
+    error class whose default code it carries (rows stored before http_status), else 500: a failure that
+    says nothing of its cause (worker lost, an op's bug) is ours."""
+    err = error or {}
+    status = err.get("http_status")
+    if isinstance(status, int) and not isinstance(status, bool) and 400 <= status <= 599:
+        return status
+    return _default_statuses().get(str(err.get("code")), 500)
 
 
 # ---- pydantic validation errors -> InvalidParams with JSON paths (used by the API and jobs/service.py)

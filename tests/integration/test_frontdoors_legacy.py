@@ -223,6 +223,23 @@ def test_missing_fields_and_unsafe_paths_are_400(svc, media):
         assert r.status_code == 401 and r.json()["error"] == "Unauthorized"
 
 
+def test_a_job_failing_on_the_users_input_is_4xx_with_its_code(svc, media):
+    """The job really runs and fails; who caused it picks the status: the user's input -> 422 (as the native
+    API answers an input or media error), with the job's own code and id, never a 500."""
+    service, _s3, _bucket = svc
+    cases = {"no_video_stream": {"url_video": f"{media}/subs.srt", "url_audio": f"{media}/audio.wav"},
+             "input_fetch_failed": {"url_video": f"{media}/missing.mp4", "url_audio": f"{media}/audio.wav"}}
+    with service.client() as c:
+        for name, urls in cases.items():
+            r = c.post("/video/addaudio", json={**urls, "path": "bad/", "output_filename": f"{name}.mp4"})
+            out = r.json()
+            assert r.status_code == 422, (name, r.text)
+            assert out["error"] == "Unprocessable Entity" and out["code"] == 422 and out["status"] == "FAILED"
+            assert out["error_code"] == name and out["message"] and out["jobId"].startswith("job_"), out
+            job = c.get(f"/job/{out['jobId']}").json()
+            assert job["status"] == "FAILED" and job["error_code"] == name and job["error"] == out["message"]
+
+
 def test_a_call_longer_than_the_wait_is_504_with_the_job_id(svc, media):
     service, _s3, _bucket = svc
     body = {"images": [{"id": "slow", "image_url": f"{media}/photo1.png", "duracao": 20}], "path": "slow/"}

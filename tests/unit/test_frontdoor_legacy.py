@@ -9,9 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from reelforge.api.legacy_common import failed_status
 from reelforge.config import Settings
 from reelforge.engine.control import JobStatus
-from reelforge.errors import InvalidParams, UserError
+from reelforge.errors import (
+    InvalidParams,
+    MediaError,
+    ProcessingError,
+    UserError,
+    job_error,
+    job_error_status,
+)
 from reelforge.formats import seed003, seed004
 from reelforge.formats.seed004 import overall_status
 from reelforge.jobs.agents import AgentJobs
@@ -132,6 +140,33 @@ def test_a_group_of_jobs_has_one_status() -> None:
     cases = {(q, q): q, (q, s): r, (r, f): r, (s, f): f, (s, s): s, (s, JobStatus.CANCELLED): JobStatus.CANCELLED}
     for statuses, want in cases.items():
         assert overall_status([_job(x) for x in statuses]) == want
+
+
+@pytest.mark.parametrize(("status", "error", "want"), [
+    (JobStatus.FAILED, {"code": "not_media", "message": "m", "http_status": 422}, 422),  # the user's input
+    (JobStatus.FAILED, {"code": "missing_fields", "message": "m", "http_status": 400}, 400),
+    (JobStatus.FAILED, {"code": "input_too_large", "message": "m", "http_status": 413}, 400),
+    (JobStatus.FAILED, {"code": "input_not_found", "message": "m", "http_status": 404}, 400),
+    (JobStatus.FAILED, {"code": "invalid_params", "message": "m"}, 422),  # a row stored before http_status
+    (JobStatus.FAILED, {"code": "ffmpeg_failed", "message": "m", "http_status": 500}, 500),  # ours
+    (JobStatus.FAILED, {"code": "model_unavailable", "message": "m", "http_status": 500}, 500),
+    (JobStatus.FAILED, {"code": "disk_full", "message": "m", "http_status": 507}, 500),
+    (JobStatus.FAILED, {"code": "worker_lost", "message": "worker lost"}, 500),
+    (JobStatus.FAILED, {"code": "internal_error", "message": "m"}, 500),
+    (JobStatus.FAILED, None, 500),
+    (JobStatus.CANCELLED, {"code": "cancelled", "message": "m", "http_status": 499}, 409),
+    (JobStatus.TIMED_OUT, {"code": "timed_out", "message": "m"}, 504),
+])
+def test_a_failed_job_is_answered_by_who_caused_it(status: JobStatus, error: dict[str, object] | None,
+                                                   want: int) -> None:
+    assert failed_status(status, error) == want
+
+
+def test_a_jobs_stored_error_keeps_its_http_status() -> None:
+    assert job_error(MediaError("Not a video.", code="not_media")) == {
+        "code": "not_media", "message": "Not a video.", "http_status": 422}
+    assert job_error(ProcessingError("ffmpeg broke.", code="ffmpeg_failed"))["http_status"] == 500
+    assert job_error_status(job_error(UserError("No."))) == 400
 
 
 class NoExecutor:

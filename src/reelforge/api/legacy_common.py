@@ -9,7 +9,8 @@ returns 202 with the job id at once; `Prefer: wait=N` shortens the wait for one 
 
 Errors are the earlier API's `{"error": <reason phrase>, "message": <sentence>}` (with `code`, the HTTP
 status, and `error_code`, ours), so its clients' error handling keeps working; a request the service's
-own validation refuses (422 elsewhere) is a 400 here, as it was there.
+own validation refuses (422 elsewhere) is a 400 here, as it was there. A job that fails is answered by who
+caused it (failed_status): the user's input 422/400 with the job's code, ours 500.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from fastapi.responses import JSONResponse
 
 from reelforge.api.auth import current_tenant
 from reelforge.api.dbcalls import run_db
-from reelforge.errors import InvalidParams, ReelForgeError, UnknownOperation, UserError
+from reelforge.errors import InvalidParams, ReelForgeError, UnknownOperation, UserError, job_error_status
 from reelforge.formats.seed004 import RUNPOD_STATUS, overall_status
 from reelforge.jobs.service import JobService
 from reelforge.jobs.states import JobStatus
@@ -116,12 +117,27 @@ def pending_response(job_id: str, jobs: Sequence[JobRecord], *, accepted: bool, 
                                f"for its result, or POST /job/{job_id}/cancel to stop it.", "still_running", links)
 
 
+def failed_status(status: JobStatus, error: dict[str, Any] | None) -> int:
+    """The HTTP status of a call whose job ended without outputs, by who caused it: cancelled 409, timed out
+    504; a failure from the user's input or params (a 4xx error, errors.job_error_status) 422 where the
+    native API answers 422 (input/media/params errors), else 400; any other failure (ffmpeg crash, worker
+    lost, a missing model: ours) 500."""
+    if status == JobStatus.CANCELLED:
+        return 409
+    if status == JobStatus.TIMED_OUT:
+        return 504
+    http = job_error_status(error)
+    if 400 <= http < 499:  # 499 is a cancel seen from inside the job
+        return 422 if http == 422 else 400
+    return 500
+
+
 def failed_response(job_id: str, jobs: Sequence[JobRecord]) -> JSONResponse:
-    """A job that ended without its outputs: its own error sentence, with the id."""
+    """A job that ended without its outputs: its own error sentence and code, with the id."""
     status = overall_status(jobs)
     bad = next((j for j in jobs if j.status == status), jobs[0])
     err = bad.error or {}
-    http = {JobStatus.CANCELLED: 409, JobStatus.TIMED_OUT: 504}.get(status, 500)
+    http = failed_status(status, err)
     message = err.get("message") or f"The job ended {status.value}."
     return error_response(http, message, err.get("code") or status.value,
                           {"jobId": job_id, "status": RUNPOD_STATUS[status]})

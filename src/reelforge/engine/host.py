@@ -275,7 +275,7 @@ def _disk_full() -> dict[str, Any]:
 def _execute(payload: dict[str, Any], settings: Settings, services: Any,
              send: Callable[[tuple[Any, ...]], None], cancel: Any) -> None:
     from reelforge.diskspace import is_disk_full
-    from reelforge.errors import ReelForgeError
+    from reelforge.errors import ReelForgeError, job_error
     from reelforge.media.ffmpeg import redact_paths
     from reelforge.media.outputs import verify_outputs
     from reelforge.ops.context import OpContext
@@ -313,7 +313,7 @@ def _execute(payload: dict[str, Any], settings: Settings, services: Any,
                        "notes": ctx.notes}))
     except ReelForgeError as exc:
         # users never see local paths
-        send(("error", _disk_full() if is_disk_full(exc) else {**exc.to_dict(), "message": redact_paths(exc.message)}))
+        send(("error", _disk_full() if is_disk_full(exc) else {**job_error(exc), "message": redact_paths(exc.message)}))
     except Exception as exc:  # an op bug must fail the job with a sentence, not kill the host
         if is_disk_full(exc):  # ENOSPC in an op's own write, or a fetch into the work folder
             send(("error", _disk_full()))

@@ -32,7 +32,7 @@ from typing import Any
 from reelforge.config import Settings
 from reelforge.engine.control import ClaimedJob, JobStatus, Lease
 from reelforge.engine.metrics import JOBS_STARTED_REMOTE, REMOTE_COLD_STARTS, REMOTE_QUEUE_DELAY
-from reelforge.errors import AuthError, Conflict, NotFound, ReelForgeError, UserError
+from reelforge.errors import AuthError, Conflict, NotFound, ReelForgeError, UserError, job_error
 from reelforge.jobs.control import DatabaseControl
 from reelforge.jobs.store import Stores
 from reelforge.jobs.store_agents import AgentTokenRecord
@@ -291,7 +291,7 @@ class AgentJobs:
                 outputs = self._commit(grant, job, (result or {}).get("outputs") or {})
             except UserError as exc:
                 self._drop_uploads(grant)
-                return self.control.finish(job, grant.worker_id, JobStatus.FAILED, error=exc.to_dict())
+                return self.control.finish(job, grant.worker_id, JobStatus.FAILED, error=job_error(exc))
             result = {"outputs": outputs, "data": (result or {}).get("data") or {}}
         self._drop_uploads(grant)
         self._count_cold_start(job.id)
