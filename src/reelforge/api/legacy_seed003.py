@@ -29,6 +29,17 @@ from reelforge.api.legacy_common import (
     wait_for,
     wants_async,
 )
+from reelforge.api.legacy_schemas import (
+    READ_ERRORS,
+    SUBMIT_ERRORS,
+    OverlayAccepted,
+    OverlayJobResult,
+    OverlayRequest,
+    OverlayResult,
+    answers,
+    body,
+)
+from reelforge.api.openapi import OWN_ERRORS
 from reelforge.errors import ReelForgeError
 from reelforge.formats import seed003
 from reelforge.jobs.service import JobCreate
@@ -37,7 +48,9 @@ from reelforge.jobs.states import JobStatus
 router = APIRouter(tags=["earlier overlay service (seed 003)"])
 
 
-@router.post("/overlay", summary="Talking-head video -> transparent overlay (the earlier overlay function)")
+@router.post("/overlay", summary="Talking-head video -> transparent overlay (the earlier overlay function)",
+             responses=answers({200: OverlayResult, 202: OverlayAccepted}, *SUBMIT_ERRORS),
+             openapi_extra=body(OverlayRequest, "process_video_overlay's keyword arguments"))
 async def overlay(request: Request) -> JSONResponse:
     try:
         tenant = await tenant_of(request)
@@ -59,7 +72,9 @@ async def overlay(request: Request) -> JSONResponse:
         return from_domain(exc)
 
 
-@router.get("/overlay/result", summary="An overlay job's result (the earlier service's get_result)")
+@router.get("/overlay/result", summary="An overlay job's result (the earlier service's get_result)",
+            responses=answers({200: OverlayJobResult}, *READ_ERRORS, service=(422,)),
+            openapi_extra={OWN_ERRORS: True})
 async def overlay_result(job_id: str, request: Request) -> JSONResponse:
     try:
         tenant = await tenant_of(request)

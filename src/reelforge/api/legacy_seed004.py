@@ -29,6 +29,21 @@ from reelforge.api.legacy_common import (
     wait_for,
     wants_async,
 )
+from reelforge.api.legacy_schemas import (
+    READ_ERRORS,
+    SUBMIT_ERRORS,
+    AddAudioRequest,
+    CaptionRequest,
+    Img2VidRequest,
+    JobAccepted,
+    LegacyCancelled,
+    LegacyJobStatus,
+    LegacyResult,
+    TranscribeRequest,
+    answers,
+    body,
+)
+from reelforge.api.openapi import OWN_ERRORS
 from reelforge.errors import NotFound, ReelForgeError
 from reelforge.formats import seed004
 from reelforge.formats.seed004 import RUNPOD_STATUS, Submission, overall_status
@@ -69,22 +84,30 @@ async def _submit(request: Request, build: Callable[[dict[str, Any], str], list[
         return from_domain(exc)
 
 
-@router.post("/video/caption", summary="Burn SRT subtitles into a video (earlier API)")
+@router.post("/video/caption", summary="Burn SRT subtitles into a video (earlier API)",
+             responses=answers({200: LegacyResult, 202: JobAccepted}, *SUBMIT_ERRORS),
+             openapi_extra=body(CaptionRequest, "The video, its SRT, and where the output lands"))
 async def video_caption(request: Request) -> JSONResponse:
     return await _submit(request, lambda body, _g: seed004.caption_jobs(body))
 
 
-@router.post("/video/img2vid", summary="Images to Ken Burns videos, one job per image (earlier API)")
+@router.post("/video/img2vid", summary="Images to Ken Burns videos, one job per image (earlier API)",
+             responses=answers({200: LegacyResult, 202: JobAccepted}, *SUBMIT_ERRORS),
+             openapi_extra=body(Img2VidRequest, "The images, each with its seconds, and the output folder"))
 async def video_img2vid(request: Request) -> JSONResponse:
     return await _submit(request, seed004.img2vid_jobs, group=True)
 
 
-@router.post("/video/addaudio", summary="Replace a video's audio, shortest wins (earlier API)")
+@router.post("/video/addaudio", summary="Replace a video's audio, shortest wins (earlier API)",
+             responses=answers({200: LegacyResult, 202: JobAccepted}, *SUBMIT_ERRORS),
+             openapi_extra=body(AddAudioRequest, "The video, the audio, and where the output lands"))
 async def video_addaudio(request: Request) -> JSONResponse:
     return await _submit(request, lambda body, _g: seed004.addaudio_jobs(body))
 
 
-@router.post("/transcribe", summary="Audio to segments.srt, karaoke.ass and words.json (earlier API)")
+@router.post("/transcribe", summary="Audio to segments.srt, karaoke.ass and words.json (earlier API)",
+             responses=answers({200: LegacyResult, 202: JobAccepted}, *SUBMIT_ERRORS),
+             openapi_extra=body(TranscribeRequest, "The audio, the output folder, and optionally model and language"))
 async def transcribe(request: Request) -> JSONResponse:
     offered = job_models(request.app.state.settings)
     return await _submit(request, lambda body, _g: seed004.transcribe_jobs(body, offered))
@@ -109,7 +132,8 @@ async def _guarded(request: Request, work: Callable[[str], Awaitable[JSONRespons
         return from_domain(exc)
 
 
-@router.get("/job/{job_id}", summary="A job's status and, once done, its result (earlier API, RunPod-style)")
+@router.get("/job/{job_id}", summary="A job's status and, once done, its result (earlier API, RunPod-style)",
+            responses=answers({200: LegacyJobStatus}, *READ_ERRORS, service=(422,)), openapi_extra={OWN_ERRORS: True})
 async def job_status(job_id: str, request: Request) -> JSONResponse:
     svc = service(request)
 
@@ -120,7 +144,9 @@ async def job_status(job_id: str, request: Request) -> JSONResponse:
     return await _guarded(request, work)
 
 
-@router.post("/job/{job_id}/cancel", summary="Cancel a queued or running job (earlier API)")
+@router.post("/job/{job_id}/cancel", summary="Cancel a queued or running job (earlier API)",
+             responses=answers({200: LegacyCancelled}, *READ_ERRORS, 409, service=(413, 422)),
+             openapi_extra={OWN_ERRORS: True})
 async def job_cancel(job_id: str, request: Request) -> JSONResponse:
     svc = service(request)
 

@@ -47,6 +47,8 @@ ALWAYS = (503,)
 # openapi_extra={OWN_ERRORS: True}: a front door whose errors have another shape (a foreign API's) documents
 # its error responses itself; the rules below then leave that operation alone
 OWN_ERRORS = "x-reelforge-own-errors"
+# json_body(): models of bodies that routes read themselves (not FastAPI Body params), added to the components
+BODY_MODELS: dict[str, type[BaseModel]] = {}
 
 # ---- declarations a route uses in its decorator -----------------------------------------------------------
 
@@ -54,6 +56,14 @@ OWN_ERRORS = "x-reelforge-own-errors"
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` entries for route-specific error statuses, e.g. `responses=error_responses(409)`."""
     return {status: {"model": ErrorResponse, "description": STATUS_TEXT.get(status, "Error")} for status in statuses}
+
+
+def json_body(model: type[BaseModel], description: str) -> dict[str, Any]:
+    """`openapi_extra={"requestBody": json_body(Model, "...")}` for a JSON body a route reads itself (so its
+    errors keep its own shape): the document names `Model`, and build_openapi adds its schema."""
+    BODY_MODELS[model.__name__] = model
+    return {"required": True, "description": description,
+            "content": {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(model=model.__name__)}}}}
 
 
 def binary_response(what: str) -> dict[int | str, dict[str, Any]]:
@@ -252,6 +262,10 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     for name, schema in ops_schemas(ops).items():
         schemas.setdefault(name, schema)
     schemas.setdefault("ErrorResponse", ErrorResponse.model_json_schema(ref_template=REF_TEMPLATE))
+    if BODY_MODELS:
+        _, top = models_json_schema([(m, "validation") for m in BODY_MODELS.values()], ref_template=REF_TEMPLATE)
+        for name, schema in top.get("$defs", {}).items():
+            schemas.setdefault(name, schema)
     for name, schema in ErrorResponse.model_json_schema(ref_template=REF_TEMPLATE).get("$defs", {}).items():
         schemas.setdefault(name, schema)
     schemas["ErrorResponse"].pop("$defs", None)
