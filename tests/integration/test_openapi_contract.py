@@ -245,6 +245,7 @@ def test_openapi_document_declares_what_the_server_does(tmp_path: Path):
         assert caption["responses"][status]["content"]["application/json"]["schema"] == legacy_error, status
     assert caption["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/LegacyResult"}
+    assert caption["security"] == [{"ApiKey": []}, {"Bearer": []}, {}]  # in the handler; loopback: optional
     images = spec["components"]["schemas"]["Img2VidRequest"]["properties"]["images"]
     assert images["items"] == {"$ref": "#/components/schemas/Img2VidImage"} and images["maxItems"] == 200
     assert spec["paths"]["/job/{job_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {

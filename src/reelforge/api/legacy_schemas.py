@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from reelforge.api.errors import STATUS_TEXT, ErrorResponse
-from reelforge.api.openapi import OWN_ERRORS, json_body
+from reelforge.api.openapi import KEY_SECURITY, OWN_AUTH, OWN_ERRORS, json_body
 from reelforge.formats.seed004 import MAX_IMAGES
 
 RunPodStatus = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]
@@ -185,6 +185,10 @@ def answers(ok: dict[int, type[BaseModel]], *errors: int, service: tuple[int, ..
     return out
 
 
+# the routes authenticate inside (tenant_of: a 401 in the earlier API's shape): the key schemes, declared here
+OWN_DOCS: dict[str, Any] = {OWN_ERRORS: True, "security": KEY_SECURITY, OWN_AUTH: "keys_required"}
+
+
 def _text(status: int) -> str:
     return STATUS_TEXT.get(status) or HTTPStatus(status).phrase
 
@@ -192,4 +196,4 @@ def _text(status: int) -> str:
 def body(model: type[BaseModel], description: str) -> dict[str, Any]:
     """`openapi_extra` for a body the route reads itself, documented as `model` (api/openapi.py adds the
     model to the document's components)."""
-    return {OWN_ERRORS: True, "requestBody": json_body(model, description)}
+    return {**OWN_DOCS, "requestBody": json_body(model, description)}

@@ -30,6 +30,7 @@ from reelforge.api.legacy_common import (
     wants_async,
 )
 from reelforge.api.legacy_schemas import (
+    OWN_DOCS,
     READ_ERRORS,
     SUBMIT_ERRORS,
     OverlayAccepted,
@@ -39,7 +40,6 @@ from reelforge.api.legacy_schemas import (
     answers,
     body,
 )
-from reelforge.api.openapi import OWN_ERRORS
 from reelforge.errors import ReelForgeError
 from reelforge.formats import seed003
 from reelforge.jobs.service import JobCreate
@@ -74,7 +74,7 @@ async def overlay(request: Request) -> JSONResponse:
 
 @router.get("/overlay/result", summary="An overlay job's result (the earlier service's get_result)",
             responses=answers({200: OverlayJobResult}, *READ_ERRORS, service=(422,)),
-            openapi_extra={OWN_ERRORS: True})
+            openapi_extra=OWN_DOCS)
 async def overlay_result(job_id: str, request: Request) -> JSONResponse:
     try:
         tenant = await tenant_of(request)

@@ -30,6 +30,7 @@ from reelforge.api.legacy_common import (
     wants_async,
 )
 from reelforge.api.legacy_schemas import (
+    OWN_DOCS,
     READ_ERRORS,
     SUBMIT_ERRORS,
     AddAudioRequest,
@@ -43,7 +44,6 @@ from reelforge.api.legacy_schemas import (
     answers,
     body,
 )
-from reelforge.api.openapi import OWN_ERRORS
 from reelforge.errors import NotFound, ReelForgeError
 from reelforge.formats import seed004
 from reelforge.formats.seed004 import RUNPOD_STATUS, Submission, overall_status
@@ -133,7 +133,7 @@ async def _guarded(request: Request, work: Callable[[str], Awaitable[JSONRespons
 
 
 @router.get("/job/{job_id}", summary="A job's status and, once done, its result (earlier API, RunPod-style)",
-            responses=answers({200: LegacyJobStatus}, *READ_ERRORS, service=(422,)), openapi_extra={OWN_ERRORS: True})
+            responses=answers({200: LegacyJobStatus}, *READ_ERRORS, service=(422,)), openapi_extra=OWN_DOCS)
 async def job_status(job_id: str, request: Request) -> JSONResponse:
     svc = service(request)
 
@@ -146,7 +146,7 @@ async def job_status(job_id: str, request: Request) -> JSONResponse:
 
 @router.post("/job/{job_id}/cancel", summary="Cancel a queued or running job (earlier API)",
              responses=answers({200: LegacyCancelled}, *READ_ERRORS, 409, service=(413, 422)),
-             openapi_extra={OWN_ERRORS: True})
+             openapi_extra=OWN_DOCS)
 async def job_cancel(job_id: str, request: Request) -> JSONResponse:
     svc = service(request)
 

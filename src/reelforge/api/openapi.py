@@ -47,6 +47,10 @@ ALWAYS = (503,)
 # openapi_extra={OWN_ERRORS: True}: a front door whose errors have another shape (a foreign API's) documents
 # its error responses itself; the rules below then leave that operation alone
 OWN_ERRORS = "x-reelforge-own-errors"
+# openapi_extra={"security": KEY_SECURITY, OWN_AUTH: "keys_required"}: a route that authenticates inside its
+# handler (to answer 401 in its own shape) declares the key schemes itself; optional when that setting is off
+OWN_AUTH = "x-reelforge-auth"
+KEY_SECURITY: list[dict[str, list[str]]] = [{"ApiKey": []}, {"Bearer": []}]
 # json_body(): models of bodies that routes read themselves (not FastAPI Body params), added to the components
 BODY_MODELS: dict[str, type[BaseModel]] = {}
 
@@ -191,7 +195,12 @@ def apply_rules(spec: dict[str, Any], app: FastAPI) -> None:
         docs = list(_dependency_docs(route))
         for method in route.methods:
             operation = path_item.get(method.lower())
-            if operation is None or operation.pop(OWN_ERRORS, False):
+            if operation is None:
+                continue
+            own_auth = operation.pop(OWN_AUTH, None)
+            if own_auth and not getattr(settings, own_auth) and operation.get("security"):
+                operation["security"] = [*operation["security"], {}]
+            if operation.pop(OWN_ERRORS, False):
                 continue
             responses = operation.setdefault("responses", {})
             statuses = set(ALWAYS)
