@@ -76,6 +76,36 @@ def test_api_answers_429_with_retry_after_and_the_error_body(tmp_path: Path):
     assert upload_limited.status_code == 429 and "upload" in upload_limited.json()["error"]["message"]
 
 
+def test_every_front_door_that_submits_shares_the_keys_submit_limit(tmp_path: Path):
+    """The earlier API, the overlay call, Shotstack edits and batches submit work too: each takes a token of
+    the same bucket, and a limited call answers 429 with Retry-After in its own front door's shape."""
+    from fastapi.testclient import TestClient
+
+    from reelforge.api.app import create_app
+
+    app = create_app(Settings(data_dir=tmp_path / "data", workers=1, submit_rate_per_s=0.001, submit_burst=1))
+    edit = {"timeline": {"tracks": [{"clips": [{"asset": {"type": "title", "text": "hi"}, "start": 0,
+                                                 "length": 1}]}]}, "output": {"format": "mp4", "resolution": "sd"}}
+    calls = {
+        "legacy": ("/video/addaudio?async=true", {"url_video": "https://example.com/v.mp4",
+                                                   "url_audio": "https://example.com/a.mp3", "path": "out"}),
+        "overlay": ("/overlay?async=true", {"video_url": "https://example.com/v.mp4"}),
+        "shotstack": ("/edit/v1/render", edit),
+        "batch": ("/v1/batches", {"op": "probe", "inputs": ["https://example.com/a.mp4"]}),
+    }
+    with TestClient(app) as client:
+        assert client.post("/v1/jobs", json={"op": "probe", "params": {"input": "https://example.com/a.mp4"}}
+                           ).status_code == 202  # the one token of the burst
+        answers = {name: client.post(path, json=body) for name, (path, body) in calls.items()}
+    for name, resp in answers.items():
+        assert resp.status_code == 429, (name, resp.text)
+        assert int(resp.headers["retry-after"]) >= 1, name
+    assert answers["legacy"].json()["error_code"] == "rate_limited"  # the earlier API's {error, message} shape
+    assert answers["overlay"].json()["error_code"] == "rate_limited"
+    assert answers["shotstack"].json()["success"] is False  # Shotstack's envelope
+    assert answers["batch"].json()["error"]["code"] == "rate_limited"
+
+
 @pytest.mark.services
 def test_redis_buckets_hold_across_processes():
     """Two limiters (two API processes) on one Redis share each key's bucket."""

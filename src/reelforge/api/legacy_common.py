@@ -27,7 +27,15 @@ from fastapi.responses import JSONResponse
 
 from reelforge.api.auth import current_tenant
 from reelforge.api.dbcalls import run_db
-from reelforge.errors import InvalidParams, ReelForgeError, UnknownOperation, UserError, job_error_status
+from reelforge.api.ratelimit import take
+from reelforge.errors import (
+    InvalidParams,
+    RateLimited,
+    ReelForgeError,
+    UnknownOperation,
+    UserError,
+    job_error_status,
+)
 from reelforge.formats.seed004 import RUNPOD_STATUS, overall_status
 from reelforge.jobs.service import JobService
 from reelforge.jobs.states import JobStatus
@@ -47,7 +55,10 @@ def error_response(status: int, message: str, code: str | None = None,
 
 def from_domain(exc: ReelForgeError) -> JSONResponse:
     status = 400 if isinstance(exc, InvalidParams | UnknownOperation) else exc.http_status
-    return error_response(status, exc.message, exc.code)
+    resp = error_response(status, exc.message, exc.code)
+    if isinstance(exc, RateLimited):
+        resp.headers.update(exc.headers)  # Retry-After
+    return resp
 
 
 def service(request: Request) -> JobService:
@@ -64,6 +75,14 @@ def url_of(svc: JobService) -> Any:
 
 async def tenant_of(request: Request) -> str:
     return await current_tenant(request)  # AuthError -> 401 in the legacy shape (caught by the routes)
+
+
+async def submitting_tenant(request: Request) -> str:
+    """The tenant of a request that submits work, after one `submit` token of its key's rate limit
+    (RateLimited -> 429 with Retry-After in the legacy shape)."""
+    tenant = await current_tenant(request)
+    await take(request, tenant, "submit")
+    return tenant
 
 
 async def json_body(request: Request) -> dict[str, Any]:

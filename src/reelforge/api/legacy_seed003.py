@@ -23,6 +23,7 @@ from reelforge.api.legacy_common import (
     json_body,
     pending_response,
     service,
+    submitting_tenant,
     tenant_of,
     url_of,
     wait_budget,
@@ -53,7 +54,7 @@ router = APIRouter(tags=["earlier overlay service (seed 003)"])
              openapi_extra=body(OverlayRequest, "process_video_overlay's keyword arguments"))
 async def overlay(request: Request) -> JSONResponse:
     try:
-        tenant = await tenant_of(request)
+        tenant = await submitting_tenant(request)
         params = seed003.overlay_params(await json_body(request))
         svc = service(request)
         job, _ = await svc.submit_async(tenant, JobCreate(op="overlay", params=params),

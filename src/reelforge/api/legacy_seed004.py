@@ -23,6 +23,7 @@ from reelforge.api.legacy_common import (
     json_body,
     pending_response,
     service,
+    submitting_tenant,
     tenant_of,
     url_of,
     wait_budget,
@@ -58,7 +59,7 @@ router = APIRouter(tags=["earlier API (seed 004)"])
 async def _submit(request: Request, build: Callable[[dict[str, Any], str], list[Submission]],
                   group: bool = False) -> JSONResponse:
     try:
-        tenant = await tenant_of(request)
+        tenant = await submitting_tenant(request)
         body = await json_body(request)
         images = body.get("images")
         gid = seed004.group_id(uuid.uuid4().hex[:20], len(images) if isinstance(images, list) else 0) if group else ""

@@ -160,21 +160,28 @@ def identity(request: Request, tenant: str) -> str:
 RATE_LIMIT_DOC: dict[str, Any] = {"responses": [429]}
 
 
+async def take(request: Request, tenant: str, kind: Kind) -> None:
+    """Take one `kind` token for the request's key, or raise RateLimited. Front doors that authenticate in
+    their handler (the earlier API, Shotstack) call this after authenticating and answer in their own shape."""
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is None:
+        return
+    ident = identity(request, tenant)
+    if isinstance(limiter.store, RedisBuckets):
+        import anyio.to_thread
+
+        await anyio.to_thread.run_sync(limiter.check, kind, ident)
+    else:
+        limiter.check(kind, ident)
+
+
 def rate_limit(kind: Kind) -> Callable[..., Awaitable[None]]:
     """A route dependency taking one `kind` token for the request's key (429 when the bucket is empty).
 
     It authenticates first (a request with a bad key is a 401, not a 429 counted against anyone)."""
 
     async def limited(request: Request, tenant: Annotated[str, Depends(current_tenant)]) -> None:
-        limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
-        if limiter is not None:
-            ident = identity(request, tenant)
-            if isinstance(limiter.store, RedisBuckets):
-                import anyio.to_thread
-
-                await anyio.to_thread.run_sync(limiter.check, kind, ident)
-            else:
-                limiter.check(kind, ident)
+        await take(request, tenant, kind)
 
     limited.__name__ = f"rate_limit_{kind}"
     limited.openapi_doc = RATE_LIMIT_DOC  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from reelforge.api.auth import current_tenant
 from reelforge.api.openapi import error_responses
+from reelforge.api.ratelimit import rate_limit
 from reelforge.jobs.batch_config import PRESET_NAME
 from reelforge.jobs.batches import BatchCreate, BatchService, PresetBody
 from reelforge.jobs.store_batches import ITEM_STATES
@@ -24,6 +25,7 @@ def _service(request: Request) -> BatchService:
 
 
 @router.post("/v1/batches", status_code=202, summary="Create a batch (or plan one: dry_run)",
+             dependencies=[Depends(rate_limit("submit"))],
              responses={200: {"description": "dry_run: the items and jobs that would run; nothing created"},
                         **error_responses(404)},  # a named preset that does not exist
              description="One job per object under `prefix`, per entry of `inputs`, or per manifest row. Every "

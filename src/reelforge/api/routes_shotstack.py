@@ -19,7 +19,8 @@ from reelforge.api.auth import current_tenant
 from reelforge.api.dbcalls import run_db
 from reelforge.api.errors import STATUS_TEXT, ErrorResponse
 from reelforge.api.openapi import OWN_ERRORS
-from reelforge.errors import NotFound, ReelForgeError
+from reelforge.api.ratelimit import take
+from reelforge.errors import NotFound, RateLimited, ReelForgeError
 from reelforge.formats import shotstack
 from reelforge.jobs.service import JobCreate, JobService
 from reelforge.jobs.store import JobRecord
@@ -98,7 +99,8 @@ def _error(exc: ReelForgeError) -> JSONResponse:
     elif isinstance(exc.details, list) and exc.details and isinstance(exc.details[0], dict):
         path = exc.details[0].get("path")
     status = 400 if exc.http_status == 422 else exc.http_status
-    return JSONResponse(shotstack.error_response(exc.message, exc.code, path), status_code=status)
+    headers = exc.headers if isinstance(exc, RateLimited) else None  # Retry-After
+    return JSONResponse(shotstack.error_response(exc.message, exc.code, path), status_code=status, headers=headers)
 
 
 def _version(version: str) -> None:
@@ -114,6 +116,7 @@ async def post_render(version: str, request: Request) -> JSONResponse:
     try:
         _version(version)
         tenant = await current_tenant(request)
+        await take(request, tenant, "submit")
         try:
             edit = json.loads(await request.body() or b"null")
         except ValueError:
