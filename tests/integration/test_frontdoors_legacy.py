@@ -199,6 +199,16 @@ def test_async_mode_returns_the_job_id_at_once(svc, media):
             assert key_of(status["output"]["video_url"]) == ROOT + "async/" + name
 
 
+def test_the_earlier_health_routes_answer_the_services_health(svc):
+    service, _s3, _bucket = svc
+    with service.client() as c:
+        own = c.get("/health").json()
+        for route in ("/health", "/transcribe/health", "/runpod/health"):
+            r = c.get(route, headers={"X-API-Key": ""})  # no key needed, as before
+            assert r.status_code == 200 and r.json()["status"] == "ok", (route, r.text)
+            assert r.json()["checks"].keys() == own["checks"].keys()
+
+
 def test_missing_fields_and_unsafe_paths_are_400(svc, media):
     service, _s3, _bucket = svc
     expected = {"/video/caption": "url_video, url_srt, path, and output_filename are required",

@@ -45,6 +45,7 @@ from reelforge.api.legacy_schemas import (
     answers,
     body,
 )
+from reelforge.api.routes_system import Health, health
 from reelforge.errors import NotFound, ReelForgeError
 from reelforge.formats import seed004
 from reelforge.formats.seed004 import RUNPOD_STATUS, Submission, overall_status
@@ -159,3 +160,19 @@ async def job_cancel(job_id: str, request: Request) -> JSONResponse:
         return JSONResponse({"id": job_id, "status": RUNPOD_STATUS[overall_status(jobs)]})
 
     return await _guarded(request, work)
+
+
+# The earlier API had a health route per part; its clients poll them. Each answers the service's own /health.
+_HEALTH_DOWN: dict[int | str, dict[str, Any]] = {503: {"model": Health, "description": "A part the service needs is down"}}
+
+
+@router.get("/transcribe/health", summary="The earlier API's transcription health: this service's /health",
+            response_model=Health, responses=_HEALTH_DOWN)
+def transcribe_health(request: Request) -> JSONResponse:
+    return health(request)
+
+
+@router.get("/runpod/health", summary="The earlier API's GPU worker health: this service's /health",
+            response_model=Health, responses=_HEALTH_DOWN)
+def runpod_health(request: Request) -> JSONResponse:
+    return health(request)
