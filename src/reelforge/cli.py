@@ -150,6 +150,7 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address (default f
     import uvicorn
 
     from reelforge.api.app import create_app
+    from reelforge.api.gc_tuning import freeze_startup_heap
 
     overrides: dict[str, Any] = {}
     if host:
@@ -171,6 +172,11 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address (default f
             if executor is not None:
                 executor.begin_shutdown()
             super().handle_exit(sig, frame)
+
+        async def startup(self, sockets: list[Any] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            # once the lifespan built the stores, executor and caches: full GC collections stop walking them
+            freeze_startup_heap()
 
     Server(uvicorn.Config(api, host=svc.host, port=svc.port, log_level="info", access_log=svc.access_log,
                           timeout_graceful_shutdown=10)).run()
