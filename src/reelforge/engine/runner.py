@@ -37,7 +37,7 @@ mimetypes.add_type("video/webm", ".webm")
 # held this long to see whether the service is stopping. Other failures answer at once.
 SHUTDOWN_GRACE_S = 3.0
 _EXIT_IN_MESSAGE = re.compile(r"\(exit (-?\d+)\)")
-_SIGNAL_EXITS = 255  # ffmpeg's own exit status after SIGINT/SIGTERM; negative: killed by that signal
+_FFMPEG_SIGNAL_EXIT = 255  # ffmpeg's own exit status after SIGINT/SIGTERM; negative: killed by that signal
 DISK_FULL_WRITE_TRIES = 10
 DISK_FULL_WRITE_WAIT_S = 1.0
 _DISK_FULL = {"code": "disk_full", "message": "The server's disk filled up while the job ran. The job is not "
@@ -55,7 +55,7 @@ def _shows_signal(res: HostResult) -> bool:
     if match is None:
         return error.get("code") == "internal_error"  # an unexpected exception: a pipe cut by a signal, maybe
     code = int(match.group(1))
-    return code < 0 or code == _SIGNAL_EXITS
+    return code < 0 or code == _FFMPEG_SIGNAL_EXIT
 
 
 def _shutdown_caused(res: HostResult, stopping: Callable[[], bool], keep_lease: Callable[[], bool]) -> bool:
