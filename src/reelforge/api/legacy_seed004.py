@@ -163,7 +163,8 @@ async def job_cancel(job_id: str, request: Request) -> JSONResponse:
 
 
 # The earlier API had a health route per part; its clients poll them. Each answers the service's own /health.
-_HEALTH_DOWN: dict[int | str, dict[str, Any]] = {503: {"model": Health, "description": "A part the service needs is down"}}
+_HEALTH_DOWN: dict[int | str, dict[str, Any]] = {
+    503: {"model": Health, "description": "A part the service needs is down"}}
 
 
 @router.get("/transcribe/health", summary="The earlier API's transcription health: this service's /health",
