@@ -162,3 +162,52 @@ def test_a_price_risen_since_the_search_is_rechecked_at_create_and_skipped(tmp_p
     assert "now costs $0.900/h" in caplog.text
     assert fake.key not in caplog.text  # the API key is never logged
     ctl.stop()
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL arriving mid-call: nothing after it in the controller runs."""
+
+
+def test_a_controller_killed_mid_create_leaves_no_unrecorded_instance(tmp_path: Path, fake: FakeVast,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    fake.offers = [offer(60, "RTX 3090", 0.4), offer(61, "RTX 3090", 0.4)]
+    ctl, stores, _ = make(tmp_path, fake, boot_timeout_s=30)
+    queue_jobs(stores, 1)
+    real_create = ctl.client.create_instance
+
+    def rented_then_killed(*args: object, **kwargs: object) -> int:
+        real_create(*args, **kwargs)  # type: ignore[arg-type]
+        raise Killed
+
+    monkeypatch.setattr(ctl.client, "create_instance", rented_then_killed)
+    with pytest.raises(Killed):
+        ctl.tick()
+    (orphan,) = fake.live()
+    time.sleep(0.3)
+    ctl2, _, _ = make(tmp_path, fake, boot_timeout_s=30, max_instances=0)
+    ctl2.tick()  # reaped at start, and the ledger's record of it closed: its rented time is counted
+    assert orphan.destroyed_at is not None
+    summary = Ledger(ctl2.ledger.path).summary()
+    (inst,) = summary.instances.values()
+    assert inst["vast_id"] is None and inst["destroyed_at"] is not None and inst["hours"] > 0.3 / 3600
+    assert summary.total_usd > 0 and not summary.open()
+
+    # killed before the provider was asked: no instance anywhere, and the record is dropped once no create call
+    # can still be under way (the grace), so nothing is charged for it
+    def killed_before(*args: object, **kwargs: object) -> int:
+        raise Killed
+
+    queue_jobs(stores, 1)
+    ctl3, _, _ = make(tmp_path, fake, boot_timeout_s=30)
+    monkeypatch.setattr(ctl3.client, "create_instance", killed_before)
+    with pytest.raises(Killed):
+        ctl3.tick()
+    ctl4, _, _ = make(tmp_path, fake, boot_timeout_s=30, max_instances=0)
+    ctl4.tick()
+    assert len(Ledger(ctl4.ledger.path).summary().open()) == 1  # within the grace: left alone
+    monkeypatch.setattr("reelforge.jobs.capacity.CREATE_GRACE_S", 0.0)
+    ctl4.reap()
+    summary = Ledger(ctl4.ledger.path).summary()
+    assert len(summary.instances) == 1 and not summary.open() and not fake.live()
+    for c in (ctl2, ctl4):
+        c.stop()

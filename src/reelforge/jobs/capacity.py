@@ -52,6 +52,7 @@ from reelforge.engine.capacity import (
     spend,
 )
 from reelforge.engine.vast import (
+    Instance,
     OfferFilter,
     OfferTaken,
     SearchQuotaExceeded,
@@ -64,6 +65,7 @@ from reelforge.ops.registry import get_operation
 log = logging.getLogger("reelforge.capacity")
 OFFERS_TTL_S = 60.0
 DEFAULT_JOB_S = 60.0
+CREATE_GRACE_S = 600.0  # longer than any create call with its retries: a record without an id older is dead
 
 
 def label_prefix(deployment: str) -> str:
@@ -120,6 +122,10 @@ class Ledger:
                                       "agent_id": ev.get("agent_id"), "by": ev.get("by"),
                                       "created_at": float(ev["t"]), "destroyed_at": None, "reason": None,
                                       "registered_at": None, "jobs": 0}
+            elif kind == "created" and key in out.instances:
+                out.instances[key]["vast_id"] = ev.get("vast_id")
+            elif kind == "create_failed":
+                out.instances.pop(key, None)  # the provider never rented it: nothing to pay
             elif kind == "register" and key in out.instances:
                 out.instances[key]["registered_at"] = float(ev["t"])
             elif kind == "destroy" and key in out.instances and out.instances[key]["destroyed_at"] is None:
@@ -510,20 +516,25 @@ class CapacityController:
         env = {"REELFORGE_AGENT_TOKEN": token, "REELFORGE_AGENT_API": api}
         t = Tracked(key=key, queue=a.queue, offer_id=fresh.id, dph=fresh.dph_total, gpu=fresh.gpu_name,
                     created_at=now, agent_id=rec.id)
+        # recorded before the provider is asked: a process killed between the two leaves a record the reaper
+        # closes with the instance (its cost counted), not an instance the ledger never heard of
+        self.ledger.append({"ev": "create", "key": key, "vast_id": None, "queue": a.queue, "dph": t.dph,
+                            "gpu": t.gpu, "offer_id": fresh.id, "agent_id": rec.id, "by": by})
         try:
             t.vast_id = self.client.create_instance(fresh.id, image=c.image, disk_gb=c.disk_gb, env=env,
                                                     label=f"{self.prefix}{key}", onstart=onstart, runtype=c.runtype)
         except OfferTaken as exc:
             self.stores.agents.revoke(rec.id)
+            self.ledger.append({"ev": "create_failed", "key": key, "reason": "offer taken"})
             log.info("capacity: offer %s was taken (%s): trying the next", fresh.id, exc)
             return False
         except VastError as exc:
             self.stores.agents.revoke(rec.id)
+            self.ledger.append({"ev": "create_failed", "key": key, "reason": str(exc)[:200]})
             log.warning("capacity: create on offer %s failed: %s", fresh.id, exc)
             return True  # not the offer's fault: no retry on another one this tick
         self.known[key] = t
-        self.ledger.append({"ev": "create", "key": key, "vast_id": t.vast_id, "queue": a.queue, "dph": t.dph,
-                            "gpu": t.gpu, "offer_id": fresh.id, "agent_id": rec.id, "by": by})
+        self.ledger.append({"ev": "created", "key": key, "vast_id": t.vast_id})
         log.info("capacity: started %s (vast %s, %s, $%.3f/h) for %s: %s", key, t.vast_id, t.gpu, t.dph, a.queue,
                  a.reason)
         return True
@@ -597,17 +608,20 @@ class CapacityController:
                 self.ledger.append({"ev": "boot_share", "key": t.key, "job_id": job_id, "op": op, "usd": share,
                                     "batch": batch})
 
-    def _adopt(self) -> None:
+    def _adopt(self, live: list[Instance] | None = None) -> None:
         """Watch instances `reelforge capacity up` started from another process (they are in the ledger),
-        so they count against the budgets from the next tick on."""
+        so they count against the budgets from the next tick on. With the provider's list, one whose create
+        call is still under way there (recorded, no id yet) is found by its label."""
+        by_key = {i.label[len(self.prefix):]: i.id for i in live or [] if i.label.startswith(self.prefix)}
         for made in self.ledger.summary().open():
             key = str(made["key"])
-            if key not in self.known and made.get("by") == "up" and made.get("agent_id") and made.get("vast_id"):
+            vast_id = made.get("vast_id") or by_key.get(key)
+            if key not in self.known and made.get("by") == "up" and made.get("agent_id") and vast_id:
                 self.known[key] = Tracked(key=key, queue=str(made["queue"]), offer_id=0, dph=float(made["dph"]),
                                           gpu=str(made["gpu"] or ""), created_at=float(made["created_at"]),
-                                          agent_id=str(made["agent_id"]), vast_id=int(made["vast_id"]),
+                                          agent_id=str(made["agent_id"]), vast_id=int(vast_id),
                                           registered_at=made.get("registered_at"))
-                log.info("capacity: adopted %s (vast %s), started by `capacity up`", key, made["vast_id"])
+                log.info("capacity: adopted %s (vast %s), started by `capacity up`", key, vast_id)
 
     def reap(self) -> int:
         """Destroy our deployment's instances this controller does not know; how many."""
@@ -616,8 +630,9 @@ class CapacityController:
         except VastError as exc:
             log.warning("capacity: reaper could not list instances: %s", exc)
             return 0
-        self._adopt()  # started by `reelforge capacity up` (another process): watched, not reaped
+        self._adopt(instances)  # started by `reelforge capacity up` (another process): watched, not reaped
         mine = {t.vast_id for t in self.known.values()}
+        recorded = self.ledger.summary().instances
         reaped = 0
         for inst in instances:
             if not inst.label.startswith(self.prefix) or inst.id in mine:
@@ -630,14 +645,27 @@ class CapacityController:
                 continue
             reaped += 1
             self.stores.agents.revoke(token_name(key))
+            if key not in recorded:  # rented with no record (an older release, a lost ledger): its cost still counts
+                self.ledger.append({"ev": "create", "key": key, "vast_id": inst.id, "dph": inst.dph_total,
+                                    "gpu": inst.gpu_name, "t": inst.start_date or time.time(),
+                                    "by": "found by the reaper"})
             self.ledger.append({"ev": "destroy", "key": key, "vast_id": inst.id, "reason": "orphan (reaped)"})
             log.warning("capacity: reaped orphan instance %s (%s, label %s)", inst.id, inst.actual_status, inst.label)
         # ledger entries of instances that no longer exist anywhere are closed too (a crash lost their destroy)
         live_ids = {i.id for i in instances}
+        live_keys = {i.label[len(self.prefix):] for i in instances if i.label.startswith(self.prefix)}
         for open_inst in self.ledger.summary().open():
-            if open_inst["key"] not in self.known and open_inst["vast_id"] not in live_ids:
-                self.ledger.append({"ev": "destroy", "key": open_inst["key"], "vast_id": open_inst["vast_id"],
-                                    "reason": "gone (found closed by the reaper)"})
+            key = open_inst["key"]
+            if key in self.known or key in live_keys or open_inst["vast_id"] in live_ids:
+                continue
+            if open_inst["vast_id"] is None:
+                # recorded, then the process died before the provider answered, and no instance carries the
+                # label: it was never rented -- unless a create call is still under way elsewhere, so wait
+                if time.time() - open_inst["created_at"] > CREATE_GRACE_S:  # the ledger's clock
+                    self.ledger.append({"ev": "create_failed", "key": key, "reason": "never rented (reaper)"})
+                continue
+            self.ledger.append({"ev": "destroy", "key": key, "vast_id": open_inst["vast_id"],
+                                "reason": "gone (found closed by the reaper)"})
         return reaped
 
     def status(self) -> dict[str, Any]:
