@@ -193,3 +193,16 @@ def test_overlaps_and_the_length_cap_are_rejected_with_paths() -> None:
 
 def test_num_formats_plainly() -> None:
     assert [num(x) for x in (1.0, 0.1 + 0.2, 1e-9, -0.0, 12.5)] == ["1", "0.3", "0", "0", "12.5"]
+
+
+def test_a_still_is_decoded_once_and_held_a_gif_is_looped_by_its_reader() -> None:
+    gif = MediaInfo("/m/g.gif", "gif", 1.0, 100, None, (StreamInfo(0, "video", "gif", width=64, height=64),))
+    p = params([[{"asset": {"type": "image", "src": "i.png"}, "start": 0, "length": 3.01}],
+                [{"asset": {"type": "image", "src": "g.gif"}, "start": 0, "length": 2}]])
+    result = plan_render(p, {**MEDIA, "g.gif": gif}, out=Path("/w/out.mp4"), workdir=Path("/w"))
+    args, graph = result.args, graph_of(result)
+    png_at, gif_at = args.index("/m/i.png"), args.index("/m/g.gif")
+    assert "-loop" not in args[png_at - 4:png_at]  # one frame read, decoded and fitted once ...
+    assert "loop=loop=76:size=1,setpts=N" in graph  # ... then repeated: 77 frames >= 3.01 s at 25 fps, trimmed
+    assert "trim=duration=3.01" in graph
+    assert args[gif_at - 7:gif_at] == ["-loop", "1", "-framerate", "25", "-t", "2", "-i"]  # may be animated
