@@ -240,15 +240,14 @@ def run(params: Img2VidParams, ctx: OpContext) -> OpResult:
     # chunks' would be, chunked or not
     long_join = (params.join and params.codec == "h264"
                  and _joined_length(params, durations) > ctx.settings.compute.chunk_threshold_s)
+    ctx.stage("fetching")
+    images = _fetch_images(params, ctx, range(len(params.images)))  # a bad image fails here, before any fork
     threads = ctx.settings.compute.threads_per_job
     chunks = chunk_count(params.chunks, ctx, _joined_length(params, durations), len(options)) if long_join else 1
     if chunks > 1:
         separate = params.transition != "none" or params.keep_clips  # the parent needs the clips themselves
         return OpResult(fork=plan_fork(params.model_dump(mode="json"), [o.frames for o in options], durations,
                                        chunks, threads, separate))
-
-    ctx.stage("fetching")
-    images = _fetch_images(params, ctx, range(len(params.images)))
     prefer = choose_video_encoder(ctx, params.quality, params.codec)
     if long_join and not prefer.hw:
         prefer = chunk_encoder(params.quality, threads)
