@@ -158,6 +158,22 @@ def test_chunked_img2vid_with_a_transition_joins_the_childrens_clips(svc: Servic
     assert m["min_psnr"] == 99.0, m  # the same xfade over the same clips
 
 
+def test_chunked_img2vid_keeping_the_clips_joins_them_by_copy(svc: Service, stills: list[str],
+                                                                tmp_path: Path) -> None:
+    with svc.client() as c:
+        job = wait_job(c, submit(c, params(stills, 2, keep_clips=True)), timeout=180)
+        assert job["status"] == "succeeded", job
+        children = children_of(c, job)
+        assert [sorted(ch["result"]["outputs"]) for ch in children] == [
+            ["clip_001", "clip_002", "clip_003"], ["clip_004", "clip_005", "clip_006"]]  # 12 s each
+        assert sorted(job["result"]["outputs"]) == [*(f"clip_{i:03d}" for i in range(1, 7)), "video"]
+        video = download(c, job, "video", tmp_path / "video.mp4")
+        last = gray_frames(download(c, job, "clip_006", tmp_path / "clip_006.mp4"), *SIZE)
+    frames = gray_frames(video, *SIZE)
+    assert len(frames) == 120 and job["result"]["data"]["chunks"] == 2
+    assert min(psnr(x, y) for x, y in zip(frames[110:], last, strict=True)) == 99.0  # the clip, copied
+
+
 def test_cancelling_the_parent_cancels_every_child(svc: Service, stills: list[str]) -> None:
     # a slower picture so the chunks are still rendering when the cancel comes
     body = {**params(stills, 3), "size": "1280x720", "fps": 25, "quality": "standard"}
