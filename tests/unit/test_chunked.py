@@ -18,8 +18,8 @@ from reelforge.jobs.store import Stores
 from reelforge.jobs.store_jobs import FORK_OWNER
 from reelforge.media.codecs import chunkable_x264_args
 from reelforge.media.probe import MediaInfo, StreamInfo
+from reelforge.ops.chunking import chunk_count
 from reelforge.ops.context import OpContext
-from reelforge.ops.render import chunk_count
 from reelforge.pipelines.render_plan import Window, chunk_windows, frame_count, plan_render
 from reelforge.pipelines.timeline import RenderParams
 from reelforge.refs import job_output_ref, parse_ref
@@ -98,10 +98,10 @@ def test_the_sound_only_plan_opens_only_what_carries_sound(tmp_path: Path) -> No
 def test_the_chunk_count(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "d")
     ctx = OpContext.for_test(tmp_path, settings, can_fork=True, workers=8)
-    assert chunk_count(_params(), ctx, 90) == 6  # 90 s / the 15 s minimum
-    assert chunk_count(_params(chunks=2), ctx, 90) == 2
-    assert chunk_count(_params(), OpContext.for_test(tmp_path, settings, can_fork=True), 90) == 1  # embedded
-    assert chunk_count(_params(chunks=4), OpContext.for_test(tmp_path, settings), 90) == 1  # cannot fork
+    assert chunk_count(_params().chunks, ctx, 90) == 6  # 90 s / the 15 s minimum
+    assert chunk_count(_params(chunks=2).chunks, ctx, 90) == 2
+    assert chunk_count(_params().chunks, OpContext.for_test(tmp_path, settings, can_fork=True), 90) == 1  # embedded
+    assert chunk_count(_params(chunks=4).chunks, OpContext.for_test(tmp_path, settings), 90) == 1  # cannot fork
 
 
 def test_job_output_refs_are_not_client_refs() -> None:

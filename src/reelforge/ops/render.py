@@ -11,7 +11,6 @@ from reelforge.captions import Word, ass_style, build_subtitles, pos_prefix
 from reelforge.config import Settings
 from reelforge.errors import InputError, InvalidParams, MediaError
 from reelforge.media.codecs import DEFAULT_VIDEO_ARGS, chunkable_x264_args, gop_args
-from reelforge.media.concat_list import concat_copy_args, write_concat_list
 from reelforge.media.encoders import EncoderChoice, encode_with_fallback
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
 from reelforge.media.fonts import LoadedFont, installed_families, load_font
@@ -21,22 +20,28 @@ from reelforge.media.limits import check_duration_limit, check_frame_pixels
 from reelforge.media.limits import probe_input as probe_within_limits
 from reelforge.media.probe import MediaInfo
 from reelforge.media.subtitle_files import check_burn_size, read_subtitle_text
+from reelforge.ops.chunking import (
+    chunk_count,
+    chunk_key,
+    encode_chunk,
+    fork_chunks,
+    gop_frames,
+    join_chunks,
+    resumed_chunks,
+)
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.registry import operation
 from reelforge.ops.resources import ENCODES
-from reelforge.pipelines.cache import StepCache, file_sha256, step_key
 from reelforge.pipelines.render_plan import (
     ClipKey,
     RenderPlan,
     Window,
-    chunk_windows,
     clip_lengths,
     frame_count,
     plan_render,
     timeline_duration,
 )
-from reelforge.pipelines.timeline import MAX_TIMELINE_S, CaptionAsset, ChunkSpec, HtmlAsset, RenderParams, TextAsset
-from reelforge.runtime import Fork
+from reelforge.pipelines.timeline import MAX_TIMELINE_S, CaptionAsset, HtmlAsset, RenderParams, TextAsset
 
 _NAMED = {"white": (255, 255, 255), "black": (0, 0, 0), "red": (255, 0, 0), "green": (0, 128, 0),
           "lime": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0), "cyan": (0, 255, 255),
@@ -244,7 +249,7 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
         path.write_text(text, encoding="utf-8")
     if window is not None:
         return _render_chunk(params, ctx, plan_for, work, window, media)
-    chunks = chunk_count(params, ctx, plan.duration_s) if long_mp4 and not joining else 1
+    chunks = chunk_count(params.chunks, ctx, plan.duration_s) if long_mp4 and not joining else 1
     if chunks > 1:
         return _fork(params, plan.duration_s, chunks, gop)
     if joining:
@@ -284,39 +289,14 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
     return OpResult(outputs=outputs, data=data)
 
 
-# ---- chunked renders (docs/CHUNKED.md)
-GOP_S = 2.0  # a long mp4's keyframe interval: the grain chunks are cut on
-
-
-def gop_frames(fps: float) -> int:
-    return max(1, round(GOP_S * fps))
-
-
+# ---- chunked renders (docs/CHUNKED.md; the shared fork, cache and join: ops/chunking.py)
 def _duration(params: RenderParams, media: dict[str, MediaInfo]) -> float:
     return timeline_duration(params, clip_lengths(params, media), MAX_TIMELINE_S)
 
 
-def chunk_count(params: RenderParams, ctx: OpContext, duration_s: float) -> int:
-    """How many chunks: the render's own `chunks`, else the workers that could take them (the setting, or
-    what the executor reported), never so many that a chunk is shorter than compute.chunk_min_s."""
-    if not ctx.can_fork:
-        return 1
-    compute = ctx.settings.compute
-    wanted = params.chunks or compute.chunk_workers or ctx.workers
-    return max(1, min(wanted, int(duration_s // compute.chunk_min_s)))
-
-
 def _fork(params: RenderParams, duration_s: float, chunks: int, gop: int) -> OpResult:
-    rate = float(parse_rate(params.output.fps))
-    frames = frame_count(duration_s, rate)
-    windows = chunk_windows(frames, chunks, gop)
-    base = params.model_dump(mode="json")
-    children = []
-    for i, w in enumerate(windows):
-        spec = ChunkSpec(index=i, start_frame=w.start_frame, end_frame=w.end_frame, gop=gop)
-        children.append({"op": "render", "params": {**base, "chunk": spec.model_dump(mode="json")},
-                         "weight": (w.end_frame or frames) - w.start_frame})
-    return OpResult(fork=Fork(children=children, state={"frames": frames, "gop": gop, "chunks": len(windows)}))
+    frames = frame_count(duration_s, float(parse_rate(params.output.fps)))
+    return fork_chunks("render", params.model_dump(mode="json"), frames, chunks, gop)
 
 
 def _caption_window(path: Path, window: Window, fps: float) -> Path:
@@ -335,52 +315,24 @@ def _caption_window(path: Path, window: Window, fps: float) -> Path:
     return dest
 
 
-def _chunk_key(plan: RenderPlan, media: dict[str, MediaInfo], work: Path, job_dir: Path) -> str:
-    """The step-cache key of a chunk: its ffmpeg arguments with every input by content and the job's work
-    folder by name, so the same picture of the same sources has the same key in any job."""
-    text = "\x00".join(plan.args)
-    for info in media.values():
-        text = text.replace(info.path, file_sha256(Path(info.path)))
-    files = sorted(p for p in work.rglob("*") if p.is_file() and str(p) in text)  # captions, text, fonts
-    hashed = {str(p.relative_to(work)): file_sha256(p) for p in files}
-    return step_key("render.chunk", {"args": text.replace(str(job_dir), "<job>"), "files": hashed})
-
-
 def _render_chunk(params: RenderParams, ctx: OpContext, plan_for: Any, work: Path, window: Window,
                   media: dict[str, MediaInfo]) -> OpResult:
     """A child job: the picture of one window, libx264 (the same encoder on every machine), from the step
     cache when the same chunk was rendered before."""
     chunk_out = ctx.output_path("chunk", ".mp4")
     plan = plan_for(None, window=window, out=chunk_out)  # chunkable libx264
-    cache = StepCache.for_settings(ctx.settings)
-    key = _chunk_key(plan, media, work, ctx.workdir)
-    hit = cache.load(key, work / "cached")
-    if hit is not None:
-        ctx.note(chunk_cached=True)
-        ctx.progress(1.0, "chunk from cache")
-        return OpResult(outputs={"chunk": hit.outputs["chunk"]}, data={**hit.data, "cached": True})
-    ctx.stage("rendering chunk", 0.05)
+    key = chunk_key("render.chunk", plan.args, [info.path for info in media.values()], work, ctx.workdir)
     a, b = window.seconds(float(parse_rate(params.output.fps)))
     seconds = (b if b is not None else plan.duration_s) - a
-    run_ffmpeg(plan.args, ctx, duration_s=seconds, span=(0.05, 1.0), stage="rendering chunk")
-    ensure_file_output(chunk_out, "render")
-    ctx.note(encoder="libx264")
-    result = OpResult(outputs={"chunk": chunk_out}, data={"start_frame": window.start_frame,
-                                                            "end_frame": window.end_frame})
-    cache.store(key, "render.chunk", result)
-    ctx.progress(1.0)
-    return result
+    return encode_chunk(ctx, kind="render.chunk", key=key, args=plan.args, out=chunk_out, work=work,
+                        window=window, seconds=seconds, stage="rendering chunk")
 
 
 def _join_chunks(ctx: OpContext, plan_for: Any, plan: RenderPlan, out: Path, work: Path) -> None:
     """The parent's second run: the chunks joined by stream copy, the sound mixed and encoded once for the
     whole length and muxed in (no encoder priming at the joins)."""
-    resumed = ctx.resumed or {}
-    children = resumed.get("children") or []
     ctx.stage("joining chunks", 0.95)
-    pieces = [ctx.fetch(child["outputs"]["chunk"]) for child in children]
-    if not pieces:
-        raise MediaError("The chunked render has no chunks to join.", code="chunk_missing")
+    pieces = resumed_chunks(ctx)
     extra: list[str] = []
     maps = ["0:v:0"]
     if plan.has_audio:
@@ -388,9 +340,4 @@ def _join_chunks(ctx: OpContext, plan_for: Any, plan: RenderPlan, out: Path, wor
         run_ffmpeg(plan_for(audio_only=True, out=audio).args, ctx, duration_s=plan.duration_s,
                    span=(0.95, 0.98), stage="mixing sound")
         extra, maps = ["-i", str(audio)], ["0:v:0", "1:a:0"]
-    join_dir = work / "join"
-    join_dir.mkdir(exist_ok=True)
-    listing = write_concat_list(pieces, join_dir / "chunks.ffconcat")
-    run_ffmpeg(concat_copy_args(listing, out, audio=False, extra_inputs=extra, maps=maps), ctx,
-               duration_s=plan.duration_s, span=(0.98, 1.0), stage="joining chunks")
-    ctx.note(chunks=len(pieces), encoder="libx264")
+    join_chunks(ctx, pieces, out, work, duration_s=plan.duration_s, extra_inputs=extra, maps=maps)
