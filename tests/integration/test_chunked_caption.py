@@ -120,3 +120,37 @@ def test_chunked_caption_is_seamless(svc: Service, video_id: str, source: Path, 
     assert caption_pixels(frames[310], plain[310]) > 20 and caption_pixels(frames[320], plain[320]) < 5  # ends 63 s
     assert cached == [True, True, True]
     assert np.array_equal(gray_frames(again_path, *SIZE), frames)
+
+
+@pytest.mark.parametrize("container", ["ts", "mkv"])
+def test_a_chunk_is_the_same_frames_of_an_input_that_starts_late(container: str, source: Path,
+                                                                 tmp_path: Path) -> None:
+    """Inputs whose timestamps start at 3.3 s or later (MPEG-TS read from its start, Matroska seeked): a
+    chunk's frames (picked on the clock the unchunked caption sees) are exactly the unchunked caption's
+    frames of its window, cues included."""
+    from fractions import Fraction
+
+    from reelforge.media.codecs import chunkable_x264_args
+    from reelforge.ops.caption import SEEKABLE_DEMUXERS, caption_args, chunk_args
+    from reelforge.pipelines.render_plan import Window
+
+    late = tmp_path / f"late.{container}"
+    run = ["ffmpeg", "-v", "error", "-y"]
+    subprocess.run([*run, "-t", "80", "-i", str(source), "-c", "copy", "-output_ts_offset", "3.3", str(late)],
+                   check=True)
+    start = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=start_time", "-of", "json",
+                                       str(late)], capture_output=True, text=True, check=True).stdout)
+    assert float(start["format"]["start_time"]) > 3
+    subs = tmp_path / "captions.ass"
+    subprocess.run([*run, "-i", "-", str(subs)], input=SRT.encode(), check=True)
+    fonts, enc = Path("/usr/share/fonts/truetype/dejavu"), chunkable_x264_args("standard", 10, 1)
+    whole, piece = tmp_path / "whole.mp4", tmp_path / "piece.mp4"
+    subprocess.run([*run, *caption_args(late, subs, fonts, whole, enc, False)], check=True)
+    seek = container == "mkv"
+    assert ({"ts": "mpegts", "mkv": "matroska"}[container] in SEEKABLE_DEMUXERS) == seek
+    args = chunk_args(late, subs, fonts, piece, Window(290, 320), Fraction(FPS), enc, seek=seek)
+    assert ("-ss" in args) == seek
+    subprocess.run([*run, *args], check=True)
+    frames, chunk = gray_frames(whole, *SIZE), gray_frames(piece, *SIZE)
+    assert len(chunk) == 30 and np.array_equal(chunk, frames[290:320])
+    assert caption_pixels(chunk[10], gray_frames(late, *SIZE)[300]) > 20  # the cue at 58-63 s is in it

@@ -177,26 +177,31 @@ def run(params: CaptionParams, ctx: OpContext) -> OpResult:
     return OpResult(outputs={"video": out}, data=data)
 
 
+# demuxers whose -ss lands on the keyframe at or before the target (an index: mp4's sample table, mkv's
+# cues); an MPEG-TS seek landed 2 s after it (on the next keyframe), so other inputs are read from the start
+SEEKABLE_DEMUXERS = frozenset({"mov", "matroska"})
+
+
 def chunk_args(video: Path, ass_path: Path, fonts: Path, out: Path, window: Window, rate: Fraction,
-               enc: tuple[str, ...]) -> list[str]:
+               enc: tuple[str, ...], *, seek: bool = True) -> list[str]:
     """One chunk's picture: the input's frames start_frame..end_frame (exclusive), with the captions burned
     on the input's own clock, timestamps then starting at 0; video only.
 
-    The input is opened a little before the window (-ss, a keyframe seek then ffmpeg's accurate trim) and
-    read only to a little after it (-t); `-copyts -start_at_zero` keep the clock the unchunked caption
+    The input is opened a little before the window when `seek` (-ss, a keyframe seek then ffmpeg's
+    accurate trim; only for SEEKABLE_DEMUXERS), and the run ends once the window's frames are out
+    (-frames:v), which also ends the reading. `-copyts -start_at_zero` keep the clock the unchunked caption
     sees (the file's timestamps less its start time), so `select` picks frames by their time on the frame
     grid (half a frame of tolerance) and the `ass` filter shows the same cues on the same frames."""
     a, b = window.start_frame / rate, None if window.end_frame is None else window.end_frame / rate
     margin = max(Fraction(1), 2 / rate)
-    seek = max(Fraction(0), a - margin)
+    start = max(Fraction(0), a - margin)
     half = 1 / (2 * rate)
-    opts = ["-ss", f"{float(seek):.6f}"] if seek > 0 else []
-    if b is not None:
-        opts += ["-t", f"{float(b + margin - seek):.6f}"]
+    seek_args = ["-ss", f"{float(start):.6f}"] if seek and start > 0 else []
     picked = f"gte(t,{float(a - half):.6f})" + (f"*lt(t,{float(b - half):.6f})" if b is not None else "")
     graph = f"{filter_expr('select', expr=picked)},{burn_filter(ass_path, fonts)},setpts=PTS-STARTPTS"
-    return ["-copyts", "-start_at_zero", *opts, "-i", str(video), "-map", "0:v:0", "-an", "-vf", graph, *enc,
-            "-movflags", "+faststart", str(out)]
+    frames = [] if window.end_frame is None else ["-frames:v", str(window.end_frame - window.start_frame)]
+    return ["-copyts", "-start_at_zero", *seek_args, "-i", str(video), "-map", "0:v:0", "-an", "-vf", graph,
+            *frames, *enc, "-movflags", "+faststart", str(out)]
 
 
 def _caption_chunk(params: CaptionParams, spec: ChunkSpec, ctx: OpContext, info: MediaInfo, video: Path,
@@ -206,7 +211,7 @@ def _caption_chunk(params: CaptionParams, spec: ChunkSpec, ctx: OpContext, info:
     window = Window(spec.start_frame, spec.end_frame)
     out = ctx.output_path("chunk", ".mp4")
     enc = chunkable_x264_args(params.quality, spec.gop, ctx.settings.compute.threads_per_job)
-    args = chunk_args(video, ass_path, fonts, out, window, rate, enc)
+    args = chunk_args(video, ass_path, fonts, out, window, rate, enc, seek=info.demuxer in SEEKABLE_DEMUXERS)
     key = chunk_key("caption.chunk", args, [str(video)], work, ctx.workdir)
     a, b = window.seconds(float(rate))
     seconds = (b if b is not None else info.duration_s) - a
