@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from reelforge.media.codecs import Quality
 from reelforge.media.encoders import EncoderChoice, cpu_encoder
 from reelforge.media.kenburns import KenBurnsOptions
+from reelforge.ops.chunking import chunk_count as shared_chunk_count
 from reelforge.ops.context import OpContext
 from reelforge.pipelines.cache import file_sha256, step_key
 from reelforge.runtime import Fork
@@ -55,13 +56,9 @@ def chunk_encoder(quality: Quality, threads: int) -> EncoderChoice:
 
 
 def chunk_count(asked: int | None, ctx: OpContext, total_s: float, images: int) -> int:
-    """The op's own `chunks`, else the workers that could take them (the setting, or what the executor
-    reported); never a chunk shorter than compute.chunk_min_s, never more chunks than images."""
-    if not ctx.can_fork:
-        return 1
-    compute = ctx.settings.compute
-    wanted = asked or compute.chunk_workers or ctx.workers
-    return max(1, min(wanted, int(total_s // compute.chunk_min_s), images, MAX_CHUNKS))
+    """The shared rule (ops/chunking.chunk_count: the op's `chunks`, else the workers; no chunk shorter than
+    compute.chunk_min_s), never more chunks than images."""
+    return min(shared_chunk_count(asked, ctx, total_s), images, MAX_CHUNKS)
 
 
 def balanced_groups(durations: Sequence[float], n: int) -> list[tuple[int, int]]:
