@@ -179,16 +179,19 @@ def _timed(c: httpx.Client, params: dict[str, Any], procs: list[subprocess.Popen
                            "job": job}
     kids = (job["notes"].get("fork") or {}).get("children") or []
     if kids:
-        children = [c.get(f"/v1/jobs/{k}").json() for k in kids]
+        everyone = [c.get(f"/v1/jobs/{k}").json() for k in kids]
+        # the picture chunks; a render with sound also has one child that mixes and encodes it (no "chunk")
+        children = [ch for ch in everyone if "chunk" in ch["result"]["outputs"]]
+        sound = [_span(ch) for ch in everyone if "sound" in ch["result"]["outputs"]]
         startups, encodes = [], []
         for ch in children:
             stages = {stage: at for stage, at in ch["notes"].get("stages") or []}
             begin = stages.get("rendering chunk", 0.0)  # seconds into the attempt the encode began
             startups.append(begin)
             encodes.append(_span(ch) - begin)
-        first_child = min(_ts(ch["created_at"]) for ch in children)
-        last_end = max(_ts(ch["finished_at"]) for ch in children)
-        out.update(chunks=len(kids), plan_s=first_child - _ts(job["started_at"]),
+        first_child = min(_ts(ch["created_at"]) for ch in everyone)
+        last_end = max(_ts(ch["finished_at"]) for ch in everyone)
+        out.update(chunks=len(children), sound_s=sound, plan_s=first_child - _ts(job["started_at"]),
                    join_s=_ts(job["finished_at"]) - last_end, startup_s=startups, encode_s=encodes,
                    child_wall_s=[_span(ch) for ch in children])
     return out
@@ -250,8 +253,9 @@ def main() -> None:
         f"{chk['cpu_s'] / ref['cpu_s']:.3f}",
         f"planning run {chk.get('plan_s', 0):.2f} s; chunk start-up before the encode "
         f"{', '.join(f'{s:.2f}' for s in chk.get('startup_s', []))} s; chunk encodes "
-        f"{', '.join(f'{s:.1f}' for s in chk.get('encode_s', []))} s; join (requeue + sound + copy) "
-        f"{chk.get('join_s', 0):.2f} s",
+        f"{', '.join(f'{s:.1f}' for s in chk.get('encode_s', []))} s; sound child "
+        f"{', '.join(f'{s:.1f}' for s in chk.get('sound_s', [])) or '-'} s; join after the last child "
+        f"(requeue + copy) {chk.get('join_s', 0):.2f} s",
     ]
     per_chunk = (chk.get("plan_s", 0) + chk.get("join_s", 0)) / max(1, chk.get("chunks", 1)) + (
         sum(chk.get("startup_s", [])) / max(1, chk.get("chunks", 1)))

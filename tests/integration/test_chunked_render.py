@@ -60,7 +60,9 @@ def test_chunked_render_is_seamless_and_edits_reencode_one_chunk(svc: Service, s
         assert chunked["status"] == "succeeded", chunked
         assert "fork" not in ref["notes"] and ref["result"]["data"].get("chunks") is None
         children = [c.get(f"/v1/jobs/{cid}").json() for cid in chunked["notes"]["fork"]["children"]]
-        assert len(children) == 3 and chunked["result"]["data"]["chunks"] == 3
+        # three picture chunks, then the sound (the whole length, mixed and encoded once) beside them
+        assert len(children) == 4 and chunked["result"]["data"]["chunks"] == 3
+        assert [set(ch["result"]["outputs"]) for ch in children] == [{"chunk"}] * 3 + [{"sound"}]
         assert all(ch["status"] == "succeeded" and ch["attempts"] == 1 for ch in children), children
         assert all(ch["notes"]["parent"] == chunked_id and ch["queue"] == chunked["queue"] for ch in children)
         assert chunked["progress"] == 1.0
@@ -78,7 +80,7 @@ def test_chunked_render_is_seamless_and_edits_reencode_one_chunk(svc: Service, s
     assert min(m["join_psnr"].values()) > 40, m["join_psnr"]
     assert m["min_psnr"] == 99.0  # in fact every frame is identical (constant QP: docs/CHUNKED.md)
     assert m["samples"][0] == m["samples"][1] and m["audio_max_diff"] < 1e-3, m
-    assert cached == [True, True, False]
+    assert cached == [True, True, False, True]  # the sound did not change either
 
 
 def test_a_chunked_render_with_a_large_image_joins_and_ends(svc: Service, sources: dict[str, str],

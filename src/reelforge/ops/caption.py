@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from reelforge.captions import BURN_IN_DEFAULTS, CaptionStyle, ass_style, pos_prefix
-from reelforge.errors import MediaError
+from reelforge.errors import InvalidParams, MediaError
 from reelforge.media.codecs import chunkable_x264_args, gop_args
 from reelforge.media.encoders import EncoderChoice, Quality, VideoCodec, encode_with_fallback
 from reelforge.media.ffmpeg import ensure_file_output
@@ -140,6 +140,9 @@ def run(params: CaptionParams, ctx: OpContext) -> OpResult:
     rate = parse_rate(v.fps) if v.fps else None
     long_h264 = params.codec == "h264" and rate is not None and info.duration_s > ctx.settings.compute.chunk_threshold_s
     if params.chunk is not None:
+        if params.chunk.sound:  # a render's sound child; a caption's sound is its input's, copied
+            raise InvalidParams("chunk.sound is not a caption chunk.", code="invalid_chunk",
+                                details={"path": "chunk.sound"})
         if rate is None:
             raise MediaError("The input's frame rate is unknown: it cannot be burned in chunks.", code="no_frame_rate")
         return _caption_chunk(params, params.chunk, ctx, info, video_path, ass_path, fonts, rate, work)

@@ -62,21 +62,24 @@ def chunk_key(kind: str, args: Sequence[str], inputs: Iterable[str], work: Path,
 
 
 def encode_chunk(ctx: OpContext, *, kind: str, key: str, args: list[str], out: Path, work: Path,
-                 window: Window, seconds: float, stage: str) -> OpResult:
-    """A child job's encode of one window into `out` (output `chunk`), or the same chunk from the step
-    cache when it was encoded before (`kind`, `key`: chunk_key)."""
+                 window: Window | None, seconds: float, stage: str, name: str = "chunk") -> OpResult:
+    """A child job's encode of one window into `out` (output `name`; no window: the sound of the whole
+    length), or the same result from the step cache when it was encoded before (`kind`, `key`: chunk_key)."""
     cache = StepCache.for_settings(ctx.settings)
     hit = cache.load(key, work / "cached")
     if hit is not None:
         ctx.note(chunk_cached=True)
-        ctx.progress(1.0, "chunk from cache")
-        return OpResult(outputs={"chunk": hit.outputs["chunk"]}, data={**hit.data, "cached": True})
+        ctx.progress(1.0, f"{name} from cache")
+        return OpResult(outputs={name: hit.outputs[name]}, data={**hit.data, "cached": True})
     ctx.stage(stage, 0.05)
     run_ffmpeg(args, ctx, duration_s=seconds, span=(0.05, 1.0), stage=stage)
     ensure_file_output(out, kind.split(".")[0])
-    ctx.note(encoder="libx264")
-    result = OpResult(outputs={"chunk": out}, data={"start_frame": window.start_frame,
-                                                     "end_frame": window.end_frame})
+    if window is None:
+        result = OpResult(outputs={name: out}, data={"sound": True})
+    else:
+        ctx.note(encoder="libx264")
+        result = OpResult(outputs={name: out}, data={"start_frame": window.start_frame,
+                                                      "end_frame": window.end_frame})
     cache.store(key, kind, result)
     ctx.progress(1.0)
     return result
@@ -85,10 +88,18 @@ def encode_chunk(ctx: OpContext, *, kind: str, key: str, args: list[str], out: P
 def resumed_chunks(ctx: OpContext) -> list[Path]:
     """The parent's second run: its children's `chunk` files, in order."""
     children = (ctx.resumed or {}).get("children") or []
-    pieces = [ctx.fetch(child["outputs"]["chunk"]) for child in children]
+    pieces = [ctx.fetch(child["outputs"]["chunk"]) for child in children if "chunk" in child["outputs"]]
     if not pieces:
         raise MediaError("The chunked job has no chunks to join.", code="chunk_missing")
     return pieces
+
+
+def resumed_output(ctx: OpContext, name: str) -> Path | None:
+    """The parent's second run: the one child output `name` (a render's `sound`), if a child made it."""
+    for child in (ctx.resumed or {}).get("children") or []:
+        if name in child["outputs"]:
+            return ctx.fetch(child["outputs"][name])
+    return None
 
 
 def join_chunks(ctx: OpContext, pieces: Sequence[Path], out: Path, work: Path, *, duration_s: float,

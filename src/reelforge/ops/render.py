@@ -28,6 +28,7 @@ from reelforge.ops.chunking import (
     gop_frames,
     join_chunks,
     resumed_chunks,
+    resumed_output,
 )
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.registry import operation
@@ -41,7 +42,14 @@ from reelforge.pipelines.render_plan import (
     plan_render,
     timeline_duration,
 )
-from reelforge.pipelines.timeline import MAX_TIMELINE_S, CaptionAsset, HtmlAsset, RenderParams, TextAsset
+from reelforge.pipelines.timeline import (
+    MAX_TIMELINE_S,
+    CaptionAsset,
+    ChunkSpec,
+    HtmlAsset,
+    RenderParams,
+    TextAsset,
+)
 
 _NAMED = {"white": (255, 255, 255), "black": (0, 0, 0), "red": (255, 0, 0), "green": (0, 128, 0),
           "lime": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0), "cyan": (0, 255, 255),
@@ -229,7 +237,9 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
     long_mp4 = (output.format == "mp4" and output.range is None
                 and _duration(params, media) > ctx.settings.compute.chunk_threshold_s)
     gop = params.chunk.gop if params.chunk is not None else gop_frames(output.fps) if long_mp4 else 0
-    window = Window(params.chunk.start_frame, params.chunk.end_frame) if params.chunk is not None else None
+    sound_part = params.chunk is not None and params.chunk.sound
+    window = (Window(params.chunk.start_frame, params.chunk.end_frame)
+              if params.chunk is not None and not sound_part else None)
     if window is not None:
         captions = {k: _caption_window(p, window, output.fps) for k, p in captions.items()}
 
@@ -249,9 +259,11 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
         path.write_text(text, encoding="utf-8")
     if window is not None:
         return _render_chunk(params, ctx, plan_for, work, window, media)
+    if sound_part:
+        return _render_sound(ctx, plan_for, plan, work, media)
     chunks = chunk_count(params.chunks, ctx, plan.duration_s) if long_mp4 and not joining else 1
     if chunks > 1:
-        return _fork(params, plan.duration_s, chunks, gop)
+        return _fork(params, plan.duration_s, chunks, gop, plan.has_audio)
     if joining:
         _join_chunks(ctx, plan_for, plan, out, work)
     elif output.format == "mp4":
@@ -285,7 +297,7 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
     data: dict[str, Any] = {"duration_s": round(plan.duration_s, 3), "format": output.format,
                             "size": [final_w, final_h], "fps": output.fps, "audio": plan.has_audio}
     if joining:
-        data["chunks"] = len((ctx.resumed or {}).get("children") or [])
+        data["chunks"] = sum(1 for child in (ctx.resumed or {}).get("children") or [] if "chunk" in child["outputs"])
     return OpResult(outputs=outputs, data=data)
 
 
@@ -294,9 +306,21 @@ def _duration(params: RenderParams, media: dict[str, MediaInfo]) -> float:
     return timeline_duration(params, clip_lengths(params, media), MAX_TIMELINE_S)
 
 
-def _fork(params: RenderParams, duration_s: float, chunks: int, gop: int) -> OpResult:
+SOUND_WEIGHT = 0.04  # the sound child's share of the progress, in frames: mixing + AAC ~4 % of a 1080p render
+
+
+def _fork(params: RenderParams, duration_s: float, chunks: int, gop: int, has_audio: bool) -> OpResult:
+    """The picture chunks and, when the render has sound, one child that mixes and encodes it: listed last, so
+    a worker takes it when it is free of a chunk, and the join that follows only copies."""
     frames = frame_count(duration_s, float(parse_rate(params.output.fps)))
-    return fork_chunks("render", params.model_dump(mode="json"), frames, chunks, gop)
+    body = params.model_dump(mode="json")
+    result = fork_chunks("render", body, frames, chunks, gop)
+    assert result.fork is not None
+    if has_audio:
+        spec = ChunkSpec(index=len(result.fork.children), start_frame=0, gop=gop, sound=True)
+        result.fork.children.append({"op": "render", "params": {**body, "chunk": spec.model_dump(mode="json")},
+                                     "weight": max(1.0, frames * SOUND_WEIGHT)})
+    return result
 
 
 def _caption_window(path: Path, window: Window, fps: float) -> Path:
@@ -328,16 +352,29 @@ def _render_chunk(params: RenderParams, ctx: OpContext, plan_for: Any, work: Pat
                         window=window, seconds=seconds, stage="rendering chunk")
 
 
+def _render_sound(ctx: OpContext, plan_for: Any, plan: RenderPlan, work: Path,
+                  media: dict[str, MediaInfo]) -> OpResult:
+    """A child job: the render's sound for the whole length, mixed and AAC-encoded once (output `sound`), from
+    the step cache when the same sound was made before."""
+    sound_out = ctx.output_path("sound", ".m4a")
+    sound = plan_for(audio_only=True, out=sound_out)
+    key = chunk_key("render.sound", sound.args, [info.path for info in media.values()], work, ctx.workdir)
+    return encode_chunk(ctx, kind="render.sound", key=key, args=sound.args, out=sound_out, work=work, window=None,
+                        seconds=plan.duration_s, stage="mixing sound", name="sound")
+
+
 def _join_chunks(ctx: OpContext, plan_for: Any, plan: RenderPlan, out: Path, work: Path) -> None:
-    """The parent's second run: the chunks joined by stream copy, the sound mixed and encoded once for the
-    whole length and muxed in (no encoder priming at the joins)."""
+    """The parent's second run: the chunks joined by stream copy, with the sound (mixed and encoded once for
+    the whole length, by the sound child, so no encoder priming at the joins) muxed in."""
     ctx.stage("joining chunks", 0.95)
     pieces = resumed_chunks(ctx)
     extra: list[str] = []
     maps = ["0:v:0"]
     if plan.has_audio:
-        audio = work / "sound.m4a"
-        run_ffmpeg(plan_for(audio_only=True, out=audio).args, ctx, duration_s=plan.duration_s,
-                   span=(0.95, 0.98), stage="mixing sound")
+        audio = resumed_output(ctx, "sound")
+        if audio is None:  # forked before sound children existed: made here, as it was then
+            audio = work / "sound.m4a"
+            run_ffmpeg(plan_for(audio_only=True, out=audio).args, ctx, duration_s=plan.duration_s,
+                       span=(0.95, 0.98), stage="mixing sound")
         extra, maps = ["-i", str(audio)], ["0:v:0", "1:a:0"]
     join_chunks(ctx, pieces, out, work, duration_s=plan.duration_s, extra_inputs=extra, maps=maps)

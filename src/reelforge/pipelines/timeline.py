@@ -348,12 +348,14 @@ class Output(_Model):
 class ChunkSpec(_Model):
     """Set by the service on the child jobs of a chunked render (docs/CHUNKED.md), not by clients: render
     only output frames start_frame..end_frame (exclusive; none: to the end), picture only, keyframe every
-    `gop` frames."""
+    `gop` frames. `sound`: instead, the sound of the whole length, mixed and encoded once (a render's last
+    child: it runs beside the picture chunks, so the join only copies)."""
 
     index: int = Field(ge=0, le=255)
     start_frame: int = Field(ge=0)
     end_frame: int | None = Field(default=None, ge=1)
     gop: int = Field(ge=1, le=1200)
+    sound: bool = False
 
 
 class RenderParams(Params):
