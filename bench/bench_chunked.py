@@ -129,6 +129,23 @@ def workers(svc: Service, cores: list[int]) -> Iterator[list[subprocess.Popen[by
                 os.killpg(p.pid, signal.SIGKILL)
 
 
+def pair_ceiling(clip: Path, cores: list[int]) -> tuple[float, float]:
+    """What this machine gives N independent one-thread x264 encodes at once, pinned one per core, against one
+    alone: the ceiling of any N-way split (shared caches, memory bandwidth and clocks cost something).
+    Returns (one alone s, N at once s)."""
+    def enc(core: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["taskset", "-c", str(core), "ffmpeg", "-v", "error", "-stream_loop", "1", "-i",
+                                 str(clip), "-c:v", "libx264", "-preset", "veryfast", "-qp", "23", "-threads", "1",
+                                 "-f", "null", "-"])
+    t0 = time.monotonic()
+    enc(cores[0]).wait()
+    alone = time.monotonic() - t0
+    t0 = time.monotonic()
+    for p in [enc(core) for core in cores]:
+        p.wait()
+    return alone, time.monotonic() - t0
+
+
 class LoadSampler:
     def __init__(self) -> None:
         self.samples: list[float] = []
@@ -191,6 +208,7 @@ def _timed(c: httpx.Client, params: dict[str, Any], procs: list[subprocess.Popen
             encodes.append(_span(ch) - begin)
         first_child = min(_ts(ch["created_at"]) for ch in everyone)
         last_end = max(_ts(ch["finished_at"]) for ch in everyone)
+        out.update(join_stages=job["notes"].get("stages"))  # the parent's last run: [stage, s since its start]
         out.update(chunks=len(children), sound_s=sound, plan_s=first_child - _ts(job["started_at"]),
                    join_s=_ts(job["finished_at"]) - last_end, startup_s=startups, encode_s=encodes,
                    child_wall_s=[_span(ch) for ch in children])
@@ -244,6 +262,8 @@ def main() -> None:
             svc.stop()
     redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
     speedup = ref["wall_s"] / chk["wall_s"]
+    alone, together = pair_ceiling(files["clip"], cores)
+    ceiling = len(cores) * alone / together
     lines = [
         f"reference (1 worker, one job): {ref['wall_s']:.1f} s wall, {ref['cpu_s']:.1f} CPU s, load "
         f"{ref['load'][0]:.1f}-{ref['load'][1]:.1f}",
@@ -251,11 +271,14 @@ def main() -> None:
         f"{chk['cpu_s']:.1f} CPU s, load {chk['load'][0]:.1f}-{chk['load'][1]:.1f}",
         f"speed-up: {speedup:.2f}x (goal >= {0.9 * len(cores):.1f}x); CPU of the chunked run / reference: "
         f"{chk['cpu_s'] / ref['cpu_s']:.3f}",
+        f"this machine's ceiling for a {len(cores)}-way split: {len(cores)} one-thread x264 encodes at once, one per "
+        f"core, {together:.2f} s against {alone:.2f} s for one alone: {ceiling:.2f}x; the speed-up is "
+        f"{speedup / ceiling:.0%} of it",
         f"planning run {chk.get('plan_s', 0):.2f} s; chunk start-up before the encode "
         f"{', '.join(f'{s:.2f}' for s in chk.get('startup_s', []))} s; chunk encodes "
         f"{', '.join(f'{s:.1f}' for s in chk.get('encode_s', []))} s; sound child "
         f"{', '.join(f'{s:.1f}' for s in chk.get('sound_s', [])) or '-'} s; join after the last child "
-        f"(requeue + copy) {chk.get('join_s', 0):.2f} s",
+        f"(requeue + copy) {chk.get('join_s', 0):.2f} s; the join run's stages {chk.get('join_stages')}",
     ]
     per_chunk = (chk.get("plan_s", 0) + chk.get("join_s", 0)) / max(1, chk.get("chunks", 1)) + (
         sum(chk.get("startup_s", [])) / max(1, chk.get("chunks", 1)))
