@@ -170,6 +170,7 @@ class _WorkerState:
         self.factory = factory
         self.app = app
         self._workers: dict[str, tuple[float, int]] = {}  # queue -> (when counted, worker threads)
+        self._counting: set[str] = set()  # queues whose count is being asked for in the background
         self._lock = threading.Lock()
         self._services: Services | None = None
         self._local = threading.local()
@@ -192,13 +193,25 @@ class _WorkerState:
         send_job(self.app, job.id, job.op, job.queue, job.priority)
 
     def workers_for(self, queue: str) -> int:
-        """How many pool threads of the live workers consume `queue` (asked over the broker, remembered
-        for WORKERS_TTL_S; 1 when nobody answers): what a chunked render plans for (docs/CHUNKED.md)."""
+        """How many pool threads of the live workers consume `queue` (asked over the broker; 1 when nobody
+        answers): what a chunked job plans for (docs/CHUNKED.md). Asking costs two broadcasts that each wait
+        their whole WORKERS_INSPECT_S for replies, so only the first ask of a queue waits: a count older
+        than WORKERS_TTL_S is still answered, and a fresh one is asked for in the background (a join run
+        after a chunked render's chunks paid ~2 s here)."""
         now = time.monotonic()
         with self._lock:
             known = self._workers.get(queue)
-        if known is not None and now - known[0] < WORKERS_TTL_S:
-            return known[1]
+            stale = known is not None and now - known[0] >= WORKERS_TTL_S and queue not in self._counting
+            if stale:
+                self._counting.add(queue)
+        if known is None:
+            return self._count_workers(queue)
+        if stale:
+            threading.Thread(target=self._count_workers, args=(queue,), name=f"count-workers-{queue}",
+                             daemon=True).start()
+        return known[1]
+
+    def _count_workers(self, queue: str) -> int:
         count = 1
         try:
             inspect = self.app.control.inspect(timeout=WORKERS_INSPECT_S)
@@ -210,7 +223,8 @@ class _WorkerState:
         except Exception:
             log.warning("could not count the workers of queue %s", queue, exc_info=True)
         with self._lock:
-            self._workers[queue] = (now, count)
+            self._workers[queue] = (time.monotonic(), count)
+            self._counting.discard(queue)
         return count
 
     def host(self) -> Any:
@@ -230,7 +244,9 @@ class _WorkerState:
         job = services.control.claim(job_id, worker_id)
         if job is None:
             return "skipped"  # already done, cancelled, or owned by a live worker
-        workers = self.workers_for(job.queue) if job.parent is None and not self.settings.compute.chunk_workers else 1
+        # only a first run of a top-level job may fork: a child, or a parent run again to join, never does
+        may_fork = job.parent is None and job.resumed is None and not self.settings.compute.chunk_workers
+        workers = self.workers_for(job.queue) if may_fork else 1
         status = Runner(services).run_claimed(
             job, self.host(), worker_id,
             on_requeue=lambda j: send_job(app, j.id, j.op, j.queue, j.priority),
