@@ -32,6 +32,16 @@ def test_windows_are_cut_on_keyframes_and_the_last_runs_to_the_end() -> None:
     assert frame_count(180, 5) == 900 and frame_count(10.01, 25) == 251
 
 
+def test_the_first_window_is_shorter_by_the_work_its_worker_does_after_it() -> None:
+    # 120 s at 25 fps in 2 chunks; the sound is worth 120 frames and goes to the first worker free:
+    # 1450 + 120 against 1550, even to within a keyframe interval
+    assert chunk_windows(3000, 2, 50, first_lighter=120) == [Window(0, 1450), Window(1450, None)]
+    three = chunk_windows(3000, 3, 50, first_lighter=300)
+    assert [w.start_frame for w in three] == [0, 800, 1900]  # 800 + 300 against 1100 and 1100
+    assert chunk_windows(30, 2, 10, first_lighter=500) == [Window(0, 10), Window(10, None)]  # never empty
+    assert chunk_windows(3000, 2, 50, first_lighter=0) == [Window(0, 1500), Window(1500, None)]
+
+
 def _params(**extra: Any) -> RenderParams:
     return RenderParams.model_validate({"timeline": {"duration": 90, "background": "#000000", "tracks": [
         {"clips": [{"asset": {"type": "text", "text": "early"}, "start": 1, "length": 5},

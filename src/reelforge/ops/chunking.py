@@ -37,10 +37,12 @@ def chunk_count(chunks: int | None, ctx: OpContext, duration_s: float) -> int:
     return max(1, min(wanted, int(duration_s // compute.chunk_min_s)))
 
 
-def fork_chunks(op: str, params: dict[str, Any], frames: int, chunks: int, gop: int) -> OpResult:
+def fork_chunks(op: str, params: dict[str, Any], frames: int, chunks: int, gop: int,
+                first_lighter: int = 0) -> OpResult:
     """The parent's first run: one child `op` per window of `frames` (cut on multiples of `gop`), each
-    with the parent's JSON `params` and its `chunk`; a child's weight is its frames."""
-    windows = chunk_windows(frames, chunks, gop)
+    with the parent's JSON `params` and its `chunk`; a child's weight is its frames. `first_lighter`: see
+    chunk_windows (a child the caller adds after these, worth that many frames)."""
+    windows = chunk_windows(frames, chunks, gop, first_lighter)
     children = []
     for i, w in enumerate(windows):
         spec = ChunkSpec(index=i, start_frame=w.start_frame, end_frame=w.end_frame, gop=gop)

@@ -306,7 +306,9 @@ def _duration(params: RenderParams, media: dict[str, MediaInfo]) -> float:
     return timeline_duration(params, clip_lengths(params, media), MAX_TIMELINE_S)
 
 
-SOUND_WEIGHT = 0.04  # the sound child's share of the progress, in frames: mixing + AAC ~4 % of a 1080p render
+# the sound child's cost in frames of picture: mixing + AAC measured 3.7-4.7 % of a 1080p render's time (its
+# share of the progress, and how much shorter the first chunk is, whose worker takes the sound after it)
+SOUND_WEIGHT = 0.04
 
 
 def _fork(params: RenderParams, duration_s: float, chunks: int, gop: int, has_audio: bool) -> OpResult:
@@ -314,12 +316,13 @@ def _fork(params: RenderParams, duration_s: float, chunks: int, gop: int, has_au
     a worker takes it when it is free of a chunk, and the join that follows only copies."""
     frames = frame_count(duration_s, float(parse_rate(params.output.fps)))
     body = params.model_dump(mode="json")
-    result = fork_chunks("render", body, frames, chunks, gop)
+    sound_frames = round(frames * SOUND_WEIGHT) if has_audio else 0
+    result = fork_chunks("render", body, frames, chunks, gop, first_lighter=sound_frames)
     assert result.fork is not None
     if has_audio:
         spec = ChunkSpec(index=len(result.fork.children), start_frame=0, gop=gop, sound=True)
         result.fork.children.append({"op": "render", "params": {**body, "chunk": spec.model_dump(mode="json")},
-                                     "weight": max(1.0, frames * SOUND_WEIGHT)})
+                                     "weight": max(1, sound_frames)})
     return result
 
 

@@ -83,11 +83,20 @@ def frame_count(duration_s: float, rate: float) -> int:
     return max(1, math.ceil(duration_s * rate - 1e-6))
 
 
-def chunk_windows(frames: int, chunks: int, gop: int) -> list[Window]:
-    """`frames` split into about `chunks` equal windows, every cut on a multiple of `gop` (a keyframe)."""
+def chunk_windows(frames: int, chunks: int, gop: int, first_lighter: int = 0) -> list[Window]:
+    """`frames` split into about `chunks` equal windows, every cut on a multiple of `gop` (a keyframe).
+    `first_lighter`: work worth that many frames that the first window's worker does after it (a render's
+    sound child, taken by the first worker to be free): the first window is that much shorter than the
+    others, so every worker ends at about the same time (with 2 workers the sound was on the critical path)."""
     gops = math.ceil(frames / gop)
     chunks = max(1, min(chunks, gops))
     cuts = [round(gops * k / chunks) * gop for k in range(chunks)]
+    if first_lighter > 0 and chunks > 1:
+        # the others each carry (frames + first_lighter) / chunks; the first that less first_lighter
+        first = max(1, round(((frames + first_lighter) / chunks - first_lighter) / gop))
+        rest = gops - first
+        if rest >= chunks - 1:
+            cuts = [0, *((first + round(rest * k / (chunks - 1))) * gop for k in range(chunks - 1))]
     return [Window(a, b if b < frames else None) for a, b in zip(cuts, [*cuts[1:], frames], strict=True)]
 
 
