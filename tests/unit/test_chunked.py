@@ -168,3 +168,28 @@ def test_a_failed_chunk_fails_the_parent_and_cancels_the_others(control: Databas
     done = control.jobs.get_job(parent.id)
     assert done.status == JobStatus.FAILED and done.error["chunk"] == kids[0] and done.error["code"] == "ffmpeg_failed"
     assert [control.jobs.get_job(k).status for k in kids[1:]] == [JobStatus.CANCELLED] * 2
+
+
+def test_a_fork_shares_its_stored_files_with_the_children_that_name_them(control: DatabaseControl) -> None:
+    """A chunked build's parent stores files for its children (Fork.outputs): a child gets, in its `files`,
+    those of its parent's that its params name as `job://<parent>/<name>`, no others; the resumed parent
+    gets them all, with their refs in `resumed["outputs"]`."""
+    rec, _ = control.jobs.create_job(tenant="t", op="build", params={}, queue="cpu", timeout_s=60, max_attempts=2)
+    parent = control.claim(rec.id, "w1")
+    assert parent is not None
+    stored = {name: {"key": f"jobs/{rec.id}/fork/{name}.bin", "size": 1} for name in ("narration", "head")}
+    narration, head = job_output_ref(rec.id, "narration"), job_output_ref(rec.id, "head")
+    kids = control.fork(parent, "w1", [
+        {"op": "build", "params": {"compose": {"narration": narration}}, "weight": 1},
+        {"op": "build", "params": {"other": job_output_ref("job_else", "narration")}, "weight": 1}], {},
+        outputs=stored)
+    first, second = control.claim(kids[0], "c0"), control.claim(kids[1], "c1")
+    assert first is not None and second is not None
+    assert set(first.files) == {narration} and first.files[narration].key == stored["narration"]["key"]
+    assert second.files == {}  # another job's ref is never resolved
+    for i, child in enumerate((first, second)):
+        control.finish(child, f"c{i}", JobStatus.SUCCEEDED, result={"outputs": {}, "data": {}})
+    again = control.claim(parent.id, "w2")
+    assert again is not None and again.resumed is not None
+    assert again.resumed["outputs"] == {"narration": narration, "head": head}
+    assert again.files[head].key == stored["head"]["key"] and again.files[narration].key == stored["narration"]["key"]
