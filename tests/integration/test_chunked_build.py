@@ -67,6 +67,10 @@ def test_a_chunked_build_is_the_unchunked_build(svc: Service, background_id: str
         assert ref["status"] == "succeeded", ref
         chunked = wait_job(c, submit(c, background_id, chunks=3), timeout=600)
         assert chunked["status"] == "succeeded", chunked
+        again = wait_job(c, submit(c, background_id, chunks=3), timeout=600)  # every chunk from the step cache
+        assert again["status"] == "succeeded", again
+        cached = [bool(c.get(f"/v1/jobs/{cid}").json()["notes"].get("chunk_cached"))
+                  for cid in again["notes"]["fork"]["children"]]
         soft = wait_job(c, submit(c, background_id, chunks=3, captions="soft"), timeout=600)
         assert soft["status"] == "succeeded", soft
         children = [c.get(f"/v1/jobs/{cid}").json() for cid in chunked["notes"]["fork"]["children"]]
@@ -93,6 +97,7 @@ def test_a_chunked_build_is_the_unchunked_build(svc: Service, background_id: str
         assert data[key] == ref_data[key], key
     assert set(data["steps"]) == set(ref_data["steps"])
     assert srt["ref"] == srt["chunked"] and ass[0] == ass[1]
+    assert cached == [True, True, True, True]
     # the same video: frames, keyframes on the 2 s grid only, pictures, sound
     total = ref_data["duration_s"] * FPS
     assert total > 40 * FPS  # longer than the threshold, with room for three chunks
