@@ -193,3 +193,27 @@ def test_a_fork_shares_its_stored_files_with_the_children_that_name_them(control
     assert again is not None and again.resumed is not None
     assert again.resumed["outputs"] == {"narration": narration, "head": head}
     assert again.files[head].key == stored["head"]["key"] and again.files[narration].key == stored["narration"]["key"]
+
+
+def test_a_forks_files_are_stored_by_their_names_apart_from_the_outputs(tmp_path: Path) -> None:
+    """Two fork files fetched under the same file name (a narration and a background both uploaded as
+    clip.mp4) are stored apart, by output name, under jobs/<parent>/fork/."""
+    from types import SimpleNamespace
+
+    from reelforge.engine.control import ClaimedJob
+    from reelforge.engine.runner import Runner
+    from reelforge.storage.local import LocalStorage
+
+    storage = LocalStorage(tmp_path / "s")
+    runner = Runner(SimpleNamespace(settings=Settings(data_dir=tmp_path / "d"), control=None, storage=storage))  # type: ignore[arg-type]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "clip.mp4").write_bytes(b"narration")
+    (tmp_path / "b" / "clip.mp4").write_bytes(b"background")
+    job = ClaimedJob(id="job_1", op="build", params={}, tenant="t", queue="cpu", priority=0, attempts=1,
+                     max_attempts=2, timeout_s=60)
+    stored = runner._store_outputs(job, {"narration": str(tmp_path / "a" / "clip.mp4"),
+                                         "background": str(tmp_path / "b" / "clip.mp4")}, folder="fork/")
+    assert stored["narration"]["key"] == "jobs/job_1/fork/narration.mp4"
+    assert stored["background"]["key"] == "jobs/job_1/fork/background.mp4"
+    assert storage.get_file(stored["narration"]["key"], tmp_path / "n.mp4").read_bytes() == b"narration"

@@ -286,12 +286,13 @@ class Runner:
         return JobStatus.RUNNING  # "lost": another worker owns the job now
 
     def _store_outputs(self, job: ClaimedJob, outputs: dict[str, str], folder: str = "") -> dict[str, Any]:
-        """Each output put into storage; `folder`: under jobs/<id>/<folder> instead of the output's key (a
-        fork's files, kept apart from the job's own outputs of the same names)."""
+        """Each output put into storage; `folder`: as jobs/<id>/<folder><name><suffix> instead of the output's
+        key (a fork's files: apart from the job's own outputs, and named by output, since two of them may be
+        inputs fetched under the same file name)."""
         stored: dict[str, Any] = {}
         for name, local in outputs.items():
             path = Path(local)
-            key = f"jobs/{job.id}/{folder}{path.name}" if folder else job.output_key(name, path.name)
+            key = f"jobs/{job.id}/{folder}{name}{path.suffix}" if folder else job.output_key(name, path.name)
             ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             obj = self.services.storage.put_file(path, key, ctype)
             stored[name] = {"key": obj.key, "filename": key.rsplit("/", 1)[-1], "size": obj.size,
