@@ -1,8 +1,9 @@
-"""Chunked `build` (docs/CHUNKED.md, "build"): a ~70 s narrated build with burned captions, composed in three
-child jobs (plus one for the sound) from the files its parent stored for them, and joined, against the same
-build in one job — same frames, keyframes only on the 2 s grid, the same sound, the same subtitle files;
-a soft-caption build is not chunked. And one window of a compose with a talking head and a background
-longer than the narration (the seeked inputs) against the unchunked compose's frames.
+"""Chunked `build` (docs/CHUNKED.md, "build"): a ~59 s narrated build with music and burned captions,
+composed in three child jobs (plus one for the sound) from the files its parent stored for them, and joined,
+against the same build in one job — same frames, keyframes only on the 2 s grid, the same sound, the same
+subtitle files; the same build again from the step cache; a soft-caption build is not chunked. And windows
+of a compose with a talking head and a background longer than the narration (the seeked inputs) against
+the unchunked compose's frames.
 
 Small picture (320x180 at 10 fps) and espeak's voice, so the whole build takes seconds on a shared 2-core
 machine."""
@@ -25,7 +26,7 @@ from tests.integration.service import Service, wait_job
 FPS, SIZE = 10, (320, 180)
 SENTENCE = ("The quick brown fox jumps over the lazy dog while the narrator keeps on talking about the weather "
             "and the long road home.")
-SCRIPT = " ".join([SENTENCE] * 9)  # about 70 s of espeak
+SCRIPT = " ".join([SENTENCE] * 9)  # about 59 s of espeak
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +39,26 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 
 @pytest.fixture(scope="module")
-def background_id(svc: Service, tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("media") / "background.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=192x108:r=25:d=3.3",
-                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)], check=True)
-    with svc.client() as c, path.open("rb") as fh:
-        return str(c.post("/v1/files", params={"filename": path.name}, content=fh).json()["id"])
+def media_ids(svc: Service, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A 3.3 s background clip (looped ping-pong under the narration) and 7 s of music (looped, ducked)."""
+    folder = tmp_path_factory.mktemp("media")
+    background, music = folder / "background.mp4", folder / "music.mp3"
+    run = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i"]
+    subprocess.run([*run, "testsrc2=s=192x108:r=25:d=3.3", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-pix_fmt", "yuv420p", str(background)], check=True)
+    subprocess.run([*run, "sine=f=220:d=7", "-c:a", "libmp3lame", str(music)], check=True)
+    ids = {}
+    with svc.client() as c:
+        for name, path in (("background", background), ("music", music)):
+            with path.open("rb") as fh:
+                ids[name] = str(c.post("/v1/files", params={"filename": path.name}, content=fh).json()["id"])
+    return ids
 
 
-def submit(c: httpx.Client, background: str, **extra: Any) -> str:
-    params = {"script": SCRIPT, "voice": {"engine": "espeak", "sentence_pause_s": 0.2}, "backgrounds": [background],
-              "size": f"{SIZE[0]}x{SIZE[1]}", "fps": FPS, "quality": "draft", **extra}
+def submit(c: httpx.Client, media: dict[str, str], **extra: Any) -> str:
+    params = {"script": SCRIPT, "voice": {"engine": "espeak", "sentence_pause_s": 0.2},
+              "backgrounds": [media["background"]], "music": media["music"], "size": f"{SIZE[0]}x{SIZE[1]}",
+              "fps": FPS, "quality": "draft", **extra}
     res = c.post("/v1/jobs", json={"op": "build", "params": params})
     assert res.status_code in (200, 201, 202), res.text
     return str(res.json()["id"])
@@ -61,17 +71,17 @@ def download(c: httpx.Client, job: dict[str, Any], name: str, dest: Path) -> Pat
     return dest
 
 
-def test_a_chunked_build_is_the_unchunked_build(svc: Service, background_id: str, tmp_path: Path) -> None:
+def test_a_chunked_build_is_the_unchunked_build(svc: Service, media_ids: dict[str, str], tmp_path: Path) -> None:
     with svc.client() as c:
-        ref = wait_job(c, submit(c, background_id, chunks=1), timeout=600)  # also caches the narration
+        ref = wait_job(c, submit(c, media_ids, chunks=1), timeout=600)  # also caches the narration
         assert ref["status"] == "succeeded", ref
-        chunked = wait_job(c, submit(c, background_id, chunks=3), timeout=600)
+        chunked = wait_job(c, submit(c, media_ids, chunks=3), timeout=600)
         assert chunked["status"] == "succeeded", chunked
-        again = wait_job(c, submit(c, background_id, chunks=3), timeout=600)  # every chunk from the step cache
+        again = wait_job(c, submit(c, media_ids, chunks=3), timeout=600)  # every chunk from the step cache
         assert again["status"] == "succeeded", again
         cached = [bool(c.get(f"/v1/jobs/{cid}").json()["notes"].get("chunk_cached"))
                   for cid in again["notes"]["fork"]["children"]]
-        soft = wait_job(c, submit(c, background_id, chunks=3, captions="soft"), timeout=600)
+        soft = wait_job(c, submit(c, media_ids, chunks=3, captions="soft"), timeout=600)
         assert soft["status"] == "succeeded", soft
         children = [c.get(f"/v1/jobs/{cid}").json() for cid in chunked["notes"]["fork"]["children"]]
         paths = {name: download(c, job, "video", tmp_path / f"{name}.mp4")
