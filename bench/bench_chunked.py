@@ -2,6 +2,11 @@
 
     flock /tmp/reelforge-services.lock .venv/bin/python bench/bench_chunked.py            # 2 minutes, 1080p25
     flock /tmp/reelforge-services.lock .venv/bin/python bench/bench_chunked.py --seconds 30 --size 1280x720
+    flock /tmp/reelforge-services.lock .venv/bin/python bench/bench_chunked.py --op build --seconds 60 --size 640x360
+
+`--op build`: a build instead (espeak narration of about `--seconds`, the clip as a looped ping-pong
+background, looped ducked music, burned karaoke captions; `cache: false`, so both runs make every step);
+chunks are cut when the narration is longer than 20 s here (REELFORGE_CHUNK_THRESHOLD_S).
 
 A real `reelforge serve` (Celery executor, a throw-away PostgreSQL database, its own Redis database) and
 `reelforge worker` processes, each pinned to its own core with taskset and running one job at a time, with
@@ -79,6 +84,17 @@ def timeline(src: dict[str, str], seconds: float, size: str, fps: float, quality
                                                 "start": 1, "length": 6}]},
                                     {"clips": clips}]},
             "output": {"format": "mp4", "size": size, "fps": fps, "quality": quality}}
+
+
+SENTENCE = ("The quick brown fox jumps over the lazy dog while the narrator keeps on talking about the weather "
+            "and the long road home.")  # about 6.5 s of espeak
+
+
+def build_params(src: dict[str, str], seconds: float, size: str, fps: float, quality: str) -> dict[str, Any]:
+    """A narrated build of about `seconds` (espeak), background, music, burned captions; no step cache."""
+    return {"script": " ".join([SENTENCE] * max(1, round(seconds / 6.5))),
+            "voice": {"engine": "espeak", "sentence_pause_s": 0.2}, "backgrounds": [src["clip"]], "music": src["music"],
+            "size": size, "fps": round(fps), "quality": quality, "captions": "burn", "cache": False}
 
 
 def tree_cpu_s(root: int) -> float:
@@ -166,28 +182,33 @@ class LoadSampler:
         self.samples.append(os.getloadavg()[0])
 
 
-def warm_up(c: httpx.Client, params: dict[str, Any], n: int) -> None:
-    """One short render per worker, at once, so every worker has its job host up (a long-lived worker's
+def warm_up(c: httpx.Client, op: str, params: dict[str, Any], n: int) -> None:
+    """One short job per worker, at once, so every worker has its job host up (a long-lived worker's
     state): a host's first start is a cost per worker, not per chunk."""
-    short = {**params, "timeline": {**params["timeline"], "duration": 2, "tracks": params["timeline"]["tracks"][:2]},
-             "output": {**params["output"], "size": "160x90"}, "chunks": 1}
-    ids = [c.post("/v1/jobs", json={"op": "render", "params": short}).json()["id"] for _ in range(n)]
+    if op == "build":
+        short = {**params, "script": SENTENCE, "size": "160x90", "chunks": 1}
+    else:
+        short = {**params, "timeline": {**params["timeline"], "duration": 2,
+                                        "tracks": params["timeline"]["tracks"][:2]},
+                 "output": {**params["output"], "size": "160x90"}, "chunks": 1}
+    ids = [c.post("/v1/jobs", json={"op": op, "params": short}).json()["id"] for _ in range(n)]
     for job_id in ids:
         wait_job(c, job_id, timeout=300)
 
 
-def one_run(svc: Service, c: httpx.Client, params: dict[str, Any], cores: list[int], timeout: float) -> dict[str, Any]:
+def one_run(svc: Service, c: httpx.Client, op: str, params: dict[str, Any], cores: list[int],
+            timeout: float) -> dict[str, Any]:
     with workers(svc, cores) as procs:
-        warm_up(c, params, len(cores))
-        return _timed(c, params, procs, timeout)
+        warm_up(c, op, params, len(cores))
+        return _timed(c, op, params, procs, timeout)
 
 
-def _timed(c: httpx.Client, params: dict[str, Any], procs: list[subprocess.Popen[bytes]],
+def _timed(c: httpx.Client, op: str, params: dict[str, Any], procs: list[subprocess.Popen[bytes]],
            timeout: float) -> dict[str, Any]:
     with LoadSampler() as load:
         cpu0 = sum(tree_cpu_s(p.pid) for p in procs)
         t0 = time.monotonic()
-        job_id = c.post("/v1/jobs", json={"op": "render", "params": params}).json()["id"]
+        job_id = c.post("/v1/jobs", json={"op": op, "params": params}).json()["id"]
         job = wait_job(c, job_id, timeout=timeout)
         wall = time.monotonic() - t0
         cpu = sum(tree_cpu_s(p.pid) for p in procs) - cpu0
@@ -203,7 +224,8 @@ def _timed(c: httpx.Client, params: dict[str, Any], procs: list[subprocess.Popen
         startups, encodes = [], []
         for ch in children:
             stages = {stage: at for stage, at in ch["notes"].get("stages") or []}
-            begin = stages.get("rendering chunk", 0.0)  # seconds into the attempt the encode began
+            # seconds into the attempt the encode began (a render's chunk; a build's)
+            begin = stages.get("rendering chunk", stages.get("composing", 0.0))
             startups.append(begin)
             encodes.append(_span(ch) - begin)
         first_child = min(_ts(ch["created_at"]) for ch in everyone)
@@ -227,6 +249,7 @@ def _span(job: dict[str, Any]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--op", choices=("render", "build"), default="render")
     ap.add_argument("--seconds", type=float, default=120)
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--fps", type=float, default=25)
@@ -245,7 +268,9 @@ def main() -> None:
         svc = Service(tmp / "data", REELFORGE_EXECUTOR="celery", REELFORGE_DATABASE_URL=db_url,
                       REELFORGE_BROKER_URL=f"redis://127.0.0.1:6379/{REDIS_DB}",
                       REELFORGE_THREADS_PER_JOB="1", REELFORGE_JOB_NICE="0",
-                      REELFORGE_WORKER_QUEUES="cpu", REELFORGE_LEASE_TTL_S="20", REELFORGE_HEARTBEAT_S="2")
+                      REELFORGE_WORKER_QUEUES="cpu", REELFORGE_LEASE_TTL_S="20", REELFORGE_HEARTBEAT_S="2",
+                      **({"REELFORGE_CHUNK_THRESHOLD_S": "20", "REELFORGE_WHISPER_MODEL": "packaged:tiny.en"}
+                         if args.op == "build" else {}))
         svc.start()
         try:
             with svc.client() as c:
@@ -253,11 +278,12 @@ def main() -> None:
                 for name, path in files.items():
                     with path.open("rb") as fh:
                         ids[name] = c.post("/v1/files", params={"filename": path.name}, content=fh).json()["id"]
-                base = timeline(ids, args.seconds, args.size, args.fps, args.quality)
-                ref = one_run(svc, c, {**base, "chunks": 1}, cores[:1], args.timeout)
+                make = build_params if args.op == "build" else timeline
+                base = make(ids, args.seconds, args.size, args.fps, args.quality)
+                ref = one_run(svc, c, args.op, {**base, "chunks": 1}, cores[:1], args.timeout)
                 print(f"reference (1 worker, one job): {ref['wall_s']:.1f} s wall, {ref['cpu_s']:.1f} CPU s, "
                       f"load {ref['load'][0]:.1f}-{ref['load'][1]:.1f}", flush=True)
-                chk = one_run(svc, c, {**base, "chunks": len(cores)}, cores, args.timeout)
+                chk = one_run(svc, c, args.op, {**base, "chunks": len(cores)}, cores, args.timeout)
         finally:
             svc.stop()
     redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
@@ -288,7 +314,7 @@ def main() -> None:
     print("\n".join(lines[1:]))
     if args.write:
         with args.write.open("a") as fh:
-            fh.write(f"\n### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {args.seconds:g} s "
+            fh.write(f"\n### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {args.op}, {args.seconds:g} s "
                      f"{args.size} at {args.fps:g} fps, quality {args.quality}, {len(cores)} workers\n\n")
             fh.write("\n".join(f"- {line}" for line in lines) + "\n")
 

@@ -6,7 +6,8 @@
     step://<step>/<output>    a file another pipeline step produced (`kind="step"`)
     file:///path              a local path, for tests and the CLI's local mode (`kind="local"`)
     job://<job id>/<output>   another job's output (`kind="job"`): only in what the service itself hands
-                              a job (a chunked render's chunks, docs/CHUNKED.md), never from a client
+                              a job (a chunked render's chunks, the files a chunked build's parent stored
+                              for its children: docs/CHUNKED.md), never from a client
 
 Anything else is `kind="other"` (a plain local path in tests, or an error where only the forms above are
 accepted). Schemes are case-insensitive (RFC 3986); the rest is kept as given. Used by ops/params.py
@@ -88,6 +89,17 @@ def file_ids_in(value: Any) -> list[str]:
         return [f for v in value.values() for f in file_ids_in(v)]
     if isinstance(value, list | tuple):
         return [f for v in value for f in file_ids_in(v)]
+    return []
+
+
+def job_refs_in(value: Any) -> list[str]:
+    """Every `job://` reference anywhere in a params tree, in order."""
+    if isinstance(value, str):
+        return [value] if parse_ref(value).kind == "job" else []
+    if isinstance(value, Mapping):
+        return [r for v in value.values() for r in job_refs_in(v)]
+    if isinstance(value, list | tuple):
+        return [r for v in value for r in job_refs_in(v)]
     return []
 
 

@@ -69,10 +69,14 @@ class Params(BaseModel):
 class Fork:
     """An op's answer "run these child jobs, then run me again with their results" (a chunked render:
     docs/CHUNKED.md). Each child is {"op", "params", "weight"} (weight: its share of the parent's progress);
-    `state` comes back to the op, with the children's outputs, as its context's `resumed`."""
+    `state` comes back to the op, with the children's outputs, as its context's `resumed`. `outputs`: files
+    the parent made for its children (a chunked build's narration, background, captions): stored as the
+    parent's own before the children are queued, and named `job://<parent id>/<name>` by the children's
+    params and by the resumed run (`resumed["outputs"]`)."""
 
     children: list[dict[str, Any]]
     state: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass

@@ -215,7 +215,9 @@ def test_compose_reads_a_decoded_loop_period_with_the_same_picture(tmp_path: Pat
     body = {"background": str(cycle), "narration": str(voice), "ass": str(ass), "captions": "burn",
             "size": "320x180", "fps": 25, "quality": "high"}
     raw = compose.run(compose.params_model.model_validate(body), OpContext.for_test(tmp_path / "raw", settings))
-    monkeypatch.setattr(op_build, "RAW_LOOP_MAX_BYTES", 0)
+    from reelforge.ops import build_compose
+
+    monkeypatch.setattr(build_compose, "RAW_LOOP_MAX_BYTES", 0)
     decoded = compose.run(compose.params_model.model_validate(body), OpContext.for_test(tmp_path / "dec", settings))
     assert raw.data["decoded_loop"] and not decoded.data["decoded_loop"]
     for result in (raw, decoded):

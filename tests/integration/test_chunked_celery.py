@@ -1,6 +1,6 @@
 """Chunked rendering on real Celery workers (Redis broker, PostgreSQL job store; docs/CHUNKED.md): the chunk
 count comes from the workers' concurrency, and a worker killed with SIGKILL while it holds a chunk costs
-only that chunk a second attempt."""
+only that chunk a second attempt; a chunked build's children read the files their parent stored for them."""
 
 from __future__ import annotations
 
@@ -39,11 +39,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 
 @contextlib.contextmanager
-def worker(svc: Service) -> Iterator[subprocess.Popen[bytes]]:
+def worker(svc: Service, **env: str) -> Iterator[subprocess.Popen[bytes]]:
     log = (svc.data_dir.parent / f"worker-{uuid.uuid4().hex[:6]}.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "reelforge.cli", "worker", "--queues", "cpu", "--concurrency", "1",
                              "--name", f"chunk-{uuid.uuid4().hex[:6]}@%h"],
-                            env=svc.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            env={**svc.env, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield proc
     finally:
@@ -89,3 +89,35 @@ def test_a_worker_killed_mid_chunk_costs_only_that_chunk_a_retry(stack: Service,
     assert all(ch["attempts"] == 1 for k, ch in children.items() if k != kid), children
     assert all(ch["status"] == "succeeded" for ch in children.values())
     assert done["result"]["data"]["chunks"] == 2
+
+
+def test_a_build_is_composed_in_chunks_by_the_workers(stack: Service, tmp_path: Path) -> None:
+    """No `chunks`: two workers of one thread -> two windows and the sound, each child in a worker process
+    of its own attempt, reading the narration, background and captions the parent stored (job:// refs)."""
+    from tests.integration.test_chunked_build import SCRIPT
+
+    clip = tmp_path / "background.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=192x108:r=25:d=3.3", "-c:v",
+                    "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(clip)], check=True)
+    env = {"REELFORGE_CHUNK_THRESHOLD_S": "20", "REELFORGE_CHUNK_MIN_S": "5",
+           "REELFORGE_WHISPER_MODEL": "packaged:tiny.en"}
+    with stack.client() as c, worker(stack, **env), worker(stack, **env):
+        with clip.open("rb") as fh:
+            bg = c.post("/v1/files", params={"filename": clip.name}, content=fh).json()["id"]
+        time.sleep(3)  # both workers up (the chunk count is asked of the live workers)
+        res = c.post("/v1/jobs", json={"op": "build", "params": {
+            "script": SCRIPT, "voice": {"engine": "espeak", "sentence_pause_s": 0.2}, "backgrounds": [bg],
+            "size": "320x180", "fps": 10, "quality": "draft"}})
+        done = wait_job(c, res.json()["id"], timeout=600)
+        children = [c.get(f"/v1/jobs/{k}").json() for k in (done["notes"].get("fork") or {}).get("children", [])]
+        video = c.get(f"/v1/jobs/{done['id']}/outputs/video").content
+    assert done["status"] == "succeeded", done
+    assert done["result"]["data"]["chunks"] == 2 and len(children) == 3
+    assert all(ch["status"] == "succeeded" and ch["params"]["compose"]["narration"] == f"job://{done['id']}/narration"
+               for ch in children), children
+    path = tmp_path / "build.mp4"
+    path.write_bytes(video)
+    frames = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                             "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert abs(int(frames) - done["result"]["data"]["duration_s"] * 10) <= 1

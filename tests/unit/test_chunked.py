@@ -178,3 +178,52 @@ def test_a_failed_chunk_fails_the_parent_and_cancels_the_others(control: Databas
     done = control.jobs.get_job(parent.id)
     assert done.status == JobStatus.FAILED and done.error["chunk"] == kids[0] and done.error["code"] == "ffmpeg_failed"
     assert [control.jobs.get_job(k).status for k in kids[1:]] == [JobStatus.CANCELLED] * 2
+
+
+def test_a_fork_shares_its_stored_files_with_the_children_that_name_them(control: DatabaseControl) -> None:
+    """A chunked build's parent stores files for its children (Fork.outputs): a child gets, in its `files`,
+    those of its parent's that its params name as `job://<parent>/<name>`, no others; the resumed parent
+    gets them all, with their refs in `resumed["outputs"]`."""
+    rec, _ = control.jobs.create_job(tenant="t", op="build", params={}, queue="cpu", timeout_s=60, max_attempts=2)
+    parent = control.claim(rec.id, "w1")
+    assert parent is not None
+    stored = {name: {"key": f"jobs/{rec.id}/fork/{name}.bin", "size": 1} for name in ("narration", "head")}
+    narration, head = job_output_ref(rec.id, "narration"), job_output_ref(rec.id, "head")
+    kids = control.fork(parent, "w1", [
+        {"op": "build", "params": {"compose": {"narration": narration}}, "weight": 1},
+        {"op": "build", "params": {"other": job_output_ref("job_else", "narration")}, "weight": 1}], {},
+        outputs=stored)
+    first, second = control.claim(kids[0], "c0"), control.claim(kids[1], "c1")
+    assert first is not None and second is not None
+    assert set(first.files) == {narration} and first.files[narration].key == stored["narration"]["key"]
+    assert second.files == {}  # another job's ref is never resolved
+    for i, child in enumerate((first, second)):
+        control.finish(child, f"c{i}", JobStatus.SUCCEEDED, result={"outputs": {}, "data": {}})
+    again = control.claim(parent.id, "w2")
+    assert again is not None and again.resumed is not None
+    assert again.resumed["outputs"] == {"narration": narration, "head": head}
+    assert again.files[head].key == stored["head"]["key"] and again.files[narration].key == stored["narration"]["key"]
+
+
+def test_a_forks_files_are_stored_by_their_names_apart_from_the_outputs(tmp_path: Path) -> None:
+    """Two fork files fetched under the same file name (a narration and a background both uploaded as
+    clip.mp4) are stored apart, by output name, under jobs/<parent>/fork/."""
+    from types import SimpleNamespace
+
+    from reelforge.engine.control import ClaimedJob
+    from reelforge.engine.runner import Runner
+    from reelforge.storage.local import LocalStorage
+
+    storage = LocalStorage(tmp_path / "s")
+    runner = Runner(SimpleNamespace(settings=Settings(data_dir=tmp_path / "d"), control=None, storage=storage))  # type: ignore[arg-type]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "clip.mp4").write_bytes(b"narration")
+    (tmp_path / "b" / "clip.mp4").write_bytes(b"background")
+    job = ClaimedJob(id="job_1", op="build", params={}, tenant="t", queue="cpu", priority=0, attempts=1,
+                     max_attempts=2, timeout_s=60)
+    stored = runner._store_outputs(job, {"narration": str(tmp_path / "a" / "clip.mp4"),
+                                         "background": str(tmp_path / "b" / "clip.mp4")}, folder="fork/")
+    assert stored["narration"]["key"] == "jobs/job_1/fork/narration.mp4"
+    assert stored["background"]["key"] == "jobs/job_1/fork/background.mp4"
+    assert storage.get_file(stored["narration"]["key"], tmp_path / "n.mp4").read_bytes() == b"narration"

@@ -77,7 +77,8 @@ class ClaimedJob:
         return self.output_keys.get(name) or f"jobs/{self.id}/{filename}"
     # fork-join (docs/CHUNKED.md): the job this one is a child of; and for a parent run again after its
     # children all succeeded, {"state": what its first run saved, "children": [{"id", "outputs": {name:
-    # "job://<child>/<name>" (in `files`)}, "data"}]}
+    # "job://<child>/<name>" (in `files`)}, "data"}], "outputs": {name: "job://<self>/<name>"} (the files
+    # its first run stored for its children, in `files`)}
     parent: str | None = None
     resumed: dict[str, Any] | None = None
 
@@ -149,11 +150,14 @@ class JobControl(Protocol):
     can_fork: bool
 
     def fork(self, job: ClaimedJob, worker_id: str, children: list[dict[str, Any]],
-             state: dict[str, Any]) -> list[str]:
+             state: dict[str, Any], *, outputs: dict[str, Any] | None = None) -> list[str]:
         """The owned job waits for these child jobs ({"op", "params", "weight"}; same tenant, queue, priority
         and timeout); it is queued again, with their results in `resumed`, once they all succeeded, and
         fails (or is cancelled) with the first that does not. The children are handed to the `on_queued`
-        callback. Returns their ids; [] if this worker no longer owns the job."""
+        callback. Returns their ids; [] if this worker no longer owns the job. `outputs`: files the job
+        stored for its children ({name: {"key", ...}}, as outputs are stored): a child whose params name
+        `job://<job id>/<name>` gets it in its `files`, and the resumed job gets them all (in `files`, and
+        as refs in `resumed["outputs"]`)."""
         ...
 
     def on_queued(self, hand_on: Callable[[QueuedJob], None]) -> None:

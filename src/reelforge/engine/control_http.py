@@ -171,7 +171,7 @@ class HttpControl:
     can_fork = False
 
     def fork(self, job: ClaimedJob, worker_id: str, children: list[dict[str, Any]],
-             state: dict[str, Any]) -> list[str]:
+             state: dict[str, Any], *, outputs: dict[str, Any] | None = None) -> list[str]:
         raise NotImplementedError("remote agents do not fork jobs")
 
     def on_queued(self, hand_on: Callable[[QueuedJob], None]) -> None:

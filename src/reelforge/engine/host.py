@@ -46,7 +46,7 @@ class HostResult:
     data: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
     error: dict[str, Any] | None = None
-    fork: dict[str, Any] | None = None  # {"children": [...], "state": {...}}: the op asked for child jobs
+    fork: dict[str, Any] | None = None  # {"children", "state", "outputs"}: the op asked for child jobs
 
 
 def host_settings_data(settings: Settings) -> dict[str, Any]:
@@ -304,9 +304,10 @@ def _execute(payload: dict[str, Any], settings: Settings, services: Any,
         if cancel.is_set():
             send(("error", {"code": "cancelled", "message": "The job was cancelled."}))
             return
-        if result.fork is not None:  # child jobs first (docs/CHUNKED.md): no outputs yet
+        if result.fork is not None:  # child jobs first (docs/CHUNKED.md): only the files they need
             send(("done", {"outputs": {}, "data": {}, "notes": ctx.notes,
-                           "fork": {"children": result.fork.children, "state": result.fork.state}}))
+                           "fork": {"children": result.fork.children, "state": result.fork.state,
+                                    "outputs": {k: str(v) for k, v in result.fork.outputs.items()}}}))
             return
         verify_outputs(result.outputs, result.data)  # no job succeeds with an empty or streamless output
         send(("done", {"outputs": {k: str(v) for k, v in result.outputs.items()}, "data": result.data,

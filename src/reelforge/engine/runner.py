@@ -221,7 +221,20 @@ class Runner:
         if res.notes:
             control.note(job, res.notes)
         if res.outcome == "succeeded" and res.fork is not None:
-            children = control.fork(job, worker_id, res.fork["children"], res.fork.get("state") or {})
+            shared: dict[str, Any] = {}
+            if res.fork.get("outputs"):  # files for the children: stored as the parent's before they are queued
+                try:
+                    shared = self._store_outputs(job, res.fork["outputs"], folder="fork/")
+                except Exception as exc:
+                    self._delete_outputs(job)
+                    if is_disk_full(exc):
+                        return self._finish_disk_full(job, worker_id, None)
+                    log.exception("storing the fork files of %s failed", job.id)
+                    control.finish(job, worker_id, JobStatus.FAILED, error={
+                        "code": "storage_failed", "message": f"The outputs could not be stored ({exc})."})
+                    return JobStatus.FAILED
+            children = control.fork(job, worker_id, res.fork["children"], res.fork.get("state") or {},
+                                    outputs=shared)
             log.info("job %s waits for %d child jobs", job.id, len(children))
             return JobStatus.RUNNING  # until its children end (the job control settles it)
         if res.outcome == "succeeded":
@@ -272,11 +285,14 @@ class Runner:
             return status
         return JobStatus.RUNNING  # "lost": another worker owns the job now
 
-    def _store_outputs(self, job: ClaimedJob, outputs: dict[str, str]) -> dict[str, Any]:
+    def _store_outputs(self, job: ClaimedJob, outputs: dict[str, str], folder: str = "") -> dict[str, Any]:
+        """Each output put into storage; `folder`: as jobs/<id>/<folder><name><suffix> instead of the output's
+        key (a fork's files: apart from the job's own outputs, and named by output, since two of them may be
+        inputs fetched under the same file name)."""
         stored: dict[str, Any] = {}
         for name, local in outputs.items():
             path = Path(local)
-            key = job.output_key(name, path.name)
+            key = f"jobs/{job.id}/{folder}{name}{path.suffix}" if folder else job.output_key(name, path.name)
             ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             obj = self.services.storage.put_file(path, key, ctype)
             stored[name] = {"key": obj.key, "filename": key.rsplit("/", 1)[-1], "size": obj.size,

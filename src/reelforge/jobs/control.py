@@ -21,7 +21,7 @@ from reelforge.jobs.events import job_event, sends_progress, terminal_event
 from reelforge.jobs.store import JobRecord, Stores
 from reelforge.jobs.urls import output_urls
 from reelforge.jobs.webhooks import WebhookSender
-from reelforge.refs import file_ids_in, job_output_ref
+from reelforge.refs import file_ids_in, job_output_ref, job_refs_in
 from reelforge.storage.base import Storage
 
 log = logging.getLogger("reelforge.control")
@@ -95,8 +95,8 @@ class DatabaseControl:
         self._hand_on.append(hand_on)
 
     def fork(self, job: ClaimedJob, worker_id: str, children: list[dict[str, Any]],
-             state: dict[str, Any]) -> list[str]:
-        made = self.jobs.fork(job.id, worker_id, children, state)
+             state: dict[str, Any], *, outputs: dict[str, Any] | None = None) -> list[str]:
+        made = self.jobs.fork(job.id, worker_id, children, state, outputs)
         if made is None:
             if self.jobs.cancel_requested(job.id):  # cancelled while it planned: no children, cancelled now
                 self.finish(job, worker_id, JobStatus.CANCELLED,
@@ -161,9 +161,23 @@ class DatabaseControl:
 
     def _resolve_files(self, rec: JobRecord) -> dict[str, StorageRef]:
         """The tenant's uploaded files the params name (one query). An id not found is left out: the host
-        then fails the job with input_not_found, as it would for any missing input."""
+        then fails the job with input_not_found, as it would for any missing input. A fork's child also gets
+        the files its parent stored for it (`job://<parent>/<name>`) that its params name."""
         keys = self.files.storage_keys(file_ids_in(rec.params), rec.tenant)
-        return {fid: StorageRef(key, self.storage.url(key)) for fid, key in keys.items()}
+        files = {fid: StorageRef(key, self.storage.url(key)) for fid, key in keys.items()}
+        parent_id = rec.notes.get("parent")
+        if parent_id:
+            named = set(job_refs_in(rec.params))
+            parent = self.jobs.get_job(parent_id) if named else None
+            if parent is not None:
+                files.update({ref: where for ref, where in self._fork_files(parent).items() if ref in named})
+        return files
+
+    def _fork_files(self, rec: JobRecord) -> dict[str, StorageRef]:
+        """The files a parent stored for its children, by their `job://<parent>/<name>` refs."""
+        stored = ((rec.notes.get("fork") or {}).get("outputs")) or {}
+        return {job_output_ref(rec.id, name): StorageRef(meta["key"], self.storage.url(meta["key"]))
+                for name, meta in stored.items()}
 
     def _resumed(self, rec: JobRecord, files: dict[str, StorageRef]) -> dict[str, Any] | None:
         """A parent run again after its children: their outputs as job:// refs (added to `files`)."""
@@ -180,7 +194,10 @@ class DatabaseControl:
                 files[ref] = StorageRef(meta["key"], self.storage.url(meta["key"]))
                 outputs[name] = ref
             children.append({"id": child_id, "outputs": outputs, "data": result.get("data") or {}})
-        return {"state": fork.get("state") or {}, "children": children}
+        shared = self._fork_files(rec)
+        files.update(shared)
+        return {"state": fork.get("state") or {}, "children": children,
+                "outputs": {ref.rsplit("/", 1)[-1]: ref for ref in shared}}
 
     def _webhook(self, job_id: str) -> tuple[str | None, str | None]:
         """(webhook_url, webhook_format) of a job."""

@@ -426,10 +426,10 @@ class JobsStore(_Store):
             return JobRecord.from_row(row)
 
     # ---- fork-join (docs/CHUNKED.md): a parent waits, RUNNING under FORK_OWNER with no lease (so no
-    # reclaim and no claim), while its children run; notes.fork = {"children": [ids], "weights", "state"};
-    # each child's notes.parent names it
+    # reclaim and no claim), while its children run; notes.fork = {"children": [ids], "weights", "state",
+    # "outputs": the files stored for the children, as stored outputs}; each child's notes.parent names it
     def fork(self, parent_id: str, worker_id: str, children: list[dict[str, Any]],
-             state: dict[str, Any]) -> list[JobRecord] | None:
+             state: dict[str, Any], outputs: dict[str, Any] | None = None) -> list[JobRecord] | None:
         """Insert the children and park the owned parent; None if this worker does not own it (or it was
         asked to cancel: the caller cancels it)."""
         now = time.time()
@@ -451,7 +451,7 @@ class JobsStore(_Store):
             row.stage = f"waiting for {len(values)} chunks"
             row.notes = {**(row.notes or {}), "fork": {
                 "children": [v["id"] for v in values], "weights": [float(c.get("weight") or 1) for c in children],
-                "state": state}}
+                "state": state, **({"outputs": outputs} if outputs else {})}}
         return [JobRecord.from_row(_Values(v)) for v in values]
 
     def fork_progress(self, parent_id: str) -> None:

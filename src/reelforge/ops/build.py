@@ -14,6 +14,11 @@ aggregated progress and cancel:
     captions    ASS (chosen style) + SRT from the word timings
     compose     ONE encode: background (repeated to the narration's length) + head + burned captions +
                 narration/music mix; with soft or no captions and no head the background is stream-copied
+                (ops/build_compose.py)
+
+A long build whose compose encodes may be chunked (docs/CHUNKED.md, ops/build_chunks.py): every step but
+the compose runs, then child jobs compose time windows of it (and one its sound) from the files the parent
+stored for them, and the parent's next run joins them by stream copy.
 
 The steps named `build.*` are internal: they exist only inside this graph (not public operations).
 """
@@ -22,54 +27,42 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, model_validator
 
 from reelforge.captions import CaptionStyle, build_plain, build_subtitles, load_words, save_subs
 from reelforge.errors import InvalidParams, MediaError
 from reelforge.media.concat_list import concat_copy_args, write_concat_list
-from reelforge.media.encoders import EncoderChoice, Quality, encode_with_fallback, with_encoder_fallback
+from reelforge.media.encoders import EncoderChoice, Quality, with_encoder_fallback
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
 from reelforge.media.frame_rate import parse_rate
 from reelforge.media.frame_size import FrameSizeText, parse_frame_size
 from reelforge.media.kenburns import Effect as KenBurnsEffect
 from reelforge.media.limits import check_duration_limit, probe_input
-from reelforge.media.probe import MediaInfo, probe, require_audio, require_video
+from reelforge.media.probe import probe, require_audio, require_video
 from reelforge.models.tts import split_sentences
+from reelforge.ops import build_chunks
+from reelforge.ops.build_compose import ComposeStepParams, MusicOptions, Options, compose_step
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.loop import encode_cycle
 from reelforge.ops.params import MediaRef, Params
 from reelforge.ops.registry import Operation, get_operation, operation
 from reelforge.ops.resources import Resources, ResourceSpec, Variant
-from reelforge.pipelines.compose_plan import (
-    RAW_LOOP_MAX_BYTES,
-    CaptionMode,
-    ComposeInputs,
-    Corner,
-    HeadLayout,
-    MusicMix,
-    background_fits,
-    needs_encode,
-    plan_compose,
-    raw_loop_bytes,
-)
+from reelforge.pipelines.compose_plan import CaptionMode, Corner, background_fits
 from reelforge.pipelines.graph import Step, build_graph
-from reelforge.pipelines.runner import RunOptions, run_graph
+from reelforge.pipelines.runner import PipelineRunner, RunOptions, run_graph
+from reelforge.pipelines.timeline import ChunkSpec
+
+__all__ = ["BuildParams", "ComposeStepParams", "MusicOptions", "build_steps", "lookup_op"]
 
 MAX_SCRIPT_CHARS = 20_000
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
 
 # ---------------------------------------------------------------- public params
-class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class VoiceOptions(_Options):
+class VoiceOptions(Options):
     engine: Literal["piper", "kokoro", "espeak"] = "piper"
     voice: str | None = None
     language: str | None = None
@@ -77,7 +70,7 @@ class VoiceOptions(_Options):
     sentence_pause_s: float = Field(default=0.3, ge=0.0, le=3.0)
 
 
-class HeadOptions(_Options):
+class HeadOptions(Options):
     corner: Corner = "bottom_right"
     size: float = Field(default=0.3, gt=0.05, le=0.9, description="overlay height / output height")
     margin: float = Field(default=0.03, ge=0, le=0.3)
@@ -86,13 +79,6 @@ class HeadOptions(_Options):
                                                                       "of the talking-head video")
     border_color: str = "#ffffff"
     loop: bool = Field(default=True, description="repeat a short talking head for the whole narration")
-
-
-class MusicOptions(_Options):
-    volume: float = Field(default=0.25, ge=0, le=2)
-    duck: bool = Field(default=True, description="lower the music while the narration speaks")
-    fade_in: float = Field(default=1.0, ge=0, le=30)
-    fade_out: float = Field(default=2.0, ge=0, le=30)
 
 
 class BuildParams(Params):
@@ -119,9 +105,18 @@ class BuildParams(Params):
     quality: Quality = "standard"
     cache: bool = True
     keep_intermediates: bool = False
+    chunks: int | None = Field(default=None, ge=1, le=64, description=(
+        "Builds whose narration is longer than the chunk threshold (60 s by default) and whose picture is "
+        "encoded (burned captions or a talking head): how many time chunks to compose as parallel child jobs "
+        "(1: never split). Default: as many as the workers for the job's queue."))
+    chunk: ChunkSpec | None = Field(default=None, description="Internal: set on a chunked build's child jobs.")
+    compose: ComposeStepParams | None = Field(default=None, description=(
+        "Internal: a chunked build's child jobs: the compose's inputs (the files the parent made)."))
 
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> BuildParams:
+        if (self.chunk is None) != (self.compose is None):
+            raise ValueError("chunk and compose are set together (on a chunked build's child jobs)")
         if not (self.script and self.script.strip()) and self.audio is None:
             raise ValueError("give a `script` to speak, or narration `audio`")
         if bool(self.backgrounds) == bool(self.images):
@@ -321,101 +316,13 @@ def _captions_step(params: CaptionsStepParams, ctx: OpContext) -> OpResult:
     return OpResult(outputs={"ass": ass, "srt": srt}, data={"words": len(words)})
 
 
-class HeadLayoutParams(_Options):
-    corner: Corner = "bottom_right"
-    size: float = 0.3
-    margin: float = 0.03
-    loop: bool = True
-
-
-class ComposeStepParams(Params):
-    background: MediaRef
-    narration: MediaRef
-    head: MediaRef | None = None
-    music: MediaRef | None = None
-    ass: MediaRef | None = None
-    srt: MediaRef | None = None
-    captions: CaptionMode = "burn"
-    size: FrameSizeText
-    fps: int = Field(ge=1, le=60)
-    quality: Quality = "standard"
-    head_layout: HeadLayoutParams = Field(default_factory=HeadLayoutParams)
-    music_mix: MusicOptions = Field(default_factory=MusicOptions)
-
-
-def _decode_loop(background: MediaInfo, size: tuple[int, int], fps: int, duration_s: float,
-                 ctx: OpContext) -> Path | None:
-    """The background's loop period decoded once to raw frames on the job's disk, when it already has the
-    output's size and rate (as build.cycle makes it), repeats at least twice and fits RAW_LOOP_MAX_BYTES
-    (and the disk has room); None otherwise (the compose decodes it as it plays)."""
-    need = raw_loop_bytes(background, size, fps)
-    if (not background_fits(background, size, fps) or background.duration_s * 2 > duration_s
-            or need > RAW_LOOP_MAX_BYTES):
-        return None
-    raw = ctx.temp_path("background.yuv")
-    if shutil.disk_usage(raw.parent).free < need * 2:
-        return None
-    run_ffmpeg(["-i", background.path, "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "yuv420p", str(raw)],
-               ctx, duration_s=background.duration_s, span=(0.0, 0.02), stage="decoding background")
-    return raw
-
-
-def _compose_step(params: ComposeStepParams, ctx: OpContext) -> OpResult:
-    size = parse_frame_size(params.size)
-    narration = probe_input(ctx.fetch(params.narration), ctx.settings, params.narration, "audio")
-    require_audio(narration)
-    duration = narration.duration_s
-    background = probe_input(ctx.fetch(params.background), ctx.settings, params.background, "video")
-    require_video(background)
-    head = probe_input(ctx.fetch(params.head), ctx.settings, params.head, "video") if params.head else None
-    music = probe_input(ctx.fetch(params.music), ctx.settings, params.music, "audio") if params.music else None
-    if music is not None:
-        require_audio(music)
-    inputs = ComposeInputs(
-        background=background, narration=narration, duration_s=duration, head=head, music=music,
-        ass=ctx.fetch(params.ass) if params.ass else None, srt=ctx.fetch(params.srt) if params.srt else None)
-    if needs_encode(inputs, size, params.fps, params.captions):
-        inputs = replace(inputs, background_raw=_decode_loop(background, size, params.fps, duration, ctx))
-    out = ctx.output_path("video", ".mp4")
-    layout = HeadLayout(**params.head_layout.model_dump())
-    mix = MusicMix(**params.music_mix.model_dump())
-
-    def plan(video_args: tuple[str, ...] | None = None) -> list[str]:
-        kw = {"video_args": video_args} if video_args else {}
-        return plan_compose(inputs, out, size=size, fps=params.fps, mode=params.captions, head=layout,
-                            music=mix, fonts_dir=ctx.settings.media.font_dir, **kw).args
-
-    copy = plan_compose(inputs, out, size=size, fps=params.fps, mode=params.captions).copy_video
-    if copy:
-        run_ffmpeg(plan(), ctx, duration_s=duration, stage="muxing")
-        encoder = "copy"
-    else:
-        encoder = encode_with_fallback(lambda c: plan(c.args), ctx, params.quality, duration_s=duration,
-                                       span=(0.02, 1.0), stage="encoding").name
-    if inputs.background_raw is not None:
-        inputs.background_raw.unlink(missing_ok=True)  # GBs: not left until the job's cleanup
-    ensure_file_output(out, "video")
-    outputs = {"video": out}
-    # the subtitle files travel beside the video, named like it
-    for name, ref in (("srt", params.srt), ("ass", params.ass)):
-        if ref:
-            dest = ctx.output_path("video", f".{name}")
-            shutil.copyfile(ctx.fetch(ref), dest)
-            outputs[name] = dest
-    frames = math.floor(duration * float(parse_rate(params.fps)) + 0.5)
-    return OpResult(outputs=outputs, data={"duration_s": round(duration, 3), "frames": frames,
-                                           "video": encoder, "captions": params.captions,
-                                           "decoded_loop": inputs.background_raw is not None,
-                                           "size": list(size), "fps": params.fps})
-
-
 INTERNAL_OPS: dict[str, Operation] = {
     op.name: op for op in (
         Operation("build.audio", AudioStepParams, _audio_step, "narration from a given audio file"),
         Operation("build.cycle", CycleStepParams, _cycle_step, "one loop period of the background"),
         Operation("build.images", ImagesStepParams, _images_step, "Ken Burns background from images"),
         Operation("build.captions", CaptionsStepParams, _captions_step, "ASS + SRT from word timings"),
-        Operation("build.compose", ComposeStepParams, _compose_step, "the one final encode"),
+        Operation("build.compose", ComposeStepParams, compose_step, "the one final encode"),
     )
 }
 
@@ -442,7 +349,22 @@ def lookup_op(name: str) -> Operation:
     },
 )
 def run(params: BuildParams, ctx: OpContext) -> OpResult:
-    graph = build_graph(build_steps(params), lookup=lookup_op)
-    result = run_graph(graph, ctx, RunOptions(cache=params.cache, keep_intermediates=params.keep_intermediates,
-                                              include_step_data=False))
-    return result
+    if params.chunk is not None:  # a chunked build's child: one window of the compose, or its sound
+        return build_chunks.run_chunk(params, ctx)
+    if ctx.resumed is not None:  # a chunked build's parent after its children: the join
+        return build_chunks.join(params, ctx)
+    steps = build_steps(params)
+    graph = build_graph(steps, lookup=lookup_op)
+    options = RunOptions(cache=params.cache, keep_intermediates=params.keep_intermediates, include_step_data=False)
+    if not build_chunks.may_chunk(params, ctx):
+        return run_graph(graph, ctx, options)
+    # every step but the compose first: the narration's length decides whether the compose is chunked
+    before = build_steps(params)[:-1]
+    share = sum(s.weight for s in before) / sum(s.weight for s in steps)
+    part = ctx.child(ctx.workdir, resolver=lambda ref, _dest: ctx.fetch(ref), is_cancelled=ctx.cancelled,
+                     on_progress=lambda fraction, stage: ctx.progress(fraction * share, stage))
+    first = PipelineRunner(build_graph(before, lookup=lookup_op), part,
+                           RunOptions(cache=params.cache, keep_intermediates=True, include_step_data=False))
+    first.run()
+    forked = build_chunks.fork(params, ctx, first, compose=steps[-1])
+    return forked if forked is not None else run_graph(graph, ctx, options, done=first)

@@ -27,7 +27,7 @@ from reelforge.media.filters import filter_expr, sidechain_duck
 from reelforge.media.frame_rate import rate_arg
 from reelforge.media.frame_size import even
 from reelforge.media.probe import MediaInfo
-from reelforge.pipelines.render_plan import num
+from reelforge.pipelines.render_plan import Window, frame_count, num
 
 Corner = Literal["top_left", "top_right", "bottom_left", "bottom_right"]
 CaptionMode = Literal["burn", "soft", "none"]
@@ -94,32 +94,111 @@ def head_xy(corner: Corner, margin_px: int) -> tuple[str, str]:
     return x, y
 
 
+SEEK_MARGIN_S = 1.0  # a window's unlooped input is opened this much before it (the fps filter's picks)
+
+
+def window_input(info: MediaInfo, loop: bool, start_s: float) -> list[str]:
+    """How a chunk (`window`) opens an input the unchunked compose reads from its start (looped when `loop`),
+    so that its frames keep the timestamps they have there: a looped input starts at the loop that holds
+    the window's start (`-itsoffset`: that loop's start time), an unlooped one a little before the window
+    (`-ss`, with `-itsoffset` the same, which puts the timestamps back on the whole output's clock). A
+    looped input is not seeked: ffmpeg measures a loop's length from the frames it read, so a seek would
+    shorten the first loop; the chunk decodes up to one loop period more than its window."""
+    if loop:
+        period = info.duration_s
+        first = math.floor(start_s / period + 1e-9) if period > 0 else 0
+        return ["-stream_loop", "-1", "-itsoffset", num(first * period)] if first else ["-stream_loop", "-1"]
+    seek = max(0.0, start_s - SEEK_MARGIN_S)
+    return ["-ss", num(seek), "-itsoffset", num(seek)] if seek > 0 else []
+
+
+def _audio_graph(inp: ComposeInputs, music: MusicMix, narration_idx: int,
+                 idx: int) -> tuple[list[str], list[str], str]:
+    """The sound's inputs besides the narration (input `narration_idx`; the first of them is input `idx`),
+    its filter chains (ending in [aout]) and its AAC bitrate."""
+    d = inp.duration_s
+    args: list[str] = []
+    chains: list[str] = []
+    mix_music = inp.music is not None and music.volume > 0
+    # A mono narration alone stays mono: AAC's cost is per channel, and on 2 cores encoding 15 minutes of
+    # stereo at 192k takes ~40 s, most of a soft-caption build (mono at 128k: ~16 s, same sound).
+    stereo = mix_music or (inp.narration.audio is not None and (inp.narration.audio.channels or 1) > 1)
+    layout, bitrate = ("stereo", "192k") if stereo else ("mono", "128k")
+    to_layout = f"aresample=48000,aformat=sample_fmts=fltp:channel_layouts={layout}"
+    narration = f"[{narration_idx}:a]{to_layout},apad=whole_dur={num(d)},atrim=end={num(d)}"
+    if mix_music:
+        assert inp.music is not None
+        args += ["-stream_loop", "-1", "-t", num(d), "-i", inp.music.path]
+        m = [to_layout, "asetpts=PTS-STARTPTS", f"volume={num(music.volume)}"]
+        if music.fade_in:
+            m.append(f"afade=t=in:st=0:d={num(music.fade_in)}")
+        if music.fade_out:
+            m.append(f"afade=t=out:st={num(max(0.0, d - music.fade_out))}:d={num(music.fade_out)}")
+        chains.append(f"[{idx}:a]" + ",".join(m) + "[music]")
+        if music.duck:
+            chains.append(f"{narration},asplit=2[narr][key]")
+            chains.append(sidechain_duck("music", "key", "ducked"))
+            chains.append("[narr][ducked]amix=inputs=2:duration=first:normalize=0,"
+                          f"atrim=end={num(d)}[aout]")
+        else:
+            chains.append(f"{narration}[narr]")
+            chains.append(f"[narr][music]amix=inputs=2:duration=first:normalize=0,atrim=end={num(d)}[aout]")
+    else:
+        chains.append(f"{narration}[aout]")
+    return args, chains, bitrate
+
+
+def plan_compose_sound(inp: ComposeInputs, out: Path, *, music: MusicMix = MusicMix()) -> list[str]:
+    """The compose's sound alone, for the whole length (a chunked build's sound child: docs/CHUNKED.md):
+    the same graph and AAC encode as plan_compose's."""
+    extra, chains, bitrate = _audio_graph(inp, music, 0, 1)
+    return ["-i", inp.narration.path, *extra, "-filter_complex", ";".join(chains), "-map", "[aout]",
+            "-c:a", "aac", "-b:a", bitrate, "-t", num(inp.duration_s), "-movflags", "+faststart", str(out)]
+
+
 def plan_compose(inp: ComposeInputs, out: Path, *, size: tuple[int, int], fps: float, mode: CaptionMode,
                  head: HeadLayout = HeadLayout(), music: MusicMix = MusicMix(),
-                 video_args: Sequence[str] = DEFAULT_VIDEO_ARGS, fonts_dir: Path | None = None) -> ComposePlan:
+                 video_args: Sequence[str] = DEFAULT_VIDEO_ARGS, fonts_dir: Path | None = None,
+                 window: Window | None = None) -> ComposePlan:
+    """The compose's one ffmpeg run. `window`: only that run of output frames, picture only (a chunked
+    build's child: docs/CHUNKED.md); every input keeps the timestamps it has in the whole compose, the
+    frames are picked on that clock, and the chunk's own timestamps then start at 0."""
     w, h = size
     d = inp.duration_s
     rate_s = rate_arg(fps)
     burn = mode == "burn" and inp.ass is not None
     copy_video = not needs_encode(inp, size, fps, mode)
+    if window is not None and copy_video:
+        raise ValueError("a stream-copied compose has no windows")
     bg_loops = inp.background.duration_s < d - 0.5 / fps
     bg_input = ["-i", inp.background.path]
     if inp.background_raw is not None and not copy_video:
         bg_input = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", f"{w}x{h}", "-framerate", rate_s,
                     "-i", str(inp.background_raw)]
-    args: list[str] = [*(["-stream_loop", "-1"] if bg_loops else []), "-t", num(d), *bg_input,
-                       "-i", inp.narration.path]
+    start_s = 0.0 if window is None else window.start_frame / fps
+    if window is None:
+        args: list[str] = [*(["-stream_loop", "-1"] if bg_loops else []), "-t", num(d), *bg_input,
+                           "-i", inp.narration.path]
+    else:  # picture only: no narration input
+        args = [*window_input(inp.background, bg_loops, start_s), *bg_input]
     chains: list[str] = []
-    idx = 2
+    idx = 2 if window is None else 1  # the next input's number
     if not copy_video:
         cur = "bg"
+        picked = ""
+        if window is not None:
+            half = 0.5 / fps
+            end = frame_count(d, fps) if window.end_frame is None else window.end_frame
+            picked = "," + filter_expr("select", expr=f"gte(t,{num(start_s - half)})*lt(t,{num(end / fps - half)})")
         chains.append(f"[0:v]fps={rate_s},scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},"
-                      f"setsar=1[bg]")
+                      f"setsar=1{picked}[bg]")
         if inp.head is not None:
-            loop = ["-stream_loop", "-1"] if head.loop else []
             # libvpx-vp9 is the decoder that reads VP9's alpha layer (the native one drops it)
             decoder = ["-c:v", "libvpx-vp9"] if inp.head.video and inp.head.video.codec == "vp9" else []
-            args += [*loop, "-t", num(d), *decoder, "-i", inp.head.path]
+            if window is None:
+                args += [*(["-stream_loop", "-1"] if head.loop else []), "-t", num(d), *decoder, "-i", inp.head.path]
+            else:
+                args += [*window_input(inp.head, head.loop, start_s), *decoder, "-i", inp.head.path]
             head_h = even(h * head.size)
             x, y = head_xy(head.corner, round(min(w, h) * head.margin))
             chains.append(f"[{idx}:v]fps={rate_s},scale=-2:{head_h},format=yuva420p,setsar=1[head]")
@@ -133,35 +212,17 @@ def plan_compose(inp: ComposeInputs, out: Path, *, size: tuple[int, int], fps: f
                 opts["fontsdir"] = fonts_dir
             chains.append(f"[{cur}]" + filter_expr("ass", **opts) + "[vc]")
             cur = "vc"
-        chains.append(f"[{cur}]format=yuv420p[vout]")
+        chains.append(f"[{cur}]format=yuv420p{',setpts=PTS-STARTPTS' if window is not None else ''}[vout]")
+    if window is not None:
+        frames = (frame_count(d, fps) if window.end_frame is None else window.end_frame) - window.start_frame
+        return ComposePlan(args=[*args, "-filter_complex", ";".join(chains), "-map", "[vout]", *video_args,
+                                 "-r", rate_s, "-frames:v", str(frames), "-movflags", "+faststart", str(out)],
+                           copy_video=False)
 
-    mix_music = inp.music is not None and music.volume > 0
-    # A mono narration alone stays mono: AAC's cost is per channel, and on 2 cores encoding 15 minutes of
-    # stereo at 192k takes ~40 s, most of a soft-caption build (mono at 128k: ~16 s, same sound).
-    stereo = mix_music or (inp.narration.audio is not None and (inp.narration.audio.channels or 1) > 1)
-    layout, bitrate = ("stereo", "192k") if stereo else ("mono", "128k")
-    to_layout = f"aresample=48000,aformat=sample_fmts=fltp:channel_layouts={layout}"
-    narration = f"[1:a]{to_layout},apad=whole_dur={num(d)},atrim=end={num(d)}"
-    if mix_music:
-        assert inp.music is not None
-        args += ["-stream_loop", "-1", "-t", num(d), "-i", inp.music.path]
-        m = [to_layout, "asetpts=PTS-STARTPTS", f"volume={num(music.volume)}"]
-        if music.fade_in:
-            m.append(f"afade=t=in:st=0:d={num(music.fade_in)}")
-        if music.fade_out:
-            m.append(f"afade=t=out:st={num(max(0.0, d - music.fade_out))}:d={num(music.fade_out)}")
-        chains.append(f"[{idx}:a]" + ",".join(m) + "[music]")
-        idx += 1
-        if music.duck:
-            chains.append(f"{narration},asplit=2[narr][key]")
-            chains.append(sidechain_duck("music", "key", "ducked"))
-            chains.append("[narr][ducked]amix=inputs=2:duration=first:normalize=0,"
-                          f"atrim=end={num(d)}[aout]")
-        else:
-            chains.append(f"{narration}[narr]")
-            chains.append(f"[narr][music]amix=inputs=2:duration=first:normalize=0,atrim=end={num(d)}[aout]")
-    else:
-        chains.append(f"{narration}[aout]")
+    extra, audio_chains, bitrate = _audio_graph(inp, music, 1, idx)
+    args += extra
+    chains += audio_chains
+    idx += 1 if extra else 0
 
     maps = ["-map", "0:v:0" if copy_video else "[vout]", "-map", "[aout]"]
     codec = ["-c:v", "copy"] if copy_video else [*video_args, "-r", rate_s]

@@ -57,30 +57,39 @@ def default_parallelism(ctx: WorkContext) -> int:
 
 
 class PipelineRunner:
-    def __init__(self, graph: Graph, ctx: WorkContext, options: RunOptions | None = None) -> None:
+    """`done`: an earlier run, in the same job, of some of these steps (a part of the graph, e.g. a build's
+    steps before its compose): their results are taken as they are, not run again."""
+
+    def __init__(self, graph: Graph, ctx: WorkContext, options: RunOptions | None = None,
+                 done: PipelineRunner | None = None) -> None:
         self.graph = graph
         self.ctx = ctx
         self.options = options or RunOptions()
         self.plans = graph.by_id()
         self.results: dict[str, OpResult] = {}
         self.records: dict[str, StepRecord] = {s.id: StepRecord(s.step.op) for s in graph.steps}
+        if done is not None:
+            self.results.update((sid, r) for sid, r in done.results.items() if sid in self.plans)
+            self.records.update((sid, r) for sid, r in done.records.items() if sid in self.results)
         self.cache = StepCache.for_settings(ctx.settings)
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._fractions: dict[str, float] = dict.fromkeys(self.plans, 0.0)
+        self._fractions: dict[str, float] = {sid: 1.0 if sid in self.results else 0.0 for sid in self.plans}
         self._weights = {s.id: s.step.weight for s in graph.steps}
         self._weight_sum = sum(self._weights.values())
-        self._done = 0
+        self._done = len(self.results)
         self._fetch_locks: dict[str, threading.Lock] = {}
 
     # ---- public
     def run(self) -> OpResult:
         workers = self.options.max_parallel or default_parallelism(self.ctx)
-        waiting = {s.id: set(s.needs) for s in self.graph.steps}
+        waiting = {s.id: set(s.needs) - set(self.results) for s in self.graph.steps if s.id not in self.results}
         order = [s.id for s in self.graph.steps]
         running: dict[Future[OpResult], str] = {}
         failure: tuple[str, BaseException] | None = None
-        self.ctx.progress(0.0, f"0/{len(order)} starting")
+        with self._lock:  # 0 unless steps were done before (`done`)
+            start = sum(f * self._weights[s] for s, f in self._fractions.items()) / self._weight_sum
+        self.ctx.progress(start, f"{self._done}/{len(order)} starting")
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="step") as pool:
             while waiting or running:
                 if failure is None and not self.ctx.cancelled():
@@ -277,5 +286,6 @@ def _step_error(sid: str, op: str, exc: BaseException) -> ReelForgeError:
                            details={"step": sid, "op": op})
 
 
-def run_graph(graph: Graph, ctx: WorkContext, options: RunOptions | None = None) -> OpResult:
-    return PipelineRunner(graph, ctx, options).run()
+def run_graph(graph: Graph, ctx: WorkContext, options: RunOptions | None = None,
+              done: PipelineRunner | None = None) -> OpResult:
+    return PipelineRunner(graph, ctx, options, done).run()
