@@ -3,7 +3,8 @@
 The build is a step graph run by the pipeline runner, so it gets parallel steps, per-step caching,
 aggregated progress and cancel:
 
-    narration   tts (word timings)            | given audio (+ align to the script, or transcribe)
+    narration   tts (word timings; AAC when there is no music, encoded beside the alignment)
+                                              | given audio (+ align to the script, or transcribe)
     head        overlay: talking head -> transparent circle (VP9 alpha), parallel with the narration
     background  one period of the loop (the clip forward, then reversed for ping-pong), fitted to the output
                 size and rate in the same encode; it does not need the narration's length, so it runs in
@@ -13,7 +14,8 @@ aggregated progress and cancel:
       or images Ken Burns clips (img2vid) to the narration's length
     captions    ASS (chosen style) + SRT from the word timings
     compose     ONE encode: background (repeated to the narration's length) + head + burned captions +
-                narration/music mix; with soft or no captions and no head the background is stream-copied
+                narration/music mix; with soft or no captions and no head the background is stream-copied,
+                and an AAC narration without music is stream-copied too
 
 The steps named `build.*` are internal: they exist only inside this graph (not public operations).
 """
@@ -155,8 +157,11 @@ def build_steps(p: BuildParams) -> list[Step]:
     if p.audio is None:
         steps.append(Step(id="narration", op="tts", weight=3, params={
             "text": p.script, "engine": p.voice.engine, "voice": p.voice.voice, "language": p.voice.language,
-            "speed": p.voice.speed, "sentence_pause_s": p.voice.sentence_pause_s, "format": "wav",
-            "sample_rate": 48000, "word_timings": want_words}))
+            "speed": p.voice.speed, "sentence_pause_s": p.voice.sentence_pause_s,
+            # without music the narration is the output's sound: encoded to AAC here, beside the word
+            # alignment, and stream-copied by the compose; music is mixed from the lossless wav
+            "format": "wav" if p.music is not None else "m4a", "sample_rate": 48000,
+            "word_timings": want_words}))
         words_ref = {"ref": "narration.words"}
     else:
         steps.append(Step(id="narration", op="build.audio", params={"audio": p.audio}))
@@ -385,8 +390,8 @@ def _compose_step(params: ComposeStepParams, ctx: OpContext) -> OpResult:
         return plan_compose(inputs, out, size=size, fps=params.fps, mode=params.captions, head=layout,
                             music=mix, fonts_dir=ctx.settings.media.font_dir, **kw).args
 
-    copy = plan_compose(inputs, out, size=size, fps=params.fps, mode=params.captions).copy_video
-    if copy:
+    planned = plan_compose(inputs, out, size=size, fps=params.fps, mode=params.captions, music=mix)
+    if planned.copy_video:
         run_ffmpeg(plan(), ctx, duration_s=duration, stage="muxing")
         encoder = "copy"
     else:
@@ -404,7 +409,8 @@ def _compose_step(params: ComposeStepParams, ctx: OpContext) -> OpResult:
             outputs[name] = dest
     frames = math.floor(duration * float(parse_rate(params.fps)) + 0.5)
     return OpResult(outputs=outputs, data={"duration_s": round(duration, 3), "frames": frames,
-                                           "video": encoder, "captions": params.captions,
+                                           "video": encoder, "audio": "copy" if planned.copy_audio else "aac",
+                                           "captions": params.captions,
                                            "decoded_loop": inputs.background_raw is not None,
                                            "size": list(size), "fps": params.fps})
 
