@@ -133,7 +133,7 @@ def test_no_music_no_head_no_captions() -> None:
 
 
 AAC_NARRATION = MediaInfo("/m/speech.m4a", "mov,mp4,m4a,3gp,3g2,mj2", 42.5, 1, None,
-                          (StreamInfo(0, "audio", "aac", sample_rate=48000, channels=1),))
+                          (StreamInfo(0, "audio", "aac", sample_rate=48000, channels=1, duration_s=42.49),))
 
 
 def test_tts_narration_is_aac_without_music_and_wav_with_it() -> None:
@@ -162,6 +162,9 @@ def test_an_aac_narration_without_music_is_stream_copied() -> None:
             "/m/s.m4a", "mov,mp4,m4a,3gp,3g2,mj2", 42.5, 1, None,
             (StreamInfo(0, "audio", "aac", sample_rate=24000, channels=1),))),
         ComposeInputs(background=BG, narration=NARRATION, duration_s=42.5),
+        ComposeInputs(background=BG, duration_s=42.5, narration=MediaInfo(  # a given file, its sound ends early
+            "/m/talk.mp4", "mov,mp4,m4a,3gp,3g2,mj2", 42.5, 1, None,
+            (StreamInfo(0, "audio", "aac", sample_rate=48000, channels=1, duration_s=40.0),))),
     ):
         other = plan_compose(inputs, Path("/w/out.mp4"), size=(1920, 1080), fps=30, mode="none")
         assert not other.copy_audio and other.args[other.args.index("-c:a") + 1] == "aac"

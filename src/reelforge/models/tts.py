@@ -257,16 +257,20 @@ def synthesize_text(text: str, req: VoiceRequest, *, speed: float, settings: Set
             if on_sentence is not None:
                 on_sentence(i + 1, len(sentences))
         return join_pieces(pieces, pause_s, texts=sentences)
+    # the first sentence on this thread: the engine's session and its phonemizer (piper makes it on first
+    # use, unguarded) exist before any worker needs them
+    pieces = [engine.synthesize(sentences[0], threads=1, **kwargs)]
+    if on_sentence is not None:
+        on_sentence(1, len(sentences))
     pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tts")
     try:
         # one task per sentence, taken in order by whichever worker is free: the workers stay even however
         # long each sentence is, and the results are collected in the text's order
-        futures = [pool.submit(engine.synthesize, sentence, threads=1, **kwargs) for sentence in sentences]
-        pieces = []
-        for i, future in enumerate(futures):
+        futures = [pool.submit(engine.synthesize, sentence, threads=1, **kwargs) for sentence in sentences[1:]]
+        for i, future in enumerate(futures, 2):
             pieces.append(future.result())
             if on_sentence is not None:
-                on_sentence(i + 1, len(sentences))
+                on_sentence(i, len(sentences))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # on cancel or error: the sentences not yet started
     return join_pieces(pieces, pause_s, texts=sentences)

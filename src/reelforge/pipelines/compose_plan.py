@@ -92,11 +92,13 @@ def needs_encode(inp: ComposeInputs, size: tuple[int, int], fps: float, mode: Ca
 
 def copies_narration(inp: ComposeInputs, music: MusicMix = MusicMix()) -> bool:
     """True when the narration is the output's sound as it is: nothing mixed under it, already AAC at
-    48 kHz, mono or stereo, in an mp4 (its own length is the output's, so nothing is padded or cut)."""
+    48 kHz, mono or stereo, in an mp4, and as long as the output (nothing to pad: a given file whose
+    sound ends before its picture is encoded as before)."""
     a = inp.narration.audio
     mixes = inp.music is not None and music.volume > 0
     return (not mixes and a is not None and a.codec == "aac" and a.sample_rate == 48000
-            and a.channels in (1, 2) and "mp4" in inp.narration.format_name.split(","))
+            and a.channels in (1, 2) and "mp4" in inp.narration.format_name.split(",")
+            and a.duration_s is not None and abs(a.duration_s - inp.duration_s) < 0.05)
 
 
 def head_xy(corner: Corner, margin_px: int) -> tuple[str, str]:
