@@ -177,6 +177,10 @@ def test_soft_captions_copy_the_background_and_reuse_the_cached_narration(
     video = info.video
     assert video is not None and video.frames is not None
     assert abs(video.frames - first.data["duration_s"] * FPS) <= 1
+    # the narration's AAC, made by the tts step beside the alignment and copied: as long as the picture
+    assert info.audio.codec == "aac" and info.audio.sample_rate == 48000
+    assert info.audio.duration_s is not None and video.duration_s is not None
+    assert abs(info.audio.duration_s - video.duration_s) <= 1 / FPS
     again = build(settings, tmp_path / "b", body)
     assert all(step["cached"] for step in again.data["steps"].values())
     assert again.outputs["video"].read_bytes() == first.outputs["video"].read_bytes()

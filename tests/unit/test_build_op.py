@@ -10,7 +10,14 @@ import pytest
 from reelforge.errors import InvalidParams
 from reelforge.media.probe import MediaInfo, StreamInfo
 from reelforge.ops.build import BuildParams, build_steps, lookup_op
-from reelforge.pipelines.compose_plan import ComposeInputs, HeadLayout, MusicMix, background_fits, plan_compose
+from reelforge.pipelines.compose_plan import (
+    ComposeInputs,
+    HeadLayout,
+    MusicMix,
+    background_fits,
+    plan_compose,
+    plan_compose_sound,
+)
 from reelforge.pipelines.graph import build_graph
 
 BG = MediaInfo("/m/bg.mp4", "mov,mp4", 60.0, 1, None, (StreamInfo(0, "video", "h264", width=1920, height=1080,
@@ -130,3 +137,46 @@ def test_no_music_no_head_no_captions() -> None:
                    ComposeInputs(background=SMALL_BG, narration=stereo_voice, duration_s=42.5)):
         args = plan_compose(inputs, Path("/w/out.mp4"), size=(1920, 1080), fps=30, mode="none").args
         assert "channel_layouts=stereo" in graph_text(args) and args[args.index("-b:a") + 1] == "192k"
+
+
+AAC_NARRATION = MediaInfo("/m/speech.m4a", "mov,mp4,m4a,3gp,3g2,mj2", 42.5, 1, None,
+                          (StreamInfo(0, "audio", "aac", sample_rate=48000, channels=1, duration_s=42.49),))
+
+
+def test_tts_narration_is_aac_without_music_and_wav_with_it() -> None:
+    narration = {s.id: s for s in build_steps(params())}["narration"]
+    assert narration.params["format"] == "m4a" and narration.params["sample_rate"] == 48000
+    with_music = {s.id: s for s in build_steps(params(music="/m/music.mp3"))}["narration"]
+    assert with_music.params["format"] == "wav"  # mixed from the lossless narration: one AAC generation
+
+
+def test_an_aac_narration_without_music_is_stream_copied() -> None:
+    inp = ComposeInputs(background=BG, narration=AAC_NARRATION, duration_s=42.5, srt=Path("/w/c.srt"))
+    plan = plan_compose(inp, Path("/w/out.mp4"), size=(1920, 1080), fps=30, mode="soft")
+    assert plan.copy_video and plan.copy_audio
+    args = plan.args
+    assert "-filter_complex" not in args  # nothing decoded at all
+    assert args[args.index("-c:a") + 1] == "copy" and args[args.index("1:a:0") - 1] == "-map"
+    assert "mov_text" in args
+    # burned captions: the picture is encoded, the narration still copied
+    burn = plan_compose(ComposeInputs(background=BG, narration=AAC_NARRATION, duration_s=42.5, ass=Path("/w/c.ass")),
+                        Path("/w/out.mp4"), size=(1920, 1080), fps=30, mode="burn")
+    assert not burn.copy_video and burn.copy_audio and "[aout]" not in graph_text(burn.args)
+    # a chunked build's sound child copies it too, to the same length
+    sound = plan_compose_sound(ComposeInputs(background=BG, narration=AAC_NARRATION, duration_s=42.5),
+                               Path("/w/sound.m4a"))
+    assert sound[sound.index("-c:a") + 1] == "copy" and "-filter_complex" not in sound
+    assert sound[sound.index("-t") + 1] == "42.5"
+    # music is mixed under it, and another rate or codec is converted: encoded as before
+    for inputs in (
+        ComposeInputs(background=BG, narration=AAC_NARRATION, duration_s=42.5, music=MUSIC),
+        ComposeInputs(background=BG, duration_s=42.5, narration=MediaInfo(
+            "/m/s.m4a", "mov,mp4,m4a,3gp,3g2,mj2", 42.5, 1, None,
+            (StreamInfo(0, "audio", "aac", sample_rate=24000, channels=1),))),
+        ComposeInputs(background=BG, narration=NARRATION, duration_s=42.5),
+        ComposeInputs(background=BG, duration_s=42.5, narration=MediaInfo(  # a given file, its sound ends early
+            "/m/talk.mp4", "mov,mp4,m4a,3gp,3g2,mj2", 42.5, 1, None,
+            (StreamInfo(0, "audio", "aac", sample_rate=48000, channels=1, duration_s=40.0),))),
+    ):
+        other = plan_compose(inputs, Path("/w/out.mp4"), size=(1920, 1080), fps=30, mode="none")
+        assert not other.copy_audio and other.args[other.args.index("-c:a") + 1] == "aac"

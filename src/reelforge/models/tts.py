@@ -1,7 +1,9 @@
 """TTS engine registry, sentence splitting and click-free joining.
 
 Each engine module (tts_piper, tts_kokoro, tts_espeak) offers `list_voices()`, `DEFAULT_VOICE` and
-`synthesize(sentence, voice=, speed=, language=, settings=, voices_file=) -> (float32 mono, rate)`.
+`synthesize(sentence, voice=, speed=, language=, settings=, voices_file=) -> (float32 mono, rate)`;
+engines that can speak several sentences at once (piper, espeak) also offer `parallel_workers(settings)`
+and take `threads=` (the session's thread count; 1 when sentences run in parallel).
 Long text is spoken sentence by sentence (engines keep better prosody on short inputs, and progress and
 cancel get a chance between sentences), then joined with short pauses. Each piece is trimmed of its own
 leading/trailing silence and given a few milliseconds of fade so the joins never click.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -232,23 +235,51 @@ def join_pieces(pieces: list[tuple[np.ndarray, int]], pause_s: float, lead_s: fl
 
 
 def synthesize_text(text: str, req: VoiceRequest, *, speed: float, settings: Settings, pause_s: float = 0.3,
-                    voices_file: Path | None = None,
+                    voices_file: Path | None = None, workers: int | None = None,
                     on_sentence: Callable[[int, int], None] | None = None) -> Speech:
-    """Speak `text` sentence by sentence with the chosen engine; `on_sentence(i, n)` runs after each."""
+    """Speak `text` sentence by sentence with the chosen engine; `on_sentence(i, n)` runs after each, in
+    order, on the calling thread (it may raise to cancel).
+
+    Engines that can (their `parallel_workers(settings)`: piper on CPU, espeak) speak `workers` sentences
+    at once (default: as many as the engine says), each worker on a one-thread session; the pieces are
+    joined in the text's order, so the result is the one sequential synthesis gives (sample for sample
+    for a deterministic engine; piper's voices draw their own noise every call either way)."""
     engine = ENGINES[req.engine]
     sentences = split_sentences(text)
-    pieces = []
-    for i, sentence in enumerate(sentences):
-        pieces.append(engine.synthesize(sentence, voice=req.voice, speed=speed, language=req.language,
-                                        settings=settings, voices_file=voices_file))
-        if on_sentence is not None:
-            on_sentence(i + 1, len(sentences))
+    kwargs: dict[str, Any] = {"voice": req.voice, "speed": speed, "language": req.language, "settings": settings,
+                              "voices_file": voices_file}
+    can = getattr(engine, "parallel_workers", None)
+    n = min(len(sentences), workers if workers is not None else can(settings) if can else 1)
+    if n <= 1 or can is None:
+        pieces = []
+        for i, sentence in enumerate(sentences):
+            pieces.append(engine.synthesize(sentence, **kwargs))
+            if on_sentence is not None:
+                on_sentence(i + 1, len(sentences))
+        return join_pieces(pieces, pause_s, texts=sentences)
+    # the first sentence on this thread: the engine's session and its phonemizer (piper makes it on first
+    # use, unguarded) exist before any worker needs them
+    pieces = [engine.synthesize(sentences[0], threads=1, **kwargs)]
+    if on_sentence is not None:
+        on_sentence(1, len(sentences))
+    pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tts")
+    try:
+        # one task per sentence, taken in order by whichever worker is free: the workers stay even however
+        # long each sentence is, and the results are collected in the text's order
+        futures = [pool.submit(engine.synthesize, sentence, threads=1, **kwargs) for sentence in sentences[1:]]
+        for i, future in enumerate(futures, 2):
+            pieces.append(future.result())
+            if on_sentence is not None:
+                on_sentence(i, len(sentences))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # on cancel or error: the sentences not yet started
     return join_pieces(pieces, pause_s, texts=sentences)
 
 
 def is_warm(req: VoiceRequest, settings: Settings) -> bool:
     if req.engine == "piper":
         voice = tts_piper.find_voice(req.voice, settings.models.voice_dirs)
-        return voice is not None and tts_piper.is_warm(settings, voice)
+        threads = 1 if tts_piper.parallel_workers(settings) > 1 else None  # the session long texts use
+        return voice is not None and tts_piper.is_warm(settings, voice, threads)
     check = getattr(ENGINES[req.engine], "is_warm", None)
     return True if check is None else bool(check(settings))

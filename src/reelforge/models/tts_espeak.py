@@ -60,8 +60,13 @@ def build_args(voice: str, speed: float, wav_out: Path) -> list[str]:
     return [espeak_bin(), "-v", voice, "-s", str(wpm), "-w", str(wav_out), "--stdin"]
 
 
+def parallel_workers(settings: Settings) -> int:
+    """Sentences spoken at once (models.tts.synthesize_text): each is its own espeak-ng process."""
+    return max(1, min(settings.compute.threads_per_job, os.cpu_count() or 1))
+
+
 def synthesize(text: str, *, voice: str, speed: float, language: str, settings: Settings,
-               voices_file: Path | None = None) -> tuple[np.ndarray, int]:
+               voices_file: Path | None = None, threads: int | None = None) -> tuple[np.ndarray, int]:
     if voice not in languages():
         raise InvalidParams(f"Unknown espeak voice {voice!r}. Available: {', '.join(languages())}.",
                             code="unknown_voice", details={"available": languages()})

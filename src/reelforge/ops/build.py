@@ -3,7 +3,8 @@
 The build is a step graph run by the pipeline runner, so it gets parallel steps, per-step caching,
 aggregated progress and cancel:
 
-    narration   tts (word timings)            | given audio (+ align to the script, or transcribe)
+    narration   tts (word timings; AAC when there is no music, encoded beside the alignment)
+                                              | given audio (+ align to the script, or transcribe)
     head        overlay: talking head -> transparent circle (VP9 alpha), parallel with the narration
     background  one period of the loop (the clip forward, then reversed for ping-pong), fitted to the output
                 size and rate in the same encode; it does not need the narration's length, so it runs in
@@ -13,8 +14,8 @@ aggregated progress and cancel:
       or images Ken Burns clips (img2vid) to the narration's length
     captions    ASS (chosen style) + SRT from the word timings
     compose     ONE encode: background (repeated to the narration's length) + head + burned captions +
-                narration/music mix; with soft or no captions and no head the background is stream-copied
-                (ops/build_compose.py)
+                narration/music mix; with soft or no captions and no head the background is stream-copied,
+                and an AAC narration without music is stream-copied too (ops/build_compose.py)
 
 A long build whose compose encodes may be chunked (docs/CHUNKED.md, ops/build_chunks.py): every step but
 the compose runs, then child jobs compose time windows of it (and one its sound) from the files the parent
@@ -150,8 +151,11 @@ def build_steps(p: BuildParams) -> list[Step]:
     if p.audio is None:
         steps.append(Step(id="narration", op="tts", weight=3, params={
             "text": p.script, "engine": p.voice.engine, "voice": p.voice.voice, "language": p.voice.language,
-            "speed": p.voice.speed, "sentence_pause_s": p.voice.sentence_pause_s, "format": "wav",
-            "sample_rate": 48000, "word_timings": want_words}))
+            "speed": p.voice.speed, "sentence_pause_s": p.voice.sentence_pause_s,
+            # without music the narration is the output's sound: encoded to AAC here, beside the word
+            # alignment, and stream-copied by the compose; music is mixed from the lossless wav
+            "format": "wav" if p.music is not None else "m4a", "sample_rate": 48000,
+            "word_timings": want_words}))
         words_ref = {"ref": "narration.words"}
     else:
         steps.append(Step(id="narration", op="build.audio", params={"audio": p.audio}))

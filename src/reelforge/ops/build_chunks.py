@@ -35,7 +35,13 @@ from reelforge.ops.chunking import (
     resumed_output,
 )
 from reelforge.ops.context import OpContext, OpResult
-from reelforge.pipelines.compose_plan import HeadLayout, MusicMix, plan_compose, plan_compose_sound
+from reelforge.pipelines.compose_plan import (
+    HeadLayout,
+    MusicMix,
+    copies_narration,
+    plan_compose,
+    plan_compose_sound,
+)
 from reelforge.pipelines.graph import Step
 from reelforge.pipelines.render_plan import Window, frame_count
 from reelforge.pipelines.runner import PipelineRunner
@@ -123,7 +129,8 @@ def run_chunk(params: BuildParams, ctx: OpContext) -> OpResult:
         sources = [inputs.narration.path, *([inputs.music.path] if inputs.music else [])]
         key = chunk_key("build.sound", args, sources, work, ctx.workdir)
         return encode_chunk(ctx, kind="build.sound", key=key, args=args, out=out, work=work, window=None,
-                            seconds=inputs.duration_s, stage="mixing sound", name="sound")
+                            seconds=inputs.duration_s, stage="mixing sound", name="sound",
+                            data={"audio": "copy" if copies_narration(inputs, mix) else "aac"})
     if inputs.ass is not None:  # under a plain name in the work folder: in the chunk's key by content
         ass = work / "captions.ass"
         shutil.copyfile(inputs.ass, ass)
@@ -152,6 +159,8 @@ def join(params: BuildParams, ctx: OpContext) -> OpResult:
     sound = resumed_output(ctx, "sound")
     if sound is None:
         raise MediaError("The chunked build has no sound to join.", code="chunk_missing")
+    audio = next((str(child["data"].get("audio") or "aac") for child in resumed.get("children") or []
+                  if "sound" in child["outputs"]), "aac")
     work = ctx.workdir / "join"
     out = ctx.output_path("video", ".mp4")
     join_chunks(ctx, pieces, out, work, duration_s=duration, extra_inputs=["-i", str(sound)],
@@ -169,5 +178,5 @@ def join(params: BuildParams, ctx: OpContext) -> OpResult:
                                                     "outputs": sorted(outputs), "chunks": len(pieces)}}
     return OpResult(outputs=outputs, data={
         "duration_s": round(duration, 3), "frames": math.floor(duration * params.fps + 0.5), "video": "libx264",
-        "captions": params.captions, "decoded_loop": False, "size": size, "fps": params.fps,
+        "audio": audio, "captions": params.captions, "decoded_loop": False, "size": size, "fps": params.fps,
         "final_step": "compose", "steps": steps, "chunks": len(pieces)})

@@ -124,8 +124,8 @@ def compose_step(params: ComposeStepParams, ctx: OpContext) -> OpResult:
             enc = (*enc, *gop_args(gop))
         return plan(enc)
 
-    copy = plan_compose(inputs, out, size=size, fps=params.fps, mode=params.captions).copy_video
-    if copy:
+    planned = plan_compose(inputs, out, size=size, fps=params.fps, mode=params.captions, music=mix)
+    if planned.copy_video:
         run_ffmpeg(plan(), ctx, duration_s=duration, stage="muxing")
         encoder = "copy"
     else:
@@ -143,6 +143,7 @@ def compose_step(params: ComposeStepParams, ctx: OpContext) -> OpResult:
             outputs[name] = dest
     frames = math.floor(duration * float(parse_rate(params.fps)) + 0.5)
     return OpResult(outputs=outputs, data={"duration_s": round(duration, 3), "frames": frames,
-                                           "video": encoder, "captions": params.captions,
+                                           "video": encoder, "audio": "copy" if planned.copy_audio else "aac",
+                                           "captions": params.captions,
                                            "decoded_loop": inputs.background_raw is not None,
                                            "size": list(size), "fps": params.fps})

@@ -64,9 +64,11 @@ def chunk_key(kind: str, args: Sequence[str], inputs: Iterable[str], work: Path,
 
 
 def encode_chunk(ctx: OpContext, *, kind: str, key: str, args: list[str], out: Path, work: Path,
-                 window: Window | None, seconds: float, stage: str, name: str = "chunk") -> OpResult:
+                 window: Window | None, seconds: float, stage: str, name: str = "chunk",
+                 data: dict[str, Any] | None = None) -> OpResult:
     """A child job's encode of one window into `out` (output `name`; no window: the sound of the whole
-    length), or the same result from the step cache when it was encoded before (`kind`, `key`: chunk_key)."""
+    length), or the same result from the step cache when it was encoded before (`kind`, `key`: chunk_key).
+    `data`: more of the child's data for the parent's join (kept in the cache with it)."""
     cache = StepCache.for_settings(ctx.settings)
     hit = cache.load(key, work / "cached")
     if hit is not None:
@@ -77,11 +79,11 @@ def encode_chunk(ctx: OpContext, *, kind: str, key: str, args: list[str], out: P
     run_ffmpeg(args, ctx, duration_s=seconds, span=(0.05, 1.0), stage=stage)
     ensure_file_output(out, kind.split(".")[0])
     if window is None:
-        result = OpResult(outputs={name: out}, data={"sound": True})
+        result = OpResult(outputs={name: out}, data={"sound": True, **(data or {})})
     else:
         ctx.note(encoder="libx264")
         result = OpResult(outputs={name: out}, data={"start_frame": window.start_frame,
-                                                      "end_frame": window.end_frame})
+                                                      "end_frame": window.end_frame, **(data or {})})
     cache.store(key, kind, result)
     ctx.progress(1.0)
     return result

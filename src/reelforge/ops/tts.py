@@ -1,14 +1,17 @@
 """`tts`: text to speech (piper, kokoro, espeak) with word timings from `align`.
 
-Text is spoken sentence by sentence and joined with short pauses (faded joins, no clicks), then encoded
-once by ffmpeg to the requested format and rate. Word timings are real: whisper force-aligns each known
-sentence window of the produced audio (no transcription needed: the words are known, only their times are
-not), and the result is mapped onto the script, so the words equal the text verbatim.
+Text is spoken sentence by sentence (several sentences at once where the engine can: see
+models.tts.synthesize_text) and joined with short pauses (faded joins, no clicks), then encoded once by
+ffmpeg to the requested format and rate, while the words are aligned. Word timings are real: whisper
+force-aligns each known sentence window of the produced audio (no transcription needed: the words are
+known, only their times are not), and the result is mapped onto the script, so the words equal the text
+verbatim.
 """
 
 from __future__ import annotations
 
 import wave
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -131,22 +134,30 @@ def run(params: TTSParams, ctx: OpContext) -> OpResult:
     duration = speech.duration_s
     out = ctx.output_path("speech", f".{params.format}")
     encoded = ctx.temp_path(out.name)  # moved into place only once complete
-    run_ffmpeg(encode_args(joined, encoded, params.format, params.sample_rate), ctx, duration_s=duration,
-               span=(synth_end, synth_end + 0.05), stage="encoding")
-    ensure_file_output(encoded, "audio").replace(out)
-    outputs = {"audio": out}
+    args = encode_args(joined, encoded, params.format, params.sample_rate)
     data: dict[str, object] = {"duration_s": round(duration, 3), "sample_rate": params.sample_rate,
                                "engine": req.engine, "voice": req.voice, "language": req.language,
                                "sentences": len(sentences)}
+    outputs: dict[str, Path] = {}
     if params.word_timings:
-        # align the lossless joined wav (same timeline as the encoded file, without codec delay), one
-        # known sentence window at a time: the synthesis says which sentence sounds where
-        spoken = [(s.text, s.start_s, s.end_s) for s in speech.sentences]
-        alignment = align_spoken(joined, spoken, params.text, ctx, language=req.language,
-                                 span=(synth_end + 0.05, 0.99))
+        # The encode (one ffmpeg thread: ~18 s of CPU for 15 minutes of AAC) runs while whisper aligns the
+        # words beside it, instead of before or after it. Alignment reads the lossless joined wav (same
+        # timeline as the encoded file, without codec delay), one known sentence window at a time: the
+        # synthesis says which sentence sounds where.
+        ctx.progress(synth_end, "encoding")
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts-encode") as pool:
+            encoding = pool.submit(run_ffmpeg, args, ctx)  # no progress of its own: alignment reports
+            spoken = [(s.text, s.start_s, s.end_s) for s in speech.sentences]
+            alignment = align_spoken(joined, spoken, params.text, ctx, language=req.language,
+                                     span=(synth_end + 0.05, 0.99))
+            encoding.result()
         outputs["words"] = write_words_json(alignment.words, ctx.output_path("words", ".json"))
         data["words"] = [w.to_dict() for w in alignment.words]
         data["matched_ratio"] = round(alignment.matched_ratio, 3)
+    else:
+        run_ffmpeg(args, ctx, duration_s=duration, span=(synth_end, synth_end + 0.05), stage="encoding")
+    ensure_file_output(encoded, "audio").replace(out)
+    outputs = {"audio": out, **outputs}
     joined.unlink(missing_ok=True)
     ctx.progress(1.0, "done")
     return OpResult(outputs=outputs, data=data)

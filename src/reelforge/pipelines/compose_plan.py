@@ -7,7 +7,9 @@
            narration, then mixed under it (stereo AAC); a mono narration without music stays mono
 
 When nothing is drawn (no head, captions soft or none) and the background already has the output's
-size, frame rate and codec, the video is stream-copied and only the audio is encoded.
+size, frame rate and codec, the video is stream-copied and only the audio is encoded. When there is no
+music to mix and the narration already is AAC at 48 kHz in an mp4 (as `build` asks its tts step for: the
+narration is encoded there, while the words are aligned), the audio is stream-copied too.
 
 When the picture is encoded and the background is a short loop period repeated many times, the period
 can be given decoded (`background_raw`, raw yuv420p on disk): reading raw frames instead of decoding the
@@ -73,6 +75,7 @@ class ComposeInputs:
 class ComposePlan:
     args: list[str]
     copy_video: bool
+    copy_audio: bool = False
 
 
 def background_fits(info: MediaInfo, size: tuple[int, int], fps: float) -> bool:
@@ -85,6 +88,17 @@ def background_fits(info: MediaInfo, size: tuple[int, int], fps: float) -> bool:
 def needs_encode(inp: ComposeInputs, size: tuple[int, int], fps: float, mode: CaptionMode) -> bool:
     burn = mode == "burn" and inp.ass is not None
     return inp.head is not None or burn or not background_fits(inp.background, size, fps)
+
+
+def copies_narration(inp: ComposeInputs, music: MusicMix = MusicMix()) -> bool:
+    """True when the narration is the output's sound as it is: nothing mixed under it, already AAC at
+    48 kHz, mono or stereo, in an mp4, and as long as the output (nothing to pad: a given file whose
+    sound ends before its picture is encoded as before)."""
+    a = inp.narration.audio
+    mixes = inp.music is not None and music.volume > 0
+    return (not mixes and a is not None and a.codec == "aac" and a.sample_rate == 48000
+            and a.channels in (1, 2) and "mp4" in inp.narration.format_name.split(",")
+            and a.duration_s is not None and abs(a.duration_s - inp.duration_s) < 0.05)
 
 
 def head_xy(corner: Corner, margin_px: int) -> tuple[str, str]:
@@ -151,6 +165,9 @@ def _audio_graph(inp: ComposeInputs, music: MusicMix, narration_idx: int,
 def plan_compose_sound(inp: ComposeInputs, out: Path, *, music: MusicMix = MusicMix()) -> list[str]:
     """The compose's sound alone, for the whole length (a chunked build's sound child: docs/CHUNKED.md):
     the same graph and AAC encode as plan_compose's."""
+    if copies_narration(inp, music):  # an AAC narration with nothing to mix: copied, as plan_compose does
+        return ["-i", inp.narration.path, "-map", "0:a:0", "-c:a", "copy", "-t", num(inp.duration_s),
+                "-movflags", "+faststart", str(out)]
     extra, chains, bitrate = _audio_graph(inp, music, 0, 1)
     return ["-i", inp.narration.path, *extra, "-filter_complex", ";".join(chains), "-map", "[aout]",
             "-c:a", "aac", "-b:a", bitrate, "-t", num(inp.duration_s), "-movflags", "+faststart", str(out)]
@@ -219,12 +236,15 @@ def plan_compose(inp: ComposeInputs, out: Path, *, size: tuple[int, int], fps: f
                                  "-r", rate_s, "-frames:v", str(frames), "-movflags", "+faststart", str(out)],
                            copy_video=False)
 
-    extra, audio_chains, bitrate = _audio_graph(inp, music, 1, idx)
-    args += extra
-    chains += audio_chains
-    idx += 1 if extra else 0
+    copy_audio = copies_narration(inp, music)
+    bitrate = ""
+    if not copy_audio:
+        extra, audio_chains, bitrate = _audio_graph(inp, music, 1, idx)
+        args += extra
+        chains += audio_chains
+        idx += 1 if extra else 0
 
-    maps = ["-map", "0:v:0" if copy_video else "[vout]", "-map", "[aout]"]
+    maps = ["-map", "0:v:0" if copy_video else "[vout]", "-map", "1:a:0" if copy_audio else "[aout]"]
     codec = ["-c:v", "copy"] if copy_video else [*video_args, "-r", rate_s]
     subs: list[str] = []
     if mode == "soft" and inp.srt is not None:
@@ -232,6 +252,7 @@ def plan_compose(inp: ComposeInputs, out: Path, *, size: tuple[int, int], fps: f
         maps += ["-map", f"{idx}:0"]
         subs = ["-c:s", "mov_text", "-metadata:s:s:0", "title=Captions"]
         idx += 1
-    args += ["-filter_complex", ";".join(chains), *maps, *codec, "-c:a", "aac", "-b:a", bitrate, *subs,
-             "-t", num(d), "-movflags", "+faststart", str(out)]
-    return ComposePlan(args=args, copy_video=copy_video)
+    audio_codec = ["-c:a", "copy"] if copy_audio else ["-c:a", "aac", "-b:a", bitrate]
+    graph = ["-filter_complex", ";".join(chains)] if chains else []
+    args += [*graph, *maps, *codec, *audio_codec, *subs, "-t", num(d), "-movflags", "+faststart", str(out)]
+    return ComposePlan(args=args, copy_video=copy_video, copy_audio=copy_audio)
