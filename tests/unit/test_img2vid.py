@@ -92,3 +92,38 @@ def test_presets_and_example_are_valid():
         Img2VidParams(images=["a.jpg"], size=size)
     assert OP.example is not None
     Img2VidParams(**OP.example)
+
+
+def test_clips_from_two_encoders_are_joined_by_one_encode_not_by_copy(ctx, make_image, monkeypatch):
+    """On a GPU worker one clip may fall back from NVENC to x264 (an NVENC failure) while the others keep
+    NVENC: the two h264 streams differ in profile and parameter sets, and a stream copy would describe every
+    clip with the first one's. This machine has no NVENC: the "hardware" encoder here is x264 with other
+    settings (baseline profile), and it fails on the second image as NVENC would."""
+    import subprocess
+
+    from reelforge.errors import ProcessingError
+    from reelforge.media.encoders import EncoderChoice
+    from reelforge.ops import img2vid
+
+    hw = EncoderChoice("h264_nvenc", "h264", "draft", ("-c:v", "libx264", "-profile:v", "baseline", "-preset",
+                                                         "ultrafast", "-pix_fmt", "yuv420p"), hw=True)
+    a, b = make_image(size="320x240", name="a.png"), make_image(size="320x240", name="b.png", source="testsrc")
+    real = img2vid.render_kenburns
+
+    def render(image, out, opts, args, **kw):  # type: ignore[no-untyped-def]
+        if image == b and "baseline" in args:
+            raise ProcessingError("h264_nvenc: no NVENC capable devices found", code="ffmpeg_failed")
+        return real(image, out, opts, args, **kw)
+
+    monkeypatch.setattr(img2vid, "choose_video_encoder", lambda *a, **k: hw)
+    monkeypatch.setattr(img2vid, "render_kenburns", render)
+    result = OP.run(Img2VidParams(images=[str(a), str(b)], size="160x120", fps=10, duration_s=1.0, join=True,
+                                  quality="draft"), ctx)
+    assert result.data["clip_encoders"] == ["h264_nvenc", "libx264"]
+    assert "h264_nvenc failed" in ctx.notes["encoder_fallback"]
+    assert result.data["join_encoder"] == "h264_nvenc"  # one encode of the whole, not a copy of the clips
+    out = result.outputs["video"]
+    assert frame_count(out) == 20
+    decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "null", "-"], capture_output=True,
+                             text=True, check=True)
+    assert decoded.stderr == ""

@@ -140,12 +140,14 @@ class _Progress:
 
 def _render_clip(i: int, image: Path, size: tuple[int, int], opts: KenBurnsOptions, out: Path, ctx: OpContext,
                  params: Img2VidParams, prefer: EncoderChoice, progress: _Progress,
-                 abort: threading.Event) -> Path:
-    def work(choice: EncoderChoice) -> Path:
+                 abort: threading.Event) -> str:
+    """Render clip `i` into `out`; returns the encoder that made it (NVENC, or the CPU encoder it fell back to)."""
+    def work(choice: EncoderChoice) -> str:
         render_kenburns(image, out, opts, choice.args, size_hint=size,
                         on_frame=lambda done: progress.update(i, done),
                         cancelled=lambda: abort.is_set() or ctx.cancelled())
-        return ensure_file_output(out, f"clip {i + 1}")
+        ensure_file_output(out, f"clip {i + 1}")
+        return choice.name
 
     return with_encoder_fallback(work, ctx, params.quality, params.codec, prefer=prefer)
 
@@ -164,8 +166,8 @@ def _fetch_images(params: Img2VidParams, ctx: OpContext, indexes: range) -> list
 
 def _render_clips(params: Img2VidParams, ctx: OpContext, images: list[tuple[Path, tuple[int, int]]],
                   options: list[KenBurnsOptions], clips: list[Path], prefer: EncoderChoice,
-                  span: tuple[float, float]) -> int:
-    """Render one clip per image in parallel threads; returns how many ran at once."""
+                  span: tuple[float, float]) -> tuple[int, list[str]]:
+    """Render one clip per image in parallel threads; returns how many ran at once and each clip's encoder."""
     workers = parallel_encodes(ctx, os.cpu_count() or 1, len(images))
     ctx.stage("rendering", span[0])
     progress = _Progress(ctx, [o.frames for o in options], span)
@@ -181,7 +183,7 @@ def _render_clips(params: Img2VidParams, ctx: OpContext, images: list[tuple[Path
                 f.cancel()
             ctx.check_cancelled()
             raise failed.exception()  # type: ignore[misc]
-    return workers
+    return workers, [f.result() for f in futures]
 
 
 def _joined_length(params: Img2VidParams, durations: list[float]) -> float:
@@ -191,16 +193,23 @@ def _joined_length(params: Img2VidParams, durations: list[float]) -> float:
 
 
 def _join(params: Img2VidParams, ctx: OpContext, pieces: list[Path], durations: list[float],
-          span: tuple[float, float], prefer: EncoderChoice | None, data: dict[str, Any]) -> Path:
+          span: tuple[float, float], prefer: EncoderChoice | None, data: dict[str, Any],
+          mixed: bool = False) -> Path:
     """The joined video: `pieces` (clips, or chunks of clips) by stream copy, or with a transition the clips
-    by one xfade re-encode."""
+    by one xfade re-encode. `mixed`: the clips came from different encoders (NVENC and the CPU encoder some
+    fell back to): their h264 parameters differ, and a stream copy would describe them all with the first
+    clip's, so they are joined by one encode."""
     out = ctx.output_path("video", ".mp4")
-    if params.transition == "none" or len(durations) == 1:
+    cut = params.transition == "none" or len(durations) == 1
+    if cut and not mixed:
         lst = write_concat_list(pieces, ctx.temp_path("clips.txt"))
         run_ffmpeg(concat_copy_args(lst, out, audio=False), ctx)
     else:
-        graph = ";".join(xfade_chain([f"{i}:v" for i in range(len(pieces))], durations, params.transition,
-                                     params.transition_s))
+        if cut:
+            graph = "".join(f"[{i}:v]" for i in range(len(pieces))) + f"concat=n={len(pieces)}:v=1:a=0[vout]"
+        else:
+            graph = ";".join(xfade_chain([f"{i}:v" for i in range(len(pieces))], durations, params.transition,
+                                         params.transition_s))
 
         def build(choice: EncoderChoice) -> list[str]:
             inputs = [a for c in pieces for a in ("-i", str(c))]
@@ -254,7 +263,7 @@ def run(params: Img2VidParams, ctx: OpContext) -> OpResult:
     render_span = (0.02, 0.9 if params.join else 1.0)
     clips = [ctx.temp_path(f"{clip_name(i)}.mp4") if params.join and not params.keep_clips
              else ctx.output_path(clip_name(i), ".mp4") for i in range(len(images))]
-    workers = _render_clips(params, ctx, images, options, clips, prefer, render_span)
+    workers, encoders = _render_clips(params, ctx, images, options, clips, prefer, render_span)
 
     data: dict[str, Any] = {"clips": len(clips), "size": f"{w}x{h}", "fps": params.fps,
                             "encoder": ctx.notes.get("encoder"), "workers": workers}
@@ -264,7 +273,10 @@ def run(params: Img2VidParams, ctx: OpContext) -> OpResult:
         return OpResult(outputs=outputs, data=data)
 
     ctx.stage("joining", render_span[1])
-    outputs["video"] = _join(params, ctx, clips, durations, (render_span[1], 1.0), prefer, data)
+    mixed = len(set(encoders)) > 1
+    if mixed:
+        data["clip_encoders"] = encoders
+    outputs["video"] = _join(params, ctx, clips, durations, (render_span[1], 1.0), prefer, data, mixed)
     data["duration_s"] = round(_joined_length(params, durations), 3)
     ctx.progress(1.0)
     return OpResult(outputs=outputs, data=data)
@@ -292,7 +304,7 @@ def _render_chunk(params: Img2VidParams, ctx: OpContext, options: list[KenBurnsO
         return OpResult(outputs=hit.outputs, data={**hit.data, "cached": True})
     clips = [ctx.output_path(clip_name(i), ".mp4") if spec.clips else ctx.temp_path(f"{clip_name(i)}.mp4")
              for i in indexes]
-    workers = _render_clips(params, ctx, images, mine, clips, encoder, (0.02, 0.95))
+    workers, _ = _render_clips(params, ctx, images, mine, clips, encoder, (0.02, 0.95))  # one CPU encoder
     if spec.clips:
         outputs = {clip_name(i): p for i, p in zip(indexes, clips, strict=True)}
     else:
