@@ -124,6 +124,14 @@ def wait_job(client: httpx.Client, job_id: str, timeout: float = 120, until: set
     raise AssertionError(f"job {job_id} did not reach {until}: {job}")
 
 
+def download(client: httpx.Client, job: dict[str, Any], name: str, dest: Path) -> Path:
+    """A job's output `name` written to `dest` (redirects followed: S3 storage answers with one)."""
+    resp = client.get(f"/v1/jobs/{job['id']}/outputs/{name}", follow_redirects=True)
+    assert resp.status_code == 200, resp.text
+    dest.write_bytes(resp.content)
+    return dest
+
+
 def pids_with(marker: str, program: str = "ffmpeg") -> list[int]:
     """ffmpeg processes whose command line contains marker (e.g. started by a test op)."""
     found = []

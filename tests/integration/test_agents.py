@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.service import Service, pids_with, wait_job
+from tests.integration.service import Service, download, pids_with, wait_job
 
 SPEECH = "The weather is lovely today. We are going to the beach this afternoon."
 FORBIDDEN = ("DATABASE", "BROKER", "REDIS", "S3_", "AWS_", "CELERY", "POSTGRES", "PG")
@@ -108,13 +108,6 @@ def ffprobe(path: Path) -> dict[str, Any]:
     out = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
                          check=True, capture_output=True, text=True).stdout
     return dict(json.loads(out))
-
-
-def download(c: httpx.Client, job: dict[str, Any], name: str, dest: Path) -> Path:
-    resp = c.get(f"/v1/jobs/{job['id']}/outputs/{name}", follow_redirects=True)
-    assert resp.status_code == 200, resp.text
-    dest.write_bytes(resp.content)
-    return dest
 
 
 def wait_done(c: httpx.Client, job_id: str, box: AgentProc, timeout: float = 120) -> dict[str, Any]:

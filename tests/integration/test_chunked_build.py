@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from tests.chunked_media import compare, gray_frames
-from tests.integration.service import Service, wait_job
+from tests.integration.service import Service, download, wait_job
 
 FPS, SIZE = 10, (320, 180)
 SENTENCE = ("The quick brown fox jumps over the lazy dog while the narrator keeps on talking about the weather "
@@ -62,13 +62,6 @@ def submit(c: httpx.Client, media: dict[str, str], **extra: Any) -> str:
     res = c.post("/v1/jobs", json={"op": "build", "params": params})
     assert res.status_code in (200, 201, 202), res.text
     return str(res.json()["id"])
-
-
-def download(c: httpx.Client, job: dict[str, Any], name: str, dest: Path) -> Path:
-    res = c.get(f"/v1/jobs/{job['id']}/outputs/{name}")
-    assert res.status_code == 200, res.text
-    dest.write_bytes(res.content)
-    return dest
 
 
 def test_a_chunked_build_is_the_unchunked_build(svc: Service, media_ids: dict[str, str], tmp_path: Path) -> None:

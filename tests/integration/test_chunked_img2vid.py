@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.chunked_media import gray_frames, psnr, video_frames
-from tests.integration.service import Service, wait_job
+from tests.integration.service import Service, download, wait_job
 
 FPS, SIZE = 5, (160, 90)
 SECONDS = [3, 5, 4, 4, 6, 2]  # 24 s; thirds at 8 and 16 s: chunks of images 0-1, 2-3, 4-5
@@ -65,13 +65,6 @@ def submit(c: httpx.Client, body: dict[str, Any]) -> str:
     res = c.post("/v1/jobs", json={"op": "img2vid", "params": body})
     assert res.status_code in (200, 201, 202), res.text
     return str(res.json()["id"])
-
-
-def download(c: httpx.Client, job: dict[str, Any], name: str, dest: Path) -> Path:
-    res = c.get(f"/v1/jobs/{job['id']}/outputs/{name}")
-    assert res.status_code == 200, res.text
-    dest.write_bytes(res.content)
-    return dest
 
 
 def children_of(c: httpx.Client, job: dict[str, Any]) -> list[dict[str, Any]]:

@@ -363,7 +363,7 @@ def run(params: BuildParams, ctx: OpContext) -> OpResult:
     if not build_chunks.may_chunk(params, ctx):
         return run_graph(graph, ctx, options)
     # every step but the compose first: the narration's length decides whether the compose is chunked
-    before = build_steps(params)[:-1]
+    before = steps[:-1]
     share = sum(s.weight for s in before) / sum(s.weight for s in steps)
     part = ctx.child(ctx.workdir, resolver=lambda ref, _dest: ctx.fetch(ref), is_cancelled=ctx.cancelled,
                      on_progress=lambda fraction, stage: ctx.progress(fraction * share, stage))
