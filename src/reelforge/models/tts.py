@@ -159,12 +159,18 @@ def split_sentences(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]
     return out
 
 
-def trim_silence(audio: np.ndarray, rate: int, pad_s: float = 0.02) -> np.ndarray:
+def sound_bounds(audio: np.ndarray, rate: int, pad_s: float = 0.02) -> tuple[int, int]:
+    """[start, end) of the audio without its leading/trailing silence (a little padding kept)."""
     loud = np.flatnonzero(np.abs(audio) > SILENCE_THRESHOLD)
     if loud.size == 0:
-        return audio[:0]
+        return 0, 0
     pad = int(pad_s * rate)
-    return audio[max(0, loud[0] - pad): loud[-1] + pad + 1]
+    return max(0, int(loud[0]) - pad), min(audio.size, int(loud[-1]) + pad + 1)
+
+
+def trim_silence(audio: np.ndarray, rate: int, pad_s: float = 0.02) -> np.ndarray:
+    start, end = sound_bounds(audio, rate, pad_s)
+    return audio[start:end]
 
 
 def fade_edges(audio: np.ndarray, rate: int, fade_s: float = FADE_S) -> np.ndarray:
@@ -193,6 +199,8 @@ class Spoken:
     text: str
     start_s: float
     end_s: float
+    # where each spoken word sounds (seconds, in order), when the engine says (piper's phoneme durations)
+    words: tuple[tuple[float, float], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -206,74 +214,129 @@ class Speech:
         return self.audio.size / self.rate if self.rate else 0.0
 
 
-def join_pieces(pieces: list[tuple[np.ndarray, int]], pause_s: float, lead_s: float = 0.1,
-                texts: list[str] | None = None) -> Speech:
-    """Join sentence audio with `pause_s` of silence between, a little silence around, at one rate.
+Piece = tuple[np.ndarray, int] | tuple[np.ndarray, int, list[tuple[int, int]] | None]
 
-    The returned spans are exact (sample counts of what was joined), so word alignment can work on one
-    known sentence window at a time instead of searching the whole narration."""
-    if not pieces:
-        return Speech(np.zeros(0, np.float32), tts_piper.SAMPLE_RATE, ())
-    rate = pieces[0][1]
-    gap = np.zeros(int(pause_s * rate), np.float32)
-    edge = np.zeros(int(lead_s * rate), np.float32)
-    parts = [edge]
-    at = edge.size
-    spoken: list[Spoken] = []
-    for i, (audio, r) in enumerate(pieces):
-        piece = fade_edges(trim_silence(resample_linear(audio, r, rate), rate), rate)
+
+def _word_times(spans: list[tuple[int, int]] | None, cut: tuple[int, int], at: int,
+                rate: int) -> tuple[tuple[float, float], ...] | None:
+    """The engine's word sample ranges (in the untrimmed piece) as seconds in the joined audio, where the
+    piece, trimmed to `cut`, starts at sample `at`."""
+    if spans is None:
+        return None
+    lo, hi = cut
+
+    def place(sample: int) -> float:
+        return (at + min(max(sample, lo), hi) - lo) / rate
+
+    return tuple((place(a), place(b)) for a, b in spans)
+
+
+AudioSink = Callable[[np.ndarray, int], None]
+
+
+class SpeechJoiner:
+    """Joins sentence audio in order with `pause_s` of silence between and `lead_s` around, at one rate
+    (the first piece's), handing each new stretch of the joined audio to `on_audio(samples, rate)` as soon
+    as it is known, so an encoder can start before the last sentence is spoken.
+
+    The sentence spans are exact (sample counts of what was joined), so word alignment can work on one
+    known sentence window at a time instead of searching the whole narration; a piece that comes with its
+    words' sample ranges (piper) keeps them, moved to where the piece sits in the joined audio."""
+
+    def __init__(self, pause_s: float, lead_s: float = 0.1, on_audio: AudioSink | None = None) -> None:
+        self.pause_s, self.lead_s = pause_s, lead_s
+        self.on_audio = on_audio
+        self.rate = 0
+        self.parts: list[np.ndarray] = []
+        self.spoken: list[Spoken] = []
+        self.at = 0  # samples joined so far
+
+    def _emit(self, samples: np.ndarray) -> None:
+        self.parts.append(samples)
+        self.at += samples.size
+        if self.on_audio is not None and samples.size:
+            self.on_audio(samples, self.rate)
+
+    def add(self, item: Piece, text: str = "") -> None:
+        audio, r = item[0], item[1]
+        spans = item[2] if len(item) > 2 else None
+        if not self.rate:
+            self.rate = r
+            self._emit(np.zeros(int(self.lead_s * r), np.float32))
+        rate = self.rate
+        resampled = resample_linear(audio, r, rate)
+        cut = sound_bounds(resampled, rate)
+        piece = fade_edges(resampled[cut[0]:cut[1]], rate)
         if piece.size == 0:
-            continue
-        if i and len(parts) > 1:
-            parts.append(gap)
-            at += gap.size
-        parts.append(piece)
-        spoken.append(Spoken(texts[i] if texts else "", at / rate, (at + piece.size) / rate))
-        at += piece.size
-    parts.append(edge)
-    return Speech(np.concatenate(parts).astype(np.float32), rate, tuple(spoken))
+            return
+        if self.spoken:
+            self._emit(np.zeros(int(self.pause_s * rate), np.float32))
+        if spans is not None and r != rate:
+            spans = [(round(a * rate / r), round(b * rate / r)) for a, b in spans]
+        start = self.at
+        self._emit(piece)
+        self.spoken.append(Spoken(text, start / rate, self.at / rate, _word_times(spans, cut, start, rate)))
+
+    def finish(self) -> Speech:
+        if not self.rate:
+            return Speech(np.zeros(0, np.float32), tts_piper.SAMPLE_RATE, ())
+        self._emit(np.zeros(int(self.lead_s * self.rate), np.float32))
+        return Speech(np.concatenate(self.parts).astype(np.float32), self.rate, tuple(self.spoken))
+
+
+def join_pieces(pieces: Sequence[Piece], pause_s: float, lead_s: float = 0.1,
+                texts: list[str] | None = None) -> Speech:
+    """All pieces through one SpeechJoiner (see there)."""
+    joiner = SpeechJoiner(pause_s, lead_s)
+    for i, item in enumerate(pieces):
+        joiner.add(item, texts[i] if texts else "")
+    return joiner.finish()
 
 
 def synthesize_text(text: str, req: VoiceRequest, *, speed: float, settings: Settings, pause_s: float = 0.3,
                     voices_file: Path | None = None, workers: int | None = None,
-                    on_sentence: Callable[[int, int], None] | None = None) -> Speech:
+                    on_sentence: Callable[[int, int], None] | None = None,
+                    on_audio: AudioSink | None = None) -> Speech:
     """Speak `text` sentence by sentence with the chosen engine; `on_sentence(i, n)` runs after each, in
-    order, on the calling thread (it may raise to cancel).
+    order, on the calling thread (it may raise to cancel), and `on_audio(samples, rate)` gets the joined
+    audio stretch by stretch as it grows (see SpeechJoiner), on that thread too.
 
     Engines that can (their `parallel_workers(settings)`: piper on CPU, espeak) speak `workers` sentences
     at once (default: as many as the engine says), each worker on a one-thread session; the pieces are
     joined in the text's order, so the result is the one sequential synthesis gives (sample for sample
     for a deterministic engine; piper's voices draw their own noise every call either way)."""
     engine = ENGINES[req.engine]
+    # the engine's timed form when it has one (piper: its words' sample ranges come with the audio)
+    speak: Callable[..., Piece] = getattr(engine, "synthesize_timed", engine.synthesize)
     sentences = split_sentences(text)
     kwargs: dict[str, Any] = {"voice": req.voice, "speed": speed, "language": req.language, "settings": settings,
                               "voices_file": voices_file}
     can = getattr(engine, "parallel_workers", None)
     n = min(len(sentences), workers if workers is not None else can(settings) if can else 1)
+    joiner = SpeechJoiner(pause_s, on_audio=on_audio)
     if n <= 1 or can is None:
-        pieces = []
         for i, sentence in enumerate(sentences):
-            pieces.append(engine.synthesize(sentence, **kwargs))
+            joiner.add(speak(sentence, **kwargs), sentence)
             if on_sentence is not None:
                 on_sentence(i + 1, len(sentences))
-        return join_pieces(pieces, pause_s, texts=sentences)
+        return joiner.finish()
     # the first sentence on this thread: the engine's session and its phonemizer (piper makes it on first
     # use, unguarded) exist before any worker needs them
-    pieces = [engine.synthesize(sentences[0], threads=1, **kwargs)]
+    joiner.add(speak(sentences[0], threads=1, **kwargs), sentences[0])
     if on_sentence is not None:
         on_sentence(1, len(sentences))
     pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tts")
     try:
         # one task per sentence, taken in order by whichever worker is free: the workers stay even however
-        # long each sentence is, and the results are collected in the text's order
-        futures = [pool.submit(engine.synthesize, sentence, threads=1, **kwargs) for sentence in sentences[1:]]
-        for i, future in enumerate(futures, 2):
-            pieces.append(future.result())
+        # long each sentence is, and the results are joined in the text's order as they come
+        futures = [pool.submit(speak, sentence, threads=1, **kwargs) for sentence in sentences[1:]]
+        for i, (sentence, future) in enumerate(zip(sentences[1:], futures, strict=True), 2):
+            joiner.add(future.result(), sentence)
             if on_sentence is not None:
                 on_sentence(i, len(sentences))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # on cancel or error: the sentences not yet started
-    return join_pieces(pieces, pause_s, texts=sentences)
+    return joiner.finish()
 
 
 def is_warm(req: VoiceRequest, settings: Settings) -> bool:

@@ -9,8 +9,10 @@ config (`language.code`, `audio.sample_rate`), so nothing needs declaring twice.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ from reelforge.config import Settings
 from reelforge.device import choose_device
 from reelforge.errors import ProcessingError
 from reelforge.models.cache import MODEL_CACHE, ModelKey, bound_threads
+
+log = logging.getLogger(__name__)
 
 NAME = "piper"
 DEFAULT_VOICE = "joe"
@@ -163,16 +167,148 @@ def load(settings: Settings, voice: PiperVoiceFiles, threads: int | None = None)
         opts.inter_op_num_threads = 1
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if key.device == "cuda" \
             else ["CPUExecutionProvider"]
-        session = onnxruntime.InferenceSession(str(voice.model), sess_options=opts, providers=providers)
+        model: str | bytes = _with_durations(voice.model) or str(voice.model)
+        session = onnxruntime.InferenceSession(model, sess_options=opts, providers=providers)
         cfg = PiperConfig.from_dict(json.loads(voice.config.read_text(encoding="utf-8")))
         return PiperVoice(session=session, config=cfg)
 
     return MODEL_CACHE.get(key, build)
 
 
-def synthesize(text: str, *, voice: str, speed: float, language: str, settings: Settings,
-               voices_file: Path | None = None, threads: int | None = None) -> tuple[np.ndarray, int]:
-    """Mono float32 audio in [-1, 1] and its sample rate for one sentence, on a session of `threads`
+def _with_durations(model: Path) -> bytes | None:
+    """The voice's ONNX graph with its per-phoneme durations (the `Ceil` of the duration predictor, which
+    the graph computes anyway to size the audio) marked as a second output, so piper can say how many
+    samples each phoneme got: word timings then come from the voice itself, exact and free, instead of
+    from a speech recogniser listening afterwards (piper's own in-memory patch; needs the `onnx` package).
+    None when that is not possible (no `onnx`, a graph without that tensor): the voice still speaks and
+    word timings fall back to forced alignment."""
+    try:
+        import onnx
+        from piper.patch_voice_with_alignment import add_alignment_output
+    except ImportError:
+        return None
+    try:
+        graph = onnx.load(str(model))
+        add_alignment_output(graph)
+        return bytes(graph.SerializeToString())
+    except (ValueError, OSError) as exc:  # ValueError: no single Ceil tensor, or it is an output already
+        log.info("piper voice %s gives no phoneme durations (%s); word timings will be aligned", model.name, exc)
+        return None
+
+
+# piper's sentence markers, the punctuation espeak keeps as phonemes (pauses, not parts of a word), and the
+# stress marks (ids of their own, no sound of their own): none of them says which word is being spoken
+_MARKERS = frozenset({"^", "$", "_", " "})
+_PAUSES = frozenset(",.;:!?¡¿…—–-\"'“”()[]{}«»")
+_STRESS = frozenset("ˈˌ")
+_SILENT = _MARKERS | _PAUSES | _STRESS
+
+
+def sounding_phonemes(chunks: Sequence[Any]) -> list[tuple[str, int, int]] | None:
+    """(phoneme, first sample, end sample) of every sounding phoneme of piper's audio chunks (one per
+    espeak sentence), in order; None when a chunk has no alignments."""
+    out: list[tuple[str, int, int]] = []
+    offset = 0
+    for chunk in chunks:
+        if chunk.phoneme_alignments is None:
+            return None
+        at = offset
+        for item in chunk.phoneme_alignments:
+            n = int(item.num_samples)
+            if item.phoneme not in _SILENT:
+                out.append((item.phoneme, at, at + n))
+            at += n
+        offset += len(chunk.audio_float_array)
+    return out
+
+
+def word_spans(chunks: Sequence[Any], alone: Sequence[str]) -> list[tuple[int, int]] | None:
+    """Sample range [start, end) of each of a sentence's words in piper's audio chunks.
+
+    `alone` holds each word's phonemes as espeak says the word by itself. In a sentence espeak runs short
+    words together ("on the" -> one word "ɔnðə"), says "2024" as four words, and reduces some ("a" -> "ɐ"),
+    so the sentence's phonemes are matched against the words' own (difflib): each matched phoneme names its
+    word, unmatched ones go to a word between their neighbours that has none (see _fill_unmatched), and a
+    word spans its phonemes. A word with no
+    sound of its own (a dash) takes no time. None when a sounding word finds no phoneme."""
+    heard = sounding_phonemes(chunks)
+    if heard is None:
+        return None
+    reference = "".join(alone)
+    owner = [i for i, word in enumerate(alone) for _ in word]
+    label: list[int | None] = [None] * len(heard)
+    matcher = difflib.SequenceMatcher(None, reference, "".join(p for p, _, _ in heard), autojunk=False)
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            label[block.b + k] = owner[block.a + k]
+    _fill_unmatched(label, alone)
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for k, x in enumerate(label):
+        if x is not None:
+            first.setdefault(x, k)
+            last[x] = k
+    spans: list[tuple[int, int]] = []
+    prev = heard[0][1] if heard else 0
+    for i, word in enumerate(alone):
+        if i in first:
+            start, end = max(prev, heard[first[i]][1]), heard[last[i]][2]
+            spans.append((start, max(start, end)))
+            prev = spans[-1][1]
+        elif word:
+            return None
+        else:
+            spans.append((prev, prev))
+    return spans
+
+
+def _fill_unmatched(label: list[int | None], alone: Sequence[str]) -> None:
+    """Give each run of unmatched phonemes to the sounding words between its matched neighbours that have
+    none yet ("a" said "ɐ" in a sentence, "eɪ" alone), shared in order; with no such word, to the word
+    before it (or after it, at the start)."""
+    k = 0
+    while k < len(label):
+        if label[k] is not None:
+            k += 1
+            continue
+        end = k
+        while end < len(label) and label[end] is None:
+            end += 1
+        before = label[k - 1] if k else -1
+        after = label[end] if end < len(label) else len(alone)
+        assert before is not None and after is not None
+        empty = [w for w in range(before + 1, after) if alone[w]]
+        if empty:
+            share = max(1, (end - k) // len(empty))
+            for j in range(k, end):
+                label[j] = empty[min(len(empty) - 1, (j - k) // share)]
+        else:
+            owner = before if before >= 0 else after
+            for j in range(k, end):
+                label[j] = owner if owner < len(alone) else None
+        k = end
+
+
+_ALONE: dict[tuple[str, str], str] = {}
+
+
+def _said_alone(voice: Any, word: str) -> str:
+    """A word's sounding phonemes as espeak says it by itself (cached: scripts repeat their words)."""
+    key = (str(voice.config.espeak_voice), word)
+    found = _ALONE.get(key)
+    if found is None:
+        found = "".join(p for sentence in voice.phonemize(word) for p in sentence if p not in _SILENT)
+        if len(_ALONE) > 100_000:
+            _ALONE.clear()
+        _ALONE[key] = found
+    return found
+
+
+def synthesize_timed(text: str, *, voice: str, speed: float, language: str, settings: Settings,
+                     voices_file: Path | None = None, threads: int | None = None
+                     ) -> tuple[np.ndarray, int, list[tuple[int, int]] | None]:
+    """Mono float32 audio in [-1, 1], its sample rate, and the sample range of each of its words (split
+    at whitespace; None when the voice gives no durations) for one sentence, on a session of `threads`
     threads (default: the job's). Safe to call from several threads at once: the espeak phonemizer holds
     the GIL, the ONNX run does not."""
     from piper import SynthesisConfig
@@ -183,6 +319,15 @@ def synthesize(text: str, *, voice: str, speed: float, language: str, settings: 
                               code="model_unavailable")
     model, _ = load(settings, files, threads)
     length_scale = (model.config.length_scale or 1.0) / speed
-    chunks = [c.audio_float_array for c in model.synthesize(text, SynthesisConfig(length_scale=length_scale))]
-    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    return audio.astype(np.float32), int(model.config.sample_rate)
+    chunks = list(model.synthesize(text, SynthesisConfig(length_scale=length_scale), include_alignments=True))
+    audio = np.concatenate([c.audio_float_array for c in chunks]) if chunks else np.zeros(0, np.float32)
+    spans = word_spans(chunks, [_said_alone(model, word) for word in text.split()])
+    return audio.astype(np.float32), int(model.config.sample_rate), spans
+
+
+def synthesize(text: str, *, voice: str, speed: float, language: str, settings: Settings,
+               voices_file: Path | None = None, threads: int | None = None) -> tuple[np.ndarray, int]:
+    """synthesize_timed without the word ranges."""
+    audio, rate, _ = synthesize_timed(text, voice=voice, speed=speed, language=language, settings=settings,
+                                      voices_file=voices_file, threads=threads)
+    return audio, rate

@@ -1,11 +1,11 @@
-"""`tts`: text to speech (piper, kokoro, espeak) with word timings from `align`.
+"""`tts`: text to speech (piper, kokoro, espeak) with word timings.
 
 Text is spoken sentence by sentence (several sentences at once where the engine can: see
 models.tts.synthesize_text) and joined with short pauses (faded joins, no clicks), then encoded once by
-ffmpeg to the requested format and rate, while the words are aligned. Word timings are real: whisper
-force-aligns each known sentence window of the produced audio (no transcription needed: the words are
-known, only their times are not), and the result is mapped onto the script, so the words equal the text
-verbatim.
+ffmpeg to the requested format and rate. Word timings are real: a piper voice says how long each phoneme
+sounds, so its words' times come with the audio (ops.tts_words); sentences it cannot time, and the other
+engines, are force-aligned by whisper window by window (no transcription needed: the words are known,
+only their times are not) while the encode runs. Either way the words equal the text verbatim.
 """
 
 from __future__ import annotations
@@ -18,16 +18,18 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from reelforge.captions.align import Alignment
 from reelforge.captions.words import write_words_json
 from reelforge.config import Settings
 from reelforge.errors import InvalidParams, ProcessingError
-from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
+from reelforge.media.audio_pipe import PcmEncoder
+from reelforge.media.ffmpeg import ensure_file_output
 from reelforge.models import tts as tts_models
-from reelforge.ops.align import align_spoken
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.params import MediaRef, Params, context_settings
 from reelforge.ops.registry import operation
 from reelforge.ops.resources import Resources
+from reelforge.ops.tts_words import speech_alignment, voice_alignment
 
 MAX_TEXT_CHARS = 20_000
 AudioFormat = Literal["wav", "mp3", "m4a"]
@@ -77,12 +79,17 @@ def voices_readable_here(settings: Settings) -> bool:
     return all(p.exists() for p in folders)
 
 
-def encode_args(src: Path, dst: Path, fmt: str, sample_rate: int) -> list[str]:
-    """ffmpeg arguments turning the joined 16-bit wav into the requested format and rate."""
+def output_args(fmt: str, sample_rate: int) -> list[str]:
+    """ffmpeg's output arguments for the requested format and rate (the input is the joined mono speech)."""
     codec = {"wav": ["-c:a", "pcm_s16le"],
              "mp3": ["-c:a", "libmp3lame", "-b:a", "160k"],
              "m4a": ["-c:a", "aac", "-b:a", "160k", "-movflags", "+faststart"]}[fmt]
-    return ["-i", str(src), "-vn", "-ac", "1", "-ar", str(sample_rate), *codec, str(dst)]
+    return ["-vn", "-ac", "1", "-ar", str(sample_rate), *codec]
+
+
+def encode_args(src: Path, dst: Path, fmt: str, sample_rate: int) -> list[str]:
+    """ffmpeg arguments turning a joined 16-bit wav into the requested format and rate."""
+    return ["-i", str(src), *output_args(fmt, sample_rate), str(dst)]
 
 
 def write_wav(audio: np.ndarray, rate: int, path: Path) -> Path:
@@ -117,47 +124,56 @@ def run(params: TTSParams, ctx: OpContext) -> OpResult:
     ctx.note(tts_engine=req.engine, tts_voice=req.voice, tts_language=req.language)
     if req.note:
         ctx.note(tts_voice_choice=req.note)
-    synth_end = 0.6 if params.word_timings else 0.9
+    # piper times its own words (ops.tts_words): after its synthesis only the encode's tail is left
+    synth_end = 0.6 if params.word_timings and req.engine != "piper" else 0.9
 
     def on_sentence(done: int, total: int) -> None:
         ctx.check_cancelled()
         ctx.progress(0.02 + (synth_end - 0.02) * done / total, "synthesizing")
 
-    ctx.progress(0.02, "synthesizing")
-    speech = tts_models.synthesize_text(params.text, req, speed=params.speed, settings=ctx.settings,
-                                        pause_s=params.sentence_pause_s, voices_file=voices_file,
-                                        on_sentence=on_sentence)
-    audio, rate = speech.audio, speech.rate
-    if audio.size == 0 or not np.any(np.abs(audio) > tts_models.SILENCE_THRESHOLD):
-        raise ProcessingError("The engine produced no sound for this text.", code="tts_silent")
-    joined = write_wav(audio, rate, ctx.temp_path("speech.wav"))
-    duration = speech.duration_s
     out = ctx.output_path("speech", f".{params.format}")
     encoded = ctx.temp_path(out.name)  # moved into place only once complete
-    args = encode_args(joined, encoded, params.format, params.sample_rate)
-    data: dict[str, object] = {"duration_s": round(duration, 3), "sample_rate": params.sample_rate,
-                               "engine": req.engine, "voice": req.voice, "language": req.language,
-                               "sentences": len(sentences)}
-    outputs: dict[str, Path] = {}
-    if params.word_timings:
-        # The encode (one ffmpeg thread: ~18 s of CPU for 15 minutes of AAC) runs while whisper aligns the
-        # words beside it, instead of before or after it. Alignment reads the lossless joined wav (same
-        # timeline as the encoded file, without codec delay), one known sentence window at a time: the
-        # synthesis says which sentence sounds where.
+    # the encode is fed sentence by sentence while the rest is still being spoken (media.audio_pipe)
+    encoder = PcmEncoder(output_args(params.format, params.sample_rate), encoded)
+    ctx.progress(0.02, "synthesizing")
+    try:
+        speech = tts_models.synthesize_text(params.text, req, speed=params.speed, settings=ctx.settings,
+                                            pause_s=params.sentence_pause_s, voices_file=voices_file,
+                                            on_sentence=on_sentence, on_audio=encoder.write)
+        audio, rate = speech.audio, speech.rate
+        if audio.size == 0 or not np.any(np.abs(audio) > tts_models.SILENCE_THRESHOLD):
+            raise ProcessingError("The engine produced no sound for this text.", code="tts_silent")
+        duration = speech.duration_s
+        data: dict[str, object] = {"duration_s": round(duration, 3), "sample_rate": params.sample_rate,
+                                   "engine": req.engine, "voice": req.voice, "language": req.language,
+                                   "sentences": len(sentences)}
+        outputs: dict[str, Path] = {}
+        voiced = voice_alignment(speech, params.text) if params.word_timings else None
+        alignment: Alignment | None = voiced
+        source = "voice"
         ctx.progress(synth_end, "encoding")
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts-encode") as pool:
-            encoding = pool.submit(run_ffmpeg, args, ctx)  # no progress of its own: alignment reports
-            spoken = [(s.text, s.start_s, s.end_s) for s in speech.sentences]
-            alignment = align_spoken(joined, spoken, params.text, ctx, language=req.language,
-                                     span=(synth_end + 0.05, 0.99))
-            encoding.result()
+        if params.word_timings and voiced is None:
+            # The encode's tail runs beside the alignment, instead of before or after it. Alignment reads
+            # the lossless joined wav (same timeline as the encoded file, without codec delay), one known
+            # sentence window at a time: the synthesis says which sentence sounds where.
+            joined = write_wav(audio, rate, ctx.temp_path("speech.wav"))
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts-encode") as pool:
+                encoding = pool.submit(encoder.close)
+                alignment, source = speech_alignment(joined, speech, params.text, ctx, language=req.language,
+                                                     span=(synth_end + 0.05, 0.99))
+                encoding.result()
+            joined.unlink(missing_ok=True)
+        else:
+            encoder.close()
+    except BaseException:
+        encoder.abort()
+        raise
+    if params.word_timings and alignment is not None:
         outputs["words"] = write_words_json(alignment.words, ctx.output_path("words", ".json"))
         data["words"] = [w.to_dict() for w in alignment.words]
         data["matched_ratio"] = round(alignment.matched_ratio, 3)
-    else:
-        run_ffmpeg(args, ctx, duration_s=duration, span=(synth_end, synth_end + 0.05), stage="encoding")
+        data["word_timings_from"] = source
     ensure_file_output(encoded, "audio").replace(out)
     outputs = {"audio": out, **outputs}
-    joined.unlink(missing_ok=True)
     ctx.progress(1.0, "done")
     return OpResult(outputs=outputs, data=data)
