@@ -138,3 +138,27 @@ def test_corrupt_image_is_a_media_error(tmp_path):
     with pytest.raises(MediaError) as err:
         load_image(bad, _opts())
     assert err.value.code == "image_decode_failed"
+
+
+def test_a_corrupt_image_stops_the_encoder_started_before_it(tmp_path):
+    """ffmpeg starts before the image is decoded (its start-up overlaps the decode): a bad image must not
+    leave it running."""
+    import os
+    from pathlib import Path
+
+    from reelforge.errors import MediaError
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(MediaError):
+        render_kenburns(bad, tmp_path / "out.mp4", _opts(), ("-c:v", "libx264", "-preset", "ultrafast"))
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name, after = text[text.index("(") + 1: text.rindex(")")], text[text.rindex(")") + 1:].split()
+        if int(after[1]) == os.getpid():  # after the name: state, parent pid, ...
+            children.append(name)
+    assert "ffmpeg" not in children

@@ -283,9 +283,7 @@ def render_kenburns(image: Path, out: Path, opts: KenBurnsOptions, encoder_args:
     """Render one still into an MP4. `on_frame(done)` is called after each frame is handed to ffmpeg."""
     if opts.width % 2 or opts.height % 2:
         raise ValueError("output width and height must be even")
-    img = load_image(image, opts, size_hint)
-    planes = prepare_planes(img, opts)
-    del img  # only the canvas planes stay alive during the encode
+    # ffmpeg first: its start (exec, libraries, encoder set-up) overlaps the image's decode and canvas
     proc = open_ffmpeg_pipe(kenburns_ffmpeg_args(opts, encoder_args, out), write=True)
     _grow_pipe(proc.stdin)
     tail: deque[str] = deque(maxlen=30)
@@ -299,6 +297,9 @@ def render_kenburns(image: Path, out: Path, opts: KenBurnsOptions, encoder_args:
     reader.start()
     assert proc.stdin is not None
     try:
+        img = load_image(image, opts, size_hint)
+        planes = prepare_planes(img, opts)
+        del img  # only the canvas planes stay alive during the encode
         for done, frame in enumerate(iter_frames(planes, opts), start=1):
             if cancelled():
                 kill_process(proc)
