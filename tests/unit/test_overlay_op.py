@@ -165,6 +165,40 @@ def test_masks_match_known_placement(engine: str, talking_head: tuple[Path, np.n
     assert min(scores) >= 0.8, f"{engine}: per-frame IoU {np.round(scores, 3).tolist()}"
 
 
+@pytest.mark.parametrize("engine", ["mediapipe", "rvm"])
+def test_masks_of_a_region_are_the_crop_of_the_full_masks(engine: str, talking_head: tuple[Path, np.ndarray],
+                                                         ctx: OpContext) -> None:
+    """The op asks only for the shape's box: mediapipe samples its upscaled output there alone, and that
+    must be what cropping the full-size mask gives (RVM crops its full matte)."""
+    video, _ = talking_head
+    size = FrameSize(W, H, 3)
+    with FramePipes(ctx) as pipes:
+        batch = next(pipes.reader(decode_args(video, size, str(FPS)), size).batches(4))
+    region = (W // 5 + 1, H // 7, W // 2 - 2, H // 2 + 4)  # odd offsets: not on any grid of the model's
+    x, y, w, h = region
+    full = open_segmenter(engine, threads=2, frame_size=(W, H)).masks(batch)  # type: ignore[arg-type]
+    part = open_segmenter(engine, threads=2, frame_size=(W, H)).masks(batch, region)  # type: ignore[arg-type]
+    assert part.shape == (len(batch), h, w) and part.flags.c_contiguous
+    assert float(np.max(np.abs(part - full[:, y:y + h, x:x + w]))) < 1e-3
+
+
+def test_model_input_is_an_area_average() -> None:
+    """The cheaper shrink (2x2 averages, then INTER_AREA) stays within 3 levels of one INTER_AREA step."""
+    import cv2
+
+    from reelforge.models.segmentation import model_input
+
+    rng = np.random.default_rng(3)
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8), (0, 0), 2.0)
+    exact = cv2.resize(frame, (256, 256), interpolation=cv2.INTER_AREA).astype(np.int16)
+    fast = model_input(frame, 256, 256).astype(np.int16)
+    assert fast.shape == exact.shape
+    # a slightly wider box than one step: on this fine texture max 3, mean 0.53 levels of 255
+    assert int(np.abs(fast - exact).max()) <= 3 and float(np.abs(fast - exact).mean()) < 0.75
+    odd = rng.integers(0, 256, (301, 517, 3), dtype=np.uint8)  # odd sizes: straight to INTER_AREA
+    assert np.array_equal(model_input(odd, 256, 144), cv2.resize(odd, (256, 144), interpolation=cv2.INTER_AREA))
+
+
 def test_segmentation_model_is_loaded_once_per_process() -> None:
     from reelforge.models import segmentation
 

@@ -21,9 +21,12 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from reelforge.models.segmentation import Region
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +137,7 @@ class TorchRvmSegmenter:
         # A 1x1x1x1 zero tensor is the documented "no history" state for every recurrent input.
         self._state = [torch.zeros((1, 1, 1, 1), dtype=self._m.dtype, device=self._m.device) for _ in range(4)]
 
-    def masks(self, frames: np.ndarray) -> np.ndarray:
+    def masks(self, frames: np.ndarray, region: Region | None = None) -> np.ndarray:
         import torch
 
         from reelforge.models.segmentation import rvm_auto_downsample
@@ -152,5 +155,8 @@ class TorchRvmSegmenter:
                 self._state = [res[k] for k in m.state_index]
                 out[i] = res[m.pha_index][0, 0]
             out.clamp_(0.0, 1.0)
+            if region is not None:  # crop on the device: only the region crosses to the host
+                x, y, rw, rh = region
+                out = out[:, y:y + rh, x:x + rw]
             # The single device->host copy of the batch; it also waits for the GPU work above.
-            return out.cpu().numpy()
+            return np.ascontiguousarray(out.cpu().numpy())

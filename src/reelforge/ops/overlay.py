@@ -469,10 +469,9 @@ class _Render:
             for frames in reader.batches(per_batch, prefetch=1):
                 pipes.raise_if_cancelled()
                 t = time.monotonic()
-                masks = self.seg.masks(frames)
+                crop_m = self.seg.masks(frames, (box.x, box.y, box.w, box.h))  # only the shape's box
                 self.mask_s += time.monotonic() - t
                 crop_f = frames[:, box.y:box.y + box.h, box.x:box.x + box.w]
-                crop_m = np.ascontiguousarray(masks[:, box.y:box.y + box.h, box.x:box.x + box.w])
                 writer.write(compose_rgba(crop_f, mask_filter(crop_m), shape, p.border_rgb))
                 done += len(frames)
                 ctx.progress(0.05 + 0.9 * min(1.0, done / total))
