@@ -321,7 +321,11 @@ def synthesize_timed(text: str, *, voice: str, speed: float, language: str, sett
     length_scale = (model.config.length_scale or 1.0) / speed
     chunks = list(model.synthesize(text, SynthesisConfig(length_scale=length_scale), include_alignments=True))
     audio = np.concatenate([c.audio_float_array for c in chunks]) if chunks else np.zeros(0, np.float32)
-    spans = word_spans(chunks, [_said_alone(model, word) for word in text.split()])
+    try:
+        spans = word_spans(chunks, [_said_alone(model, word) for word in text.split()])
+    except Exception as exc:  # timing is a bonus: a voice whose phonemizer balks at a lone word still speaks
+        log.info("piper could not time the words of a sentence (%s); they will be aligned", exc)
+        spans = None
     return audio.astype(np.float32), int(model.config.sample_rate), spans
 
 
