@@ -119,6 +119,11 @@ def test_sentence_windows_group_whole_sentences_and_pad_into_the_pauses() -> Non
     assert tight is not None and [(w.start_s, w.end_s) for w in tight] == [(0.0, 2.0), (2.0, 4.0)]
     # one sentence longer than a window: the caller must transcribe instead
     assert sentence_windows([("long.", 0.0, 40.0)], duration_s=40.0) is None
+    # only some sentences aligned (s1, s2, then s5, s6: the voice timed s3 and s4): no window spans the gap
+    some = [spans[i] for i in (1, 2, 5, 6)]
+    split = sentence_windows(some, duration_s=43.1, max_s=29.5, pad_s=0.15, breaks=[False, False, True, False])
+    assert split is not None and [w.text for w in split] == ["s1. s2.", "s5. s6."]
+    assert split[0].end_s == pytest.approx(2 * 4.3 + 4.0 + 0.15) and split[1].start_s == pytest.approx(5 * 4.3 - 0.15)
 
 
 def test_forced_alignment_matches_transcription_and_snaps_to_sentences(tmp_path: Path) -> None:

@@ -111,11 +111,14 @@ def heard_pauses(alignment: Alignment, audio: Any) -> Alignment:
 
 
 def sentence_windows(sentences: Sequence[tuple[str, float, float]], duration_s: float,
-                     max_s: float = MAX_WINDOW_S - 0.5, pad_s: float = WINDOW_PAD_S) -> list[TextWindow] | None:
+                     max_s: float = MAX_WINDOW_S - 0.5, pad_s: float = WINDOW_PAD_S,
+                     breaks: Sequence[bool] | None = None) -> list[TextWindow] | None:
     """(text, start, end) of consecutive sentences grouped into windows of at most `max_s` seconds.
 
     A window reaches `pad_s` past its speech on each side, but never past halfway to the next sentence.
-    None when a single sentence is longer than a window (the caller aligns by transcription then)."""
+    `breaks[i]` says other speech sounds between sentence i-1 and i (only some sentences are being
+    aligned): a window never spans it, or its text would miss words its audio holds. None when a single
+    sentence is longer than a window (the caller aligns by transcription then)."""
     windows: list[TextWindow] = []
     group: list[tuple[str, float, float]] = []
 
@@ -127,7 +130,7 @@ def sentence_windows(sentences: Sequence[tuple[str, float, float]], duration_s: 
 
     first = 0
     for i, sentence in enumerate(sentences):
-        if group and edges(i)[1] - edges(first)[0] > max_s:
+        if group and (edges(i)[1] - edges(first)[0] > max_s or (breaks is not None and breaks[i])):
             windows.append(TextWindow(edges(first)[0], edges(i - 1)[1], " ".join(t for t, _, _ in group)))
             group = []
         if not group:
@@ -160,12 +163,13 @@ def snap_to_sentences(alignment: Alignment, sentences: Sequence[tuple[str, float
 
 
 def align_spoken(path: Path, sentences: Sequence[tuple[str, float, float]], script: str, ctx: OpContext, *,
-                 language: str | None = None, span: tuple[float, float] = (0.0, 1.0)) -> Alignment:
+                 language: str | None = None, span: tuple[float, float] = (0.0, 1.0),
+                 breaks: Sequence[bool] | None = None) -> Alignment:
     """Word timings for audio whose sentences and their places are known (tts output): forced alignment
     window by window, no transcription. Falls back to `align_audio` when a sentence is too long for one
     window or the model cannot force-align."""
     info = probe_input(path, ctx.settings, kind="audio")
-    windows = sentence_windows(sentences, info.duration_s)
+    windows = sentence_windows(sentences, info.duration_s, breaks=breaks)
     if windows:
         lo, hi = span
         audio, duration = _decode_checked(path, ctx, info, (lo, lo + (hi - lo) * 0.1))

@@ -56,10 +56,13 @@ def speech_alignment(joined: Path, speech: Speech, script: str, ctx: OpContext, 
     if voiced is not None:
         return voiced, "voice"
     timed = [voice_words(s) for s in speech.sentences]
-    rest = [s for s, ws in zip(speech.sentences, timed, strict=True) if ws is None]
-    if len(rest) < len(timed):
+    todo = [i for i, ws in enumerate(timed) if ws is None]
+    if len(todo) < len(timed):
+        rest = [speech.sentences[i] for i in todo]
+        # a window must not reach over a sentence the voice timed: its words are not in the window's text
+        breaks = [k > 0 and todo[k] != todo[k - 1] + 1 for k in range(len(todo))]
         heard = align_spoken(joined, [(s.text, s.start_s, s.end_s) for s in rest], " ".join(s.text for s in rest),
-                             ctx, language=language, span=span)
+                             ctx, language=language, span=span, breaks=breaks)
         aligned = iter(heard.words)
         merged: list[Word] = []
         for sentence, ws in zip(speech.sentences, timed, strict=True):
