@@ -68,6 +68,10 @@ def test_word_spans_follow_the_words_own_phonemes() -> None:
     assert tts_piper.word_spans(chunks, ["hew", "o", "a"]) == [(100, 225), (225, 235), (307, 320)]
     assert tts_piper.word_spans(chunks, ["he", "xy", "a"]) == [(100, 135), (215, 235), (307, 320)]
     assert tts_piper.word_spans([first, _Chunk(None, np.zeros(10, np.float32))], ["he", "wo"]) is None
+    # a phoneme of two characters (an affricate written with its tie) is still one phoneme of one word
+    affricate = _Chunk([_Item("^", 5), _Item("t͡ʃ", 10), _Item("a", 10), _Item(" ", 5), _Item("b", 10),
+                        _Item("$", 5)], np.zeros(45, np.float32))
+    assert tts_piper.word_spans([affricate], ["t͡ʃa", "b"]) == [(5, 25), (30, 40)]
 
 
 @pytest.mark.slow

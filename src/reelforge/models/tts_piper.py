@@ -227,20 +227,23 @@ def word_spans(chunks: Sequence[Any], alone: Sequence[str]) -> list[tuple[int, i
 
     `alone` holds each word's phonemes as espeak says the word by itself. In a sentence espeak runs short
     words together ("on the" -> one word "ɔnðə"), says "2024" as four words, and reduces some ("a" -> "ɐ"),
-    so the sentence's phonemes are matched against the words' own (difflib): each matched phoneme names its
-    word, unmatched ones go to a word between their neighbours that has none (see _fill_unmatched), and a
-    word spans its phonemes. A word with no
-    sound of its own (a dash) takes no time. None when a sounding word finds no phoneme."""
+    so the sentence's phonemes are matched against the words' own (difflib, character by character): each
+    matched phoneme names its word, unmatched ones go to a word between their neighbours that has none (see
+    _fill_unmatched), and a word spans its phonemes. A word with no sound of its own (a dash) takes no time.
+    None when a sounding word finds no phoneme."""
     heard = sounding_phonemes(chunks)
     if heard is None:
         return None
     reference = "".join(alone)
     owner = [i for i, word in enumerate(alone) for _ in word]
+    spoken = "".join(p for p, _, _ in heard)
+    phoneme_of = [k for k, (p, _, _) in enumerate(heard) for _ in p]  # character -> its phoneme
     label: list[int | None] = [None] * len(heard)
-    matcher = difflib.SequenceMatcher(None, reference, "".join(p for p, _, _ in heard), autojunk=False)
+    matcher = difflib.SequenceMatcher(None, reference, spoken, autojunk=False)
     for block in matcher.get_matching_blocks():
         for k in range(block.size):
-            label[block.b + k] = owner[block.a + k]
+            if label[phoneme_of[block.b + k]] is None:
+                label[phoneme_of[block.b + k]] = owner[block.a + k]
     _fill_unmatched(label, alone)
     first: dict[int, int] = {}
     last: dict[int, int] = {}
