@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -81,26 +81,25 @@ def parse_ref(text: str) -> InputRef:
     return InputRef(text, kind)
 
 
-def file_ids_in(value: Any) -> list[str]:
-    """Every uploaded-file id anywhere in a params tree (pipelines and timelines nest them), in order."""
+def _strings_in(value: Any, keep: Callable[[str], bool]) -> list[str]:
+    """Every string anywhere in a params tree (pipelines and timelines nest them) that `keep` accepts, in order."""
     if isinstance(value, str):
-        return [value] if is_file_id(value) else []
+        return [value] if keep(value) else []
     if isinstance(value, Mapping):
-        return [f for v in value.values() for f in file_ids_in(v)]
+        return [f for v in value.values() for f in _strings_in(v, keep)]
     if isinstance(value, list | tuple):
-        return [f for v in value for f in file_ids_in(v)]
+        return [f for v in value for f in _strings_in(v, keep)]
     return []
+
+
+def file_ids_in(value: Any) -> list[str]:
+    """Every uploaded-file id anywhere in a params tree, in order."""
+    return _strings_in(value, is_file_id)
 
 
 def job_refs_in(value: Any) -> list[str]:
     """Every `job://` reference anywhere in a params tree, in order."""
-    if isinstance(value, str):
-        return [value] if parse_ref(value).kind == "job" else []
-    if isinstance(value, Mapping):
-        return [r for v in value.values() for r in job_refs_in(v)]
-    if isinstance(value, list | tuple):
-        return [r for v in value for r in job_refs_in(v)]
-    return []
+    return _strings_in(value, lambda text: parse_ref(text).kind == "job")
 
 
 def job_output_ref(job_id: str, output: str) -> str:
