@@ -50,14 +50,12 @@ def voice_alignment(speech: Speech, script: str) -> Alignment | None:
 
 def speech_alignment(joined: Path, speech: Speech, script: str, ctx: OpContext, *, language: str,
                      span: tuple[float, float]) -> tuple[Alignment, str]:
-    """Times for exactly the script's words and where they came from: "voice", "voice+alignment" (whisper
-    aligned only the sentences the voice could not time) or "alignment"."""
-    voiced = voice_alignment(speech, script)
-    if voiced is not None:
-        return voiced, "voice"
+    """Times for exactly the script's words when the voice could not time them all (voice_alignment gave
+    None), and where they came from: "voice+alignment" (whisper aligned only the sentences the voice could
+    not time) or "alignment" (all of them)."""
     timed = [voice_words(s) for s in speech.sentences]
     todo = [i for i, ws in enumerate(timed) if ws is None]
-    if len(todo) < len(timed):
+    if 0 < len(todo) < len(timed):
         rest = [speech.sentences[i] for i in todo]
         # a window must not reach over a sentence the voice timed: its words are not in the window's text
         breaks = [k > 0 and todo[k] != todo[k - 1] + 1 for k in range(len(todo))]
