@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import threading
-from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from reelforge.errors import ProcessingError
-from reelforge.media.ffmpeg import kill_process, open_ffmpeg_pipe, redact_paths
-
-_PIPE_BYTES = 1 << 20  # ~24 s of 22 kHz 16-bit mono: a sentence is handed over in one write
-_F_SETPIPE_SZ = 1031
+from reelforge.media.ffmpeg import kill_process, open_ffmpeg_pipe
+from reelforge.media.framepipe import PipedFfmpeg, grow_pipe
 
 
 def pcm16(samples: np.ndarray) -> bytes:
@@ -36,30 +32,22 @@ class PcmEncoder:
     def __init__(self, output_args: Sequence[str], out: Path) -> None:
         self._output_args = list(output_args)
         self._out = out
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._tail: deque[str] = deque(maxlen=30)
-        self._drain: threading.Thread | None = None
+        self._child: PipedFfmpeg | None = None
         self.rate = 0
+
+    @property
+    def _proc(self) -> subprocess.Popen[bytes] | None:
+        return self._child.proc if self._child is not None else None
 
     def _start(self, rate: int) -> None:
         args = ["-f", "s16le", "-ar", str(rate), "-ac", "1", "-i", "pipe:0", *self._output_args, str(self._out)]
-        proc = self._proc = open_ffmpeg_pipe(args, write=True)
-        with contextlib.suppress(OSError, ImportError):
-            import fcntl
-
-            assert proc.stdin is not None
-            fcntl.fcntl(proc.stdin.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
-        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
-        self._drain.start()
+        self._child = PipedFfmpeg(open_ffmpeg_pipe(args, write=True), "encoder")
+        assert self._child.proc.stdin is not None
+        grow_pipe(self._child.proc.stdin.fileno())  # ~24 s of 22 kHz speech: a sentence in one write
         self.rate = rate
 
-    def _read_stderr(self) -> None:
-        assert self._proc is not None and self._proc.stderr is not None
-        for raw in self._proc.stderr:
-            self._tail.append(raw.decode("utf-8", "replace").rstrip())
-
     def write(self, samples: np.ndarray, rate: int) -> None:
-        if self._proc is None:
+        if self._child is None:
             self._start(rate)
         elif rate != self.rate:
             raise ValueError("one encode takes one sample rate")
@@ -72,22 +60,21 @@ class PcmEncoder:
 
     def close(self) -> Path:
         """Wait for the encode; the output file is complete when this returns."""
-        if self._proc is None:
+        if self._child is None:
             raise ProcessingError("No audio was given to encode.", code="empty_output")
+        proc = self._child.proc
         with contextlib.suppress(BrokenPipeError, OSError, ValueError):
-            if self._proc.stdin is not None:
-                self._proc.stdin.close()
-        rc = self._proc.wait()
-        if self._drain is not None:
-            self._drain.join(timeout=2)
+            if proc.stdin is not None:
+                proc.stdin.close()
+        rc = proc.wait()
         if rc != 0:
-            msg = redact_paths("\n".join(self._tail)[-1500:])
-            raise ProcessingError(f"ffmpeg failed encoding the speech (exit {rc}): {msg}", code="ffmpeg_failed")
+            raise ProcessingError(f"ffmpeg failed encoding the speech (exit {rc}): {self._child.stderr_tail()}",
+                                  code="ffmpeg_failed")
         return self._out
 
     def abort(self) -> None:
-        if self._proc is not None:
+        if self._child is not None:
             with contextlib.suppress(OSError, ValueError):
-                if self._proc.stdin is not None:
-                    self._proc.stdin.close()
-            kill_process(self._proc)
+                if self._child.proc.stdin is not None:
+                    self._child.proc.stdin.close()
+            kill_process(self._child.proc)

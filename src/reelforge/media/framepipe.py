@@ -102,8 +102,9 @@ def _put(q: queue.Queue[object], item: object, stop: Callable[[], bool]) -> bool
     return False
 
 
-class _Proc:
-    """One ffmpeg child plus a thread that keeps the tail of its stderr (a full stderr pipe would block it)."""
+class PipedFfmpeg:
+    """One ffmpeg child plus a thread that keeps the tail of its stderr (a full stderr pipe would block it).
+    Also used by media/audio_pipe.py."""
 
     def __init__(self, proc: subprocess.Popen[bytes], role: str) -> None:
         self.proc = proc
@@ -124,7 +125,8 @@ class _Proc:
         return redact_paths("\n".join(self.tail)[-1500:])
 
 
-def _grow_pipe(fd: int) -> None:
+def grow_pipe(fd: int) -> None:
+    """Ask Linux for a 1 MiB pipe (default 64 KiB): fewer, larger writes between us and ffmpeg."""
     with contextlib.suppress(OSError):
         fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_BYTES)
 
@@ -135,7 +137,7 @@ class FramePipes:
     def __init__(self, ctx: WorkContext | None, poll_s: float = 0.2) -> None:
         self._ctx = ctx
         self._poll_s = poll_s
-        self._procs: list[_Proc] = []
+        self._procs: list[PipedFfmpeg] = []
         self._stop = threading.Event()
         self.cancelled = threading.Event()
         self._watcher = threading.Thread(target=self._watch, daemon=True)
@@ -175,25 +177,25 @@ class FramePipes:
 
     def reader(self, args: Sequence[str], size: FrameSize) -> FrameReader:
         self.raise_if_cancelled()
-        proc = _Proc(open_ffmpeg_pipe(args, read=True), "decoder")
+        proc = PipedFfmpeg(open_ffmpeg_pipe(args, read=True), "decoder")
         self._procs.append(proc)
         assert proc.proc.stdout is not None
-        _grow_pipe(proc.proc.stdout.fileno())
+        grow_pipe(proc.proc.stdout.fileno())
         return FrameReader(self, proc, size)
 
     def writer(self, args: Sequence[str], size: FrameSize) -> FrameWriter:
         self.raise_if_cancelled()
-        proc = _Proc(open_ffmpeg_pipe(args, write=True), "encoder")
+        proc = PipedFfmpeg(open_ffmpeg_pipe(args, write=True), "encoder")
         self._procs.append(proc)
         assert proc.proc.stdin is not None
-        _grow_pipe(proc.proc.stdin.fileno())
+        grow_pipe(proc.proc.stdin.fileno())
         return FrameWriter(self, proc, size)
 
 
 class FrameReader:
     """Raw frames from a decoding ffmpeg, one exact-size buffer at a time."""
 
-    def __init__(self, group: FramePipes, proc: _Proc, size: FrameSize) -> None:
+    def __init__(self, group: FramePipes, proc: PipedFfmpeg, size: FrameSize) -> None:
         self._g = group
         self._p = proc
         self.size = size
@@ -286,7 +288,7 @@ class FrameWriter:
     caller computes the next batch while the pipe drains into the encoder.
     """
 
-    def __init__(self, group: FramePipes, proc: _Proc, size: FrameSize) -> None:
+    def __init__(self, group: FramePipes, proc: PipedFfmpeg, size: FrameSize) -> None:
         self._g = group
         self._p = proc
         self.size = size
