@@ -3,7 +3,7 @@
 The build is a step graph run by the pipeline runner, so it gets parallel steps, per-step caching,
 aggregated progress and cancel:
 
-    narration   tts (word timings; AAC when there is no music, encoded beside the alignment)
+    narration   tts (word timings; AAC when there is no music, encoded while the voice speaks)
                                               | given audio (+ align to the script, or transcribe)
     head        overlay: talking head -> transparent circle (VP9 alpha), parallel with the narration
     background  one period of the loop (the clip forward, then reversed for ping-pong), fitted to the output
@@ -152,8 +152,8 @@ def build_steps(p: BuildParams) -> list[Step]:
         steps.append(Step(id="narration", op="tts", weight=3, params={
             "text": p.script, "engine": p.voice.engine, "voice": p.voice.voice, "language": p.voice.language,
             "speed": p.voice.speed, "sentence_pause_s": p.voice.sentence_pause_s,
-            # without music the narration is the output's sound: encoded to AAC here, beside the word
-            # alignment, and stream-copied by the compose; music is mixed from the lossless wav
+            # without music the narration is the output's sound: encoded to AAC here, while the voice
+            # speaks, and stream-copied by the compose; music is mixed from the lossless wav
             "format": "wav" if p.music is not None else "m4a", "sample_rate": 48000,
             "word_timings": want_words}))
         words_ref = {"ref": "narration.words"}

@@ -23,7 +23,7 @@ from reelforge.media.codecs import chunkable_x264_args
 from reelforge.media.encoders import choose_video_encoder
 from reelforge.media.frame_rate import parse_rate
 from reelforge.media.frame_size import parse_frame_size
-from reelforge.ops.build_compose import compose_inputs
+from reelforge.ops.build_compose import compose_inputs, subtitles_beside
 from reelforge.ops.chunking import (
     chunk_count,
     chunk_key,
@@ -78,14 +78,14 @@ def plan_chunks(params: BuildParams, ctx: OpContext, duration_s: float) -> int:
     return chunk_count(params.chunks, ctx, duration_s)
 
 
+def _step_ref(value: Any) -> str | None:
+    """"narration.audio" for a step param {"ref": "narration.audio"}, else None."""
+    return str(value["ref"]) if isinstance(value, dict) and set(value) == {"ref"} else None
+
+
 def _with_refs(params: dict[str, Any], refs: dict[str, str]) -> dict[str, Any]:
     """The compose step's params with its step refs ({"ref": "narration.audio"}) replaced by the stored files."""
-    out = {}
-    for key, value in params.items():
-        if isinstance(value, dict) and set(value) == {"ref"}:
-            value = refs[SHARED[value["ref"]]]
-        out[key] = value
-    return out
+    return {key: refs[SHARED[ref]] if (ref := _step_ref(value)) else value for key, value in params.items()}
 
 
 def fork(params: BuildParams, ctx: OpContext, first: PipelineRunner, *, compose: Step) -> OpResult | None:
@@ -96,7 +96,7 @@ def fork(params: BuildParams, ctx: OpContext, first: PipelineRunner, *, compose:
     if chunks <= 1:
         return None
     files: dict[str, Path] = {}
-    for ref in (value["ref"] for value in compose.params.values() if isinstance(value, dict) and set(value) == {"ref"}):
+    for ref in filter(None, map(_step_ref, compose.params.values())):
         step, _, output = ref.partition(".")
         files[SHARED[ref]] = Path(first.results[step].outputs[output])
     body = {**params.model_dump(mode="json"),
@@ -165,13 +165,8 @@ def join(params: BuildParams, ctx: OpContext) -> OpResult:
     out = ctx.output_path("video", ".mp4")
     join_chunks(ctx, pieces, out, work, duration_s=duration, extra_inputs=["-i", str(sound)],
                 maps=["0:v:0", "1:a:0"], span=(0.95, 1.0))
-    outputs = {"video": out}
     shared = resumed.get("outputs") or {}
-    for name in ("srt", "ass"):  # the subtitle files travel beside the video, named like it
-        if name in shared:
-            dest = ctx.output_path("video", f".{name}")
-            shutil.copyfile(ctx.fetch(shared[name]), dest)
-            outputs[name] = dest
+    outputs = {"video": out, **subtitles_beside(ctx, {name: shared.get(name) for name in ("srt", "ass")})}
     ctx.progress(1.0)
     size = list(parse_frame_size(params.size))
     steps = {**state.get("steps", {}), "compose": {"op": "build.compose", "cached": False, "seconds": 0.0,

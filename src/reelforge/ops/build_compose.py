@@ -99,6 +99,17 @@ def compose_inputs(params: ComposeStepParams, ctx: OpContext) -> ComposeInputs:
         ass=ctx.fetch(params.ass) if params.ass else None, srt=ctx.fetch(params.srt) if params.srt else None)
 
 
+def subtitles_beside(ctx: OpContext, refs: dict[str, str | None]) -> dict[str, Path]:
+    """The subtitle files ({"srt": ref, "ass": ref}) as outputs that travel beside the video, named like it."""
+    outputs = {}
+    for name, ref in refs.items():
+        if ref:
+            dest = ctx.output_path("video", f".{name}")
+            shutil.copyfile(ctx.fetch(ref), dest)
+            outputs[name] = dest
+    return outputs
+
+
 def compose_step(params: ComposeStepParams, ctx: OpContext) -> OpResult:
     size = parse_frame_size(params.size)
     inputs = compose_inputs(params, ctx)
@@ -134,13 +145,7 @@ def compose_step(params: ComposeStepParams, ctx: OpContext) -> OpResult:
     if inputs.background_raw is not None:
         inputs.background_raw.unlink(missing_ok=True)  # GBs: not left until the job's cleanup
     ensure_file_output(out, "video")
-    outputs = {"video": out}
-    # the subtitle files travel beside the video, named like it
-    for name, ref in (("srt", params.srt), ("ass", params.ass)):
-        if ref:
-            dest = ctx.output_path("video", f".{name}")
-            shutil.copyfile(ctx.fetch(ref), dest)
-            outputs[name] = dest
+    outputs = {"video": out, **subtitles_beside(ctx, {"srt": params.srt, "ass": params.ass})}
     frames = math.floor(duration * float(parse_rate(params.fps)) + 0.5)
     return OpResult(outputs=outputs, data={"duration_s": round(duration, 3), "frames": frames,
                                            "video": encoder, "audio": "copy" if planned.copy_audio else "aac",
