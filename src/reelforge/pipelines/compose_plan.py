@@ -9,7 +9,7 @@
 When nothing is drawn (no head, captions soft or none) and the background already has the output's
 size, frame rate and codec, the video is stream-copied and only the audio is encoded. When there is no
 music to mix and the narration already is AAC at 48 kHz in an mp4 (as `build` asks its tts step for: the
-narration is encoded there, while the words are aligned), the audio is stream-copied too.
+narration is encoded there, while the voice speaks), the audio is stream-copied too.
 
 When the picture is encoded and the background is a short loop period repeated many times, the period
 can be given decoded (`background_raw`, raw yuv420p on disk): reading raw frames instead of decoding the
@@ -193,6 +193,7 @@ def plan_compose(inp: ComposeInputs, out: Path, *, size: tuple[int, int], fps: f
         bg_input = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", f"{w}x{h}", "-framerate", rate_s,
                     "-i", str(inp.background_raw)]
     start_s = 0.0 if window is None else window.start_frame / fps
+    end_frame = frame_count(d, fps) if window is None or window.end_frame is None else window.end_frame
     if window is None:
         args: list[str] = [*(["-stream_loop", "-1"] if bg_loops else []), "-t", num(d), *bg_input,
                            "-i", inp.narration.path]
@@ -204,9 +205,8 @@ def plan_compose(inp: ComposeInputs, out: Path, *, size: tuple[int, int], fps: f
         cur = "bg"
         picked = ""
         if window is not None:
-            half = 0.5 / fps
-            end = frame_count(d, fps) if window.end_frame is None else window.end_frame
-            picked = "," + filter_expr("select", expr=f"gte(t,{num(start_s - half)})*lt(t,{num(end / fps - half)})")
+            lo, hi = start_s - 0.5 / fps, end_frame / fps - 0.5 / fps
+            picked = "," + filter_expr("select", expr=f"gte(t,{num(lo)})*lt(t,{num(hi)})")
         chains.append(f"[0:v]fps={rate_s},scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},"
                       f"setsar=1{picked}[bg]")
         if inp.head is not None:
@@ -231,9 +231,9 @@ def plan_compose(inp: ComposeInputs, out: Path, *, size: tuple[int, int], fps: f
             cur = "vc"
         chains.append(f"[{cur}]format=yuv420p{',setpts=PTS-STARTPTS' if window is not None else ''}[vout]")
     if window is not None:
-        frames = (frame_count(d, fps) if window.end_frame is None else window.end_frame) - window.start_frame
-        return ComposePlan(args=[*args, "-filter_complex", ";".join(chains), "-map", "[vout]", *video_args,
-                                 "-r", rate_s, "-frames:v", str(frames), "-movflags", "+faststart", str(out)],
+        return ComposePlan(args=[*args, "-filter_complex", ";".join(chains), "-map", "[vout]", *video_args, "-r",
+                                 rate_s, "-frames:v", str(end_frame - window.start_frame), "-movflags", "+faststart",
+                                 str(out)],
                            copy_video=False)
 
     copy_audio = copies_narration(inp, music)
