@@ -24,7 +24,7 @@ from reelforge.media.kenburns import (
     render_kenburns,
     viewport_at,
 )
-from tests.unit.video_helpers import frame_count, frames, streams
+from tests.unit.video_helpers import ffmpeg_children, frame_count, frames, streams
 
 
 def _opts(**kw):
@@ -143,22 +143,10 @@ def test_corrupt_image_is_a_media_error(tmp_path):
 def test_a_corrupt_image_stops_the_encoder_started_before_it(tmp_path):
     """ffmpeg starts before the image is decoded (its start-up overlaps the decode): a bad image must not
     leave it running."""
-    import os
-    from pathlib import Path
-
     from reelforge.errors import MediaError
 
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     with pytest.raises(MediaError):
         render_kenburns(bad, tmp_path / "out.mp4", _opts(), ("-c:v", "libx264", "-preset", "ultrafast"))
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:  # gone meanwhile
-            continue
-        name, after = text[text.index("(") + 1: text.rindex(")")], text[text.rindex(")") + 1:].split()
-        if int(after[1]) == os.getpid():  # after the name: state, parent pid, ...
-            children.append(name)
-    assert "ffmpeg" not in children
+    assert ffmpeg_children() == []

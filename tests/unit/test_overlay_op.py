@@ -23,6 +23,7 @@ from reelforge.models.segmentation import open_segmenter
 from reelforge.ops.context import OpContext
 from reelforge.ops.overlay import OverlayParams
 from reelforge.ops.overlay import run as run_overlay
+from tests.unit.video_helpers import ffmpeg_children
 
 W, H, FPS, N_FRAMES = 320, 240, 15, 30
 PERSON_H = 220
@@ -122,26 +123,6 @@ def streams(path: Path) -> list[dict[str, str]]:
 def circle_mask(radius_frac: float) -> np.ndarray:
     ys, xs = np.mgrid[0:H, 0:W] + 0.5
     return np.hypot(xs - W / 2, ys - H / 2) <= radius_frac * min(W, H)
-
-
-def ffmpeg_children() -> list[int]:
-    """ffmpeg processes whose parent is this test process (read from /proc; no psutil needed)."""
-    import os
-
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        state = stat[stat.rindex(")") + 2:].split()[0]
-        if ppid == os.getpid() and comm == "ffmpeg" and state != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 # ---------------------------------------------------------------- masks against the known placement

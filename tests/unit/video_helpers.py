@@ -1,4 +1,5 @@
-"""Small readers for the video-operation tests: frames as numpy arrays, stream facts from ffprobe."""
+"""Small readers for the video-operation tests: frames as numpy arrays, stream facts from ffprobe, and the
+ffmpeg processes a test left running."""
 
 from __future__ import annotations
 
@@ -71,3 +72,23 @@ def audio_samples(path: Path, rate: int = 8000) -> np.ndarray:
     raw = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:a:0",
                           "-ac", "1", "-ar", str(rate), "-f", "f32le", "-"], capture_output=True, check=True).stdout
     return np.frombuffer(raw, dtype=np.float32)
+
+
+def ffmpeg_children() -> list[int]:
+    """ffmpeg processes whose parent is this test process (read from /proc; no psutil needed)."""
+    import os
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        state = stat[stat.rindex(")") + 2:].split()[0]
+        if ppid == os.getpid() and comm == "ffmpeg" and state != "Z":
+            found.append(int(entry.name))
+    return found
