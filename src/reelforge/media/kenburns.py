@@ -22,8 +22,6 @@ are decoded at 1/2, 1/4 or 1/8 size by libjpeg directly.
 from __future__ import annotations
 
 import math
-import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +31,10 @@ import cv2
 import numpy as np
 
 from reelforge.errors import JobCancelled, MediaError, ProcessingError
-from reelforge.media.ffmpeg import kill_process, open_ffmpeg_pipe, redact_paths
+from reelforge.media.ffmpeg import kill_process, open_ffmpeg_pipe
 from reelforge.media.frame_rate import rate_arg
 from reelforge.media.frame_size import even
+from reelforge.media.framepipe import PipedFfmpeg, grow_pipe
 
 Effect = Literal["zoom_in", "zoom_out", "pan_left", "pan_right", "pan_up", "pan_down", "none"]
 Easing = Literal["linear", "ease_in_out"]
@@ -284,18 +283,10 @@ def render_kenburns(image: Path, out: Path, opts: KenBurnsOptions, encoder_args:
     if opts.width % 2 or opts.height % 2:
         raise ValueError("output width and height must be even")
     # ffmpeg first: its start (exec, libraries, encoder set-up) overlaps the image's decode and canvas
-    proc = open_ffmpeg_pipe(kenburns_ffmpeg_args(opts, encoder_args, out), write=True)
-    _grow_pipe(proc.stdin)
-    tail: deque[str] = deque(maxlen=30)
-
-    def drain_stderr() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            tail.append(line.decode("utf-8", "replace").rstrip())
-
-    reader = threading.Thread(target=drain_stderr, daemon=True)
-    reader.start()
+    child = PipedFfmpeg(open_ffmpeg_pipe(kenburns_ffmpeg_args(opts, encoder_args, out), write=True), "encoder")
+    proc = child.proc
     assert proc.stdin is not None
+    grow_pipe(proc.stdin.fileno())  # a 1080p frame is 3 MB: fewer, larger writes
     try:
         img = load_image(image, opts, size_hint)
         planes = prepare_planes(img, opts)
@@ -314,22 +305,9 @@ def render_kenburns(image: Path, out: Path, opts: KenBurnsOptions, encoder_args:
         kill_process(proc)
         raise
     rc = proc.wait()
-    reader.join(timeout=2)
     if rc != 0:
-        msg = redact_paths("\n".join(tail)[-1500:])
-        raise ProcessingError(f"ffmpeg failed encoding the Ken Burns frames (exit {rc}): {msg}",
+        raise ProcessingError(f"ffmpeg failed encoding the Ken Burns frames (exit {rc}): {child.stderr_tail()}",
                               code="ffmpeg_failed")
-
-
-def _grow_pipe(stream: object) -> None:
-    """Ask Linux for a 1 MiB pipe (default 64 KiB): a 1080p frame is 3 MB, and fewer, larger writes mean
-    fewer context switches between us and ffmpeg. Best effort; other systems keep their default."""
-    try:
-        import fcntl
-
-        fcntl.fcntl(stream.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)  # type: ignore[attr-defined]
-    except (OSError, ImportError, AttributeError, ValueError):
-        pass
 
 
 def _write_all(stream: object, data: memoryview) -> None:
