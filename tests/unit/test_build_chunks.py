@@ -135,3 +135,14 @@ def test_the_sound_plan_is_the_composes_sound(tmp_path: Path) -> None:
     # the same chains, the narration as input 0 and the music as 1 instead of 1 and 2
     assert graph_text(sound) == graph_text(whole).replace("[1:a]", "[0:a]").replace("[2:a]", "[1:a]")
     assert sound[sound.index("-b:a") + 1] == whole[whole.index("-b:a") + 1] == "192k"
+
+
+def test_the_windows_cover_the_unchunked_composes_frames(tmp_path: Path) -> None:
+    """The compose's fps filter ends on the frame nearest the narration's end (90.01 s at 30 fps: 2700
+    frames, not the 2701 that start before it); the windows must cover exactly those."""
+    ctx = ctx_for(tmp_path, can_fork=True)
+    done: Any = _Done(tmp_path, 90.01, head=False)
+    result = build_chunks.fork(params(chunks=3), ctx, done, compose=build_steps(params(chunks=3))[-1])
+    assert result is not None and result.fork is not None
+    assert result.fork.state["frames"] == 2700
+

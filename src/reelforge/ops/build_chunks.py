@@ -12,7 +12,6 @@ and copies the subtitle files beside, as the unchunked compose does.
 
 from __future__ import annotations
 
-import math
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -38,12 +37,13 @@ from reelforge.ops.context import OpContext, OpResult
 from reelforge.pipelines.compose_plan import (
     HeadLayout,
     MusicMix,
+    compose_frames,
     copies_narration,
     plan_compose,
     plan_compose_sound,
 )
 from reelforge.pipelines.graph import Step
-from reelforge.pipelines.render_plan import Window, frame_count
+from reelforge.pipelines.render_plan import Window
 from reelforge.pipelines.runner import PipelineRunner
 from reelforge.pipelines.timeline import ChunkSpec
 from reelforge.refs import job_output_ref
@@ -102,7 +102,7 @@ def fork(params: BuildParams, ctx: OpContext, first: PipelineRunner, *, compose:
     body = {**params.model_dump(mode="json"),
             "compose": _with_refs(compose.params, {name: job_output_ref(ctx.job_id, name) for name in files})}
     gop = gop_frames(params.fps)
-    frames = frame_count(duration, params.fps)
+    frames = compose_frames(duration, params.fps)  # the unchunked compose's count
     sound_frames = round(frames * SOUND_WEIGHT)
     result = fork_chunks("build", body, frames, chunks, gop, first_lighter=sound_frames)
     assert result.fork is not None
@@ -172,6 +172,6 @@ def join(params: BuildParams, ctx: OpContext) -> OpResult:
     steps = {**state.get("steps", {}), "compose": {"op": "build.compose", "cached": False, "seconds": 0.0,
                                                     "outputs": sorted(outputs), "chunks": len(pieces)}}
     return OpResult(outputs=outputs, data={
-        "duration_s": round(duration, 3), "frames": math.floor(duration * params.fps + 0.5), "video": "libx264",
+        "duration_s": round(duration, 3), "frames": compose_frames(duration, params.fps), "video": "libx264",
         "audio": audio, "captions": params.captions, "decoded_loop": False, "size": size, "fps": params.fps,
         "final_step": "compose", "steps": steps, "chunks": len(pieces)})

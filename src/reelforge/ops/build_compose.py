@@ -3,7 +3,6 @@ the graph; a chunked build's children compose windows of it: ops/build_chunks.py
 
 from __future__ import annotations
 
-import math
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +27,7 @@ from reelforge.pipelines.compose_plan import (
     HeadLayout,
     MusicMix,
     background_fits,
+    compose_frames,
     needs_encode,
     plan_compose,
     raw_loop_bytes,
@@ -146,7 +146,7 @@ def compose_step(params: ComposeStepParams, ctx: OpContext) -> OpResult:
         inputs.background_raw.unlink(missing_ok=True)  # GBs: not left until the job's cleanup
     ensure_file_output(out, "video")
     outputs = {"video": out, **subtitles_beside(ctx, {"srt": params.srt, "ass": params.ass})}
-    frames = math.floor(duration * float(parse_rate(params.fps)) + 0.5)
+    frames = compose_frames(duration, float(parse_rate(params.fps)))
     return OpResult(outputs=outputs, data={"duration_s": round(duration, 3), "frames": frames,
                                            "video": encoder, "audio": "copy" if planned.copy_audio else "aac",
                                            "captions": params.captions,

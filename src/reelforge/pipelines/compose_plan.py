@@ -29,7 +29,7 @@ from reelforge.media.filters import filter_expr, sidechain_duck
 from reelforge.media.frame_rate import rate_arg
 from reelforge.media.frame_size import even
 from reelforge.media.probe import MediaInfo
-from reelforge.pipelines.render_plan import Window, frame_count, num
+from reelforge.pipelines.render_plan import Window, num
 
 Corner = Literal["top_left", "top_right", "bottom_left", "bottom_right"]
 CaptionMode = Literal["burn", "soft", "none"]
@@ -52,6 +52,13 @@ class MusicMix:
 
 
 RAW_LOOP_MAX_BYTES = 4 * 1024**3  # a longer loop period is decoded as it plays instead
+
+
+def compose_frames(duration_s: float, fps: float) -> int:
+    """How many frames the compose makes of `duration_s`: its fps filter ends the picture on the frame
+    nearest the narration's end (half up), not on the last one that starts before it (render_plan.frame_count),
+    so a chunked build's windows must cover this many."""
+    return max(1, math.floor(duration_s * fps + 0.5))
 
 
 def raw_loop_bytes(info: MediaInfo, size: tuple[int, int], fps: float) -> int:
@@ -193,7 +200,7 @@ def plan_compose(inp: ComposeInputs, out: Path, *, size: tuple[int, int], fps: f
         bg_input = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", f"{w}x{h}", "-framerate", rate_s,
                     "-i", str(inp.background_raw)]
     start_s = 0.0 if window is None else window.start_frame / fps
-    end_frame = frame_count(d, fps) if window is None or window.end_frame is None else window.end_frame
+    end_frame = compose_frames(d, fps) if window is None or window.end_frame is None else window.end_frame
     if window is None:
         args: list[str] = [*(["-stream_loop", "-1"] if bg_loops else []), "-t", num(d), *bg_input,
                            "-i", inp.narration.path]
