@@ -237,7 +237,9 @@ class AgentJobs:
             return None
         return ClaimedJob(id=rec.id, op=rec.op, params=rec.params, tenant=rec.tenant, queue=rec.queue,
                           priority=rec.priority, attempts=rec.attempts, max_attempts=rec.max_attempts,
-                          timeout_s=rec.timeout_s, output_keys=rec.output_keys)
+                          timeout_s=rec.timeout_s, output_keys=rec.output_keys,
+                          # a chunk's reports move its parent on (its progress, and its join once all end)
+                          parent=rec.notes.get("parent"))
 
     def _owned(self, grant: JobGrant) -> ClaimedJob:
         job = self._job(grant)
