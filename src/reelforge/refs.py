@@ -102,6 +102,15 @@ def job_refs_in(value: Any) -> list[str]:
     return _strings_in(value, lambda text: parse_ref(text).kind == "job")
 
 
+_INPUT_KINDS: frozenset[RefKind] = frozenset({"file", "url", "s3", "local", "job"})
+
+
+def input_refs_in(value: Any) -> list[str]:
+    """Every string anywhere in a params tree that names an input by one of the forms above (a step ref and
+    plain text do not), in order."""
+    return _strings_in(value, lambda text: parse_ref(text).kind in _INPUT_KINDS)
+
+
 def job_output_ref(job_id: str, output: str) -> str:
     """The reference to another job's output: `job://<job id>/<output>` (see the module docstring)."""
     return f"job://{job_id}/{output}"
@@ -170,6 +179,8 @@ def _check_media_ref(value: str, info: ValidationInfo) -> str:
     if ctx.get("source") != "api":
         return value  # tests and local use: a plain local path is fine, the context resolves it
     kind = parse_ref(value).kind
+    if kind == "job" and value in ctx.get("job_refs", ()):
+        return value  # a remote worker's fork: the files its job stored for its children (jobs/agents.py)
     if kind not in CLIENT_KINDS:
         raise ValueError(
             "must be an uploaded file id (file_...), an http(s) URL, or an s3:// key in the configured bucket"

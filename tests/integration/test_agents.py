@@ -38,7 +38,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 
 class AgentProc:
-    def __init__(self, svc: Service, token: str, data_dir: Path, *extra: str) -> None:
+    def __init__(self, svc: Service, token: str, data_dir: Path, *extra: str,
+                 env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log = data_dir.parent / f"{data_dir.name}.log"
@@ -46,7 +47,7 @@ class AgentProc:
         self.env = {"PATH": os.environ["PATH"], "HOME": str(data_dir), "PYTHONPATH": svc.env["PYTHONPATH"],
                     "REELFORGE_DATA_DIR": str(data_dir), "REELFORGE_PLUGINS": "tests.plugins.slow_ops",
                     "REELFORGE_WHISPER_MODEL": "packaged:tiny.en", "REELFORGE_DEVICE": "cpu",
-                    "HF_HUB_OFFLINE": "1", "REELFORGE_AGENT_TOKEN": token}
+                    "HF_HUB_OFFLINE": "1", "REELFORGE_AGENT_TOKEN": token, **(env or {})}
         assert not [k for k in self.env if any(f in k.upper() for f in FORBIDDEN)]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "reelforge.cli", "agent", "--api", svc.url, "--queues", "cpu,gpu",
@@ -84,8 +85,9 @@ def create_token(svc: Service, name: str, queues: str = "cpu,gpu") -> str:
 
 
 @contextlib.contextmanager
-def agent(svc: Service, tmp: Path, name: str, *extra: str, token: str | None = None) -> Iterator[AgentProc]:
-    proc = AgentProc(svc, token or create_token(svc, name), tmp / name, *extra)
+def agent(svc: Service, tmp: Path, name: str, *extra: str, token: str | None = None,
+          env: dict[str, str] | None = None) -> Iterator[AgentProc]:
+    proc = AgentProc(svc, token or create_token(svc, name), tmp / name, *extra, env=env)
     try:
         yield proc
     finally:

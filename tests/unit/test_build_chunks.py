@@ -146,3 +146,16 @@ def test_the_windows_cover_the_unchunked_composes_frames(tmp_path: Path) -> None
     assert result is not None and result.fork is not None
     assert result.fork.state["frames"] == 2700
 
+
+def test_a_remote_workers_fork_may_name_its_own_jobs_files_only() -> None:
+    """jobs/agents.py validates an agent's children in the API's context plus the refs of the files the
+    parent stored for them: those pass, another job's do not."""
+    compose = {"background": "job://job_1/background", "narration": "job://job_1/narration", "size": "320x180",
+               "fps": 10}
+    both = {"script": "Hi.", "backgrounds": ["https://example.com/bg.mp4"], "compose": compose,
+            "chunk": {"index": 0, "start_frame": 0, "gop": 20}}
+    allowed = frozenset({"job://job_1/background", "job://job_1/narration"})
+    context = {"source": "api", "job_refs": allowed}
+    assert BuildParams.model_validate(both, context=context).compose is not None
+    with pytest.raises(ValidationError):
+        BuildParams.model_validate(both, context={**context, "job_refs": frozenset({"job://job_1/narration"})})

@@ -10,6 +10,8 @@
     POST /v1/agent/jobs/{id}/interrupted         job token: the agent is stopping (the attempt will not count)
     POST /v1/agent/jobs/{id}/release             job token: no verdict (host crashed): retry elsewhere
     GET  /v1/agent/jobs/{id}/files/{file_id}     job token: one of the job's uploaded inputs
+    GET  /v1/agent/jobs/{id}/refs/{job}/{name}   job token: a file another job made for this one (job://)
+    POST /v1/agent/jobs/{id}/fork                job token: wait for child jobs (their files uploaded first)
     PUT  /v1/agent/jobs/{id}/outputs/{filename}  job token: one output, to a temporary key of this attempt
     POST /v1/agent/jobs/{id}/output-urls/{name}  job token: S3 only, a presigned PUT to that same temporary key
 
@@ -34,6 +36,7 @@ from reelforge.api.auth import agent_token_doc, extract_key
 from reelforge.engine.control import JobStatus
 from reelforge.errors import PayloadTooLarge, UserError
 from reelforge.jobs.agents import AgentJobs, JobGrant
+from reelforge.refs import job_output_ref
 
 router = APIRouter(prefix="/v1/agent", tags=["agents"], dependencies=[Depends(agent_token_doc)])
 POLL_INTERVAL_S = 0.25
@@ -208,6 +211,10 @@ async def input_file(job_id: str, file_id: str, request: Request) -> FileRespons
     agents = _agents(request)
     grant = await _grant(request, job_id)
     key, filename = await run_in_threadpool(agents.input_file, grant, file_id)
+    return _serve(agents, key, filename)
+
+
+def _serve(agents: AgentJobs, key: str, filename: str) -> FileResponse | RedirectResponse:
     local = agents.storage.local_path(key)
     if local is not None:
         return FileResponse(local, filename=filename)
@@ -215,6 +222,31 @@ async def input_file(job_id: str, file_id: str, request: Request) -> FileRespons
     if not url:
         raise UserError("This input cannot be served.", code="input_unavailable")
     return RedirectResponse(url, status_code=307)
+
+
+@router.get("/jobs/{job_id}/refs/{ref_job}/{name}", response_model=None)
+async def job_file(job_id: str, ref_job: str, name: str, request: Request) -> FileResponse | RedirectResponse:
+    """A file another job made for this one: its parent's fork files, or a joining parent's children's
+    outputs (`job://<ref_job>/<name>` in its envelope's `files`)."""
+    agents = _agents(request)
+    grant = await _grant(request, job_id)
+    key, filename = await run_in_threadpool(agents.job_file, grant, job_output_ref(ref_job, name))
+    return _serve(agents, key, filename)
+
+
+class ForkIn(BaseModel):
+    children: list[dict[str, Any]] = Field(max_length=200)
+    state: dict[str, Any] = Field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = Field(default_factory=dict, max_length=50)
+
+
+@router.post("/jobs/{job_id}/fork")
+async def fork(job_id: str, body: ForkIn, request: Request) -> dict[str, Any]:
+    """The job waits for these child jobs (each the job's own op, checked as a client's job would be); the
+    files it made for them were uploaded first, like outputs, and are committed now."""
+    grant = await _grant(request, job_id)
+    children = await run_in_threadpool(_agents(request).fork, grant, body.children, body.state, body.outputs)
+    return {"children": children}
 
 
 class OutputUrlIn(BaseModel):

@@ -117,7 +117,8 @@ class Agent:
         self._stop.set()
 
     def run(self) -> int:
-        info = self.control.register(asdict(self.resources))
+        # `slots`: how many jobs it runs at once, which the service counts when it sizes a job's chunks
+        info = self.control.register({**asdict(self.resources), "slots": self.concurrency})
         # the service's lease timings, so this agent renews as often as the service expects
         self.settings = self.settings.replace(heartbeat_s=float(info["heartbeat_s"]),
                                               lease_ttl_s=float(info["lease_ttl_s"]))
@@ -156,7 +157,7 @@ class Agent:
         """The declared resources, with the GPU memory the running jobs do not hold."""
         with self._lock:
             free = max(0.0, self.resources.vram_gb - self._vram_held)
-        return {**asdict(self.resources), "vram_free_gb": round(free, 2)}
+        return {**asdict(self.resources), "slots": self.concurrency, "vram_free_gb": round(free, 2)}
 
     def hold(self, job_id: str) -> float:
         """Count a claimed job's GPU memory as held until it ends (a CPU-only job, or this agent has no GPU:
@@ -200,7 +201,8 @@ class Agent:
             try:
                 log.info("running %s (%s, attempt %d)", job.id, job.op, job.attempts)
                 status = runner.run_claimed(job, host, worker_id, stopping=self._stop.is_set,
-                                            local_cancel=lambda _id: bool(self.control.refused))
+                                            local_cancel=lambda _id: bool(self.control.refused),
+                                            workers=self.control.chunk_workers(job.id))
                 log.info("%s -> %s", job.id, status.value)
             except Exception:
                 log.exception("slot %d failed on %s", index, job.id)
@@ -229,7 +231,8 @@ def run_envelope(settings: Settings, api: str, envelope: dict[str, Any], *,
     try:
         job = control.adopt(envelope)
         services = Services(settings, control.uploads, control, NoBacklog())
-        status = Runner(services).run_claimed(job, host, envelope["worker_id"])
+        status = Runner(services).run_claimed(job, host, envelope["worker_id"],
+                                              workers=control.chunk_workers(job.id))
         return {"job_id": job.id, "status": status.value}
     finally:
         host.close()

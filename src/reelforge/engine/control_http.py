@@ -5,7 +5,9 @@ with the agent token (api/routes_agents.py); every report on a claimed job goes 
 from its envelope (jobs/agents.py), which can do nothing but report on that one job. Inputs are read by
 URL (storage/url_files.py, in the job host); outputs are PUT by `uploads` (a Storage the Runner stores
 outputs through) to the API, or on S3 storage straight to the bucket with a presigned PUT the API hands out,
-and committed by the service when the job finishes.
+and committed by the service when the job finishes. A job here may fork (docs/CHUNKED.md): the files it made for
+its children are uploaded the same way, under `fork-<name>`, and POST .../fork commits them and queues the
+children, which any worker of the queue may take, this agent's other slots included.
 
 Network trouble never kills a job by itself: a renewal that cannot reach the API keeps the job running
 (the service requeues it if the lease really runs out, and a late finish is then refused); a 401 — the
@@ -105,7 +107,15 @@ class HttpControl:
         return ClaimedJob(id=env["job_id"], op=env["op"], params=env["params"], tenant=env["tenant"],
                           queue=env["queue"], priority=env["priority"], attempts=env["attempt"],
                           max_attempts=env["max_attempts"], timeout_s=float(env["timeout_s"]), files=files,
-                          access={"api": self.api, "token": env["token"]})
+                          access={"api": self.api, "token": env["token"]}, parent=env.get("parent"),
+                          resumed=env.get("resumed"))
+
+    def chunk_workers(self, job_id: str) -> int:
+        """How many workers the service says could take this job's chunks (1 when it did not say)."""
+        with self._lock:
+            env = self._envelopes.get(job_id) or {}
+        workers = env.get("workers")
+        return max(1, workers) if isinstance(workers, int) else 1
 
     # ---- job-token calls
     def needs(self, job_id: str) -> dict[str, Any]:
@@ -166,13 +176,24 @@ class HttpControl:
     def interrupted(self, job: ClaimedJob, worker_id: str) -> None:
         self._job_call("POST", job.id, "interrupted")
 
-    # a remote agent's job cannot start child jobs: its ops plan for one job (docs/CHUNKED.md); the
-    # children of a job forked elsewhere run here like any other job
-    can_fork = False
+    can_fork = True  # the service checks and queues the children (jobs/agents.py fork)
 
     def fork(self, job: ClaimedJob, worker_id: str, children: list[dict[str, Any]],
              state: dict[str, Any], *, outputs: dict[str, Any] | None = None) -> list[str]:
-        raise NotImplementedError("remote agents do not fork jobs")
+        """The job waits for these children; `outputs`: its files for them, already uploaded (JobUploads).
+        [] when this worker no longer owns the job; an error when the service refused the fork (the runner
+        then gives the job back, to be tried again)."""
+        resp = self._job_call("POST", job.id, "fork", retries=5,
+                              json={"children": children, "state": state, "outputs": outputs or {}})
+        if resp is None:
+            raise RuntimeError("the fork could not reach the service")
+        if resp.status_code in (401, 403, 404, 409):
+            self._forget(job.id)
+            return []
+        if resp.status_code != 200:
+            raise RuntimeError(f"the service refused the fork (HTTP {resp.status_code}: {resp.text[:300]})")
+        self._forget(job.id)  # parked: this attempt is over, its children carry on
+        return [str(c) for c in resp.json()["children"]]
 
     def on_queued(self, hand_on: Callable[[QueuedJob], None]) -> None:
         pass  # this control never queues a job by itself
@@ -231,29 +252,32 @@ class HttpControl:
             return resp
         return None
 
-    def upload(self, job_id: str, path: Path, content_type: str) -> tuple[dict[str, Any], str]:
-        """Send one output: (the service's answer {size, sha256}, the SHA-256 of what was sent), the file
+    def upload(self, job_id: str, path: Path, content_type: str,
+               name: str | None = None) -> tuple[dict[str, Any], str]:
+        """Send one output (as `name`, else its file name): (the service's answer {size, sha256}, the SHA-256
+        of what was sent), the file
         hashed as it is sent rather than read twice. S3 storage: PUT straight to the bucket with a presigned
         URL the service gives this job (the bytes never pass through the API; the service hashes them when
         it commits); otherwise, or when that fails, PUT to the job's upload route on the API."""
         env = self.envelope(job_id)
         size = path.stat().st_size
-        direct = self._upload_direct(env, job_id, path, content_type, size)
+        name = name or path.name
+        direct = self._upload_direct(env, job_id, path, name, content_type, size)
         if direct is not None:
             return direct
         headers = {"Authorization": f"Bearer {env['token']}", "Content-Type": content_type,
                    "Content-Length": str(size)}
-        resp, sha = self._put(f"{env['uploads']}{path.name}", headers, path, "the service")
+        resp, sha = self._put(f"{env['uploads']}{name}", headers, path, "the service")
         data: dict[str, Any] = resp.json()
         return data, sha
 
-    def _upload_direct(self, env: dict[str, Any], job_id: str, path: Path, content_type: str,
+    def _upload_direct(self, env: dict[str, Any], job_id: str, path: Path, name: str, content_type: str,
                        size: int) -> tuple[dict[str, Any], str] | None:
         if not env.get("output_urls"):
             return None
-        resp = self._job_call("POST", job_id, f"output-urls/{path.name}", json={"content_type": content_type})
+        resp = self._job_call("POST", job_id, f"output-urls/{name}", json={"content_type": content_type})
         if resp is None or resp.status_code != 200:
-            log.info("%s: no direct upload URL for %s (%s): through the API", job_id, path.name,
+            log.info("%s: no direct upload URL for %s (%s): through the API", job_id, name,
                      resp.status_code if resp is not None else "unreachable")
             return None
         target = resp.json()
@@ -302,17 +326,18 @@ class HttpControl:
 
 class JobUploads(NoStorage):
     """The Runner's output storage on an agent: `jobs/<id>/<name>` goes to the API's upload route of that
-    job (a temporary key the service commits on finish). Nothing else is stored here."""
+    job (a temporary key the service commits on finish), `jobs/<id>/fork/<name>` (files for the job's
+    children) there as `fork-<name>` (committed when it forks). Nothing else is stored here."""
 
     def __init__(self, control: HttpControl) -> None:
         self.control = control
 
     def put_file(self, src: Path, key: str, content_type: str | None = None) -> StoredObject:
         parts = key.split("/")
-        if len(parts) != 3 or parts[0] != "jobs":
+        if parts[0] != "jobs" or not (len(parts) == 3 or (len(parts) == 4 and parts[2] == "fork")):
             raise ValueError(f"an agent stores only job outputs, not {key!r}")
         ctype = guess_content_type(key, content_type)
-        answer, sha = self.control.upload(parts[1], src, ctype)
+        answer, sha = self.control.upload(parts[1], src, ctype, f"fork-{parts[3]}" if len(parts) == 4 else None)
         size = src.stat().st_size
         if answer.get("size") != size or answer.get("sha256") != sha:
             raise RuntimeError(f"the output {src.name} arrived damaged ({answer.get('size')} of {size} bytes)")

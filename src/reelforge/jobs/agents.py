@@ -4,13 +4,24 @@ An agent authenticates with an agent token (store_agents.py: worker role, queue-
 claims a job it gets an *envelope* — everything the job needs and nothing more:
 
     op, params, attempt, timeout_s, deadline       what to run and until when
-    files    {file id: {key, url}}                 each uploaded input as a presigned GET (S3) or a path on
-                                                   the API that serves that one file to that one job
+    files    {ref: {key, url}}                     each uploaded input (by file id), and each file another job
+                                                   made for this one (by `job://` ref: its parent's fork files,
+                                                   or, for a parent joining, its children's outputs), as a
+                                                   presigned GET (S3) or a path on the API that serves that one
+                                                   file to that one job
+    parent, resumed, workers                       fork-join (docs/CHUNKED.md): the job's parent; a joining
+                                                   parent's children and saved state; how many workers could
+                                                   take its chunks (the agents' slots for its queue)
     uploads  a path on the API where each output is PUT (to a temporary key of this attempt)
     output_urls  S3 storage only: where to ask for a presigned PUT of an output to that same temporary key,
              so its bytes go straight to the bucket
     token    a job token: HMAC-signed (job, attempt, worker, expiry); it can report on that one job only,
              and only while the agent's own token is valid (revoking it stops the job's reports at once)
+
+A job on an agent may fork (POST .../fork): the files it made for its children are uploaded like outputs and
+committed under the job's `fork/` folder, and each child must be the job's own op with params that validate as
+a client's would, naming only what the job itself names or those files, so a rented machine cannot make the
+service's own workers read anything its job could not.
 
 Outputs are committed only on finish: each uploaded temporary object is moved to the job's output key
 (Storage.move: renamed on local storage; hashed and copied by S3 itself on S3) and checked against the size
@@ -29,21 +40,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from reelforge.config import Settings
 from reelforge.engine.control import ClaimedJob, JobStatus, Lease
 from reelforge.engine.metrics import JOBS_STARTED_REMOTE, REMOTE_COLD_STARTS, REMOTE_QUEUE_DELAY
-from reelforge.errors import AuthError, Conflict, NotFound, ReelForgeError, UserError, job_error
+from reelforge.errors import AuthError, Conflict, NotFound, ReelForgeError, UserError, invalid_params, job_error
 from reelforge.jobs.control import DatabaseControl
 from reelforge.jobs.store import Stores
 from reelforge.jobs.store_agents import AgentTokenRecord
+from reelforge.ops.params import submit_context
 from reelforge.ops.registry import get_operation
 from reelforge.ops.resources import Resources
-from reelforge.refs import file_ids_in
+from reelforge.refs import file_ids_in, input_refs_in, job_output_ref, parse_ref
 from reelforge.storage.base import MAX_PRESIGNED_PUT, Storage
 
 UPLOAD_PREFIX = "agent-uploads"
 _FILENAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
 CANDIDATES = 20  # queued jobs looked at per claim when choosing one whose resources fit the agent
+MAX_CHILDREN = 65  # a fork's children: at most 64 chunks (the ops' `chunks` limit) and the sound
+FORK_PREFIX = "fork-"  # an uploaded fork file's temporary name: apart from the job's outputs
 
 
 class QueueNotAllowed(ReelForgeError):
@@ -59,6 +75,7 @@ class AgentResources:
     cuda: str | None = None
     nvenc_sessions: int = 0  # 0: no NVENC
     cpu_cores: int = 1
+    slots: int = 1  # jobs it runs at once
     # GPU memory not held by the agent's running jobs, sent with each claim (None: all of vram_gb)
     vram_free_gb: float | None = None
 
@@ -68,7 +85,7 @@ class AgentResources:
         free = d.get("vram_free_gb")
         return cls(gpu_name=d.get("gpu_name") or None, vram_gb=float(d.get("vram_gb") or 0),
                    cuda=d.get("cuda") or None, nvenc_sessions=int(d.get("nvenc_sessions") or 0),
-                   cpu_cores=max(1, int(d.get("cpu_cores") or 1)),
+                   cpu_cores=max(1, int(d.get("cpu_cores") or 1)), slots=max(1, int(d.get("slots") or 1)),
                    vram_free_gb=float(free) if isinstance(free, int | float) else None)
 
     def fits(self, need: Resources) -> bool:
@@ -190,7 +207,7 @@ class AgentJobs:
         for fid, ref in job.files.items():
             # S3: a presigned GET; local storage: the API serves this one file to this one job's token
             url = ref.url if ref.url and ref.url.startswith(("http://", "https://")) else \
-                f"/v1/agent/jobs/{job.id}/files/{fid}"
+                f"/v1/agent/jobs/{job.id}/{_file_path(fid)}"
             files[fid] = {"key": ref.key, "url": url}
         return {"job_id": job.id, "op": job.op, "params": job.params, "tenant": job.tenant, "queue": job.queue,
                 "priority": job.priority, "attempt": job.attempts, "max_attempts": job.max_attempts,
@@ -200,7 +217,19 @@ class AgentJobs:
                 # storage: outputs go to `uploads`)
                 "output_urls": f"/v1/agent/jobs/{job.id}/output-urls/" if self.storage.presigned_uploads else None,
                 # what the job holds while it runs: an agent counts it against its GPU memory
-                "needs": (need or Resources()).model_dump(include={"gpu", "vram_gb", "nvenc"})}
+                "needs": (need or Resources()).model_dump(include={"gpu", "vram_gb", "nvenc"}),
+                "parent": job.parent, "resumed": job.resumed, "workers": self.chunk_workers(job)}
+
+    def chunk_workers(self, job: ClaimedJob) -> int:
+        """How many workers could take this job's chunks, were it to fork: the service's `chunk_workers`, else
+        the slots of the agents that asked for work of its queue lately (1 for a child or a joining parent,
+        which never fork)."""
+        if job.parent is not None or job.resumed is not None:
+            return 1
+        compute = self.settings.compute
+        if compute.chunk_workers:
+            return compute.chunk_workers
+        return max(1, self.stores.agents.live_slots(job.queue, time.time() - compute.agent_alive_s))
 
     # ---- job tokens
     def _sign(self, job_id: str, attempt: int, worker_id: str, expires: float) -> str:
@@ -318,6 +347,50 @@ class AgentJobs:
             raise NotFound(f"Input file {file_id!r} was not found.", code="input_not_found")
         return rec.storage_key, rec.filename
 
+    def job_file(self, grant: JobGrant, ref: str) -> tuple[str, str]:
+        """(storage key, filename) of a file another job made for this one (`job://<job>/<name>`): one its
+        claim got in `files`, and nothing else."""
+        job = self._owned(grant)
+        where = self.control.readable_files(job.id).get(ref) if parse_ref(ref).kind == "job" else None
+        if where is None:
+            raise NotFound(f"Input {ref[:120]!r} was not found.", code="input_not_found")
+        return where.key, where.key.rsplit("/", 1)[-1]
+
+    def fork(self, grant: JobGrant, children: list[dict[str, Any]], state: dict[str, Any],
+             outputs: dict[str, Any]) -> list[str]:
+        """The job waits for these child jobs (engine/control.JobControl.fork), after its uploaded fork files
+        are committed. Each child is checked as a client's job would be, and may name only the inputs its
+        parent names and these files: a remote worker can ask for the parent's chunks, nothing more."""
+        job = self._owned(grant)
+        if not children or len(children) > MAX_CHILDREN:
+            raise UserError(f"A fork has 1 to {MAX_CHILDREN} children, not {len(children)}.", code="invalid_fork")
+        names = {check_filename(str(name)): meta for name, meta in outputs.items()}
+        shared = {job_output_ref(job.id, name) for name in names}
+        rec = self.stores.jobs.get_job(job.id)
+        own = set(input_refs_in(rec.params if rec is not None else {}))
+        op = get_operation(job.op)
+        context = {**submit_context(self.settings), "job_refs": frozenset(shared)}
+        checked = []
+        for child in children:
+            if child.get("op") != job.op or not isinstance(child.get("params"), dict):
+                raise UserError(f"A child of a {job.op} job must be a {job.op} job with params.", code="invalid_fork")
+            try:
+                params = op.params_model.model_validate(child["params"], context=context)
+            except ValidationError as exc:
+                raise invalid_params(exc, prefix="children.params") from None
+            foreign = [t for t in input_refs_in(child["params"]) if t not in own and t not in shared]
+            if foreign:
+                raise UserError(f"A child names {foreign[0][:120]!r}, which its parent does not.",
+                                code="invalid_fork")
+            checked.append({"op": job.op, "params": params.model_dump(mode="json"),
+                            "weight": max(0.0, float(child.get("weight") or 1))})
+        committed = {}
+        for name, meta in names.items():
+            filename = check_filename(str((meta or {}).get("filename") or ""))
+            committed[name] = self._commit_one(grant, f"jobs/{job.id}/fork/{filename}", f"{FORK_PREFIX}{filename}",
+                                               name, meta)
+        return self.control.fork(job, grant.worker_id, checked, state, outputs=committed)
+
     def upload_key(self, grant: JobGrant, filename: str) -> str:
         self._owned(grant)
         return f"{UPLOAD_PREFIX}/{grant.job_id}/{grant.attempt}/{check_filename(filename)}"
@@ -337,19 +410,31 @@ class AgentJobs:
         committed: dict[str, Any] = {}
         for name, meta in outputs.items():
             filename = check_filename(str((meta or {}).get("filename") or ""))
-            temp = f"{UPLOAD_PREFIX}/{grant.job_id}/{grant.attempt}/{filename}"
-            if not self.storage.exists(temp):
-                raise UserError(f"Output {name!r} was reported but never uploaded.", code="output_incomplete")
-            key = job.output_key(name, filename)
-            # moved, not copied (local storage renames): the upload is this attempt's and ends here anyway
-            obj = self.storage.move(temp, key, meta.get("content_type"))
-            if obj.size != meta.get("size") or obj.sha256 != meta.get("sha256"):
-                self.storage.delete(obj.key)
-                raise UserError(f"Output {name!r} arrived incomplete ({obj.size} bytes, the worker reported "
-                                f"{meta.get('size')}).", code="output_incomplete")
-            committed[name] = {"key": obj.key, "filename": key.rsplit("/", 1)[-1], "size": obj.size,
-                               "content_type": obj.content_type, "sha256": obj.sha256}
+            committed[name] = self._commit_one(grant, job.output_key(name, filename), filename, name, meta)
         return committed
+
+    def _commit_one(self, grant: JobGrant, key: str, uploaded: str, name: str, meta: dict[str, Any]) -> dict[str, Any]:
+        """Move this attempt's upload `uploaded` to `key`, checked against the size and SHA-256 reported."""
+        temp = f"{UPLOAD_PREFIX}/{grant.job_id}/{grant.attempt}/{check_filename(uploaded)}"
+        if not self.storage.exists(temp):
+            raise UserError(f"Output {name!r} was reported but never uploaded.", code="output_incomplete")
+        # moved, not copied (local storage renames): the upload is this attempt's and ends here anyway
+        obj = self.storage.move(temp, key, meta.get("content_type"))
+        if obj.size != meta.get("size") or obj.sha256 != meta.get("sha256"):
+            self.storage.delete(obj.key)
+            raise UserError(f"Output {name!r} arrived incomplete ({obj.size} bytes, the worker reported "
+                            f"{meta.get('size')}).", code="output_incomplete")
+        return {"key": obj.key, "filename": key.rsplit("/", 1)[-1], "size": obj.size,
+                "content_type": obj.content_type, "sha256": obj.sha256}
 
     def _drop_uploads(self, grant: JobGrant) -> None:
         self.storage.delete_prefix(f"{UPLOAD_PREFIX}/{grant.job_id}/{grant.attempt}/")
+
+
+def _file_path(ref: str) -> str:
+    """The API path (under the job's) that serves one of a job's `files` on local storage."""
+    if parse_ref(ref).kind == "job":
+        other, _, name = ref[len("job://"):].partition("/")
+        return f"refs/{other}/{name}"
+    return f"files/{ref}"
+

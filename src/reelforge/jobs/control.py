@@ -159,6 +159,16 @@ class DatabaseControl:
         self._send(rec.id, job_event(rec, "job.running", status="running", attempt=rec.attempts), "state")
         return job
 
+    def readable_files(self, job_id: str) -> dict[str, StorageRef]:
+        """The files a claim of this job gets in its `files` (its uploads, its parent's fork files, its
+        children's outputs and its own fork files), as they are now: what a remote worker may download."""
+        rec = self.jobs.get_job(job_id)
+        if rec is None:
+            return {}
+        files = self._resolve_files(rec)
+        self._resumed(rec, files)
+        return files
+
     def _resolve_files(self, rec: JobRecord) -> dict[str, StorageRef]:
         """The tenant's uploaded files the params name (one query). An id not found is left out: the host
         then fails the job with input_not_found, as it would for any missing input. A fork's child also gets

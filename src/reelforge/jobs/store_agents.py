@@ -88,6 +88,19 @@ class AgentsStore(_Store):
                 AgentTokenRow.revoked.is_(False), AgentTokenRow.last_seen_at >= since)).all()
         return {q for agent_id, queues in rows if agent_id not in exclude for q in (queues or ())}
 
+    def live_slots(self, queue: str, since: float) -> int:
+        """How many jobs of `queue` the (not revoked) agents that asked for work since `since` run at once,
+        by the slots each declared (1 when it did not say)."""
+        with self.session() as s:
+            rows = s.execute(select(AgentTokenRow.queues, AgentTokenRow.resources).where(
+                AgentTokenRow.revoked.is_(False), AgentTokenRow.last_seen_at >= since)).all()
+        total = 0
+        for queues, resources in rows:
+            if queue in (queues or ()):
+                slots = (resources or {}).get("slots")
+                total += max(1, int(slots)) if isinstance(slots, int) else 1
+        return total
+
     def ensure_builtin(self, agent_id: str, name: str, queues: list[str]) -> AgentTokenRecord:
         """The identity a service-side backend (e.g. RunPod) claims and reports under. Its token is random
         and never shown (the backend signs job tokens directly); revoking it stops that backend."""
