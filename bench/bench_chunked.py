@@ -1,6 +1,8 @@
-"""Benchmark chunked rendering (docs/CHUNKED.md) on real Celery workers: 2 workers vs 1 on a 1080p render.
+"""Benchmark chunked rendering (docs/CHUNKED.md) on real Celery workers, or remote agents: 2 workers vs 1 on a
+1080p render.
 
     flock /tmp/reelforge-services.lock .venv/bin/python bench/bench_chunked.py            # 2 minutes, 1080p25
+    flock /tmp/reelforge-services.lock .venv/bin/python bench/bench_chunked.py --backend agents
     flock /tmp/reelforge-services.lock .venv/bin/python bench/bench_chunked.py --seconds 30 --size 1280x720
     flock /tmp/reelforge-services.lock .venv/bin/python bench/bench_chunked.py --op build --seconds 60 --size 640x360
 
@@ -12,6 +14,11 @@ A real `reelforge serve` (Celery executor, a throw-away PostgreSQL database, its
 `reelforge worker` processes, each pinned to its own core with taskset and running one job at a time, with
 x264 held to one thread (THREADS_PER_JOB=1: chunked-render encodes use `-threads` from it), and job hosts
 not niced (JOB_NICE=0), so the measured encodes compete with other load on equal terms.
+
+`--backend agents`: the same with `reelforge agent` processes (pinned alike, one slot each, an agent token and
+no database, broker or storage settings) taking every queue of an embedded service on local storage
+(compute.queue_backends): the parent forks on an agent through its job token, every chunk and the join run
+on agents, and every file goes through the API (docs/CHUNKED.md, "On agents").
 
     reference   1 worker, the render in one job (`chunks: 1`)
     chunked     N workers (default 2), the render split into N chunks (`chunks: N`, so a worker count
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -122,16 +130,30 @@ def tree_cpu_s(root: int) -> float:
     return total
 
 
+# an agent's own settings: what a rented box would be given (no database, broker or storage at all)
+AGENT_ENV = ("PATH", "PYTHONPATH", "REELFORGE_THREADS_PER_JOB", "REELFORGE_JOB_NICE", "REELFORGE_CHUNK_THRESHOLD_S",
+             "REELFORGE_WHISPER_MODEL", "HF_HUB_OFFLINE")
+
+
 @contextlib.contextmanager
-def workers(svc: Service, cores: list[int]) -> Iterator[list[subprocess.Popen[bytes]]]:
+def workers(svc: Service, cores: list[int], backend: str) -> Iterator[list[subprocess.Popen[bytes]]]:
     procs = []
     for core in cores:
         log = (svc.data_dir.parent / f"worker-{core}.log").open("ab")
-        procs.append(subprocess.Popen(
-            ["taskset", "-c", str(core), sys.executable, "-m", "reelforge.cli", "worker", "--queues", "cpu",
-             "--concurrency", "1", "--name", f"bench-{core}-{uuid.uuid4().hex[:4]}@%h"],
-            env=svc.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-    time.sleep(4)  # up and answering inspect (the chunk count is asked of the live workers)
+        if backend == "agents":
+            token = svc.cli("agents", "token", "create", "--name", f"bench-{core}-{uuid.uuid4().hex[:4]}",
+                            "--queues", "cpu,gpu").stdout.strip().splitlines()[-1]
+            home = svc.data_dir.parent / f"agent-{core}-{uuid.uuid4().hex[:4]}"
+            home.mkdir()
+            env = {k: v for k, v in svc.env.items() if k in AGENT_ENV}
+            env.update(HOME=str(home), REELFORGE_DATA_DIR=str(home), REELFORGE_AGENT_TOKEN=token)
+            command = ["agent", "--api", svc.url, "--queues", "cpu,gpu", "--concurrency", "1"]
+        else:
+            env, command = svc.env, ["worker", "--queues", "cpu", "--concurrency", "1", "--name",
+                                     f"bench-{core}-{uuid.uuid4().hex[:4]}@%h"]
+        procs.append(subprocess.Popen(["taskset", "-c", str(core), sys.executable, "-m", "reelforge.cli", *command],
+                                      env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+    time.sleep(4)  # up: answering inspect (Celery), registered and polling (agents)
     try:
         yield procs
     finally:
@@ -197,8 +219,8 @@ def warm_up(c: httpx.Client, op: str, params: dict[str, Any], n: int) -> None:
 
 
 def one_run(svc: Service, c: httpx.Client, op: str, params: dict[str, Any], cores: list[int],
-            timeout: float) -> dict[str, Any]:
-    with workers(svc, cores) as procs:
+            timeout: float, backend: str) -> dict[str, Any]:
+    with workers(svc, cores, backend) as procs:
         warm_up(c, op, params, len(cores))
         return _timed(c, op, params, procs, timeout)
 
@@ -255,6 +277,7 @@ def main() -> None:
     ap.add_argument("--fps", type=float, default=25)
     ap.add_argument("--quality", default="standard")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--backend", choices=("celery", "agents"), default="celery")
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--write", type=Path, help="append a Markdown section to this file")
     args = ap.parse_args()
@@ -264,11 +287,15 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-chunked-"))
     files = make_media(tmp / "media", args.size)
     redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+    if args.backend == "agents":  # the service's own slots take nothing: every queue is the agents'
+        engine = {"REELFORGE_QUEUE_BACKENDS": json.dumps({"cpu": ["agent"], "gpu": ["agent"]})}
+    else:
+        engine = {"REELFORGE_EXECUTOR": "celery", "REELFORGE_BROKER_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+                  "REELFORGE_WORKER_QUEUES": "cpu"}
     with temp_database() as db_url:
-        svc = Service(tmp / "data", REELFORGE_EXECUTOR="celery", REELFORGE_DATABASE_URL=db_url,
-                      REELFORGE_BROKER_URL=f"redis://127.0.0.1:6379/{REDIS_DB}",
+        svc = Service(tmp / "data", REELFORGE_DATABASE_URL=db_url, **engine,
                       REELFORGE_THREADS_PER_JOB="1", REELFORGE_JOB_NICE="0",
-                      REELFORGE_WORKER_QUEUES="cpu", REELFORGE_LEASE_TTL_S="20", REELFORGE_HEARTBEAT_S="2",
+                      REELFORGE_LEASE_TTL_S="20", REELFORGE_HEARTBEAT_S="2",
                       **({"REELFORGE_CHUNK_THRESHOLD_S": "20", "REELFORGE_WHISPER_MODEL": "packaged:tiny.en"}
                          if args.op == "build" else {}))
         svc.start()
@@ -280,10 +307,10 @@ def main() -> None:
                         ids[name] = c.post("/v1/files", params={"filename": path.name}, content=fh).json()["id"]
                 make = build_params if args.op == "build" else timeline
                 base = make(ids, args.seconds, args.size, args.fps, args.quality)
-                ref = one_run(svc, c, args.op, {**base, "chunks": 1}, cores[:1], args.timeout)
+                ref = one_run(svc, c, args.op, {**base, "chunks": 1}, cores[:1], args.timeout, args.backend)
                 print(f"reference (1 worker, one job): {ref['wall_s']:.1f} s wall, {ref['cpu_s']:.1f} CPU s, "
                       f"load {ref['load'][0]:.1f}-{ref['load'][1]:.1f}", flush=True)
-                chk = one_run(svc, c, args.op, {**base, "chunks": len(cores)}, cores, args.timeout)
+                chk = one_run(svc, c, args.op, {**base, "chunks": len(cores)}, cores, args.timeout, args.backend)
         finally:
             svc.stop()
     redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
@@ -315,7 +342,8 @@ def main() -> None:
     if args.write:
         with args.write.open("a") as fh:
             fh.write(f"\n### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {args.op}, {args.seconds:g} s "
-                     f"{args.size} at {args.fps:g} fps, quality {args.quality}, {len(cores)} workers\n\n")
+                     f"{args.size} at {args.fps:g} fps, quality {args.quality}, {len(cores)} "
+                     f"{'agents' if args.backend == 'agents' else 'workers'}\n\n")
             fh.write("\n".join(f"- {line}" for line in lines) + "\n")
 
 

@@ -57,3 +57,38 @@ def test_an_agent_reads_presigned_inputs_and_its_outputs_are_committed_to_the_bu
     assert abs(float(ffprobe(local)["format"]["duration"]) - 2.5) < 0.1
     assert local.stat().st_size == out["size"]
     assert hashlib.sha256(local.read_bytes()).hexdigest() == out["sha256"]  # what the service hashed on commit
+
+
+def test_a_chunked_build_on_an_agent_moves_its_files_through_the_bucket_only(
+        s3_stack: tuple[Service, str, str], tmp_path: Path, make_video) -> None:
+    """docs/CHUNKED.md "On agents" on S3: the files the parent makes for its chunks go to the bucket with
+    presigned PUTs (committed under its fork/ folder when it forks), the chunks read them and the join reads
+    the chunks with presigned GETs; none of it passes through the API."""
+    svc, endpoint, bucket = s3_stack
+    script = " ".join(["The quick brown fox jumps over the lazy dog while the narrator talks on."] * 4)
+    env = {"REELFORGE_CHUNK_THRESHOLD_S": "10", "REELFORGE_CHUNK_MIN_S": "5"}
+    with svc.client() as c:
+        background = upload(c, make_video(duration=2.0, size="192x108", fps=25))
+        job = submit(c, "build", {"script": script, "voice": {"engine": "espeak"}, "backgrounds": [background],
+                                  "size": "320x180", "fps": 10, "quality": "draft", "chunks": 2})
+        with agent(svc, tmp_path, "box-s3-chunks", env=env) as box:
+            done = wait_done(c, job["id"], box, timeout=300)
+        assert done["status"] == "succeeded", (done, box.output())
+        children = [c.get(f"/v1/jobs/{cid}").json() for cid in done["notes"]["fork"]["children"]]
+        metrics = c.get("/metrics").text
+    assert done["result"]["data"]["chunks"] == 2 and len(children) == 3
+    assert all(ch["status"] == "succeeded" and ch["notes"]["backend"] == "agent" for ch in children)
+    fork_keys = {meta["key"] for meta in done["notes"]["fork"]["outputs"].values()}
+    assert {k.rsplit("/", 1)[-1].split(".")[0] for k in fork_keys} == {"narration", "background", "ass", "srt"}
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert {f"rf/{k}" for k in fork_keys} <= keys and all(f"/jobs/{done['id']}/fork/" in f"/{k}" for k in fork_keys)
+    through_api = [line for line in metrics.splitlines() if line.startswith("reelforge_http_requests_total")
+                   and ("/outputs/{filename}" in line or "/refs/" in line or "/files/{file_id}" in line)]
+    assert not through_api, through_api
+    video = tmp_path / "built.mp4"
+    s3.download_file(bucket, f"rf/{done['result']['outputs']['video']['key']}", str(video))
+    streams = {s["codec_type"]: s for s in ffprobe(video)["streams"]}
+    assert sorted(streams) == ["audio", "video"]
+    assert abs(float(ffprobe(video)["format"]["duration"]) - done["result"]["data"]["duration_s"]) < 0.15

@@ -89,6 +89,7 @@ def test_a_job_token_forks_only_its_own_ops_children_naming_its_own_inputs(svc: 
                                      "invalid_params"),
             "a file the job does not name": ({"op": "render", "params": _with_src(params, _unnamed(c))}, 400,
                                              "invalid_fork"),
+            "a weight that is no number": ({"op": "render", "params": params, "weight": "x"}, 400, "invalid_fork"),
         }
         assert first_clip["src"] == sources["clip"]
         for why, (child, status, code) in cases.items():

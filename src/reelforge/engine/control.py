@@ -39,6 +39,8 @@ class JobStatus(StrEnum):
 
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT})
 ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+# a remote worker uploads the files a job makes for its children under this prefix (apart from its outputs)
+FORK_UPLOAD_PREFIX = "fork-"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from reelforge.engine.control import ClaimedJob, JobStatus, Lease, QueuedJob, StorageRef
+from reelforge.engine.control import FORK_UPLOAD_PREFIX, ClaimedJob, JobStatus, Lease, QueuedJob, StorageRef
 from reelforge.storage.base import StoredObject, guess_content_type
 from reelforge.storage.url_files import NoStorage
 
@@ -337,7 +337,8 @@ class JobUploads(NoStorage):
         if parts[0] != "jobs" or not (len(parts) == 3 or (len(parts) == 4 and parts[2] == "fork")):
             raise ValueError(f"an agent stores only job outputs, not {key!r}")
         ctype = guess_content_type(key, content_type)
-        answer, sha = self.control.upload(parts[1], src, ctype, f"fork-{parts[3]}" if len(parts) == 4 else None)
+        name = f"{FORK_UPLOAD_PREFIX}{parts[3]}" if len(parts) == 4 else None
+        answer, sha = self.control.upload(parts[1], src, ctype, name)
         size = src.stat().st_size
         if answer.get("size") != size or answer.get("sha256") != sha:
             raise RuntimeError(f"the output {src.name} arrived damaged ({answer.get('size')} of {size} bytes)")

@@ -43,7 +43,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reelforge.config import Settings
-from reelforge.engine.control import ClaimedJob, JobStatus, Lease
+from reelforge.engine.control import FORK_UPLOAD_PREFIX, ClaimedJob, JobStatus, Lease
 from reelforge.engine.metrics import JOBS_STARTED_REMOTE, REMOTE_COLD_STARTS, REMOTE_QUEUE_DELAY
 from reelforge.errors import AuthError, Conflict, NotFound, ReelForgeError, UserError, invalid_params, job_error
 from reelforge.jobs.control import DatabaseControl
@@ -59,7 +59,6 @@ UPLOAD_PREFIX = "agent-uploads"
 _FILENAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
 CANDIDATES = 20  # queued jobs looked at per claim when choosing one whose resources fit the agent
 MAX_CHILDREN = 65  # a fork's children: at most 64 chunks (the ops' `chunks` limit) and the sound
-FORK_PREFIX = "fork-"  # an uploaded fork file's temporary name: apart from the job's outputs
 
 
 class QueueNotAllowed(ReelForgeError):
@@ -382,13 +381,15 @@ class AgentJobs:
             if foreign:
                 raise UserError(f"A child names {foreign[0][:120]!r}, which its parent does not.",
                                 code="invalid_fork")
-            checked.append({"op": job.op, "params": params.model_dump(mode="json"),
-                            "weight": max(0.0, float(child.get("weight") or 1))})
+            weight = child.get("weight", 1)
+            if not isinstance(weight, int | float) or not 0 <= weight < 1e9:
+                raise UserError("A child's weight is a number of frames (0 or more).", code="invalid_fork")
+            checked.append({"op": job.op, "params": params.model_dump(mode="json"), "weight": weight})
         committed = {}
         for name, meta in names.items():
             filename = check_filename(str((meta or {}).get("filename") or ""))
-            committed[name] = self._commit_one(grant, f"jobs/{job.id}/fork/{filename}", f"{FORK_PREFIX}{filename}",
-                                               name, meta)
+            committed[name] = self._commit_one(grant, f"jobs/{job.id}/fork/{filename}",
+                                               f"{FORK_UPLOAD_PREFIX}{filename}", name, meta)
         return self.control.fork(job, grant.worker_id, checked, state, outputs=committed)
 
     def upload_key(self, grant: JobGrant, filename: str) -> str:
