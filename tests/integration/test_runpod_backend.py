@@ -252,6 +252,36 @@ def test_the_image_entry_point_in_runpods_test_mode_runs_an_envelope(stack: Serv
     assert fake.jobs[done["notes"]["remote_id"]]["output"] == {"returncode": 0}
 
 
+def test_a_long_render_on_runpod_is_split_into_as_many_calls_as_the_backend_runs_at_once(
+        stack: Service, fake: FakeRunPod, tmp_path: Path) -> None:
+    """docs/CHUNKED.md "On agents": the backend declares its 8 calls in flight as slots, so a 64 s render
+    with no `chunks` forks on RunPod into 4 chunks (capped by the 15 s minimum) and the sound, each a RunPod
+    call, and is joined by one more; the whole video comes back."""
+    from tests.chunked_media import make_sources, timeline
+
+    files = make_sources(tmp_path / "media")
+    with stack.client() as c:
+        ids = {}
+        for name, path in files.items():
+            with path.open("rb") as fh:
+                ids[name] = str(c.post("/v1/files", params={"filename": path.name}, content=fh).json()["id"])
+        calls = len(fake.jobs)
+        job = submit(c, "render", timeline(ids, total=64, fps=5, size="160x90"))
+        done = wait_job(c, job["id"], timeout=300)
+        assert done["status"] == "succeeded", done
+        children = [c.get(f"/v1/jobs/{cid}").json() for cid in done["notes"]["fork"]["children"]]
+        (tmp_path / "joined.mp4").write_bytes(c.get(f"/v1/jobs/{job['id']}/outputs/render").content)
+    assert done["result"]["data"]["chunks"] == 4 and len(children) == 5
+    assert all(ch["status"] == "succeeded" and ch["notes"]["backend"] == "runpod" for ch in children), children
+    assert len(fake.jobs) - calls == 7  # the fork, 4 chunks, the sound, the join: one call each
+    probe = json.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=codec_type,nb_read_frames,duration",
+         "-of", "json", str(tmp_path / "joined.mp4")], check=True, capture_output=True, text=True).stdout)
+    streams = {st["codec_type"]: st for st in probe["streams"]}
+    assert int(streams["video"]["nb_read_frames"]) == 64 * 5
+    assert float(streams["audio"]["duration"]) == pytest.approx(64, abs=0.05)
+
+
 def test_the_handler_refuses_input_that_is_no_envelope() -> None:
     assert "envelope" in handler({"id": "x", "input": {"prompt": "hi"}})["error"]
 

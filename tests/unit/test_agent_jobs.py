@@ -153,3 +153,24 @@ def test_presence_counts_agents_seen_by_other_processes() -> None:
     assert asked == [30]  # answered from a short cache afterwards: claims ask on every poll
     presence.seen(["cpu"])
     assert presence.alive("cpu", 30)
+
+
+def test_a_jobs_chunk_workers_are_the_live_agents_slots_for_its_queue(
+        env: tuple[JobServices, JobService, AgentJobs]) -> None:
+    """The envelope's `workers` (docs/CHUNKED.md, "On agents"): the slots the agents of the job's queue
+    declared, of those seen within agent_alive_s and not revoked; 1 for a child."""
+    services, service, agents = env
+    store = services.stores.agents
+    _, big = store.create_token("big", ["cpu", "gpu"])
+    _, small = store.create_token("small", ["cpu"])
+    _, other = store.create_token("other", ["gpu"])
+    _, silent = store.create_token("silent", ["cpu"])  # never polled
+    for rec, slots in ((big, 3), (small, None), (other, 5)):
+        agents.register(rec, {"cpu_cores": 4, **({"slots": slots} if slots else {})})
+    job, _ = service.submit("t1", JobCreate(op="test_slow", params={"seconds": 1}))
+    envelope = agents.claim(big, "w1", ["cpu"], {})
+    assert envelope is not None and envelope["job_id"] == job.id
+    assert envelope["workers"] == 3 + 1 and envelope["parent"] is None and envelope["resumed"] is None
+    store.revoke("small")
+    assert silent.last_seen_at is None and store.live_slots("cpu", 0.0) == 3
+    assert store.live_slots("gpu", 0.0) == 8

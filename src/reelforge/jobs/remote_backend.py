@@ -10,12 +10,16 @@ finished the job is released for another attempt. When the provider cannot take 
 credentials refused, 5xx beyond the client's retries) the job is given back without spending an attempt
 and the backend is skipped for a while, so the next backend in the queue's list (e.g. local) runs it; the
 job's notes say why (`last_worker_error`).
+
+The identity declares `max_in_flight` as its slots and is marked seen while the backend runs, so a long job
+of its queues is planned in as many chunks (docs/CHUNKED.md, "On agents"): each chunk is one more call.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,9 +64,12 @@ class RemoteFunctionBackend:
         self._running: dict[str, _Call] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._seen_at = 0.0
 
     def start(self) -> None:
         self.stores.agents.ensure_builtin(self.agent_id, self.name, self.queues)
+        self.stores.agents.seen(self.agent_id, {**self.resources, "slots": self.max_in_flight})
+        self._seen_at = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name=f"reelforge-{self.name}", daemon=True)
         self._thread.start()
 
@@ -75,6 +82,9 @@ class RemoteFunctionBackend:
     def _loop(self) -> None:
         while not self._stop.wait(POLL_S):
             try:
+                if time.monotonic() - self._seen_at >= self.settings.compute.agent_alive_s / 4:
+                    self._seen_at = time.monotonic()
+                    self.stores.agents.seen(self.agent_id)  # live: its slots count for chunk planning
                 self._watch()
                 while len(self._running) < self.max_in_flight and self._dispatch():
                     pass
