@@ -7,7 +7,8 @@
     file:///path              a local path, for tests and the CLI's local mode (`kind="local"`)
     job://<job id>/<output>   another job's output (`kind="job"`): only in what the service itself hands
                               a job (a chunked render's chunks, the files a chunked build's parent stored
-                              for its children: docs/CHUNKED.md), never from a client
+                              for its children: docs/CHUNKED.md), never from a client; a remote worker's
+                              fork may name only its own job's fork files (validation context `job_refs`)
 
 Anything else is `kind="other"` (a plain local path in tests, or an error where only the forms above are
 accepted). Schemes are case-insensitive (RFC 3986); the rest is kept as given. Used by ops/params.py
