@@ -365,8 +365,7 @@ class AgentJobs:
             raise UserError(f"A fork has 1 to {MAX_CHILDREN} children, not {len(children)}.", code="invalid_fork")
         names = {check_filename(str(name)): meta for name, meta in outputs.items()}
         shared = {job_output_ref(job.id, name) for name in names}
-        rec = self.stores.jobs.get_job(job.id)
-        own = set(input_refs_in(rec.params if rec is not None else {}))
+        own = set(input_refs_in(job.params))
         op = get_operation(job.op)
         context = {**submit_context(self.settings), "job_refs": frozenset(shared)}
         checked = []
