@@ -56,6 +56,10 @@ def test_tts_build_graph() -> None:
     assert by_id["background"].step.params["longest_s"] in (30.0, 60.0, 120.0)
     audio_steps = {s.id: s for s in build_steps(params(audio="/m/voice.wav"))}
     assert "longest_s" not in audio_steps["background"].params  # a given narration's length is unknown
+    # the compose encodes this build's picture again (a head, burned captions): the period is an intermediate
+    assert by_id["background"].step.params["reencoded"] is True
+    soft = {s.id: s for s in build_steps(params(captions="soft"))}
+    assert "reencoded" not in soft["background"].params  # stream-copied into the output: the quality encode
     assert by_id["head"].needs == ()  # runs in parallel with the narration
     assert set(by_id["compose"].needs) == {"background", "narration", "head", "captions"}
     assert graph.final.id == "compose"

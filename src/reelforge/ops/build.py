@@ -10,7 +10,8 @@ aggregated progress and cancel:
                 size and rate in the same encode; it does not need the narration's length, so it runs in
                 parallel with the narration (a clip longer than the script can take to speak is encoded
                 only that far, forward). Encoded without B-frames, so the compose can repeat it by stream
-                copy and cut it on the exact frame.
+                copy and cut it on the exact frame; when the compose encodes anyway (burned captions, a
+                head) as a fast near-lossless intermediate (media/codecs.mezzanine_x264_args).
       or images Ken Burns clips (img2vid) to the narration's length
     captions    ASS (chosen style) + SRT from the word timings
     compose     ONE encode: background (repeated to the narration's length) + head + burned captions +
@@ -35,6 +36,7 @@ from pydantic import Field, ValidationError, ValidationInfo, model_validator
 
 from reelforge.captions import CaptionStyle, build_plain, build_subtitles, load_words, save_subs
 from reelforge.errors import InvalidParams, MediaError
+from reelforge.media.codecs import mezzanine_x264_args
 from reelforge.media.concat_list import concat_copy_args, write_concat_list
 from reelforge.media.encoders import EncoderChoice, Quality, with_encoder_fallback
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
@@ -179,6 +181,8 @@ def build_steps(p: BuildParams) -> list[Step]:
             source = {"ref": "joined.video"}
         cycle: dict[str, Any] = {"input": source, "mode": p.background_mode, "size": f"{w}x{h}", "fps": p.fps,
                                  "quality": p.quality}
+        if p.captions == "burn" or p.talking_head is not None:
+            cycle["reencoded"] = True  # the compose decodes and encodes it again
         if p.audio is None and p.script:
             cycle["longest_s"] = narration_upper_bound_s(p.script, p.voice)
         steps.append(Step(id="background", op="build.cycle", weight=2, params=cycle))
@@ -246,6 +250,8 @@ class CycleStepParams(Params):
     fps: int = Field(ge=1, le=60)
     quality: Quality = "standard"
     longest_s: float | None = Field(default=None, gt=0, description="no more of the clip is ever shown")
+    reencoded: bool = Field(default=False, description="the compose encodes the picture again (burned captions, "
+                                                       "a talking head): made as a fast, near-lossless intermediate")
 
 
 def _cycle_step(params: CycleStepParams, ctx: OpContext) -> OpResult:
@@ -266,7 +272,8 @@ def _cycle_step(params: CycleStepParams, ctx: OpContext) -> OpResult:
 
     def work(choice: EncoderChoice) -> Path:
         # no B-frames: decode order = display order, so a stream-copy cut ends on the exact frame
-        pieces = encode_cycle(path, ctx, mode, fps, info.duration_s, (*choice.args, "-bf", "0"),
+        enc = mezzanine_x264_args(params.quality) if params.reencoded and not choice.hw else choice.args
+        pieces = encode_cycle(path, ctx, mode, fps, info.duration_s, (*enc, "-bf", "0"),
                               size=size, fit=True, limit_s=limit, span=(0.0, 0.95))
         if len(pieces) == 1:
             return pieces[0].path
