@@ -179,3 +179,60 @@ def test_an_aborted_encode_leaves_no_ffmpeg(tmp_path: Path) -> None:
     with pytest.raises(ValueError):  # one encode, one rate
         other.write(np.zeros(100, np.float32), 16000)
     other.abort()
+
+
+# ---------------------------------------------------------------- espeak: the synthesiser's word events
+def test_espeak_word_events_map_to_the_script_words() -> None:
+    """Events (first character, length, first sample) to whitespace words: the first event inside a word
+    starts it ("2024," is said as several words), a word lasts until the next starts, a silent dash takes
+    no time where its neighbours meet, words run together share their event's time."""
+    from reelforge.models.tts_espeak import word_spans
+
+    text = "In 2024, well-known — really!"
+    events = [(0, 2, 0), (3, 4, 100), (4, 3, 180), (9, 4, 300), (14, 5, 380), (22, 6, 500)]
+    assert word_spans(text, events, 900) == [(0, 100), (100, 300), (300, 500), (500, 500), (500, 900)]
+    # "on the" run together as one event: the two share its time by letters
+    assert word_spans("sat on the pier.", [(0, 3, 0), (4, 2, 100), (11, 4, 200)], 300) == [
+        (0, 100), (100, 140), (140, 200), (200, 300)]
+    assert word_spans("the end", [(4, 3, 50)], 100) is None  # a sounding word before every event
+    assert word_spans("— go", [(2, 2, 10)], 100) == [(10, 10), (10, 100)]
+    assert word_spans("", [], 0) == []
+
+
+@pytest.mark.slow
+def test_espeak_times_its_own_words_with_the_binary_s_audio(settings: Settings, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The library speaks exactly what the espeak-ng binary says (sample for sample) and reports its words:
+    the tts op needs no forced alignment, every word holds sound, and whisper hears the words about where
+    espeak says they start. With the binary overridden the words are aligned as before."""
+    from reelforge.models import tts_espeak
+
+    sentence = "The baker opened his shop, and the smell of bread filled the street."
+    audio, rate, spans = tts_espeak.synthesize_timed(sentence, voice="en-us", speed=1.0, language="",
+                                                     settings=settings)
+    binary, binary_rate = tts_espeak._speak_binary(sentence, "en-us", 1.0)
+    assert rate == binary_rate and np.array_equal(audio, binary)
+    assert spans is not None and len(spans) == len(sentence.split())
+
+    op = get_operation("tts")
+    params = op.params_model(text=PLAIN, engine="espeak", format="wav", sample_rate=22050, sentence_pause_s=PAUSE_S)
+    res = op.run(params, OpContext.for_test(tmp_path / "voice", settings))
+    assert res.data["word_timings_from"] == "voice" and res.data["matched_ratio"] == 1.0
+    words = res.data["words"]
+    assert [w["text"] for w in words] == PLAIN.split()
+    sound, rate = read_wav(res.outputs["audio"])
+    for w in words:
+        a, b = int(w["start"] * rate), int(w["end"] * rate)
+        assert b > a and np.max(np.abs(sound[a:b])) > 0.05, w
+    assert all(x["end"] <= y["start"] for x, y in itertools.pairwise(words))
+    align = get_operation("align")
+    heard = align.run(align.params_model(audio=str(res.outputs["audio"]), script=PLAIN),
+                      OpContext.for_test(tmp_path / "align", settings)).data["words"]
+    diffs = np.array([abs(a["start"] - b["start"]) for a, b in zip(words, heard, strict=True)])
+    print(f"espeak vs whisper word starts: median {np.median(diffs):.3f} s, max {diffs.max():.3f} s")
+    assert np.median(diffs) < 0.2 and diffs.max() < 0.6
+
+    monkeypatch.setenv("REELFORGE_ESPEAK", "espeak-ng")  # another binary: its library is unknown
+    assert tts_espeak.synthesize_timed(sentence, voice="en-us", speed=1.0, language="", settings=settings)[2] is None
+    res = op.run(params, OpContext.for_test(tmp_path / "binary", settings))
+    assert res.data["word_timings_from"] == "alignment" and [w["text"] for w in res.data["words"]] == PLAIN.split()
