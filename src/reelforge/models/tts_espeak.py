@@ -141,7 +141,7 @@ def synthesize_timed(text: str, *, voice: str, speed: float, language: str, sett
                      voices_file: Path | None = None, threads: int | None = None
                      ) -> tuple[np.ndarray, int, list[tuple[int, int]] | None]:
     """Mono float32 audio in [-1, 1], its sample rate, and the sample range of each whitespace-separated
-    word (None when only the binary could speak, or a word got no event)."""
+    word (None when only the binary could speak, or a sounding word came before every word event)."""
     _check_voice(voice)
     if "REELFORGE_ESPEAK" not in os.environ:
         res = subprocess.run([sys.executable, "-I", "-S", espeak_speak.__file__, voice, str(words_per_minute(speed))],
@@ -152,6 +152,8 @@ def synthesize_timed(text: str, *, voice: str, speed: float, language: str, sett
             samples = np.frombuffer(raw, dtype="<i2")
             spans = word_spans(text, [(a, b, c) for a, b, c in meta["words"]], samples.size)
             return samples.astype(np.float32) / 32768.0, int(meta["rate"]), spans
+        if res.returncode == espeak_speak.NO_VOICE:  # listed by the binary, unknown to the library
+            raise InvalidParams(f"espeak-ng could not load the voice {voice!r}.", code="unknown_voice")
         if res.returncode != espeak_speak.NO_LIBRARY:
             raise ProcessingError(f"espeak-ng failed: {res.stderr.decode(errors='replace')[-300:]}",
                                   code="tts_failed")
