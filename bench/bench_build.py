@@ -115,6 +115,18 @@ def make_background(path: Path, grain: int) -> None:
                     "-pix_fmt", "yuv420p", str(path)], check=True)
 
 
+def make_stills(folder: Path, count: int, grain: int) -> list[Path]:
+    """`count` grainy 1920x1080 stills (frames of the background's pattern), for a Ken Burns background."""
+    stills = []
+    for i in range(count):
+        still = folder / f"still_{i}.png"
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=s=1920x1080:r=30:d={i + 1}",
+                        "-vf", f"noise=alls={grain}:allf=t,select=eq(n\\,{i * 30})", "-frames:v", "1", str(still)],
+                       check=True)
+        stills.append(still)
+    return stills
+
+
 def cpu_seconds() -> float:
     """CPU time of this process and its finished children (ffmpeg runs are waited for, so they count)."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -156,6 +168,8 @@ def main() -> None:
     ap.add_argument("--reference-minutes", type=float, default=2.0,
                     help="length of the reference encode (its time is scaled to the build's length: encoding "
                          "is linear in frames)")
+    ap.add_argument("--images", type=int, default=0,
+                    help="a Ken Burns background from this many 1080p stills instead of the looped clip")
     ap.add_argument("--write", type=Path, help="write a markdown report here")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args()
@@ -163,13 +177,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_build_"))
     background = work / "background.mp4"
     make_background(background, args.grain)
+    stills = make_stills(work, args.images, args.grain)
     script = script_for(args.minutes)
     load_before = os.getloadavg()
     rows: dict[str, dict[str, Any]] = {}
     duration = 0.0
     for variant in args.variants.split(","):
         captions, _, quality = variant.partition(":")
-        body = {"script": script, "backgrounds": [str(background)], "captions": captions,
+        source = {"images": [str(p) for p in stills]} if stills else {"backgrounds": [str(background)]}
+        body = {"script": script, **source, "captions": captions,
                 "caption_style": {"style": "karaoke"}, "size": "1920x1080", "fps": 30,
                 "quality": quality or "standard"}
         seconds, cpu, peak, data = run_build(work / variant.replace(":", "_"), body, args.whisper)
@@ -194,7 +210,8 @@ def main() -> None:
         """Steps that depend only on the background clip cost the same at any length; the rest grows
         linearly. (Only used when the run was shorter than 15 minutes.)"""
         steps = row["steps"]
-        fixed = sum(st["seconds"] for sid, st in steps.items() if sid in CONSTANT_STEPS)
+        constant = set() if stills else CONSTANT_STEPS  # a Ken Burns background grows with the length
+        fixed = sum(st["seconds"] for sid, st in steps.items() if sid in constant)
         wall_steps = sum(st["seconds"] for st in steps.values()) or 1.0
         fixed_part = row["seconds"] * fixed / wall_steps
         return fixed_part + (row["seconds"] - fixed_part) * scale

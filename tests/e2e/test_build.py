@@ -263,6 +263,34 @@ def test_a_loop_period_the_compose_encodes_again_is_a_near_lossless_intermediate
     assert near > lossy + 4, (near, lossy)  # measured 42.7 vs 35.4 dB on this grain
 
 
+def test_an_images_build_under_burned_captions_makes_its_ken_burns_as_an_intermediate(
+        media: dict[str, Path], settings: Settings, tmp_path: Path) -> None:
+    """Images + burned captions: the Ken Burns background is decoded and encoded again by the compose, so
+    it is made as the fast near-lossless intermediate; with soft captions it is the output's picture,
+    stream-copied, so it is the quality encode."""
+    still = tmp_path / "still.png"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=480x270", "-frames:v", "1", str(still))
+    body = {"script": "Images move slowly. Words appear on them.", "voice": {"engine": "espeak"},
+            "images": [str(media["head"].with_name("astronaut.png")), str(still)],
+            "captions": "burn", "caption_style": {"style": "karaoke", "font_size": 22, "margin_v": 20},
+            "size": f"{W}x{H}", "fps": FPS, "quality": "standard", "keep_intermediates": True, "cache": False}
+    burned = build(settings, tmp_path / "burn", body)
+    background = burned.outputs["background.video"].read_bytes()
+    assert b"crf=16.0" in background and b"cabac=0" in background  # x264 ultrafast, near-lossless
+    narration = probe(burned.outputs["narration.audio"]).duration_s
+    info = probe(burned.outputs["video"])
+    assert info.video is not None and abs((info.video.duration_s or 0) - narration) <= 1 / FPS + 1e-3
+    assert burned.data["video"] == "libx264"
+    words = json.loads(burned.outputs["narration.words"].read_text())["words"]
+    first = words[0]
+    assert caption_pixels(frame_at(burned.outputs["video"], (first["start"] + first["end"]) / 2)) > 100
+    assert np.abs(frame_at(burned.outputs["video"], 0.1) - frame_at(burned.outputs["video"], 1.0)).mean() > 1
+
+    soft = build(settings, tmp_path / "soft", {**body, "captions": "soft"})
+    assert b"crf=21.0" in soft.outputs["background.video"].read_bytes()  # the output's own picture
+    assert soft.data["video"] == "copy"
+
+
 def test_a_background_longer_than_the_script_can_take_is_encoded_only_that_far(tmp_path: Path,
                                                                                settings: Settings) -> None:
     from reelforge.ops import build as op_build

@@ -80,6 +80,9 @@ def test_images_and_several_backgrounds() -> None:
     steps = {s.id: s for s in build_steps(params(backgrounds=[], images=["/m/a.png", "/m/b.png"]))}
     assert steps["background"].op == "build.images"
     assert steps["background"].params["duration_s"] == {"ref": "narration.data.duration_s"}
+    assert steps["background"].params["reencoded"] is True  # burned captions: the compose encodes it again
+    soft = {s.id: s for s in build_steps(params(backgrounds=[], images=["/m/a.png"], captions="soft"))}
+    assert "reencoded" not in soft["background"].params
     joined = {s.id: s for s in build_steps(params(backgrounds=["/m/a.mp4", "/m/b.mp4"]))}
     assert joined["joined"].op == "concat"
     assert joined["background"].params["input"] == {"ref": "joined.video"}

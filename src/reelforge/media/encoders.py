@@ -34,7 +34,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from reelforge.errors import JobCancelled, MediaError, ProcessingError
-from reelforge.media.codecs import CPU_ENCODERS, NVENC_ENCODERS, Quality, VideoCodec, video_args
+from reelforge.media.codecs import (
+    CPU_ENCODERS,
+    NVENC_ENCODERS,
+    Quality,
+    VideoCodec,
+    mezzanine_x264_args,
+    video_args,
+)
 from reelforge.media.ffmpeg import ffmpeg_bin, run_ffmpeg
 
 if TYPE_CHECKING:
@@ -63,6 +70,12 @@ def encoder_args(name: str, codec: VideoCodec, quality: Quality) -> tuple[str, .
 def cpu_encoder(codec: VideoCodec = "h264", quality: Quality = "standard", reason: str = "") -> EncoderChoice:
     name = CPU_ENCODERS[codec]
     return EncoderChoice(name, codec, quality, encoder_args(name, codec, quality), hw=False, reason=reason)
+
+
+def intermediate_encoder(quality: Quality = "standard") -> EncoderChoice:
+    """libx264 for a picture that is decoded and encoded again (codecs.mezzanine_x264_args): fast, near-lossless."""
+    return EncoderChoice("libx264", "h264", quality, mezzanine_x264_args(quality), hw=False,
+                         reason="an intermediate that is encoded again")
 
 
 def nvenc_encoder(codec: VideoCodec = "h264", quality: Quality = "standard", reason: str = "") -> EncoderChoice:

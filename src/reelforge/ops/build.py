@@ -10,9 +10,11 @@ aggregated progress and cancel:
                 size and rate in the same encode; it does not need the narration's length, so it runs in
                 parallel with the narration (a clip longer than the script can take to speak is encoded
                 only that far, forward). Encoded without B-frames, so the compose can repeat it by stream
-                copy and cut it on the exact frame; when the compose encodes anyway (burned captions, a
-                head) as a fast near-lossless intermediate (media/codecs.mezzanine_x264_args).
+                copy and cut it on the exact frame.
       or images Ken Burns clips (img2vid) to the narration's length
+                when the compose encodes anyway (burned captions, a head), either background is made as a
+                fast near-lossless intermediate (media/codecs.mezzanine_x264_args), not a second quality
+                encode
     captions    ASS (chosen style) + SRT from the word timings
     compose     ONE encode: background (repeated to the narration's length) + head + burned captions +
                 narration/music mix; with soft or no captions and no head the background is stream-copied,
@@ -49,6 +51,8 @@ from reelforge.models.tts import split_sentences
 from reelforge.ops import build_chunks
 from reelforge.ops.build_compose import ComposeStepParams, MusicOptions, Options, compose_step
 from reelforge.ops.context import OpContext, OpResult
+from reelforge.ops.img2vid import Img2VidParams
+from reelforge.ops.img2vid import render as render_img2vid
 from reelforge.ops.loop import encode_cycle
 from reelforge.ops.params import MediaRef, Params
 from reelforge.ops.registry import Operation, get_operation, operation
@@ -169,10 +173,12 @@ def build_steps(p: BuildParams) -> list[Step]:
             steps.append(Step(id="words", op="transcribe", weight=2, params={"input": {"ref": "narration.audio"}}))
         words_ref = {"ref": "words.words"}
 
+    # the compose decodes and encodes the background again: made as a fast near-lossless intermediate
+    reencoded = {"reencoded": True} if p.captions == "burn" or p.talking_head is not None else {}
     if p.images:
         steps.append(Step(id="background", op="build.images", weight=4, params={
             "images": list(p.images), "duration_s": duration_ref, "size": f"{w}x{h}", "fps": p.fps,
-            "effect": p.ken_burns, "quality": p.quality}))
+            "effect": p.ken_burns, "quality": p.quality, **reencoded}))
     else:
         source: Any = p.backgrounds[0]
         if len(p.backgrounds) > 1:
@@ -180,9 +186,7 @@ def build_steps(p: BuildParams) -> list[Step]:
                 "inputs": list(p.backgrounds), "size": f"{w}x{h}", "fps": p.fps, "quality": p.quality}))
             source = {"ref": "joined.video"}
         cycle: dict[str, Any] = {"input": source, "mode": p.background_mode, "size": f"{w}x{h}", "fps": p.fps,
-                                 "quality": p.quality}
-        if p.captions == "burn" or p.talking_head is not None:
-            cycle["reencoded"] = True  # the compose decodes and encodes it again
+                                 "quality": p.quality, **reencoded}
         if p.audio is None and p.script:
             cycle["longest_s"] = narration_upper_bound_s(p.script, p.voice)
         steps.append(Step(id="background", op="build.cycle", weight=2, params=cycle))
@@ -296,16 +300,17 @@ class ImagesStepParams(Params):
     fps: int = Field(ge=1, le=60)
     effect: str = "zoom_in"
     quality: Quality = "standard"
+    reencoded: bool = Field(default=False, description="the compose encodes the picture again: made as a fast, "
+                                                       "near-lossless intermediate")
 
 
 def _images_step(params: ImagesStepParams, ctx: OpContext) -> OpResult:
     """Ken Burns clips sharing the narration's length (one frame spare each; the compose cuts exactly)."""
     each = params.duration_s / len(params.images) + 1.0 / params.fps
-    img2vid = get_operation("img2vid")
-    sub = img2vid.params_model.model_validate({
+    sub = Img2VidParams.model_validate({
         "images": list(params.images), "size": params.size, "fps": params.fps, "duration_s": each,
         "effect": params.effect, "join": True, "quality": params.quality})
-    result = img2vid.run(sub, ctx)
+    result = render_img2vid(sub, ctx, intermediate=params.reencoded)
     return OpResult(outputs={"video": result.outputs["video"]}, data=result.data)
 
 

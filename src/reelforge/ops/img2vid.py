@@ -24,6 +24,7 @@ from reelforge.media.encoders import (
     VideoCodec,
     choose_video_encoder,
     encode_with_fallback,
+    intermediate_encoder,
     parallel_encodes,
     with_encoder_fallback,
 )
@@ -234,6 +235,13 @@ def _join(params: Img2VidParams, ctx: OpContext, pieces: list[Path], durations: 
              "transition": "fade", "transition_s": 0.5},
 )
 def run(params: Img2VidParams, ctx: OpContext) -> OpResult:
+    return render(params, ctx)
+
+
+def render(params: Img2VidParams, ctx: OpContext, *, intermediate: bool = False) -> OpResult:
+    """The img2vid op. `intermediate`: the caller decodes this video and encodes it again (a build's images
+    under burned captions or a talking head), so on the CPU its h264 is the fast near-lossless intermediate
+    (media/encoders.intermediate_encoder) rather than a second quality encode, and it is never chunked."""
     w, h = parse_frame_size(params.size)
     check_frame_pixels(w, h, ctx.settings)
     options = [params.clip_options(i) for i in range(len(params.images))]
@@ -247,7 +255,7 @@ def run(params: Img2VidParams, ctx: OpContext) -> OpResult:
         return _join_chunks(params, ctx, durations)
     # a long joined h264 video may be chunked (docs/CHUNKED.md): on the CPU its clips are encoded as its
     # chunks' would be, chunked or not
-    long_join = (params.join and params.codec == "h264"
+    long_join = (params.join and params.codec == "h264" and not intermediate
                  and _joined_length(params, durations) > ctx.settings.compute.chunk_threshold_s)
     ctx.stage("fetching")
     images = _fetch_images(params, ctx, range(len(params.images)))  # a bad image fails here, before any fork
@@ -258,7 +266,9 @@ def run(params: Img2VidParams, ctx: OpContext) -> OpResult:
         return OpResult(fork=plan_fork(params.model_dump(mode="json"), [o.frames for o in options], durations,
                                        chunks, threads, separate))
     prefer = choose_video_encoder(ctx, params.quality, params.codec)
-    if long_join and not prefer.hw:
+    if intermediate and not prefer.hw and params.codec == "h264":
+        prefer = intermediate_encoder(params.quality)
+    elif long_join and not prefer.hw:
         prefer = chunk_encoder(params.quality, threads)
     render_span = (0.02, 0.9 if params.join else 1.0)
     clips = [ctx.temp_path(f"{clip_name(i)}.mp4") if params.join and not params.keep_clips
