@@ -256,11 +256,11 @@ def test_a_loop_period_the_compose_encodes_again_is_a_near_lossless_intermediate
         video = probe(result.outputs["video"]).video
         assert video is not None and video.frames == 50 + 48 and video.b_frames == 0
     # x264 writes its settings into the stream: the intermediate is its fastest preset at a low CRF
-    assert b"crf=16.0" in inter.outputs["video"].read_bytes() and b"cabac=0" in inter.outputs["video"].read_bytes()
+    assert b"crf=20.0" in inter.outputs["video"].read_bytes() and b"cabac=0" in inter.outputs["video"].read_bytes()
     assert b"crf=21.0" in final.outputs["video"].read_bytes()
     # and it is closer to the source than the quality encode that is stream-copied into a soft build
     near, lossy = _psnr(inter.outputs["video"], clip, 50), _psnr(final.outputs["video"], clip, 50)
-    assert near > lossy + 4, (near, lossy)  # measured 42.7 vs 35.4 dB on this grain
+    assert near > lossy + 2, (near, lossy)  # measured 39.1 vs 35.4 dB on this heavy grain
 
 
 def test_an_images_build_under_burned_captions_makes_its_ken_burns_as_an_intermediate(
@@ -276,7 +276,7 @@ def test_an_images_build_under_burned_captions_makes_its_ken_burns_as_an_interme
             "size": f"{W}x{H}", "fps": FPS, "quality": "standard", "keep_intermediates": True, "cache": False}
     burned = build(settings, tmp_path / "burn", body)
     background = burned.outputs["background.video"].read_bytes()
-    assert b"crf=16.0" in background and b"cabac=0" in background  # x264 ultrafast, near-lossless
+    assert b"crf=20.0" in background and b"cabac=0" in background  # x264 ultrafast, near-lossless
     narration = probe(burned.outputs["narration.audio"]).duration_s
     info = probe(burned.outputs["video"])
     assert info.video is not None and abs((info.video.duration_s or 0) - narration) <= 1 / FPS + 1e-3
