@@ -13,7 +13,7 @@ aggregated progress and cancel:
                 copy and cut it on the exact frame.
       or images Ken Burns clips (img2vid) to the narration's length
                 when the compose encodes anyway (burned captions, a head), either background is made as a
-                fast near-lossless intermediate (media/codecs.mezzanine_x264_args), not a second quality
+                fast near-lossless intermediate (media/encoders.intermediate_encoder), not a second quality
                 encode
     captions    ASS (chosen style) + SRT from the word timings
     compose     ONE encode: background (repeated to the narration's length) + head + burned captions +
@@ -38,9 +38,8 @@ from pydantic import Field, ValidationError, ValidationInfo, model_validator
 
 from reelforge.captions import CaptionStyle, build_plain, build_subtitles, load_words, save_subs
 from reelforge.errors import InvalidParams, MediaError
-from reelforge.media.codecs import mezzanine_x264_args
 from reelforge.media.concat_list import concat_copy_args, write_concat_list
-from reelforge.media.encoders import EncoderChoice, Quality, with_encoder_fallback
+from reelforge.media.encoders import EncoderChoice, Quality, intermediate_encoder, with_encoder_fallback
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
 from reelforge.media.frame_rate import parse_rate
 from reelforge.media.frame_size import FrameSizeText, parse_frame_size
@@ -276,7 +275,7 @@ def _cycle_step(params: CycleStepParams, ctx: OpContext) -> OpResult:
 
     def work(choice: EncoderChoice) -> Path:
         # no B-frames: decode order = display order, so a stream-copy cut ends on the exact frame
-        enc = mezzanine_x264_args(params.quality) if params.reencoded and not choice.hw else choice.args
+        enc = intermediate_encoder(params.quality).args if params.reencoded and not choice.hw else choice.args
         pieces = encode_cycle(path, ctx, mode, fps, info.duration_s, (*enc, "-bf", "0"),
                               size=size, fit=True, limit_s=limit, span=(0.0, 0.95))
         if len(pieces) == 1:
