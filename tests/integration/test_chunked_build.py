@@ -130,8 +130,8 @@ def test_a_window_with_a_talking_head_and_a_seeked_background_is_the_unchunked_c
     from reelforge.ops.build import lookup_op
     from reelforge.ops.build_compose import ComposeStepParams, compose_inputs
     from reelforge.ops.context import OpContext
+    from reelforge.pipelines.chunk_split import chunk_windows
     from reelforge.pipelines.compose_plan import HeadLayout, MusicMix, plan_compose
-    from reelforge.pipelines.render_plan import chunk_windows
 
     run, total = ["ffmpeg", "-v", "error", "-y"], 30
     background, voice, head, ass = (tmp_path / n for n in ("bg.mp4", "voice.wav", "head.webm", "c.ass"))

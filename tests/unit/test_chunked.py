@@ -20,7 +20,8 @@ from reelforge.media.codecs import chunkable_x264_args
 from reelforge.media.probe import MediaInfo, StreamInfo
 from reelforge.ops.chunking import chunk_count
 from reelforge.ops.context import OpContext
-from reelforge.pipelines.render_plan import Window, chunk_windows, frame_count, plan_render
+from reelforge.pipelines.chunk_split import chunk_windows
+from reelforge.pipelines.render_plan import Window, frame_count, plan_render
 from reelforge.pipelines.timeline import RenderParams
 from reelforge.refs import job_output_ref, parse_ref
 

@@ -382,7 +382,8 @@ class AgentJobs:
                                 code="invalid_fork")
             weight = child.get("weight", 1)
             if not isinstance(weight, int | float) or not 0 <= weight < 1e9:
-                raise UserError("A child's weight is a number of frames (0 or more).", code="invalid_fork")
+                raise UserError("A child's weight is its share of the parent's work: a number, 0 or more.",
+                                code="invalid_fork")
             checked.append({"op": job.op, "params": params.model_dump(mode="json"), "weight": weight})
         committed = {}
         for name, meta in names.items():

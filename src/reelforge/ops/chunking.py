@@ -7,6 +7,7 @@ picture is stays with each op.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from reelforge.media.concat_list import concat_copy_args, write_concat_list
 from reelforge.media.ffmpeg import ensure_file_output, run_ffmpeg
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.pipelines.cache import StepCache, file_sha256, step_key
-from reelforge.pipelines.render_plan import Window, chunk_windows
+from reelforge.pipelines.chunk_split import chunk_windows
+from reelforge.pipelines.render_plan import Window
 from reelforge.pipelines.timeline import ChunkSpec
 from reelforge.runtime import Fork
 
@@ -38,16 +40,18 @@ def chunk_count(chunks: int | None, ctx: OpContext, duration_s: float) -> int:
 
 
 def fork_chunks(op: str, params: dict[str, Any], frames: int, chunks: int, gop: int,
-                first_lighter: int = 0) -> OpResult:
+                first_lighter: float = 0.0, costs: Sequence[float] | None = None) -> OpResult:
     """The parent's first run: one child `op` per window of `frames` (cut on multiples of `gop`), each
-    with the parent's JSON `params` and its `chunk`; a child's weight is its frames. `first_lighter`: see
-    chunk_windows (a child the caller adds after these, worth that many frames)."""
-    windows = chunk_windows(frames, chunks, gop, first_lighter)
+    with the parent's JSON `params` and its `chunk`. `costs`, `first_lighter`: see chunk_windows (the
+    latter a child the caller adds after these, worth that much); a child's weight is its window's cost."""
+    windows = chunk_windows(frames, chunks, gop, first_lighter, costs)
     children = []
     for i, w in enumerate(windows):
         spec = ChunkSpec(index=i, start_frame=w.start_frame, end_frame=w.end_frame, gop=gop)
+        end = w.end_frame or frames
+        weight = sum(costs[w.start_frame // gop:math.ceil(end / gop)]) if costs is not None else end - w.start_frame
         children.append({"op": op, "params": {**params, "chunk": spec.model_dump(mode="json")},
-                         "weight": (w.end_frame or frames) - w.start_frame})
+                         "weight": max(1, round(weight))})
     return OpResult(fork=Fork(children=children, state={"frames": frames, "gop": gop, "chunks": len(windows)}))
 
 

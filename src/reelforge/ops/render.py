@@ -33,6 +33,7 @@ from reelforge.ops.chunking import (
 from reelforge.ops.context import OpContext, OpResult
 from reelforge.ops.registry import operation
 from reelforge.ops.resources import ENCODES
+from reelforge.pipelines.render_cost import gop_costs
 from reelforge.pipelines.render_plan import (
     ClipKey,
     RenderPlan,
@@ -263,7 +264,7 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
         return _render_sound(ctx, plan_for, plan, work, media)
     chunks = chunk_count(params.chunks, ctx, plan.duration_s) if long_mp4 and not joining else 1
     if chunks > 1:
-        return _fork(params, plan.duration_s, chunks, gop, plan.has_audio)
+        return _fork(params, media, plan.duration_s, chunks, gop, plan.has_audio)
     if joining:
         _join_chunks(ctx, plan_for, plan, out, work)
     elif output.format == "mp4":
@@ -306,23 +307,27 @@ def _duration(params: RenderParams, media: dict[str, MediaInfo]) -> float:
     return timeline_duration(params, clip_lengths(params, media), MAX_TIMELINE_S)
 
 
-# the sound child's cost in frames of picture: mixing + AAC measured 3.7-4.7 % of a 1080p render's time (its
-# share of the progress, and how much shorter the first chunk is, whose worker takes the sound after it)
+# the sound child's cost as a share of the picture's: mixing + AAC measured 3.7-4.7 % of a 1080p render's time
+# (its share of the progress, and how much lighter the first chunk is, whose worker takes the sound after it)
 SOUND_WEIGHT = 0.04
 
 
-def _fork(params: RenderParams, duration_s: float, chunks: int, gop: int, has_audio: bool) -> OpResult:
-    """The picture chunks and, when the render has sound, one child that mixes and encodes it: listed last, so
-    a worker takes it when it is free of a chunk, and the join that follows only copies."""
-    frames = frame_count(duration_s, float(parse_rate(params.output.fps)))
+def _fork(params: RenderParams, media: dict[str, MediaInfo], duration_s: float, chunks: int, gop: int,
+          has_audio: bool) -> OpResult:
+    """The picture chunks, of about equal cost (pipelines/render_cost.py), and, when the render has sound, one
+    child that mixes and encodes it: listed last, so a worker takes it when it is free of a chunk, and the
+    join that follows only copies."""
+    rate = float(parse_rate(params.output.fps))
+    frames = frame_count(duration_s, rate)
+    costs = gop_costs(params, clip_lengths(params, media), media, frames=frames, rate=rate, gop=gop)
     body = params.model_dump(mode="json")
-    sound_frames = round(frames * SOUND_WEIGHT) if has_audio else 0
-    result = fork_chunks("render", body, frames, chunks, gop, first_lighter=sound_frames)
+    sound = sum(costs) * SOUND_WEIGHT if has_audio else 0.0
+    result = fork_chunks("render", body, frames, chunks, gop, first_lighter=sound, costs=costs)
     assert result.fork is not None
     if has_audio:
         spec = ChunkSpec(index=len(result.fork.children), start_frame=0, gop=gop, sound=True)
         result.fork.children.append({"op": "render", "params": {**body, "chunk": spec.model_dump(mode="json")},
-                                     "weight": max(1, sound_frames)})
+                                     "weight": max(1, round(sound))})
     return result
 
 

@@ -83,23 +83,6 @@ def frame_count(duration_s: float, rate: float) -> int:
     return max(1, math.ceil(duration_s * rate - 1e-6))
 
 
-def chunk_windows(frames: int, chunks: int, gop: int, first_lighter: int = 0) -> list[Window]:
-    """`frames` split into about `chunks` equal windows, every cut on a multiple of `gop` (a keyframe).
-    `first_lighter`: work worth that many frames that the first window's worker does after it (a render's
-    sound child, taken by the first worker to be free): the first window is that much shorter than the
-    others, so every worker ends at about the same time (with 2 workers the sound was on the critical path)."""
-    gops = math.ceil(frames / gop)
-    chunks = max(1, min(chunks, gops))
-    cuts = [round(gops * k / chunks) * gop for k in range(chunks)]
-    if first_lighter > 0 and chunks > 1:
-        # the others each carry (frames + first_lighter) / chunks; the first that less first_lighter
-        first = max(1, round(((frames + first_lighter) / chunks - first_lighter) / gop))
-        rest = gops - first
-        if rest >= chunks - 1:
-            cuts = [0, *((first + round(rest * k / (chunks - 1))) * gop for k in range(chunks - 1))]
-    return [Window(a, b if b < frames else None) for a, b in zip(cuts, [*cuts[1:], frames], strict=True)]
-
-
 def num(x: float) -> str:
     """A float for a filter expression: plain decimal, no exponent, trimmed."""
     text = f"{x:.6f}".rstrip("0").rstrip(".")
@@ -270,7 +253,7 @@ class _Graph:
         return out
 
 
-def _still(info: MediaInfo) -> bool:
+def is_still(info: MediaInfo) -> bool:
     """A single-frame picture (not a GIF, which may be animated): decoded once and held in the graph."""
     return info.is_image and info.format_name != "gif"
 
@@ -420,7 +403,7 @@ class _RenderGraph:
                 and (info.audio is not None or asset.type == "audio"))
 
     def _add_clip_input(self, clip: Clip, info: MediaInfo, length: float) -> int:
-        if clip.asset.type == "image" and _still(info):
+        if clip.asset.type == "image" and is_still(info):
             return self.g.add_input(["-framerate", self.rate_s, "-i", info.path])  # one frame: looped in the graph
         if clip.asset.type == "image":
             return self.g.add_input(["-loop", "1", "-framerate", self.rate_s, "-t", num(length), "-i", info.path])
@@ -526,7 +509,7 @@ class _RenderGraph:
         filters += [f"scale={scaled_w}:{scaled_h}", "setsar=1"]
         if (scaled_w, scaled_h) != (layer_w, layer_h):
             filters.append(f"crop={layer_w}:{layer_h}")
-        if clip.asset.type == "image" and _still(info):
+        if clip.asset.type == "image" and is_still(info):
             filters += self._hold(length)
         return _Layer([f"{input_idx}:v"], filters, layer_w, layer_h)
 
@@ -588,7 +571,7 @@ class _RenderGraph:
                                  code="no_video_stream")
             skip = max(0.0, clip.start - l_start)  # the part of the matte before the clip starts
             hold: list[str] = []
-            if _still(info):
+            if is_still(info):
                 idx = g.add_input(["-framerate", self.rate_s, "-i", info.path])
                 hold = [*self._hold(end - off), f"trim=duration={num(end - off)}"]
             elif info.is_image:
