@@ -5,6 +5,7 @@
     flock /tmp/reelforge-services.lock .venv/bin/python bench/bench_chunked.py --backend agents
     flock /tmp/reelforge-services.lock .venv/bin/python bench/bench_chunked.py --seconds 30 --size 1280x720
     flock /tmp/reelforge-services.lock .venv/bin/python bench/bench_chunked.py --op build --seconds 60 --size 640x360
+    flock /tmp/reelforge-services.lock .venv/bin/python bench/bench_chunked.py --layout front   # the video first
 
 `--op build`: a build instead (espeak narration of about `--seconds`, the clip as a looped ping-pong
 background, looped ducked music, burned karaoke captions; `cache: false`, so both runs make every step);
@@ -22,7 +23,9 @@ on agents, and every file goes through the API (docs/CHUNKED.md, "On agents").
 
     reference   1 worker, the render in one job (`chunks: 1`)
     chunked     N workers (default 2), the render split into N chunks (`chunks: N`, so a worker count
-                taken while the workers start cannot change what is measured)
+                taken while the workers start cannot change what is measured); `--chunks C`: C chunks instead,
+                so 2 workers can show how evenly an 8-way split's chunks cost (the balance line: the most
+                one worker per chunk could reach from those costs, before any overhead)
 
 Printed and written (--write): wall times, the speed-up (reference / chunked, goal >= 1.8x for 2 workers),
 the CPU seconds of the worker process trees in each run (so the chunking's extra work shows apart from
@@ -75,12 +78,16 @@ def make_media(folder: Path, size: str) -> dict[str, Path]:
     return {"clip": clip, "image": image, "music": music}
 
 
-def timeline(src: dict[str, str], seconds: float, size: str, fps: float, quality: str) -> dict[str, Any]:
-    """Alternating 10 s video and image clips with fades, a caption track, a title, looped music."""
+def timeline(src: dict[str, str], seconds: float, size: str, fps: float, quality: str,
+             layout: str = "alternate") -> dict[str, Any]:
+    """10 s video and image clips with fades, a caption track, a title, looped music. `layout`: alternate (video
+    and image clips by turns) or front (video clips for the first half, images after: the moving minutes all in
+    the first half, which costs about twice the second)."""
     clips, t, i = [], 0.0, 0
     while t < seconds:
         length = min(10.0, seconds - t)
-        asset = ({"type": "video", "src": src["clip"]} if i % 2 == 0 else {"type": "image", "src": src["image"]})
+        video = i % 2 == 0 if layout == "alternate" else t < seconds / 2
+        asset = {"type": "video", "src": src["clip"]} if video else {"type": "image", "src": src["image"]}
         clips.append({"asset": asset, "start": t, "length": length, "transition": {"in": "fade", "duration": 0.5}})
         t, i = t + length, i + 1
     words = [{"text": f"word{k}", "start": k * 0.5, "end": k * 0.5 + 0.45} for k in range(int(seconds * 2))]
@@ -277,7 +284,11 @@ def main() -> None:
     ap.add_argument("--fps", type=float, default=25)
     ap.add_argument("--quality", default="standard")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--chunks", type=int, help="chunks of the chunked run (default: one per worker); more chunks "
+                    "than workers measure how evenly a wider split's chunks cost (see the balance line)")
     ap.add_argument("--backend", choices=("celery", "agents"), default="celery")
+    ap.add_argument("--layout", choices=("alternate", "front"), default="alternate",
+                    help="a render's clips: video and images by turns, or all the video in the first half")
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--write", type=Path, help="append a Markdown section to this file")
     args = ap.parse_args()
@@ -305,12 +316,15 @@ def main() -> None:
                 for name, path in files.items():
                     with path.open("rb") as fh:
                         ids[name] = c.post("/v1/files", params={"filename": path.name}, content=fh).json()["id"]
-                make = build_params if args.op == "build" else timeline
-                base = make(ids, args.seconds, args.size, args.fps, args.quality)
+                if args.op == "build":
+                    base = build_params(ids, args.seconds, args.size, args.fps, args.quality)
+                else:
+                    base = timeline(ids, args.seconds, args.size, args.fps, args.quality, args.layout)
                 ref = one_run(svc, c, args.op, {**base, "chunks": 1}, cores[:1], args.timeout, args.backend)
                 print(f"reference (1 worker, one job): {ref['wall_s']:.1f} s wall, {ref['cpu_s']:.1f} CPU s, "
                       f"load {ref['load'][0]:.1f}-{ref['load'][1]:.1f}", flush=True)
-                chk = one_run(svc, c, args.op, {**base, "chunks": len(cores)}, cores, args.timeout, args.backend)
+                chunks = args.chunks or len(cores)
+                chk = one_run(svc, c, args.op, {**base, "chunks": chunks}, cores, args.timeout, args.backend)
         finally:
             svc.stop()
     redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
@@ -333,6 +347,11 @@ def main() -> None:
         f"{', '.join(f'{s:.1f}' for s in chk.get('sound_s', [])) or '-'} s; join after the last child "
         f"(requeue + copy) {chk.get('join_s', 0):.2f} s; the join run's stages {chk.get('join_stages')}",
     ]
+    encodes = chk.get("encode_s") or [0.0]
+    lines.append(f"chunk balance: the longest chunk encode {max(encodes):.1f} s against a mean of "
+                 f"{sum(encodes) / len(encodes):.1f} s ({max(encodes) * len(encodes) / max(1e-9, sum(encodes)):.3f}); "
+                 f"one worker per chunk would reach at most {sum(encodes) / max(1e-9, max(encodes)):.2f}x of "
+                 f"{len(encodes)} from these chunks' costs alone")
     per_chunk = (chk.get("plan_s", 0) + chk.get("join_s", 0)) / max(1, chk.get("chunks", 1)) + (
         sum(chk.get("startup_s", [])) / max(1, chk.get("chunks", 1)))
     lines.append(f"per-chunk overhead (start-up + planning and join shared out): {per_chunk:.2f} s, "
@@ -341,7 +360,8 @@ def main() -> None:
     print("\n".join(lines[1:]))
     if args.write:
         with args.write.open("a") as fh:
-            fh.write(f"\n### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {args.op}, {args.seconds:g} s "
+            fh.write(f"\n### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {args.op}"
+                     f"{f' ({args.layout})' if args.op == 'render' else ''}, {args.seconds:g} s "
                      f"{args.size} at {args.fps:g} fps, quality {args.quality}, {len(cores)} "
                      f"{'agents' if args.backend == 'agents' else 'workers'}\n\n")
             fh.write("\n".join(f"- {line}" for line in lines) + "\n")
