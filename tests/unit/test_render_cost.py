@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from reelforge.config import Settings
-from reelforge.media.probe import MediaInfo, StreamInfo
+from reelforge.media.probe import MediaInfo, StreamInfo, probe
 from reelforge.ops.context import OpContext
 from reelforge.ops.registry import get_operation
 from reelforge.pipelines.render_cost import gop_costs, moving_spans
@@ -94,3 +94,31 @@ def test_a_long_render_forks_into_chunks_of_about_equal_cost(tmp_path: Path) -> 
     weights = [c["weight"] for c in chunks]
     assert weights == [860, 940] and sound[0]["weight"] == 72
     assert abs(weights[0] + sound[0]["weight"] - weights[1]) <= 20  # within one 2 s interval of stills
+    assert result.fork.state["duration_s"] == 120 and result.fork.state["has_audio"] is True  # for the join
+
+
+def test_the_join_copies_the_chunks_and_sound_without_fetching_an_input_again(tmp_path: Path) -> None:
+    """The parent's second run needs only what its fork kept: the timeline's sources are not there at all (as
+    on a worker that would have to download them again), and the chunks and the sound still join."""
+    pieces = []
+    for i, colour in enumerate(("red", "blue")):
+        piece = tmp_path / f"chunk{i}.mp4"
+        ffmpeg("-f", "lavfi", "-i", f"color=c={colour}:size=64x36:rate=10:duration=2", "-c:v", "libx264",
+               "-preset", "ultrafast", "-g", "20", "-pix_fmt", "yuv420p", str(piece))
+        pieces.append(piece)
+    sound = tmp_path / "sound.m4a"
+    ffmpeg("-f", "lavfi", "-i", "sine=f=440:duration=4", "-c:a", "aac", str(sound))
+    body = {"timeline": {"duration": 4, "tracks": [{"clips": [
+        {"asset": {"type": "video", "src": str(tmp_path / "gone.mp4")}, "start": 0, "length": 4}]}]},
+        "output": {"format": "mp4", "size": "64x36", "fps": 10, "poster": 3.0}}
+    children = [{"id": f"c{i}", "outputs": {"chunk": str(p)}, "data": {}} for i, p in enumerate(pieces)]
+    children.append({"id": "s", "outputs": {"sound": str(sound)}, "data": {"sound": True}})
+    ctx = OpContext.for_test(tmp_path / "work", Settings(data_dir=tmp_path / "data"), resumed={
+        "state": {"frames": 40, "gop": 20, "chunks": 2, "duration_s": 4.0, "has_audio": True},
+        "children": children, "outputs": {}})
+    op = get_operation("render")
+    result = op.run(op.params_model.model_validate(body), ctx)
+    info = probe(result.outputs["render"])
+    assert info.video is not None and info.video.frames == 40 and info.audio is not None
+    assert abs(info.duration_s - 4.0) < 0.1
+    assert result.data["chunks"] == 2 and result.data["audio"] is True and "poster" in result.outputs

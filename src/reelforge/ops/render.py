@@ -177,7 +177,10 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
     tl, output = params.timeline, params.output
     out_w, out_h = output.frame_size
     check_frame_pixels(out_w, out_h, ctx.settings)
-    joining = ctx.resumed is not None  # the run after a chunked render's chunks: progress starts at 95 %
+    kept = (ctx.resumed or {}).get("state") or {}
+    if "duration_s" in kept:  # the parent's run after its chunks: what the fork kept is all the join needs
+        return _joined(params, ctx, float(kept["duration_s"]), bool(kept.get("has_audio")))
+    joining = ctx.resumed is not None  # (a parent forked before the fork kept its length: as then)
     ctx.stage("fetching inputs", 0.95 if joining else 0.0)
     refs: dict[str, str] = {}  # src -> the JSON path of its first use, for error messages
     for ti, track in enumerate(tl.tracks):
@@ -276,6 +279,12 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
         ctx.stage("rendering", 0.05)
         run_ffmpeg(plan.args, ctx, duration_s=plan.duration_s, span=(0.05, 1.0), stage="rendering")
     ensure_file_output(out, "render")
+    return _finish(params, ctx, out, plan.duration_s, plan.has_audio)
+
+
+def _finish(params: RenderParams, ctx: OpContext, out: Path, duration_s: float, has_audio: bool) -> OpResult:
+    """The rendered (or joined) file with the stills taken from it, and the job's data."""
+    output = params.output
     outputs = {"render": out}
     final_w, final_h = output.final_size
     stills = [("poster", output.poster, 1.0)]
@@ -288,16 +297,16 @@ def run(params: RenderParams, ctx: OpContext) -> OpResult:
             raise InvalidParams(f"output.{name}: a {output.format} render has no frames to take a {name} from.",
                                 code="no_frames", details={"path": f"output.{name}"})
         still = ctx.output_path(name, ".jpg")
-        at = min(at, max(0.0, plan.duration_s - 1 / output.fps))
+        at = min(at, max(0.0, duration_s - 1 / output.fps))
         run_ffmpeg(["-ss", f"{at:.3f}", "-i", str(out), "-frames:v", "1", "-vf",
                     f"scale={max(2, round(final_w * scale))}:{max(2, round(final_h * scale))}", "-q:v", "3",
                     "-update", "1", str(still)], ctx, stage=f"writing the {name}")
         ensure_file_output(still, name)
         outputs[name] = still
     ctx.progress(1.0)
-    data: dict[str, Any] = {"duration_s": round(plan.duration_s, 3), "format": output.format,
-                            "size": [final_w, final_h], "fps": output.fps, "audio": plan.has_audio}
-    if joining:
+    data: dict[str, Any] = {"duration_s": round(duration_s, 3), "format": output.format,
+                            "size": [final_w, final_h], "fps": output.fps, "audio": has_audio}
+    if ctx.resumed is not None:
         data["chunks"] = sum(1 for child in (ctx.resumed or {}).get("children") or [] if "chunk" in child["outputs"])
     return OpResult(outputs=outputs, data=data)
 
@@ -324,6 +333,7 @@ def _fork(params: RenderParams, media: dict[str, MediaInfo], duration_s: float, 
     sound = sum(costs) * SOUND_WEIGHT if has_audio else 0.0
     result = fork_chunks("render", body, frames, chunks, gop, first_lighter=sound, costs=costs)
     assert result.fork is not None
+    result.fork.state.update(duration_s=duration_s, has_audio=has_audio)  # for the join (_joined)
     if has_audio:
         spec = ChunkSpec(index=len(result.fork.children), start_frame=0, gop=gop, sound=True)
         result.fork.children.append({"op": "render", "params": {**body, "chunk": spec.model_dump(mode="json")},
@@ -371,9 +381,31 @@ def _render_sound(ctx: OpContext, plan_for: Any, plan: RenderPlan, work: Path,
                         seconds=plan.duration_s, stage="mixing sound", name="sound")
 
 
+def _joined(params: RenderParams, ctx: OpContext, duration_s: float, has_audio: bool) -> OpResult:
+    """The parent's second run: the chunks joined by stream copy, with the sound child's AAC (the sound of the
+    whole length, encoded once, so no encoder priming at the joins) muxed in. The fork kept the length and
+    whether there is sound, so no input is fetched or probed again: a worker on other storage, or an agent,
+    would download every source once more only to copy the chunks."""
+    work = ctx.workdir / "render"
+    work.mkdir(parents=True, exist_ok=True)
+    out = ctx.output_path("render", ".mp4")
+    ctx.stage("joining chunks", 0.95)
+    pieces = resumed_chunks(ctx)
+    extra: list[str] = []
+    maps = ["0:v:0"]
+    if has_audio:
+        audio = resumed_output(ctx, "sound")
+        if audio is None:
+            raise MediaError("The chunked render has no sound to join.", code="chunk_missing")
+        extra, maps = ["-i", str(audio)], ["0:v:0", "1:a:0"]
+    join_chunks(ctx, pieces, out, work, duration_s=duration_s, extra_inputs=extra, maps=maps)
+    ensure_file_output(out, "render")
+    return _finish(params, ctx, out, duration_s, has_audio)
+
+
 def _join_chunks(ctx: OpContext, plan_for: Any, plan: RenderPlan, out: Path, work: Path) -> None:
-    """The parent's second run: the chunks joined by stream copy, with the sound (mixed and encoded once for
-    the whole length, by the sound child, so no encoder priming at the joins) muxed in."""
+    """The join of a parent forked by an earlier version, whose fork did not keep the length (an upgrade while
+    it rendered): after fetching and planning again, as it was then."""
     ctx.stage("joining chunks", 0.95)
     pieces = resumed_chunks(ctx)
     extra: list[str] = []
