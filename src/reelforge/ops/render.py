@@ -389,16 +389,12 @@ def _joined(params: RenderParams, ctx: OpContext, duration_s: float, has_audio: 
     work = ctx.workdir / "render"
     work.mkdir(parents=True, exist_ok=True)
     out = ctx.output_path("render", ".mp4")
-    ctx.stage("joining chunks", 0.95)
-    pieces = resumed_chunks(ctx)
-    extra: list[str] = []
-    maps = ["0:v:0"]
+    audio = None
     if has_audio:
         audio = resumed_output(ctx, "sound")
         if audio is None:
             raise MediaError("The chunked render has no sound to join.", code="chunk_missing")
-        extra, maps = ["-i", str(audio)], ["0:v:0", "1:a:0"]
-    join_chunks(ctx, pieces, out, work, duration_s=duration_s, extra_inputs=extra, maps=maps)
+    _copy_join(ctx, out, work, duration_s, audio)
     ensure_file_output(out, "render")
     return _finish(params, ctx, out, duration_s, has_audio)
 
@@ -406,15 +402,17 @@ def _joined(params: RenderParams, ctx: OpContext, duration_s: float, has_audio: 
 def _join_chunks(ctx: OpContext, plan_for: Any, plan: RenderPlan, out: Path, work: Path) -> None:
     """The join of a parent forked by an earlier version, whose fork did not keep the length (an upgrade while
     it rendered): after fetching and planning again, as it was then."""
+    audio = resumed_output(ctx, "sound") if plan.has_audio else None
+    if plan.has_audio and audio is None:  # forked before sound children existed: made here, as it was then
+        audio = work / "sound.m4a"
+        ctx.stage("joining chunks", 0.95)
+        run_ffmpeg(plan_for(audio_only=True, out=audio).args, ctx, duration_s=plan.duration_s,
+                   span=(0.95, 0.98), stage="mixing sound")
+    _copy_join(ctx, out, work, plan.duration_s, audio)
+
+
+def _copy_join(ctx: OpContext, out: Path, work: Path, duration_s: float, audio: Path | None) -> None:
+    """The children's chunks joined by stream copy into `out`, with `audio` (the whole length's AAC) muxed in."""
     ctx.stage("joining chunks", 0.95)
-    pieces = resumed_chunks(ctx)
-    extra: list[str] = []
-    maps = ["0:v:0"]
-    if plan.has_audio:
-        audio = resumed_output(ctx, "sound")
-        if audio is None:  # forked before sound children existed: made here, as it was then
-            audio = work / "sound.m4a"
-            run_ffmpeg(plan_for(audio_only=True, out=audio).args, ctx, duration_s=plan.duration_s,
-                       span=(0.95, 0.98), stage="mixing sound")
-        extra, maps = ["-i", str(audio)], ["0:v:0", "1:a:0"]
-    join_chunks(ctx, pieces, out, work, duration_s=plan.duration_s, extra_inputs=extra, maps=maps)
+    extra, maps = (["-i", str(audio)], ["0:v:0", "1:a:0"]) if audio is not None else ([], ["0:v:0"])
+    join_chunks(ctx, resumed_chunks(ctx), out, work, duration_s=duration_s, extra_inputs=extra, maps=maps)
